@@ -1,0 +1,70 @@
+import type { ToolCall, Usage } from "../protocol/task.ts";
+
+/** A chat message in the OpenAI chat completions shape. */
+export interface ChatMessage {
+  role: "system" | "user" | "assistant" | "tool";
+  content: string | null;
+  name?: string;
+  tool_call_id?: string;
+  tool_calls?: { id: string; type: "function"; function: { name: string; arguments: string } }[];
+}
+
+/** A tool an LLM may call (OpenAI `tools` entry). */
+export interface ToolSpec {
+  type: "function";
+  function: { name: string; description?: string; parameters?: Record<string, unknown> };
+}
+
+/** What an agent asks of an LLM. `model` picks among endpoints serving it. */
+export interface ChatRequest {
+  model?: string;
+  messages: ChatMessage[];
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  seed?: number;
+  stop?: string[];
+  tools?: ToolSpec[];
+  tool_choice?: unknown;
+  response_format?: unknown;
+}
+
+/** One completed chat call. */
+export interface ChatResult {
+  text: string;
+  toolCalls: ToolCall[];
+  finishReason: string;
+  usage: Usage;
+  /** base URL of the endpoint that answered */
+  endpoint: string;
+  model: string;
+  ms: number;
+  /** 1 when the first try succeeded */
+  attempts: number;
+}
+
+export interface ChatOptions {
+  signal?: AbortSignal;
+  /** a key (the task id) whose calls should go to the same endpoint when possible */
+  affinity?: string;
+}
+
+/** The one LLM client agents use. */
+export interface LlmClient {
+  chat(req: ChatRequest, opts?: ChatOptions): Promise<ChatResult>;
+  /** the endpoints known, with their live load */
+  endpoints(): EndpointInfo[];
+  close(): Promise<void>;
+}
+
+export interface EndpointInfo {
+  url: string;
+  models: string[];
+  inFlight: number;
+  limit: number;
+  healthy: boolean;
+  requests: number;
+  errors: number;
+  promptTokens: number;
+  completionTokens: number;
+}
