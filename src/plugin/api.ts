@@ -53,11 +53,13 @@ export interface Role<C = unknown> {
   run(state: Readonly<TaskState>, ctx: AgentContext<C>): Promise<StepResult>;
 }
 
-/** How a workflow summarises its dataset: one figure from the rows' metrics. */
+/**
+ * One figure a workflow reports for its dataset: the mean, over rows, of a
+ * number read off each row's metrics (undefined leaves the row out).
+ */
 export interface Metric {
   name: string;
-  /** reduce the rows' `metrics` objects (failed rows included) to one number */
-  of(rows: readonly Record<string, unknown>[]): number;
+  of(metrics: Readonly<Record<string, unknown>>, status: "ok" | "failed"): number | undefined;
 }
 
 /**
@@ -72,17 +74,18 @@ export interface Workflow<S = Record<string, unknown>, C = unknown> {
   roles: Record<string, Role<C>>;
   /** the first role and initial variables for a new task */
   start(seed: S, config: C): { next: string; vars?: Record<string, unknown> };
-  /** the next role after a step, or null when the task is done */
-  next(state: Readonly<TaskState>, config: C): string | null;
+  /** the next role after `ran` has run its step, or null when the task is done */
+  next(state: Readonly<TaskState>, config: C, ran: string): string | null;
   /** the row's output and metrics (also called for failed tasks) */
   output(state: Readonly<TaskState>, config: C): { output: unknown; metrics: Record<string, unknown> };
   /** steps after which the task fails (default 200) */
   maxSteps?: (config: C) => number;
-  metric?: Metric;
+  /** the dataset's quality figures, the first one being the headline */
+  metrics?: Metric[];
 }
 
 /** A workflow with its types erased, as the engine holds it. */
-// biome-ignore lint: the engine validates seeds and config with the workflow's own schemas
+// biome-ignore lint/suspicious/noExplicitAny: the engine validates seeds and config with the workflow's own schemas
 export type AnyWorkflow = Workflow<any, any>;
 
 /** Identity helper that keeps a workflow's seed and config types checked. */

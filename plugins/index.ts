@@ -1,0 +1,6 @@
+import type { AnyWorkflow } from "../src/plugin/api.ts";
+import { coral } from "./coral/index.ts";
+import { coralDummy } from "./coral-dummy/index.ts";
+
+/** The workflows bundled into the binary. */
+export const builtinWorkflows: readonly AnyWorkflow[] = [coral, coralDummy];

@@ -1,0 +1,67 @@
+import { TaskError } from "../errors.ts";
+import type { TaskState } from "../protocol/task.ts";
+import { type Bus, type Lease, noLease, type RoleLoad, roleKey, type TaskHandler } from "./bus.ts";
+
+interface Hosted {
+  slots: number;
+  busy: number;
+  handler: TaskHandler;
+  queue: TaskState[];
+  head: number;
+}
+
+/**
+ * The in-process bus: a FIFO queue per role and a slot count. States are
+ * passed by reference (no serialization); the number of queued states is
+ * bounded by admission, not here.
+ */
+export class LocalBus implements Bus {
+  readonly kind = "local";
+  #roles = new Map<string, Hosted>();
+  #closed = false;
+
+  host(key: string, slots: number, handler: TaskHandler): void {
+    if (slots < 1) throw new RangeError(`role "${key}" needs at least one slot`);
+    this.#roles.set(key, { slots, busy: 0, handler, queue: [], head: 0 });
+  }
+
+  send(state: TaskState, _lease?: Lease): Promise<void> {
+    const hosted = state.next === null ? undefined : this.#roles.get(roleKey(state.workflow, state.next));
+    if (!hosted) return Promise.reject(new TaskError(`no node hosts role "${state.next}" of workflow "${state.workflow}"`));
+    if (this.#closed) return Promise.reject(new TaskError("bus is closed"));
+    hosted.queue.push(state);
+    this.#pump(hosted);
+    return Promise.resolve();
+  }
+
+  #pump(h: Hosted): void {
+    while (h.busy < h.slots && h.head < h.queue.length) {
+      const state = h.queue[h.head] as TaskState;
+      h.queue[h.head++] = undefined as unknown as TaskState;
+      if (h.head > 1024 && h.head * 2 > h.queue.length) {
+        h.queue = h.queue.slice(h.head);
+        h.head = 0;
+      }
+      h.busy++;
+      h.handler(state, noLease).then(
+        () => this.#release(h),
+        () => this.#release(h),
+      );
+    }
+  }
+
+  #release(h: Hosted): void {
+    h.busy--;
+    this.#pump(h);
+  }
+
+  load(): Record<string, RoleLoad> {
+    const out: Record<string, RoleLoad> = {};
+    for (const [role, h] of this.#roles) out[role] = { slots: h.slots, busy: h.busy, queued: h.queue.length - h.head };
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+}

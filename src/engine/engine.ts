@@ -1,0 +1,246 @@
+import { type Bus, type Lease, roleKey } from "../bus/bus.ts";
+import { describe, LlmError } from "../errors.ts";
+import type { LlmClient } from "../llm/types.ts";
+import type { Logger } from "../log.ts";
+import type { AgentContext, AnyWorkflow, StepResult, TaskLlm } from "../plugin/api.ts";
+import type { OutputRow, TaskState, Turn } from "../protocol/task.ts";
+import { fnv1a, seededRandom } from "../util/hash.ts";
+import type { JobResolver, JobRuntime } from "./job.ts";
+import { buildRow } from "./row.ts";
+
+/** Counters a node keeps about the steps it ran. */
+export interface EngineStats {
+  steps: number;
+  hops: number;
+  ok: number;
+  failed: number;
+  running: number;
+  promptTokens: number;
+  completionTokens: number;
+  stepErrors: number;
+}
+
+export interface EngineOptions {
+  bus: Bus;
+  jobs: JobResolver;
+  node: string;
+  log: Logger;
+  llm?: LlmClient;
+  /** stores a finished task's row durably; the task's lease is let go after it resolves */
+  finish: (row: OutputRow, state: TaskState) => Promise<void>;
+  services?: Record<string, unknown>;
+}
+
+const noLlm: TaskLlm = {
+  chat: () => Promise.reject(new LlmError("no LLM endpoint is configured (use --llm)", undefined, undefined, false)),
+};
+
+/**
+ * Runs steps of tasks that arrive on the bus for the roles this node hosts,
+ * and hands each task on to its next role or, when done, to `finish`.
+ */
+export class Engine {
+  readonly stats: EngineStats = {
+    steps: 0,
+    hops: 0,
+    ok: 0,
+    failed: 0,
+    running: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    stepErrors: 0,
+  };
+  readonly #opts: EngineOptions;
+  readonly #abort = new AbortController();
+
+  constructor(opts: EngineOptions) {
+    this.#opts = opts;
+  }
+
+  /** Host every role of a workflow with the given slots per role. */
+  hostWorkflow(workflow: AnyWorkflow, slots: (role: string) => number): void {
+    for (const role of Object.keys(workflow.roles)) {
+      this.#opts.bus.host(roleKey(workflow.name, role), slots(role), (state, lease) => this.#step(state, lease));
+    }
+  }
+
+  /** A new task's state, before its first step. */
+  static newTask(job: JobRuntime, id: string, trial: number, seed: Record<string, unknown>): TaskState {
+    const now = Date.now();
+    const { next, vars } = job.workflow.start(seed, job.config);
+    return {
+      v: 1,
+      job: job.id,
+      id,
+      trial,
+      workflow: job.workflow.name,
+      next,
+      seed,
+      history: [],
+      vars: vars ?? {},
+      attempts: {},
+      steps: 0,
+      timings: { admitted: now, updated: now },
+      provenance: { nodes: [], endpoints: [], models: [] },
+    };
+  }
+
+  /** Start a task: send it to its first role. A task that cannot start ends as a failed row. */
+  async begin(state: TaskState, lease?: Lease): Promise<void> {
+    try {
+      this.stats.hops++;
+      await this.#opts.bus.send(state, lease);
+    } catch (err) {
+      await this.#fail(state, lease, describe(err));
+    }
+  }
+
+  /** Abort the steps running now (shutdown). Their tasks get no row; they stay with the bus. */
+  abort(): void {
+    this.#abort.abort(new Error("node is shutting down"));
+  }
+
+  get aborted(): boolean {
+    return this.#abort.signal.aborted;
+  }
+
+  async #step(state: TaskState, lease: Lease): Promise<void> {
+    if (this.#abort.signal.aborted) return;
+    const job = await this.#opts.jobs(state.job);
+    if (!job) return this.#fail(state, lease, `job "${state.job}" is unknown or cancelled`);
+    const roleName = state.next as string;
+    const role = job.workflow.roles[roleName];
+    if (!role) return this.#fail(state, lease, `workflow "${job.workflow.name}" has no role "${roleName}"`);
+
+    const stats = this.stats;
+    const at = Date.now();
+    stats.running++;
+    let result: StepResult;
+    try {
+      result = await role.run(state, this.#context(state, job, lease));
+    } catch (err) {
+      stats.running--;
+      if (this.#abort.signal.aborted) return;
+      return this.#stepError(state, job, lease, roleName, err);
+    }
+    stats.running--;
+    stats.steps++;
+    state.steps++;
+    this.#apply(state, roleName, result, at);
+
+    if (result.fail !== undefined) return this.#fail(state, lease, `${roleName}: ${result.fail}`);
+    let next: string | null;
+    try {
+      next = job.workflow.next(state, job.config, roleName);
+    } catch (err) {
+      return this.#fail(state, lease, `next role after "${roleName}": ${describe(err)}`);
+    }
+    if (next !== null && state.steps >= job.maxSteps) {
+      return this.#fail(state, lease, `step limit reached (${job.maxSteps} steps)`);
+    }
+    state.next = next;
+    if (next === null) return this.#finish(state, job, lease);
+    try {
+      stats.hops++;
+      await this.#opts.bus.send(state, lease);
+    } catch (err) {
+      await this.#fail(state, lease, describe(err));
+    }
+  }
+
+  #context(state: TaskState, job: JobRuntime, lease: Lease): AgentContext {
+    const llm = this.#opts.llm;
+    const signal = this.#abort.signal;
+    const taskLlm: TaskLlm = llm
+      ? {
+          chat: (req) => {
+            lease.touch();
+            return llm.chat(req, { signal, affinity: state.id });
+          },
+        }
+      : noLlm;
+    return {
+      llm: taskLlm,
+      log: this.#opts.log,
+      signal,
+      config: job.config,
+      random: seededRandom(fnv1a(`${job.seed}:${state.id}:${state.trial}:${state.steps}`)),
+      node: this.#opts.node,
+      services: this.#opts.services ?? {},
+    };
+  }
+
+  #apply(state: TaskState, roleName: string, result: StepResult, at: number): void {
+    const now = Date.now();
+    const node = this.#opts.node;
+    const prov = state.provenance;
+    if (prov.nodes[prov.nodes.length - 1] !== node && !prov.nodes.includes(node)) prov.nodes.push(node);
+    state.timings.updated = now;
+    if (result.turns) {
+      for (const t of result.turns) {
+        const turn: Turn = { role: t.role ?? roleName, text: t.text, at, ms: now - at };
+        if (t.toolCalls?.length) turn.toolCalls = t.toolCalls;
+        if (t.toolCallId !== undefined) turn.toolCallId = t.toolCallId;
+        const llm = t.llm;
+        if (llm) {
+          turn.usage = llm.usage;
+          turn.endpoint = llm.endpoint;
+          turn.model = llm.model;
+          this.stats.promptTokens += llm.usage.prompt;
+          this.stats.completionTokens += llm.usage.completion;
+          if (!prov.endpoints.includes(llm.endpoint)) prov.endpoints.push(llm.endpoint);
+          if (!prov.models.includes(llm.model)) prov.models.push(llm.model);
+        }
+        turn.node = node;
+        state.history.push(turn);
+      }
+    }
+    if (result.vars) {
+      for (const [k, v] of Object.entries(result.vars)) {
+        if (v === undefined) delete state.vars[k];
+        else state.vars[k] = v;
+      }
+    }
+  }
+
+  async #stepError(state: TaskState, job: JobRuntime, lease: Lease, roleName: string, err: unknown): Promise<void> {
+    this.stats.stepErrors++;
+    const reason = `${roleName}: ${describe(err)}`;
+    if (err instanceof LlmError) return this.#fail(state, lease, reason);
+    const spent = state.attempts[roleName] ?? 0;
+    if (spent >= job.stepRetries) return this.#fail(state, lease, `${reason} (after ${spent + 1} tries)`);
+    state.attempts[roleName] = spent + 1;
+    this.#opts.log.warn({ task: state.id, role: roleName, err: describe(err) }, "step failed, trying again");
+    try {
+      await this.#opts.bus.send(state, lease);
+    } catch (e) {
+      await this.#fail(state, lease, describe(e));
+    }
+  }
+
+  async #fail(state: TaskState, lease: Lease | undefined, reason: string): Promise<void> {
+    state.error = reason;
+    state.next = null;
+    const job = await this.#opts.jobs(state.job);
+    if (!job) {
+      // No job to shape the row: the task was cancelled with its job.
+      await lease?.done();
+      return;
+    }
+    return this.#finish(state, job, lease);
+  }
+
+  async #finish(state: TaskState, job: JobRuntime, lease: Lease | undefined): Promise<void> {
+    const row = buildRow(state, job);
+    if (row.status === "ok") this.stats.ok++;
+    else this.stats.failed++;
+    try {
+      await this.#opts.finish(row, state);
+    } catch (err) {
+      // The row is not stored: keep the lease so the task comes back.
+      this.#opts.log.error({ task: state.id, err: describe(err) }, "cannot store row");
+      return;
+    }
+    await lease?.done();
+  }
+}

@@ -1,0 +1,185 @@
+import { LocalBus } from "../bus/local.ts";
+import { describe } from "../errors.ts";
+import type { LlmClient } from "../llm/types.ts";
+import type { Logger } from "../log.ts";
+import type { AnyWorkflow } from "../plugin/api.ts";
+import { parseSeedLine } from "../seeds/seeds.ts";
+import { JsonlSink, scanOutput } from "../sink/jsonl.ts";
+import { fileLines } from "../util/lines.ts";
+import { Admission } from "./admission.ts";
+import { Engine, type EngineStats } from "./engine.ts";
+import type { JobRuntime } from "./job.ts";
+import { MetricMeans } from "./metrics.ts";
+import { seedErrorRow } from "./row.ts";
+
+export interface RunJobOptions {
+  job: JobRuntime;
+  seedsPath: string;
+  outPath: string;
+  /** tasks in flight at most */
+  concurrency: number;
+  trials: number;
+  /** slots per role; a role not named gets `concurrency` */
+  roleSlots?: Record<string, number>;
+  llm?: LlmClient;
+  log: Logger;
+  node: string;
+  services?: Record<string, unknown>;
+  /** aborting stops admission; tasks in flight finish */
+  signal?: AbortSignal;
+  /** called once the run is under way, with a way to read progress */
+  onStart?: (progress: () => RunProgress) => void;
+}
+
+export interface RunProgress {
+  /** rows in the output, this run's and earlier runs' */
+  done: number;
+  ok: number;
+  failed: number;
+  inFlight: number;
+  /** tasks found done in the output at start */
+  resumed: number;
+  /** lines read from the seed file so far */
+  read: number;
+  stats: EngineStats;
+  startedAt: number;
+}
+
+export interface RunSummary {
+  ok: number;
+  failed: number;
+  /** rows this run wrote */
+  written: number;
+  /** tasks skipped because their rows were already in the output */
+  resumed: number;
+  /** bytes of a torn last line dropped from the output at start */
+  tornBytes: number;
+  /** true when the run was stopped before every seed was admitted */
+  stopped: boolean;
+  seconds: number;
+  hops: number;
+  steps: number;
+  promptTokens: number;
+  completionTokens: number;
+  metrics: Record<string, number | null>;
+}
+
+/**
+ * Run one job on this machine with the in-process bus: stream the seed file,
+ * keep `concurrency` tasks in flight, append one row per task to the output,
+ * and skip tasks whose rows an earlier run already wrote.
+ */
+export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
+  const { job, log } = opts;
+  const wf: AnyWorkflow = job.workflow;
+  const means = new MetricMeans(wf.metrics ?? []);
+  let okBefore = 0;
+  let failedBefore = 0;
+  const resumed = scanOutput(opts.outPath, (row) => {
+    if (row.status === "ok") okBefore++;
+    else failedBefore++;
+    means.add(row.metrics, row.status);
+  });
+  if (resumed.tornBytes > 0) log.warn({ out: opts.outPath, bytes: resumed.tornBytes }, "dropped a torn last line from the output");
+  const done = resumed.done;
+  const sink = new JsonlSink(opts.outPath, log);
+  const admission = new Admission(opts.concurrency);
+  let ok = okBefore;
+  let failed = failedBefore;
+
+  const bus = new LocalBus();
+  const engine = new Engine({
+    bus,
+    jobs: () => job,
+    node: opts.node,
+    log,
+    llm: opts.llm,
+    services: opts.services,
+    finish: async (row) => {
+      sink.write(row);
+      if (row.status === "ok") ok++;
+      else failed++;
+      means.add(row.metrics, row.status);
+      admission.release();
+    },
+  });
+  engine.hostWorkflow(wf, (role) => opts.roleSlots?.[role] ?? opts.concurrency);
+
+  const startedAt = Date.now();
+  let read = 0;
+  opts.onStart?.(() => ({
+    done: ok + failed,
+    ok,
+    failed,
+    inFlight: admission.inFlight,
+    resumed: resumed.rows,
+    read,
+    stats: engine.stats,
+    startedAt,
+  }));
+
+  const seen = new Set<string>();
+  let stopped = false;
+  const writeSeedError = (id: string, seed: unknown, error: string, trial: number) => {
+    const row = seedErrorRow(id, seed, error, { id: job.id, workflow: wf.name, configHash: job.configHash }, trial);
+    sink.write(row);
+    failed++;
+    means.add(row.metrics, row.status);
+  };
+  try {
+    let lineNo = 0;
+    for await (const text of fileLines(opts.seedsPath)) {
+      lineNo++;
+      read = lineNo;
+      if (opts.signal?.aborted) {
+        stopped = true;
+        break;
+      }
+      const parsed = parseSeedLine(text, lineNo, wf.seedSchema);
+      if (!parsed) continue;
+      let baseId = parsed.id;
+      let dupError: string | undefined;
+      if (seen.has(baseId)) {
+        dupError = `seed line ${lineNo}: duplicate seed id "${baseId}"`;
+        baseId = `${baseId}@line${lineNo}`;
+      } else seen.add(baseId);
+      for (let trial = 0; trial < opts.trials; trial++) {
+        const id = opts.trials > 1 ? `${baseId}#${trial}` : baseId;
+        if (done.has(id)) continue;
+        if (!parsed.ok || dupError) {
+          writeSeedError(id, parsed.seed, dupError ?? (parsed as { error: string }).error, trial);
+          continue;
+        }
+        const wait = admission.acquire();
+        if (wait) await wait;
+        let state;
+        try {
+          state = Engine.newTask(job, id, trial, opts.trials > 1 ? structuredClone(parsed.seed) : parsed.seed);
+        } catch (err) {
+          admission.release();
+          writeSeedError(id, parsed.seed, `seed line ${lineNo}: workflow cannot start: ${describe(err)}`, trial);
+          continue;
+        }
+        void engine.begin(state);
+      }
+    }
+    await admission.drained();
+  } finally {
+    sink.close();
+  }
+  const s = engine.stats;
+  return {
+    ok,
+    failed,
+    written: sink.rows,
+    resumed: resumed.rows,
+    tornBytes: resumed.tornBytes,
+    stopped,
+    seconds: (Date.now() - startedAt) / 1000,
+    hops: s.hops,
+    steps: s.steps,
+    promptTokens: s.promptTokens,
+    completionTokens: s.completionTokens,
+    metrics: means.values(),
+  };
+}

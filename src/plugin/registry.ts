@@ -1,0 +1,88 @@
+import { resolve } from "node:path";
+import { z } from "zod";
+import { ConfigError, describe } from "../errors.ts";
+import type { AnyWorkflow } from "./api.ts";
+import { defineWorkflow } from "./api.ts";
+
+/** What a plugin file's factory receives, so a plugin needs no imports of its own. */
+export interface PluginApi {
+  z: typeof z;
+  defineWorkflow: typeof defineWorkflow;
+}
+
+const api: PluginApi = { z, defineWorkflow };
+
+function isWorkflow(v: unknown): v is AnyWorkflow {
+  if (!v || typeof v !== "object") return false;
+  const w = v as Record<string, unknown>;
+  return (
+    typeof w.name === "string" &&
+    typeof w.roles === "object" &&
+    w.roles !== null &&
+    typeof w.start === "function" &&
+    typeof w.next === "function" &&
+    typeof w.output === "function" &&
+    typeof w.seedSchema === "object" &&
+    typeof w.configSchema === "object"
+  );
+}
+
+/**
+ * Load a user's workflow file. Its default export (or `workflow`) is a
+ * workflow, or a function `(api) => workflow` that gets zod and helpers.
+ */
+export async function loadPlugin(path: string): Promise<AnyWorkflow[]> {
+  const abs = resolve(path);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(abs)) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`cannot load plugin ${path}: ${describe(err)}`);
+  }
+  const out: AnyWorkflow[] = [];
+  for (const key of ["default", "workflow", "workflows"]) {
+    let v = mod[key];
+    if (typeof v === "function") v = (v as (a: PluginApi) => unknown)(api);
+    for (const w of Array.isArray(v) ? v : [v]) if (isWorkflow(w)) out.push(w);
+  }
+  if (out.length === 0) {
+    throw new ConfigError(
+      `plugin ${path} exports no workflow (export default a workflow, or a function (api) => workflow)`,
+    );
+  }
+  return out;
+}
+
+/** The workflows known to this process, by name. */
+export class Registry {
+  #byName = new Map<string, AnyWorkflow>();
+
+  constructor(workflows: readonly AnyWorkflow[]) {
+    for (const w of workflows) this.add(w);
+  }
+
+  add(w: AnyWorkflow): void {
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(w.name)) {
+      throw new ConfigError(`workflow name "${w.name}" must be lowercase letters, digits and dashes`);
+    }
+    if (Object.keys(w.roles).length === 0) throw new ConfigError(`workflow "${w.name}" has no roles`);
+    for (const r of Object.keys(w.roles)) {
+      if (!/^[a-z0-9][a-z0-9_-]*$/.test(r)) throw new ConfigError(`workflow "${w.name}": role name "${r}" is not allowed`);
+    }
+    this.#byName.set(w.name, w);
+  }
+
+  get(name: string): AnyWorkflow {
+    const w = this.#byName.get(name);
+    if (!w) throw new ConfigError(`unknown workflow "${name}" (known: ${this.names().join(", ")})`);
+    return w;
+  }
+
+  names(): string[] {
+    return [...this.#byName.keys()].sort();
+  }
+
+  all(): AnyWorkflow[] {
+    return [...this.#byName.values()];
+  }
+}
