@@ -1,3 +1,5 @@
+import { validate } from "../config/load.ts";
+import { canonicalJson, hashHex } from "../util/hash.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 
 /** What a node needs to know about a job to run its tasks' steps. */
@@ -17,3 +19,27 @@ export interface JobRuntime {
 
 /** Finds the runtime of a job by id; undefined when the job is unknown or cancelled. */
 export type JobResolver = (jobId: string) => JobRuntime | undefined | Promise<JobRuntime | undefined>;
+
+/** Compile a job's settings once into the runtime every step uses. */
+export function makeJobRuntime(args: {
+  id?: string;
+  workflow: AnyWorkflow;
+  options: unknown;
+  seed: number;
+  maxSteps?: number;
+  stepRetries: number;
+  /** what, besides the settings, names the job when no id is given (e.g. the seed file) */
+  source?: string;
+}): JobRuntime {
+  const config = validate(args.workflow.configSchema, args.options ?? {}, `options of workflow "${args.workflow.name}"`);
+  const configHash = hashHex(canonicalJson({ workflow: args.workflow.name, config, seed: args.seed }));
+  return {
+    id: args.id ?? `job-${hashHex(`${configHash}:${args.source ?? ""}`)}`,
+    workflow: args.workflow,
+    config,
+    maxSteps: args.maxSteps ?? args.workflow.maxSteps?.(config) ?? 200,
+    stepRetries: args.stepRetries,
+    seed: args.seed,
+    configHash,
+  };
+}

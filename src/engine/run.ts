@@ -128,9 +128,15 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   };
   try {
     let lineNo = 0;
+    let yielded = Date.now();
     for await (const text of fileLines(opts.seedsPath)) {
       lineNo++;
       read = lineNo;
+      // Steps that never wait on I/O chain as microtasks; give timers and signals a turn now and then.
+      if ((lineNo & 255) === 0 && Date.now() - yielded > 20) {
+        await new Promise((r) => setImmediate(r));
+        yielded = Date.now();
+      }
       if (opts.signal?.aborted) {
         stopped = true;
         break;

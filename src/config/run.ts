@@ -1,0 +1,41 @@
+import { z } from "zod";
+import { LlmConfigSchema } from "../llm/config.ts";
+import { readConfigFile, validate } from "./load.ts";
+
+export const RoleConfigSchema = z.strictObject({
+  /** steps of this role running at once on a node */
+  slots: z.number().int().positive(),
+});
+
+/** A job's settings, from a config file and the command line. */
+export const JobConfigSchema = z.strictObject({
+  workflow: z.string().min(1).optional(),
+  /** tasks in flight at most */
+  concurrency: z.number().int().positive().default(1024),
+  /** tasks per seed, ids suffixed #0, #1... when more than one */
+  trials: z.number().int().positive().default(1),
+  /** the seed of the job's deterministic random numbers */
+  seed: z.number().int().default(0),
+  /** job id; by default derived from the workflow, config and seed file */
+  job: z.string().min(1).optional(),
+  /** step limit per task; by default the workflow's own */
+  maxSteps: z.number().int().positive().optional(),
+  /** tries again of a step that threw something other than an LLM error */
+  stepRetries: z.number().int().nonnegative().default(1),
+  roles: z.record(z.string(), RoleConfigSchema).default({}),
+  /** the workflow's own config, checked against its schema */
+  options: z.record(z.string(), z.unknown()).default({}),
+  llm: LlmConfigSchema.optional(),
+  /** settings of the in-process simulated LLM (`--llm sim`) */
+  sim: z.record(z.string(), z.unknown()).optional(),
+  /** workflow files to load besides the built-in ones */
+  plugins: z.array(z.string()).default([]),
+  log: z.strictObject({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]) }).optional(),
+});
+export type JobConfig = z.infer<typeof JobConfigSchema>;
+
+/** Load and validate a job config file (YAML or JSON); errors name the file and key. */
+export function loadJobConfig(path: string | undefined): JobConfig {
+  const raw = path === undefined ? {} : readConfigFile(path);
+  return validate(JobConfigSchema, raw, `config ${path ?? "(defaults)"}`);
+}
