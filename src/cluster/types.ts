@@ -1,0 +1,71 @@
+import type { EndpointInfo } from "../llm/types.ts";
+import type { RoleLoad } from "../bus/bus.ts";
+
+/** The settings a submitted job carries (validated once, at submit). */
+export interface JobSubmission {
+  workflow: string;
+  /** raw seed lines or parsed seed objects, in order */
+  seeds: readonly unknown[];
+  /** job settings: options (the workflow's config), trials, seed, maxSteps, concurrency */
+  config?: Record<string, unknown>;
+}
+
+export type JobState = "running" | "done" | "cancelled";
+
+/** A job as any node reports it. */
+export interface JobStatus {
+  id: string;
+  workflow: string;
+  state: JobState;
+  /** tasks in the job (seeds × trials) */
+  total: number;
+  /** not yet admitted */
+  queued: number;
+  /** admitted, no row yet */
+  running: number;
+  ok: number;
+  failed: number;
+  promptTokens: number;
+  completionTokens: number;
+  /** rows per second over the job's life so far */
+  rate: number;
+  createdAt: number;
+  updatedAt: number;
+  /** node that accepted the job */
+  acceptedBy: string;
+  /** the workflow's quality metrics over the rows so far */
+  metrics?: Record<string, number | null>;
+}
+
+/** One node as the cluster sees it. */
+export interface Member {
+  node: string;
+  version: string;
+  /** base URL of its HTTP API, when it serves one */
+  http?: string;
+  /** hosted roles (`workflow.role`) and their slots */
+  roles: Record<string, RoleLoad>;
+  services: { llm: EndpointInfo[]; env?: { driver: string; capacity: number; inUse: number } };
+  startedAt: number;
+  /** epoch ms of its last heartbeat */
+  seenAt: number;
+  state: "running" | "draining";
+}
+
+/** What the HTTP API and the CLI need from a cluster node. */
+export interface ClusterNode {
+  readonly name: string;
+  /** Store a job's seeds durably and start it; resolves with its id. Bad seeds reject with SeedError(s). */
+  submit(job: JobSubmission): Promise<{ id: string; total: number }>;
+  jobs(): Promise<JobStatus[]>;
+  job(id: string): Promise<JobStatus | undefined>;
+  /** true when the job existed and is now cancelled */
+  cancel(id: string): Promise<boolean>;
+  /** the dataset, one JSON row per line (no newline), exactly one per finished task */
+  results(id: string): AsyncIterable<string>;
+  members(): Promise<Member[]>;
+  /** Prometheus text of this node's own counters */
+  metrics(): string;
+  /** stop taking work, hand back tasks in flight, leave the cluster */
+  close(): Promise<void>;
+}
