@@ -1,4 +1,4 @@
-import { type Bus, type Lease, roleKey } from "../bus/bus.ts";
+import { type Bus, type Lease, noLease, roleKey } from "../bus/bus.ts";
 import { describe, LlmError } from "../errors.ts";
 import type { LlmClient } from "../llm/types.ts";
 import type { Logger } from "../log.ts";
@@ -231,6 +231,13 @@ export class Engine {
   }
 
   async #finish(state: TaskState, job: JobRuntime, lease: Lease | undefined): Promise<void> {
+    if (job.workflow.cleanup) {
+      try {
+        await job.workflow.cleanup(state, this.#context(state, job, lease ?? noLease));
+      } catch (err) {
+        this.#opts.log.warn({ task: state.id, err: describe(err) }, "task cleanup failed");
+      }
+    }
     const row = buildRow(state, job);
     if (row.status === "ok") this.stats.ok++;
     else this.stats.failed++;

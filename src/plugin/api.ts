@@ -78,6 +78,11 @@ export interface Workflow<S = Record<string, unknown>, C = unknown> {
   next(state: Readonly<TaskState>, config: C, ran: string): string | null;
   /** the row's output and metrics (also called for failed tasks) */
   output(state: Readonly<TaskState>, config: C): { output: unknown; metrics: Record<string, unknown> };
+  /**
+   * Called once when the task ends, ok or failed, before its row is built:
+   * release what the task held (an environment...). Errors are logged, not fatal.
+   */
+  cleanup?(state: Readonly<TaskState>, ctx: AgentContext<C>): Promise<void>;
   /** steps after which the task fails (default 200) */
   maxSteps?: (config: C) => number;
   /** the dataset's quality figures, the first one being the headline */
