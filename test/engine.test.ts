@@ -147,7 +147,7 @@ describe("engine", () => {
   });
 
   test("engine - a workflow file from the test folder loads as a plugin and runs", async () => {
-    const [echo] = await loadPlugin(join(import.meta.dir, "fixtures/echo-workflow.ts"));
+    const [echo] = await loadPlugin(join(import.meta.dir, "fixtures/echo-workflow.js"));
     expect(echo?.name).toBe("echo");
     writeLines(tmp.path("e.jsonl"), [{ word: "hi", bounces: 3 }, { word: "explode", bounces: 1 }]);
     const job = makeJobRuntime({ workflow: echo!, options: { suffix: "?" }, seed: 0, stepRetries: 0 });
