@@ -1,4 +1,5 @@
-import { Encoder } from "cbor-x";
+// The pure-JS build: the native string extractor mis-decodes long non-ASCII strings under Bun.
+import { Encoder } from "cbor-x/encode";
 import type { z } from "zod";
 import { CodecError } from "../errors.ts";
 import { TaskStateSchema, type TaskState } from "./task.ts";

@@ -1,0 +1,53 @@
+import type { Logger } from "../src/log.ts";
+import { UsageError } from "../src/errors.ts";
+import { type LlmConfig, LlmConfigSchema } from "../src/llm/config.ts";
+import { createLlmClient } from "../src/llm/index.ts";
+import type { LlmClient } from "../src/llm/types.ts";
+import { startSim, SimOptionsSchema } from "../src/sim/index.ts";
+import { validate } from "../src/config/load.ts";
+
+/** The LLM client of a command, and what to stop with it (an in-process sim). */
+export interface OpenLlm {
+  client: LlmClient;
+  close(): Promise<void>;
+}
+
+/**
+ * Build the LLM client from `--llm` flags (`sim` or URLs) over the config's
+ * `llm` section. No flag and no config: no client (workflows without LLM roles).
+ */
+export async function openLlm(args: {
+  flags: string[] | undefined;
+  llm: LlmConfig | undefined;
+  sim: Record<string, unknown> | undefined;
+  log: Logger;
+}): Promise<OpenLlm | undefined> {
+  const flags = args.flags ?? [];
+  if (flags.length === 0 && !args.llm) return undefined;
+  const base: LlmConfig = args.llm ?? LlmConfigSchema.parse({});
+  const stops: (() => Promise<void>)[] = [];
+  let endpoints = base.endpoints;
+  if (flags.length > 0) {
+    endpoints = [];
+    for (const f of flags) {
+      if (f === "sim") {
+        const sim = await startSim(validate(SimOptionsSchema, args.sim ?? {}, "config sim"));
+        stops.push(() => sim.stop());
+        endpoints.push({ url: `${sim.url}/v1`, maxConcurrency: Math.max(64, sim.options.slots * 2) });
+        args.log.info({ url: sim.url, ceiling: sim.ceilingTps }, "started the in-process simulated LLM");
+      } else if (/^https?:\/\//.test(f)) {
+        endpoints.push({ url: f, maxConcurrency: 256 });
+      } else {
+        throw new UsageError(`--llm must be "sim" or an http(s) URL, got "${f}"`);
+      }
+    }
+  }
+  const client = createLlmClient(validate(LlmConfigSchema, { ...base, endpoints }, "llm"), { log: args.log });
+  return {
+    client,
+    async close() {
+      await client.close();
+      for (const s of stops) await s();
+    },
+  };
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bun
+import { describe, exitCodeOf } from "../src/errors.ts";
+import { VERSION } from "../src/version.ts";
+import { RUN_HELP, runMain } from "./run.ts";
+import { simLlmMain } from "./sim-llm.ts";
+
+const HELP = `matrixd ${VERSION}: peer-to-peer multi-agent synthetic data generation
+
+usage: matrixd COMMAND [options]   (matrixd COMMAND --help for each)
+
+  run       run a job on this machine, in-process (no external service)
+  sim-llm   a simulated GPU LLM server (OpenAI API, vLLM metrics)
+  version   print the version
+
+${RUN_HELP.split("\n")[2]}`;
+
+const commands: Record<string, (argv: string[]) => Promise<number>> = {
+  run: runMain,
+  "sim-llm": simLlmMain,
+  version: async () => {
+    console.log(`matrixd ${VERSION}`);
+    return 0;
+  },
+};
+
+/** Run one command line; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") {
+    console.log(HELP);
+    return cmd ? 0 : 2;
+  }
+  if (cmd === "--version") return commands.version?.([]) ?? 0;
+  const run = commands[cmd];
+  if (!run) {
+    console.error(`matrixd: unknown command "${cmd}" (commands: ${Object.keys(commands).join(", ")})`);
+    return 2;
+  }
+  try {
+    return await run(rest);
+  } catch (err) {
+    console.error(`matrixd ${cmd}: ${describe(err)}`);
+    return exitCodeOf(err);
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  // Let buffered log lines reach their stream before exiting.
+  setTimeout(() => process.exit(code), 10);
+}

@@ -1,0 +1,154 @@
+import { existsSync } from "node:fs";
+import { hostname } from "node:os";
+import { builtinWorkflows } from "../plugins/index.ts";
+import { loadJobConfig } from "../src/config/run.ts";
+import { makeJobRuntime } from "../src/engine/job.ts";
+import { formatProgress } from "../src/engine/progress.ts";
+import { type RunProgress, type RunSummary, runJob } from "../src/engine/run.ts";
+import { UsageError } from "../src/errors.ts";
+import { createLogger } from "../src/log.ts";
+import { Registry, loadPlugin } from "../src/plugin/registry.ts";
+import { countLines } from "../src/util/lines.ts";
+import { intFlag, parseCommand } from "./args.ts";
+import { openLlm } from "./llm.ts";
+
+export const RUN_HELP = `matrixd run: run a job on this machine, in-process, with no external service
+
+usage: matrixd run --workflow NAME --seeds FILE.jsonl --out FILE.jsonl
+                   [--llm sim | --llm URL ...] [--concurrency N] [--config FILE] [--plugin PATH ...]
+
+  --workflow NAME      workflow to run (built in: coral, coral-dummy; or from --plugin)
+  --seeds FILE         seed rows, one JSON object per line
+  --out FILE           dataset (JSONL), one row per task; an existing file is resumed:
+                       tasks whose rows it holds are skipped
+  --llm sim|URL        'sim' starts a simulated LLM in-process; a URL is an OpenAI-compatible
+                       endpoint (e.g. http://10.0.0.5:8000/v1); repeat for several
+  --concurrency N      tasks in flight at most (default 1024)
+  --trials N           tasks per seed (default 1)
+  --seed N             seed of the job's random numbers (default 0)
+  --config FILE        YAML or JSON settings (see configs/)
+  --plugin PATH        load a workflow from a file; repeatable
+  --progress-every S   seconds between progress lines when not on a terminal (default 10)
+  --log-level LEVEL    pino level for the JSON log on stderr (default warn)
+
+exit codes: 0 done, 1 job or runtime failure (or every task failed), 2 usage or config error`;
+
+/** `matrixd run`: returns the exit code. */
+export async function runMain(argv: string[]): Promise<number> {
+  const { values: f } = parseCommand("run", argv, {
+    workflow: { type: "string" },
+    seeds: { type: "string" },
+    out: { type: "string" },
+    llm: { type: "string", multiple: true },
+    concurrency: { type: "string" },
+    trials: { type: "string" },
+    seed: { type: "string" },
+    config: { type: "string" },
+    plugin: { type: "string", multiple: true },
+    "progress-every": { type: "string" },
+    "log-level": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (f.help) {
+    console.log(RUN_HELP);
+    return 0;
+  }
+  const cfg = loadJobConfig(f.config);
+  const workflowName = f.workflow ?? cfg.workflow;
+  if (!workflowName) throw new UsageError("--workflow is required");
+  if (!f.seeds) throw new UsageError("--seeds is required");
+  if (!f.out) throw new UsageError("--out is required");
+  if (!existsSync(f.seeds)) throw new UsageError(`seed file ${f.seeds} does not exist`);
+  const concurrency = intFlag("concurrency", f.concurrency) ?? cfg.concurrency;
+  const trials = intFlag("trials", f.trials) ?? cfg.trials;
+  const seed = intFlag("seed", f.seed, Number.MIN_SAFE_INTEGER) ?? cfg.seed;
+  const every = intFlag("progress-every", f["progress-every"]) ?? 10;
+
+  const registry = new Registry(builtinWorkflows);
+  for (const p of [...cfg.plugins, ...(f.plugin ?? [])]) for (const w of await loadPlugin(p)) registry.add(w);
+  const workflow = registry.get(workflowName);
+  const job = makeJobRuntime({
+    id: cfg.job,
+    workflow,
+    options: cfg.options,
+    seed,
+    maxSteps: cfg.maxSteps,
+    stepRetries: cfg.stepRetries,
+    source: f.seeds,
+  });
+
+  const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "warn", stream: "stderr" });
+  const llm = await openLlm({ flags: f.llm, llm: cfg.llm, sim: cfg.sim, log });
+  const total = (await countLines(f.seeds)) * trials;
+
+  const abort = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: string) => {
+    signals++;
+    if (signals === 1) {
+      process.stderr.write(`\n${sig}: no new tasks; finishing the ones in flight (again to stop now)\n`);
+      abort.abort();
+    } else {
+      process.stderr.write(`${sig}: stopping now; run again with the same --out to resume\n`);
+      process.exit(130);
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const tty = process.stderr.isTTY === true;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let summary: RunSummary;
+  try {
+    summary = await runJob({
+      job,
+      seedsPath: f.seeds,
+      outPath: f.out,
+      concurrency,
+      trials,
+      roleSlots: Object.fromEntries(Object.entries(cfg.roles).map(([r, c]) => [r, c.slots])),
+      llm: llm?.client,
+      log,
+      node: `${hostname()}-${process.pid}`,
+      signal: abort.signal,
+      onStart: (progress: () => RunProgress) => {
+        const show = () => {
+          const line = formatProgress(progress(), total);
+          process.stderr.write(tty ? `\r\x1b[K${line}` : `${new Date().toISOString()} ${line}\n`);
+        };
+        timer = setInterval(show, tty ? 250 : every * 1000);
+      },
+    });
+  } finally {
+    if (timer) clearInterval(timer);
+    if (tty) process.stderr.write("\r\x1b[K");
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await llm?.close();
+  }
+  console.log(formatSummary(workflow.name, summary, f.out));
+  if (summary.stopped) return 1;
+  return summary.failed > 0 && summary.ok === 0 ? 1 : 0;
+}
+
+function n(x: number): string {
+  return x.toLocaleString("en-US");
+}
+
+export function formatSummary(workflow: string, s: RunSummary, out: string): string {
+  const tasks = s.written;
+  const lines = [
+    `${workflow}: ${n(s.ok + s.failed)} rows (ok ${n(s.ok)}, failed ${n(s.failed)}; ${n(tasks)} this run, ${n(s.resumed)} resumed)` +
+      ` in ${s.seconds.toFixed(1)}s${s.stopped ? " (stopped early)" : ""}`,
+    `  ${(tasks / Math.max(s.seconds, 1e-9)).toFixed(1)} tasks/s, ${n(s.hops)} hops (${(s.hops / Math.max(s.seconds, 1e-9)).toFixed(0)}/s),` +
+      ` tokens ${n(s.promptTokens + s.completionTokens)} (prompt ${n(s.promptTokens)}, completion ${n(s.completionTokens)},` +
+      ` ${(s.completionTokens / Math.max(s.seconds, 1e-9)).toFixed(0)} gen tok/s)`,
+  ];
+  const m = Object.entries(s.metrics)
+    .map(([k, v]) => `${k} ${v === null ? "-" : v.toFixed(3)}`)
+    .join(", ");
+  if (m) lines.push(`  ${m}`);
+  if (s.tornBytes > 0) lines.push(`  dropped a torn last line (${s.tornBytes} bytes) left by an earlier crash`);
+  lines.push(`  dataset: ${out}`);
+  return lines.join("\n");
+}
