@@ -1,0 +1,283 @@
+import type { ResolvedSimOptions } from "./options.ts";
+
+/**
+ * The capacity model of a GPU server doing continuous batching, as vLLM does:
+ * at most `slots` sequences decode at once, the rest wait in FIFO order; each
+ * step gives every running sequence one token and lasts
+ * `stepBaseMs + stepPerSeqMs × running` virtual ms, plus the prefill of the
+ * prompts admitted in that step at `prefillTps`.
+ *
+ * Steps are not timed one timer each (timers jitter by a millisecond or so,
+ * which would quietly lower the ceiling). The engine keeps a virtual clock
+ * that moves step by step, exactly, and catches up with the wall clock
+ * whenever it runs: on a timer set for the end of the current step, and on
+ * each arrival. A step is only completed once the wall clock has passed its
+ * end, so no answer is ever early; a request that arrives at wall time t
+ * joins the first step that starts at or after t. Idle, no timer is set.
+ */
+
+/** Where a sequence is in its life. */
+export const SeqState = {
+  WAITING: 0,
+  RUNNING: 1,
+  DONE: 2,
+  CANCELLED: 3,
+  DROPPED: 4,
+} as const;
+export type SeqState = (typeof SeqState)[keyof typeof SeqState];
+
+/** What a caller hands the engine for one request. */
+export interface SeqInput {
+  promptTokens: number;
+  /** prompt tokens that must be computed (not found in the prefix cache) */
+  prefillTokens: number;
+  /** tokens to generate, at least 1 */
+  len: number;
+  /** called after each catch-up with the tokens generated so far; for streaming */
+  onProgress?: (seq: SimSeq) => void;
+  /** called once: finished (state DONE) or the engine stopped (state DROPPED) */
+  onEnd: (seq: SimSeq) => void;
+}
+
+/** One sequence, as the engine tracks it. */
+export interface SimSeq {
+  readonly input: SeqInput;
+  readonly state: SeqState;
+  /** tokens generated so far */
+  generated(): number;
+  /** wall time (the engine clock, ms) when it arrived */
+  readonly arrivedAt: number;
+}
+
+class SeqImpl implements SimSeq {
+  state: SeqState = SeqState.WAITING;
+  /** virtual ms */
+  arrival = 0;
+  arrivedAt = 0;
+  admitStep = -1;
+  constructor(
+    readonly input: SeqInput,
+    private readonly engine: SimEngine,
+  ) {}
+  generated(): number {
+    if (this.state === SeqState.DONE) return this.input.len;
+    if (this.admitStep < 0) return 0;
+    return Math.min(this.input.len, this.engine.stepsDone - this.admitStep);
+  }
+}
+
+/** Engine counters, cumulative since start. */
+export interface EngineCounters {
+  running: number;
+  waiting: number;
+  promptTokens: number;
+  generationTokens: number;
+  /** steps completed */
+  steps: number;
+  /** virtual ms */
+  virtualMs: number;
+  /** integral of running/slots over wall time, seconds */
+  runningSeconds: number;
+}
+
+/** How the engine reads time and sets timers; tests drive it by hand with `manual`. */
+export interface EngineClock {
+  now(): number;
+  /** when true no timer is set: the owner calls tick() */
+  manual?: boolean;
+}
+
+const realClock: EngineClock = { now: () => performance.now() };
+
+/** The step model of one simulated server. */
+export class SimEngine {
+  /** steps completed since start; a sequence admitted at step a has stepsDone - a tokens */
+  stepsDone = 0;
+  private readonly slots: number;
+  private readonly baseMs: number;
+  private readonly perSeqMs: number;
+  private readonly prefillMsPerToken: number;
+  private readonly timeScale: number;
+  private readonly wall0: number;
+  private waitingQ: SeqImpl[] = [];
+  private head = 0;
+  private waitingCount = 0;
+  private running = 0;
+  /** sequences by the value of stepsDone at which they finish */
+  private readonly finishAt = new Map<number, SeqImpl[]>();
+  private readonly streaming = new Set<SeqImpl>();
+  private readonly live = new Set<SeqImpl>();
+  /** virtual start of the current step, or of the next one when idle */
+  private vNow = 0;
+  private active = false;
+  private stepEnd = 0;
+  private stepMs = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
+  private promptTokens = 0;
+  private generationTokens = 0;
+  private busyVirtualMs = 0;
+
+  constructor(
+    o: Pick<ResolvedSimOptions, "slots" | "stepBaseMs" | "stepPerSeqMs" | "prefillTps" | "timeScale">,
+    private readonly clock: EngineClock = realClock,
+  ) {
+    this.slots = o.slots;
+    this.baseMs = o.stepBaseMs;
+    this.perSeqMs = o.stepPerSeqMs;
+    this.prefillMsPerToken = 1000 / o.prefillTps;
+    this.timeScale = o.timeScale;
+    this.wall0 = clock.now();
+  }
+
+  /** Queues a sequence; it joins the first step that starts at or after now. */
+  submit(input: SeqInput): SimSeq {
+    const seq = new SeqImpl(input, this);
+    if (this.stopped) {
+      seq.state = SeqState.DROPPED;
+      queueMicrotask(() => input.onEnd(seq));
+      return seq;
+    }
+    const wall = this.clock.now();
+    const v = (wall - this.wall0) / this.timeScale;
+    this.advance(v);
+    seq.arrival = v;
+    seq.arrivedAt = wall;
+    this.waitingQ.push(seq);
+    this.waitingCount++;
+    this.live.add(seq);
+    if (input.onProgress) this.streaming.add(seq);
+    if (!this.active) {
+      if (this.vNow < v) this.vNow = v;
+      this.beginStep();
+      this.schedule();
+    }
+    return seq;
+  }
+
+  /** Drops a sequence (its client went away), freeing its slot. */
+  cancel(s: SimSeq): void {
+    const seq = s as SeqImpl;
+    if (seq.state === SeqState.WAITING) this.waitingCount--;
+    else if (seq.state === SeqState.RUNNING) this.running--;
+    else return;
+    seq.state = SeqState.CANCELLED;
+    this.live.delete(seq);
+    this.streaming.delete(seq);
+  }
+
+  /** Catches up with the wall clock: completes every step that has ended, then reports progress. */
+  tick(): void {
+    if (this.stopped) return;
+    this.advance((this.clock.now() - this.wall0) / this.timeScale);
+    for (const s of this.streaming) s.input.onProgress?.(s);
+  }
+
+  /** Stops the clock; sequences still queued or running end as DROPPED. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.active = false;
+    const left = [...this.live];
+    this.live.clear();
+    this.streaming.clear();
+    this.finishAt.clear();
+    this.waitingQ = [];
+    this.head = 0;
+    this.running = 0;
+    this.waitingCount = 0;
+    for (const s of left) {
+      s.state = SeqState.DROPPED;
+      s.input.onEnd(s);
+    }
+  }
+
+  counters(): EngineCounters {
+    return {
+      running: this.running,
+      waiting: this.waitingCount,
+      promptTokens: this.promptTokens,
+      generationTokens: this.generationTokens,
+      steps: this.stepsDone,
+      virtualMs: this.vNow,
+      runningSeconds: (this.busyVirtualMs * this.timeScale) / 1000,
+    };
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    this.tick();
+    this.schedule();
+  };
+
+  private schedule(): void {
+    if (this.clock.manual || this.stopped || !this.active || this.timer) return;
+    const delay = this.wall0 + this.stepEnd * this.timeScale - this.clock.now();
+    this.timer = setTimeout(this.onTimer, delay > 1 ? Math.ceil(delay) : 1);
+  }
+
+  private advance(vTarget: number): void {
+    while (this.active && this.stepEnd <= vTarget) {
+      this.completeStep();
+      this.beginStep();
+    }
+  }
+
+  private completeStep(): void {
+    this.stepsDone++;
+    this.generationTokens += this.running;
+    this.busyVirtualMs += (this.running / this.slots) * this.stepMs;
+    this.vNow = this.stepEnd;
+    const ending = this.finishAt.get(this.stepsDone);
+    if (!ending) return;
+    this.finishAt.delete(this.stepsDone);
+    for (const s of ending) {
+      if (s.state !== SeqState.RUNNING) continue;
+      s.state = SeqState.DONE;
+      this.running--;
+      this.live.delete(s);
+      this.streaming.delete(s);
+      s.input.onEnd(s);
+    }
+  }
+
+  private beginStep(): void {
+    let prefill = 0;
+    const q = this.waitingQ;
+    while (this.running < this.slots && this.head < q.length) {
+      const s = q[this.head]!;
+      if (s.state !== SeqState.WAITING) {
+        this.head++;
+        continue;
+      }
+      if (s.arrival > this.vNow) {
+        if (this.running > 0) break;
+        this.vNow = s.arrival;
+      }
+      this.head++;
+      this.waitingCount--;
+      this.running++;
+      s.state = SeqState.RUNNING;
+      s.admitStep = this.stepsDone;
+      prefill += s.input.prefillTokens;
+      this.promptTokens += s.input.promptTokens;
+      const at = this.stepsDone + Math.max(1, s.input.len);
+      const list = this.finishAt.get(at);
+      if (list) list.push(s);
+      else this.finishAt.set(at, [s]);
+    }
+    if (this.head > 1024 && this.head * 2 > q.length) {
+      this.waitingQ = q.slice(this.head);
+      this.head = 0;
+    }
+    if (this.running === 0) {
+      this.active = false;
+      return;
+    }
+    this.stepMs = this.baseMs + this.perSeqMs * this.running + prefill * this.prefillMsPerToken;
+    this.stepEnd = this.vNow + this.stepMs;
+    this.active = true;
+  }
+}

@@ -1,0 +1,103 @@
+import { z } from "zod";
+import { ConfigError } from "../errors.ts";
+
+const rate = z.number().min(0).max(1);
+
+/**
+ * Settings of one simulated LLM server. Every field has a default, so `{}`
+ * is a valid configuration: a 256-slot server whose ceiling is about 80,000
+ * generated tokens per second of wall time.
+ */
+export const SimOptionsSchema = z
+  .strictObject({
+    /** sequences that decode at once; more requests wait in FIFO order */
+    slots: z.number().int().min(1).max(1_000_000).default(256),
+    /** fixed cost of one decode step, virtual ms */
+    stepBaseMs: z.number().min(0).default(25),
+    /** extra cost of one decode step per running sequence, virtual ms */
+    stepPerSeqMs: z.number().min(0).default(0.15),
+    /** prompt tokens prefilled per second of virtual time */
+    prefillTps: z.number().positive().default(50_000),
+    /** wall ms per virtual ms */
+    timeScale: z.number().positive().default(0.05),
+    /** when above 0, sets timeScale so that the ceiling is this many tokens/s */
+    decodeTps: z.number().min(0).default(0),
+    /** the one model name served */
+    model: z.string().min(1).default("sim-llm"),
+    /** median output length, tokens (lognormal) */
+    lenMedian: z.number().min(1).default(120),
+    /** sigma of the lognormal output length */
+    lenSigma: z.number().min(0).default(1.0),
+    /** hard cap on output length, tokens */
+    maxLen: z.number().int().min(1).default(4096),
+    /** chance that a dialogue turn answers correctly when it can */
+    accuracy: rate.default(0.7),
+    /** chance that a dialogue turn adopts the peer's latest answer */
+    agreeRate: rate.default(0.5),
+    /** chance that a dialogue turn answers "not sure" */
+    unsureRate: rate.default(0.08),
+    /** chance of answering with a tool call when tools are offered */
+    toolCallRate: rate.default(0.6),
+    /** chance that a tool call is malformed */
+    badToolCallRate: rate.default(0.05),
+    /** share of chat requests answered 500 */
+    errorRate: rate.default(0),
+    /** share of chat requests answered 429 with Retry-After */
+    rateLimitRate: rate.default(0),
+    /** 0 = never; else the server stops (the CLI exits with code 3) after this many seconds */
+    dieAfterSec: z.number().min(0).default(0),
+    /** whether repeated prompt prefixes skip their prefill */
+    prefixCache: z.boolean().default(true),
+    host: z.string().min(1).default("127.0.0.1"),
+    /** 0 = a random free port */
+    port: z.number().int().min(0).max(65535).default(0),
+    /** request bodies larger than this are answered 413 */
+    maxBodyBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(8 * 1024 * 1024),
+  })
+  .refine((o) => o.stepBaseMs + o.stepPerSeqMs > 0, {
+    message: "stepBaseMs + stepPerSeqMs must be above 0",
+    path: ["stepBaseMs"],
+  })
+  .refine((o) => o.errorRate + o.rateLimitRate <= 1, {
+    message: "errorRate + rateLimitRate must be at most 1",
+    path: ["errorRate"],
+  });
+
+/** Options as a caller writes them (all optional). */
+export type SimOptions = z.input<typeof SimOptionsSchema>;
+
+/** Options after defaults, with `timeScale` already derived from `decodeTps` when that is set. */
+export type ResolvedSimOptions = z.output<typeof SimOptionsSchema>;
+
+/** Decode rate with every slot busy, tokens per second of virtual time. */
+function virtualCeiling(o: Pick<ResolvedSimOptions, "slots" | "stepBaseMs" | "stepPerSeqMs">): number {
+  return (o.slots * 1000) / (o.stepBaseMs + o.stepPerSeqMs * o.slots);
+}
+
+/**
+ * The most tokens per second of wall time a server with these options can
+ * generate: every slot busy, no prefill.
+ */
+export function ceilingTps(o: Pick<ResolvedSimOptions, "slots" | "stepBaseMs" | "stepPerSeqMs" | "timeScale">): number {
+  return virtualCeiling(o) / o.timeScale;
+}
+
+/**
+ * Applies defaults and checks ranges; throws ConfigError naming the first bad
+ * field. `decodeTps`, when set, replaces `timeScale`.
+ */
+export function resolveSimOptions(opts: SimOptions = {}): ResolvedSimOptions {
+  const parsed = SimOptionsSchema.safeParse(opts);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? issue.path.join(".") : "options";
+    throw new ConfigError(`Bad sim-llm option ${where}: ${issue?.message ?? "invalid"}`);
+  }
+  const o = parsed.data;
+  if (o.decodeTps > 0) return { ...o, timeScale: virtualCeiling(o) / o.decodeTps };
+  return o;
+}
