@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { coralSeeds, matrixdBin, readRows, runProcess, tempDir, waitFor, writeLines } from "./helpers.ts";
 
 const tmp = tempDir();
@@ -17,6 +17,23 @@ describe("cli", () => {
     const r = await run("version");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^matrixd \d+\.\d+\.\d+/);
+  });
+
+  test("cli - the binary runs alone, away from the source tree, with a plugin file", async () => {
+    const away = tempDir("matrixd-away-");
+    try {
+      const copy = away.path("matrixd");
+      writeFileSync(copy, readFileSync(bin));
+      chmodSync(copy, 0o755);
+      writeFileSync(away.path("echo.js"), readFileSync(`${import.meta.dir}/fixtures/echo-workflow.js`));
+      writeLines(away.path("s.jsonl"), [{ id: "a", word: "hey", bounces: 2 }]);
+      const r = await runProcess([copy, "run", "--workflow", "echo", "--plugin", "echo.js", "--seeds", "s.jsonl", "--out", "o.jsonl"], { cwd: away.dir });
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(readRows(away.path("o.jsonl"))[0].output).toEqual({ word: "hey", bounces: 2 });
+    } finally {
+      away.remove();
+    }
   });
 
   test("cli - usage errors exit 2 with a one-line reason", async () => {
