@@ -54,7 +54,8 @@ export function startServer(reply: Reply, opts: { models?: string[] } = {}): Scr
       state.active++;
       state.maxActive = Math.max(state.maxActive, state.active);
       try {
-        const body: Record<string, unknown> = await req.json();
+        const json: unknown = await req.json();
+        const body: Record<string, unknown> = typeof json === "object" && json !== null ? { ...json } : {};
         state.bodies.push(body);
         state.headers.push(req.headers);
         return await reply(n, body, req);

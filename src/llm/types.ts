@@ -55,6 +55,8 @@ export interface LlmClient {
   /** the endpoints known, with their live load */
   endpoints(): EndpointInfo[];
   close(): Promise<void>;
+  /** extra tries `chatJson` makes when a reply fails its schema (from the client's config) */
+  readonly structuredRetries?: number;
 }
 
 export interface EndpointInfo {
@@ -67,4 +69,8 @@ export interface EndpointInfo {
   errors: number;
   promptTokens: number;
   completionTokens: number;
+  /** requests queued in the client for this endpoint */
+  waiting?: number;
+  /** moving average of successful request latency, ms (0 before the first) */
+  latencyMs?: number;
 }

@@ -1,0 +1,84 @@
+import { z } from "zod";
+import { ConfigError } from "../errors.ts";
+
+/** One OpenAI-compatible server (vLLM, SGLang, llama.cpp, a hosted API). */
+export const LlmEndpointConfigSchema = z.strictObject({
+  /** base URL, e.g. `http://10.0.0.5:8000/v1`; a bare `http://host:port` gets `/v1` */
+  url: z.url({ protocol: /^https?$/ }).transform(normalizeBaseUrl),
+  /** models it serves; when absent they are read from `GET {url}/models` on first use */
+  models: z.array(z.string().min(1)).min(1).optional(),
+  /** most requests in flight at once (the adaptive limit never goes above it) */
+  maxConcurrency: z.number().int().positive().default(256),
+  /** requests per minute */
+  rpm: z.number().positive().optional(),
+  /** tokens (prompt + completion) per minute */
+  tpm: z.number().positive().optional(),
+});
+export type LlmEndpointConfig = z.infer<typeof LlmEndpointConfigSchema>;
+
+/** The LLM client's settings; every field has a default. */
+export const LlmConfigSchema = z.strictObject({
+  endpoints: z
+    .array(LlmEndpointConfigSchema)
+    .min(1)
+    .default([{ url: "http://127.0.0.1:8000/v1", maxConcurrency: 256 }])
+    .superRefine((endpoints, ctx) => {
+      const seen = new Set<string>();
+      for (const [i, ep] of endpoints.entries()) {
+        if (seen.has(ep.url)) ctx.addIssue({ code: "custom", path: [i, "url"], message: `${ep.url} is listed twice` });
+        seen.add(ep.url);
+      }
+    }),
+  /** per attempt, from sending the request to the last byte of the answer */
+  timeoutMs: z.number().int().positive().default(600_000),
+  /** retries after the first attempt, on 429, 5xx, timeouts and network errors */
+  retries: z.number().int().nonnegative().default(6),
+  /** first backoff step; step n waits a random time in [0, backoffMs * 2^n) */
+  backoffMs: z.number().int().nonnegative().default(250),
+  maxBackoffMs: z.number().int().nonnegative().default(20_000),
+  /** cut an endpoint's concurrency on 429s and timeouts, grow it back on success */
+  adaptive: z.boolean().default(true),
+  /** leave a task's sticky endpoint when its load exceeds the least-loaded one's by this factor */
+  stickyOverload: z.number().min(1).default(1.5),
+  /** extra tries `chatJson` makes when a reply fails its schema */
+  structuredRetries: z.number().int().nonnegative().default(2),
+  /** sent as `Authorization: Bearer ...` */
+  apiKey: z.string().min(1).optional(),
+});
+export type LlmConfig = z.infer<typeof LlmConfigSchema>;
+export type LlmConfigInput = z.input<typeof LlmConfigSchema>;
+
+/**
+ * Validate and complete an LLM config.
+ *
+ * @throws ConfigError naming the first bad field, e.g.
+ *   `Invalid LLM config: endpoints.0.url: Invalid URL`
+ *
+ * @example
+ * ```ts
+ * const config = parseLlmConfig({ endpoints: [{ url: "http://127.0.0.1:8000" }] });
+ * config.endpoints[0].url; // "http://127.0.0.1:8000/v1"
+ * ```
+ */
+export function parseLlmConfig(input: unknown): LlmConfig {
+  const parsed = LlmConfigSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
+    throw new ConfigError(`Invalid LLM config: ${where}${issue?.message ?? "invalid"}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * The base URL requests are built on: no trailing slash, and `/v1` added when
+ * the URL has no path at all. Other paths are kept, since some hosted APIs
+ * serve the OpenAI routes under their own prefix.
+ */
+export function normalizeBaseUrl(url: string): string {
+  let end = url.length;
+  while (end > 0 && url.charCodeAt(end - 1) === 47 /* / */) end--;
+  const trimmed = url.slice(0, end);
+  const path = new URL(trimmed).pathname;
+  return path === "/" || path === "" ? `${trimmed}/v1` : trimmed;
+}

@@ -1,0 +1,174 @@
+/**
+ * One LLM server as the client sees it: its slots, its health, its adaptive
+ * limit, its rate limits and its counters.
+ */
+import type { LlmEndpointConfig } from "./config.ts";
+import { Semaphore, TokenBucket } from "./limiter.ts";
+import type { EndpointInfo } from "./types.ts";
+
+/** Consecutive failures (network errors, 5xx, nonsense) before an endpoint is taken out. */
+export const FAILS_TO_DOWN = 3;
+/** First cool-down; doubles with each further failure, up to the client's `maxBackoffMs`. */
+const FIRST_COOLDOWN_MS = 1000;
+/** Multiplicative decrease on a 429 or timeout. */
+const AIMD_CUT = 0.7;
+const LATENCY_WEIGHT = 0.2;
+
+/** Thrown to requests queued on an endpoint that just went down, so they choose again. */
+export const REDIRECT: unique symbol = Symbol("redirect");
+
+export class Endpoint {
+  readonly url: string;
+  readonly chatUrl: string;
+  readonly modelsUrl: string;
+  /** what it serves; `null` when unknown or unreadable, meaning "any model" */
+  models: Set<string> | null = null;
+  /** the first model it lists, sent when a request names none */
+  defaultModel: string | undefined;
+  /** models were configured or have been asked for */
+  modelsKnown = false;
+  readonly maxConcurrency: number;
+  readonly slots: Semaphore;
+  readonly rpm: TokenBucket | undefined;
+  readonly tpm: TokenBucket | undefined;
+  /** rendezvous-hash salt, from the URL so every node ranks endpoints alike */
+  readonly salt: number;
+
+  /** consecutive failures */
+  fails = 0;
+  /** down until then (performance.now ms) once `fails >= FAILS_TO_DOWN` */
+  downUntil = 0;
+  /** avoided, when others can serve, until then */
+  penaltyUntil = 0;
+  /** load added while penalized: 1 after an overload, more after a breakage */
+  penaltyLoad = 0;
+  /** no request is sent before then (Retry-After) */
+  notBefore = 0;
+
+  /** bumped on every AIMD cut; a 429 from a request sent before the cut does not cut again */
+  epoch = 0;
+  private okRun = 0;
+  latencyMs = 0;
+
+  requests = 0;
+  errors = 0;
+  promptTokens = 0;
+  completionTokens = 0;
+
+  constructor(config: LlmEndpointConfig) {
+    this.url = config.url;
+    this.chatUrl = `${config.url}/chat/completions`;
+    this.modelsUrl = `${config.url}/models`;
+    this.maxConcurrency = config.maxConcurrency;
+    this.slots = new Semaphore(config.maxConcurrency);
+    this.rpm = config.rpm === undefined ? undefined : new TokenBucket(config.rpm);
+    this.tpm = config.tpm === undefined ? undefined : new TokenBucket(config.tpm);
+    this.salt = fnv1a(config.url);
+    if (config.models) this.setModels(config.models);
+  }
+
+  setModels(models: string[]): void {
+    this.models = new Set(models);
+    this.defaultModel = models[0];
+    this.modelsKnown = true;
+  }
+
+  serves(model: string | undefined): boolean {
+    return model === undefined || this.models === null || this.models.has(model);
+  }
+
+  isDown(now: number): boolean {
+    return this.fails >= FAILS_TO_DOWN && now < this.downUntil;
+  }
+
+  /** Share of its capacity taken, counting requests queued for it. */
+  load(): number {
+    return (this.slots.inFlight + this.slots.waiting) / this.slots.limit;
+  }
+
+  /** A request sent now would not queue. */
+  hasRoom(): boolean {
+    return this.slots.waiting === 0 && this.slots.inFlight < this.slots.limit;
+  }
+
+  /** A good answer: the endpoint is healthy and, when adaptive, may take one more request per window. */
+  onSuccess(ms: number, adaptive: boolean): void {
+    this.fails = 0;
+    this.latencyMs = this.latencyMs === 0 ? ms : this.latencyMs + LATENCY_WEIGHT * (ms - this.latencyMs);
+    const limit = this.slots.limit;
+    if (adaptive && limit < this.maxConcurrency && ++this.okRun >= limit) {
+      this.okRun = 0;
+      this.slots.setLimit(limit + 1);
+    }
+  }
+
+  /**
+   * A 429 or timeout: cut the limit, once per congestion event. Requests sent
+   * before the last cut carry an older epoch and are not counted again.
+   */
+  onOverload(sentEpoch: number, adaptive: boolean): boolean {
+    if (!adaptive || sentEpoch !== this.epoch) return false;
+    this.epoch++;
+    this.okRun = 0;
+    this.slots.setLimit(Math.max(1, Math.floor(this.slots.limit * AIMD_CUT)));
+    return true;
+  }
+
+  /**
+   * A network error, 5xx or nonsense answer. Returns true when this failure
+   * took the endpoint down; its queued requests are then sent elsewhere.
+   */
+  onFailure(now: number, maxCooldownMs: number): boolean {
+    const wasDown = this.isDown(now);
+    this.fails++;
+    if (this.fails < FAILS_TO_DOWN) return false;
+    const cooldown = Math.min(maxCooldownMs, FIRST_COOLDOWN_MS * 2 ** Math.min(20, this.fails - FAILS_TO_DOWN));
+    this.downUntil = Math.max(this.downUntil, now + cooldown);
+    if (wasDown) return false;
+    this.slots.rejectAll(REDIRECT);
+    return true;
+  }
+
+  penalize(now: number, ms: number, load: number): void {
+    if (now >= this.penaltyUntil) this.penaltyLoad = load;
+    else this.penaltyLoad = Math.max(this.penaltyLoad, load);
+    if (now + ms > this.penaltyUntil) this.penaltyUntil = now + ms;
+  }
+
+  info(now = performance.now()): EndpointInfo {
+    return {
+      url: this.url,
+      models: this.models ? [...this.models] : [],
+      inFlight: this.slots.inFlight,
+      limit: this.slots.limit,
+      healthy: !this.isDown(now),
+      requests: this.requests,
+      errors: this.errors,
+      promptTokens: this.promptTokens,
+      completionTokens: this.completionTokens,
+      waiting: this.slots.waiting,
+      latencyMs: Math.round(this.latencyMs),
+    };
+  }
+}
+
+/** 32-bit FNV-1a of a string's UTF-16 code units. */
+export function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** Mix two hashes into a well-spread 32-bit score (rendezvous hashing). */
+export function mix32(a: number, b: number): number {
+  let h = (a ^ Math.imul(b, 0x9e3779b1)) >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
