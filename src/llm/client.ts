@@ -19,8 +19,11 @@ import {
 /** The `fetch` the client calls; Bun's global one unless a test or proxy supplies another. */
 export type FetchLike = (input: string, init: BunFetchRequestInit) => Promise<Response>;
 
+/** What the client is given besides its config. */
 export interface LlmClientOptions {
+  /** retries at debug, endpoint state changes at info/warn; silent when absent */
   log?: Logger;
+  /** replaces the global fetch (tests, proxies) */
   fetch?: FetchLike;
 }
 
@@ -347,17 +350,22 @@ export class LlmClientImpl implements LlmClient {
     }
   }
 
-  /** Await `p` unless the call is interrupted first (`p` then settles unobserved). */
+  /**
+   * Await `p` unless the call is interrupted first. `p` is either a sleep,
+   * which registered its own `call.cancel`, or a shared promise (the model
+   * list), which is given one here and left to settle unobserved.
+   */
   private async wait(p: Promise<void>, call: Call, ep: Endpoint | undefined): Promise<void> {
     try {
-      if (call.stop) throw INTERRUPTED;
       if (call.cancel === null) {
-        // a plain promise (model list) gets the same interrupt hook as a sleep
+        if (call.stop) throw INTERRUPTED;
         await new Promise<void>((resolve, reject) => {
           call.cancel = reject;
           p.then(resolve, reject);
         });
       } else {
+        // already interrupted: cancel the sleep now rather than leave its timer running
+        if (call.stop) call.cancel(INTERRUPTED);
         await p;
       }
     } catch {
