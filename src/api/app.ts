@@ -1,0 +1,66 @@
+import { Hono } from "hono";
+import { builtinWorkflows } from "../../plugins/index.ts";
+import type { ClusterNode } from "../cluster/types.ts";
+import type { Logger } from "../log.ts";
+import { Registry } from "../plugin/registry.ts";
+import { DASHBOARD_HTML } from "./dashboard.ts";
+import { bearerAuth } from "./middleware/auth.ts";
+import { errorHandler, notFound } from "./middleware/errors.ts";
+import { bodyLimit } from "./middleware/limits.ts";
+import { HttpMetrics, requestMetrics } from "./middleware/metrics.ts";
+import { jobRoutes } from "./routes/jobs.ts";
+import { nodeRoutes } from "./routes/node.ts";
+
+/** Request bodies past this many bytes answer 413 (64 MiB). */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** Jobs with more seeds than this answer 413. */
+export const DEFAULT_MAX_SEEDS = 1_000_000;
+
+export interface AppOptions {
+  /** when set, every route but `/healthz` and the dashboard page needs `Authorization: Bearer <token>` */
+  token?: string;
+  /** bytes a request body may have (default 64 MiB) */
+  maxBodyBytes?: number;
+  /** seeds a job may have (default 1,000,000) */
+  maxSeeds?: number;
+  log?: Logger;
+  /** the workflows seeds are checked against (default: the built-in ones) */
+  registry?: Registry;
+}
+
+/**
+ * The HTTP API of a node, over any ClusterNode. Serve it with
+ * `Bun.serve({ fetch: app.fetch })`, or call `app.request(...)` in tests.
+ *
+ * Open routes: `GET /healthz`, and `GET /` (the dashboard page holds no
+ * data; its script asks for the token). Everything else sits behind the
+ * bearer token when one is set.
+ *
+ * @example
+ * ```ts
+ * const app = createApp(node, { token: process.env.MATRIXD_TOKEN, log });
+ * Bun.serve({ hostname: "0.0.0.0", port: 7420, fetch: app.fetch });
+ * ```
+ */
+export function createApp(node: ClusterNode, opts: AppOptions = {}): Hono {
+  const registry = opts.registry ?? new Registry(builtinWorkflows);
+  const http = new HttpMetrics();
+  const app = new Hono();
+
+  app.onError(errorHandler({ log: opts.log }));
+  app.notFound(notFound());
+  app.use(requestMetrics(http));
+
+  app.get("/healthz", (c) => c.json({ status: "ok", node: node.name }));
+  app.get("/", (c) => c.html(DASHBOARD_HTML));
+
+  app.use(bearerAuth({ token: opts.token }));
+  app.use(bodyLimit({ maxBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES }));
+
+  app.route(
+    "/v1/jobs",
+    jobRoutes({ node, registry, limits: { maxSeeds: opts.maxSeeds ?? DEFAULT_MAX_SEEDS }, log: opts.log }),
+  );
+  app.route("/", nodeRoutes(node, http));
+  return app;
+}

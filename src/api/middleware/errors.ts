@@ -1,0 +1,52 @@
+import type { Context, ErrorHandler, NotFoundHandler } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { ConfigError, CodecError, describe, SeedError } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import { HttpError } from "../http-error.ts";
+
+/** The body of every error response. */
+export interface ErrorBody {
+  error: string;
+  /** one line per problem, when there are several */
+  details?: string[];
+}
+
+export interface ErrorHandlerOptions {
+  log?: Logger;
+}
+
+/**
+ * The one place errors become responses: HttpError keeps its status and
+ * message; the project's input errors (bad seed, config or message) are the
+ * client's fault and answer 400; hono's own exceptions keep their status;
+ * anything else is a 500 naming the error, and is logged.
+ */
+export function errorHandler(opts: ErrorHandlerOptions = {}): ErrorHandler {
+  return function handleError(err: Error, c: Context): Response {
+    if (err instanceof HttpError) {
+      const body: ErrorBody = { error: err.message };
+      if (err.details) body.details = err.details;
+      if (err.status >= 500) opts.log?.error({ err, method: c.req.method, path: c.req.path }, "request failed");
+      return c.json(body, err.status, err.headers);
+    }
+    if (err instanceof SeedError || err instanceof ConfigError || err instanceof CodecError) {
+      return c.json({ error: err.message } satisfies ErrorBody, 400);
+    }
+    if (err instanceof HTTPException) {
+      // hono's own (a malformed body it parsed, ...): keep the status, answer JSON like everything else
+      const status = err.status as ContentfulStatusCode;
+      if (status >= 500) opts.log?.error({ err, method: c.req.method, path: c.req.path }, "request failed");
+      return c.json({ error: err.message || `HTTP ${status}` } satisfies ErrorBody, status);
+    }
+    opts.log?.error({ err, method: c.req.method, path: c.req.path }, "request failed");
+    return c.json({ error: `internal error: ${err.name}: ${describe(err)}` } satisfies ErrorBody, 500);
+  };
+}
+
+/** 404 for a route that does not exist, in the same JSON shape as every error. */
+export function notFound(): NotFoundHandler {
+  return function routeNotFound(c: Context): Response {
+    return c.json({ error: `no route ${c.req.method} ${c.req.path}` } satisfies ErrorBody, 404);
+  };
+}

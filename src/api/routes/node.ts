@@ -1,0 +1,25 @@
+import { Hono } from "hono";
+import type { ClusterNode, Member } from "../../cluster/types.ts";
+import type { HttpMetrics } from "../middleware/metrics.ts";
+
+/** What `GET /v1/cluster` answers. */
+export interface ClusterResponse {
+  /** the node that answered */
+  node: string;
+  members: Member[];
+}
+
+/** `/v1/cluster` and `/metrics`: what the node and its peers look like. */
+export function nodeRoutes(node: ClusterNode, http: HttpMetrics): Hono {
+  const routes = new Hono();
+
+  routes.get("/v1/cluster", async (c) => c.json({ node: node.name, members: await node.members() } satisfies ClusterResponse));
+
+  routes.get("/metrics", (c) => {
+    const own = node.metrics();
+    const text = own.length === 0 || own.endsWith("\n") ? own : `${own}\n`;
+    return c.body(text + http.text(), 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
+  });
+
+  return routes;
+}

@@ -1,0 +1,279 @@
+import { randomUUID } from "node:crypto";
+import { builtinWorkflows } from "../../plugins/index.ts";
+import { LocalBus } from "../../src/bus/local.ts";
+import type { ClusterNode, JobState, JobStatus, JobSubmission, Member } from "../../src/cluster/types.ts";
+import { validate } from "../../src/config/load.ts";
+import { Admission } from "../../src/engine/admission.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import { type JobRuntime, makeJobRuntime } from "../../src/engine/job.ts";
+import { MetricMeans } from "../../src/engine/metrics.ts";
+import { seedErrorRow } from "../../src/engine/row.ts";
+import { ConfigError, describe as describeError, SeedError } from "../../src/errors.ts";
+import type { LlmClient } from "../../src/llm/types.ts";
+import { type Logger, silentLogger } from "../../src/log.ts";
+import { Registry } from "../../src/plugin/registry.ts";
+import type { OutputRow } from "../../src/protocol/task.ts";
+import { parseSeedLine } from "../../src/seeds/seeds.ts";
+import { JobSettingsSchema } from "../../src/api/job-settings.ts";
+import { VERSION } from "../../src/version.ts";
+
+export interface MemoryNodeOptions {
+  name?: string;
+  registry?: Registry;
+  /** slots of every hosted role (default 64) */
+  slots?: number;
+  llm?: LlmClient;
+  log?: Logger;
+}
+
+interface Seed {
+  id: string;
+  line: number;
+  seed: Record<string, unknown>;
+}
+
+class MemoryJob {
+  state: JobState = "running";
+  readonly rows: string[] = [];
+  admitted = 0;
+  ok = 0;
+  failed = 0;
+  promptTokens = 0;
+  completionTokens = 0;
+  readonly createdAt = Date.now();
+  updatedAt = this.createdAt;
+  readonly means: MetricMeans;
+  readonly admission: Admission;
+  #wake: (() => void)[] = [];
+  readonly #stop: Promise<void>;
+  #stopNow!: () => void;
+
+  constructor(
+    readonly runtime: JobRuntime,
+    readonly total: number,
+    readonly acceptedBy: string,
+    concurrency: number,
+  ) {
+    this.means = new MetricMeans(runtime.workflow.metrics ?? []);
+    this.admission = new Admission(concurrency);
+    this.#stop = new Promise((r) => {
+      this.#stopNow = r;
+    });
+  }
+
+  add(row: OutputRow): void {
+    this.rows.push(JSON.stringify(row));
+    if (row.status === "ok") this.ok++;
+    else this.failed++;
+    this.promptTokens += row.usage.prompt;
+    this.completionTokens += row.usage.completion;
+    this.means.add(row.metrics, row.status);
+    this.updatedAt = Date.now();
+    this.#notify();
+  }
+
+  end(state: JobState): void {
+    if (this.state !== "running") return;
+    this.state = state;
+    this.updatedAt = Date.now();
+    this.#stopNow();
+    this.#notify();
+  }
+
+  /** Resolves on the next row or state change. */
+  changed(): Promise<void> {
+    return new Promise((r) => this.#wake.push(r));
+  }
+
+  /** A place in admission, or false once the job is cancelled. */
+  async acquire(): Promise<boolean> {
+    if (this.state !== "running") return false;
+    const wait = this.admission.acquire();
+    if (wait) {
+      const stopped = await Promise.race([wait.then(() => false), this.#stop.then(() => true)]);
+      if (stopped) return false;
+    }
+    return this.state === "running";
+  }
+
+  #notify(): void {
+    for (const f of this.#wake.splice(0)) f();
+  }
+
+  status(id: string): JobStatus {
+    const done = this.ok + this.failed;
+    const secs = Math.max((Date.now() - this.createdAt) / 1000, 1e-3);
+    return {
+      id,
+      workflow: this.runtime.workflow.name,
+      state: this.state,
+      total: this.total,
+      queued: this.state === "running" ? this.total - this.admitted : 0,
+      running: this.state === "running" ? this.admitted - done : 0,
+      ok: this.ok,
+      failed: this.failed,
+      promptTokens: this.promptTokens,
+      completionTokens: this.completionTokens,
+      rate: done / secs,
+      createdAt: this.createdAt,
+      updatedAt: this.updatedAt,
+      acceptedBy: this.acceptedBy,
+      metrics: this.means.values(),
+    };
+  }
+}
+
+/**
+ * A ClusterNode of one process: the real engine on the in-process bus, jobs
+ * and their rows kept in memory. Fast in-process backend for the HTTP-level
+ * tests; it runs jobs exactly as `matrixd run` does.
+ */
+export class MemoryNode implements ClusterNode {
+  readonly name: string;
+  readonly registry: Registry;
+  readonly #bus = new LocalBus();
+  readonly #engine: Engine;
+  readonly #jobs = new Map<string, MemoryJob>();
+  readonly #llm: LlmClient | undefined;
+  readonly #startedAt = Date.now();
+  #closed = false;
+
+  constructor(opts: MemoryNodeOptions = {}) {
+    this.name = opts.name ?? "mem-1";
+    this.registry = opts.registry ?? new Registry(builtinWorkflows);
+    this.#llm = opts.llm;
+    this.#engine = new Engine({
+      bus: this.#bus,
+      node: this.name,
+      log: opts.log ?? silentLogger,
+      llm: opts.llm,
+      jobs: (id) => {
+        const job = this.#jobs.get(id);
+        return job && job.state !== "cancelled" ? job.runtime : undefined;
+      },
+      finish: async (row) => {
+        const job = this.#jobs.get(row.job);
+        if (!job || job.state === "cancelled") return;
+        job.add(row);
+        job.admission.release();
+      },
+    });
+    for (const w of this.registry.all()) this.#engine.hostWorkflow(w, () => opts.slots ?? 64);
+  }
+
+  async submit(sub: JobSubmission): Promise<{ id: string; total: number }> {
+    if (this.#closed) throw new Error("node is closed");
+    const workflow = this.registry.get(sub.workflow);
+    const settings = validate(JobSettingsSchema, sub.config ?? {}, "job config");
+    const seeds: Seed[] = [];
+    const ids = new Set<string>();
+    sub.seeds.forEach((raw, i) => {
+      const text = typeof raw === "string" ? raw : (JSON.stringify(raw) ?? "null");
+      const parsed = parseSeedLine(text, i + 1, workflow.seedSchema);
+      if (parsed === null) return;
+      if (!parsed.ok) throw new SeedError(parsed.error, i + 1);
+      if (ids.has(parsed.id)) throw new SeedError(`seed line ${i + 1}: duplicate seed id "${parsed.id}"`, i + 1);
+      ids.add(parsed.id);
+      seeds.push({ id: parsed.id, line: i + 1, seed: parsed.seed });
+    });
+    const id = settings.job ?? `job-${randomUUID().slice(0, 8)}`;
+    if (this.#jobs.has(id)) throw new ConfigError(`job "${id}" exists already`);
+    const runtime = makeJobRuntime({
+      id,
+      workflow,
+      options: settings.options ?? {},
+      seed: settings.seed ?? 0,
+      maxSteps: settings.maxSteps,
+      stepRetries: settings.stepRetries ?? 1,
+    });
+    const trials = settings.trials ?? 1;
+    const job = new MemoryJob(runtime, seeds.length * trials, this.name, settings.concurrency ?? 1024);
+    this.#jobs.set(id, job);
+    void this.#run(job, seeds, trials);
+    return { id, total: job.total };
+  }
+
+  async #run(job: MemoryJob, seeds: Seed[], trials: number): Promise<void> {
+    const rt = job.runtime;
+    for (const s of seeds) {
+      for (let trial = 0; trial < trials; trial++) {
+        if (!(await job.acquire())) return;
+        job.admitted++;
+        const id = trials > 1 ? `${s.id}#${trial}` : s.id;
+        let state;
+        try {
+          state = Engine.newTask(rt, id, trial, trials > 1 ? structuredClone(s.seed) : s.seed);
+        } catch (err) {
+          const error = `seed line ${s.line}: workflow cannot start: ${describeError(err)}`;
+          job.add(seedErrorRow(id, s.seed, error, { id: rt.id, workflow: rt.workflow.name, configHash: rt.configHash }, trial));
+          job.admission.release();
+          continue;
+        }
+        void this.#engine.begin(state);
+      }
+    }
+    await job.admission.drained();
+    job.end("done");
+  }
+
+  async jobs(): Promise<JobStatus[]> {
+    return [...this.#jobs].map(([id, j]) => j.status(id));
+  }
+
+  async job(id: string): Promise<JobStatus | undefined> {
+    return this.#jobs.get(id)?.status(id);
+  }
+
+  async cancel(id: string): Promise<boolean> {
+    const job = this.#jobs.get(id);
+    if (!job || job.state !== "running") return false;
+    job.end("cancelled");
+    return true;
+  }
+
+  async *results(id: string): AsyncIterable<string> {
+    const job = this.#jobs.get(id);
+    if (!job) return;
+    let i = 0;
+    for (;;) {
+      while (i < job.rows.length) yield job.rows[i++] as string;
+      if (job.state !== "running") return;
+      await job.changed();
+    }
+  }
+
+  async members(): Promise<Member[]> {
+    return [
+      {
+        node: this.name,
+        version: VERSION,
+        roles: this.#bus.load(),
+        services: { llm: this.#llm?.endpoints() ?? [] },
+        startedAt: this.#startedAt,
+        seenAt: Date.now(),
+        state: this.#closed ? "draining" : "running",
+      },
+    ];
+  }
+
+  metrics(): string {
+    const s = this.#engine.stats;
+    const lines: string[] = [];
+    const counter = (name: string, help: string, v: number) =>
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name}{node="${this.name}"} ${v}`);
+    counter("matrixd_steps_total", "Agent steps run on this node.", s.steps);
+    counter("matrixd_hops_total", "Task handoffs from this node.", s.hops);
+    counter("matrixd_tasks_ok_total", "Tasks finished ok on this node.", s.ok);
+    counter("matrixd_tasks_failed_total", "Tasks failed on this node.", s.failed);
+    counter("matrixd_prompt_tokens_total", "Prompt tokens of the steps run here.", s.promptTokens);
+    counter("matrixd_completion_tokens_total", "Completion tokens of the steps run here.", s.completionTokens);
+    return `${lines.join("\n")}\n`;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const job of this.#jobs.values()) job.end("cancelled");
+    this.#engine.abort();
+    await this.#bus.close();
+  }
+}
