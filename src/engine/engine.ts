@@ -3,10 +3,10 @@ import { describe, LlmError } from "../errors.ts";
 import type { LlmClient } from "../llm/types.ts";
 import type { Logger } from "../log.ts";
 import type { AgentContext, AnyWorkflow, StepResult, TaskLlm } from "../plugin/api.ts";
-import type { OutputRow, TaskState, Turn } from "../protocol/task.ts";
-import { fnv1a, seededRandom } from "../util/hash.ts";
+import type { OutputRow, TaskState } from "../protocol/task.ts";
 import type { JobResolver, JobRuntime } from "./job.ts";
 import { buildRow } from "./row.ts";
+import { afterStepError, applyStep, nextAfterStep, stepRandom } from "./step.ts";
 
 /** Counters a node keeps about the steps it ran. */
 export interface EngineStats {
@@ -125,19 +125,10 @@ export class Engine {
     }
     stats.running--;
     stats.steps++;
-    state.steps++;
-    this.#apply(state, roleName, result, at);
-
-    if (result.fail !== undefined) return this.#fail(state, lease, `${roleName}: ${result.fail}`);
-    let next: string | null;
-    try {
-      next = job.workflow.next(state, job.config, roleName);
-    } catch (err) {
-      return this.#fail(state, lease, `next role after "${roleName}": ${describe(err)}`);
-    }
-    if (next !== null && state.steps >= job.maxSteps) {
-      return this.#fail(state, lease, `step limit reached (${job.maxSteps} steps)`);
-    }
+    applyStep(state, roleName, result, at, this.#opts.node, stats);
+    const after = nextAfterStep(state, job, roleName, result);
+    if (after.fail !== undefined) return this.#fail(state, lease, after.fail);
+    const next = after.next;
     state.next = next;
     if (next === null) return this.#finish(state, job, lease);
     try {
@@ -164,52 +155,16 @@ export class Engine {
       log: this.#opts.log,
       signal,
       config: job.config,
-      random: seededRandom(fnv1a(`${job.seed}:${state.id}:${state.trial}:${state.steps}`)),
+      random: stepRandom(job, state),
       node: this.#opts.node,
       services: this.#opts.services ?? {},
     };
   }
 
-  #apply(state: TaskState, roleName: string, result: StepResult, at: number): void {
-    const now = Date.now();
-    const node = this.#opts.node;
-    const prov = state.provenance;
-    if (prov.nodes[prov.nodes.length - 1] !== node && !prov.nodes.includes(node)) prov.nodes.push(node);
-    state.timings.updated = now;
-    if (result.turns) {
-      for (const t of result.turns) {
-        const turn: Turn = { role: t.role ?? roleName, text: t.text, at, ms: now - at };
-        if (t.toolCalls?.length) turn.toolCalls = t.toolCalls;
-        if (t.toolCallId !== undefined) turn.toolCallId = t.toolCallId;
-        const llm = t.llm;
-        if (llm) {
-          turn.usage = llm.usage;
-          turn.endpoint = llm.endpoint;
-          turn.model = llm.model;
-          this.stats.promptTokens += llm.usage.prompt;
-          this.stats.completionTokens += llm.usage.completion;
-          if (!prov.endpoints.includes(llm.endpoint)) prov.endpoints.push(llm.endpoint);
-          if (!prov.models.includes(llm.model)) prov.models.push(llm.model);
-        }
-        turn.node = node;
-        state.history.push(turn);
-      }
-    }
-    if (result.vars) {
-      for (const [k, v] of Object.entries(result.vars)) {
-        if (v === undefined) delete state.vars[k];
-        else state.vars[k] = v;
-      }
-    }
-  }
-
   async #stepError(state: TaskState, job: JobRuntime, lease: Lease, roleName: string, err: unknown): Promise<void> {
     this.stats.stepErrors++;
-    const reason = `${roleName}: ${describe(err)}`;
-    if (err instanceof LlmError) return this.#fail(state, lease, reason);
-    const spent = state.attempts[roleName] ?? 0;
-    if (spent >= job.stepRetries) return this.#fail(state, lease, `${reason} (after ${spent + 1} tries)`);
-    state.attempts[roleName] = spent + 1;
+    const outcome = afterStepError(state, job, roleName, err);
+    if (!("retry" in outcome)) return this.#fail(state, lease, outcome.fail);
     this.#opts.log.warn({ task: state.id, role: roleName, err: describe(err) }, "step failed, trying again");
     try {
       await this.#opts.bus.send(state, lease);
