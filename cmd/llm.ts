@@ -5,10 +5,12 @@ import { createLlmClient } from "../src/llm/index.ts";
 import type { LlmClient } from "../src/llm/types.ts";
 import { startSim, SimOptionsSchema } from "../src/sim/index.ts";
 import { validate } from "../src/config/load.ts";
+import { type SuperviseSpec, SuperviseSchema, Supervisor } from "../src/services/supervisor.ts";
 
 /** The LLM client of a command, and what to stop with it (an in-process sim). */
 export interface OpenLlm {
   client: LlmClient;
+  supervisors: Supervisor[];
   close(): Promise<void>;
 }
 
@@ -20,15 +22,26 @@ export async function openLlm(args: {
   flags: string[] | undefined;
   llm: LlmConfig | undefined;
   sim: Record<string, unknown> | undefined;
+  /** `--supervise` commands and the config's `supervise` entries */
+  supervise?: SuperviseSpec[];
   log: Logger;
 }): Promise<OpenLlm | undefined> {
   const flags = args.flags ?? [];
-  if (flags.length === 0 && !args.llm) return undefined;
+  const supervise = args.supervise ?? [];
+  if (flags.length === 0 && !args.llm && supervise.length === 0) return undefined;
   const base: LlmConfig = args.llm ?? LlmConfigSchema.parse({});
   const stops: (() => Promise<void>)[] = [];
+  const supervisors: Supervisor[] = [];
   let endpoints = base.endpoints;
-  if (flags.length > 0) {
-    endpoints = [];
+  if (flags.length > 0 || supervise.length > 0) {
+    endpoints = args.llm && flags.length === 0 ? [...base.endpoints] : [];
+    for (const spec of supervise) {
+      const sup = new Supervisor(spec, args.log);
+      await sup.start();
+      supervisors.push(sup);
+      stops.push(() => sup.stop());
+      endpoints.push({ url: sup.url, maxConcurrency: spec.maxConcurrency, ...(spec.model ? { models: [spec.model] } : {}) });
+    }
     for (const f of flags) {
       if (f === "sim") {
         const sim = await startSim(validate(SimOptionsSchema, args.sim ?? {}, "config sim"));
@@ -43,11 +56,27 @@ export async function openLlm(args: {
     }
   }
   const client = createLlmClient(validate(LlmConfigSchema, { ...base, endpoints }, "llm"), { log: args.log });
+  try {
+    await Promise.all(supervisors.map((s) => s.ready()));
+  } catch (err) {
+    for (const s of stops) await s();
+    throw err;
+  }
   return {
     client,
+    supervisors,
     async close() {
       await client.close();
       for (const s of stops) await s();
     },
   };
+}
+
+/** `--supervise` flags as specs (the model name after `=`: `--supervise 'cmd {port}'` or `model=cmd {port}`). */
+export function superviseFlags(flags: string[] | undefined): SuperviseSpec[] {
+  return (flags ?? []).map((f, i) => {
+    const m = /^([A-Za-z0-9._:/-]+)=(.*)$/s.exec(f);
+    const raw = m ? { model: m[1], command: m[2] } : { command: f };
+    return validate(SuperviseSchema, raw, `--supervise #${i + 1}`);
+  });
 }

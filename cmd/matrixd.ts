@@ -3,6 +3,7 @@ import { describe, exitCodeOf } from "../src/errors.ts";
 import { VERSION } from "../src/version.ts";
 import { RUN_HELP, runMain } from "./run.ts";
 import { simLlmMain } from "./sim-llm.ts";
+import { guardMain } from "../src/services/guard.ts";
 
 const HELP = `matrixd ${VERSION}: peer-to-peer multi-agent synthetic data generation
 
@@ -15,6 +16,7 @@ usage: matrixd COMMAND [options]   (matrixd COMMAND --help for each)
 ${RUN_HELP.split("\n")[2]}`;
 
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
+  __guard: guardMain,
   run: runMain,
   "sim-llm": simLlmMain,
   version: async () => {
@@ -33,7 +35,8 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === "--version") return commands.version?.([]) ?? 0;
   const run = commands[cmd];
   if (!run) {
-    console.error(`matrixd: unknown command "${cmd}" (commands: ${Object.keys(commands).join(", ")})`);
+    const names = Object.keys(commands).filter((c) => !c.startsWith("_"));
+    console.error(`matrixd: unknown command "${cmd}" (commands: ${names.join(", ")})`);
     return 2;
   }
   try {

@@ -10,12 +10,13 @@ import { createLogger } from "../src/log.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
 import { intFlag, parseCommand } from "./args.ts";
-import { openLlm } from "./llm.ts";
+import { openLlm, superviseFlags } from "./llm.ts";
 
 export const RUN_HELP = `matrixd run: run a job on this machine, in-process, with no external service
 
 usage: matrixd run --workflow NAME --seeds FILE.jsonl --out FILE.jsonl
-                   [--llm sim | --llm URL ...] [--concurrency N] [--config FILE] [--plugin PATH ...]
+                   [--llm sim | --llm URL ...] [--supervise CMD ...] [--concurrency N]
+                   [--config FILE] [--plugin PATH ...]
 
   --workflow NAME      workflow to run (built in: coral, coral-dummy; or from --plugin)
   --seeds FILE         seed rows, one JSON object per line
@@ -23,6 +24,9 @@ usage: matrixd run --workflow NAME --seeds FILE.jsonl --out FILE.jsonl
                        tasks whose rows it holds are skipped
   --llm sim|URL        'sim' starts a simulated LLM in-process; a URL is an OpenAI-compatible
                        endpoint (e.g. http://10.0.0.5:8000/v1); repeat for several
+  --supervise CMD      start and watch a local LLM server: a command with {port}, e.g.
+                       'vllm serve MODEL --port {port}' (or 'MODEL=command ...' to name its model);
+                       restarted when it dies, stopped with matrixd; repeatable
   --concurrency N      tasks in flight at most (default 1024)
   --trials N           tasks per seed (default 1)
   --seed N             seed of the job's random numbers (default 0)
@@ -40,6 +44,7 @@ export async function runMain(argv: string[]): Promise<number> {
     seeds: { type: "string" },
     out: { type: "string" },
     llm: { type: "string", multiple: true },
+    supervise: { type: "string", multiple: true },
     concurrency: { type: "string" },
     trials: { type: "string" },
     seed: { type: "string" },
@@ -78,7 +83,8 @@ export async function runMain(argv: string[]): Promise<number> {
   });
 
   const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "warn", stream: "stderr" });
-  const llm = await openLlm({ flags: f.llm, llm: cfg.llm, sim: cfg.sim, log });
+  const supervise = [...cfg.supervise, ...superviseFlags(f.supervise)];
+  const llm = await openLlm({ flags: f.llm, llm: cfg.llm, sim: cfg.sim, supervise, log });
   const total = (await countLines(f.seeds)) * trials;
 
   const abort = new AbortController();

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { LlmConfigSchema } from "../llm/config.ts";
+import { SuperviseSchema } from "../services/supervisor.ts";
 import { readConfigFile, validate } from "./load.ts";
 
 export const RoleConfigSchema = z.strictObject({
@@ -26,6 +27,8 @@ export const JobConfigSchema = z.strictObject({
   /** the workflow's own config, checked against its schema */
   options: z.record(z.string(), z.unknown()).default({}),
   llm: LlmConfigSchema.optional(),
+  /** local LLM servers this node starts and watches (`--supervise`) */
+  supervise: z.array(SuperviseSchema).default([]),
   /** settings of the in-process simulated LLM (`--llm sim`) */
   sim: z.record(z.string(), z.unknown()).optional(),
   /** workflow files to load besides the built-in ones */

@@ -1,0 +1,225 @@
+import type { Subprocess } from "bun";
+import { z } from "zod";
+import { describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { readLines } from "../util/lines.ts";
+import { type ServerLoad, vllmLoad } from "./prom.ts";
+
+/** One supervised LLM server: a command serving the OpenAI API on `{port}`. */
+export const SuperviseSchema = z.strictObject({
+  /** e.g. `vllm serve meta-llama/Llama-3.1-8B-Instruct --port {port}` */
+  command: z.string().min(1).refine((c) => c.includes("{port}"), "must contain {port}"),
+  /** model name it serves, as agents ask for it */
+  model: z.string().min(1).optional(),
+  name: z.string().min(1).optional(),
+  /** fixed port; by default a free one is picked */
+  port: z.number().int().min(1).max(65535).optional(),
+  /** how long a start may take before it counts as failed (vLLM loads for minutes) */
+  startTimeoutMs: z.number().int().positive().default(900_000),
+  /** a health probe slower than this fails */
+  healthTimeoutMs: z.number().int().positive().default(5_000),
+  /** failed probes in a row after which the server is restarted */
+  unhealthyAfter: z.number().int().positive().default(3),
+  /** first restart delay; doubles each time, back to this after a long healthy run */
+  restartBackoffMs: z.number().int().nonnegative().default(1_000),
+  maxBackoffMs: z.number().int().positive().default(60_000),
+  /** SIGTERM, then SIGKILL after this long */
+  graceMs: z.number().int().positive().default(10_000),
+  /** requests in flight the client sends it at most */
+  maxConcurrency: z.number().int().positive().default(256),
+});
+export type SuperviseSpec = z.infer<typeof SuperviseSchema>;
+
+export type SupervisorState = "starting" | "ready" | "restarting" | "stopped";
+
+/** The command that re-runs this matrixd as a guard (compiled binary or `bun cmd/matrixd.ts`). */
+export function guardCommand(): string[] {
+  const script = process.argv[1];
+  const compiled = !script || script.startsWith("/$bunfs/") || script === process.execPath;
+  return compiled ? [process.execPath, "__guard"] : [process.execPath, script, "__guard"];
+}
+
+async function freePort(): Promise<number> {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
+
+/**
+ * Starts a local LLM server, waits for its /health, reads its /metrics every
+ * second, restarts it with exponential backoff when it dies or stops
+ * answering, and stops it on shutdown. The server runs under a guard process
+ * (see guard.ts) so it never outlives matrixd.
+ */
+export class Supervisor {
+  state: SupervisorState = "starting";
+  restarts = 0;
+  load: ServerLoad | undefined;
+  port = 0;
+  readonly name: string;
+  #proc: Subprocess<"pipe", "pipe", "pipe"> | undefined;
+  #stopped = false;
+  #wake: (() => void) | undefined;
+  #readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  #loop: Promise<void> | undefined;
+
+  constructor(
+    readonly spec: SuperviseSpec,
+    private readonly log: Logger,
+  ) {
+    this.name = spec.name ?? spec.model ?? spec.command.split(/\s+/)[0] ?? "llm";
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}/v1`;
+  }
+
+  /** Pick the port and start the first run; `ready()` tells when it answers. */
+  async start(): Promise<void> {
+    this.port = this.spec.port ?? (await freePort());
+    this.#loop = this.#run();
+  }
+
+  /** Resolves when the server first answers /health; rejects if the first start times out. */
+  ready(): Promise<void> {
+    if (this.state === "ready") return Promise.resolve();
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.state = "stopped";
+    this.#wake?.();
+    await this.#kill();
+    await this.#loop;
+    for (const w of this.#readyWaiters.splice(0)) w.reject(new Error(`${this.name}: stopped before it was ready`));
+  }
+
+  async #run(): Promise<void> {
+    let backoff = this.spec.restartBackoffMs;
+    let first = true;
+    while (!this.#stopped) {
+      const began = Date.now();
+      const ok = await this.#once(first);
+      first = false;
+      if (this.#stopped) break;
+      this.state = "restarting";
+      this.restarts++;
+      // A long healthy run resets the backoff; a crash loop keeps doubling it.
+      if (ok && Date.now() - began > 60_000) backoff = this.spec.restartBackoffMs;
+      this.log.warn({ service: this.name, restarts: this.restarts, inMs: backoff }, "restarting the LLM server");
+      await this.#sleep(backoff);
+      backoff = Math.min(backoff * 2 || 1, this.spec.maxBackoffMs);
+    }
+  }
+
+  /** One life of the server: start, wait for health, watch. Returns whether it got ready. */
+  async #once(first: boolean): Promise<boolean> {
+    const command = this.spec.command.replaceAll("{port}", String(this.port));
+    this.state = "starting";
+    this.load = undefined;
+    this.log.info({ service: this.name, command }, "starting the LLM server");
+    const proc = Bun.spawn([...guardCommand(), String(this.spec.graceMs), command], {
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    this.#proc = proc;
+    this.#pipeLogs(proc.stdout, "stdout");
+    this.#pipeLogs(proc.stderr, "stderr");
+    let exited = false;
+    void proc.exited.then((code) => {
+      exited = true;
+      if (!this.#stopped) this.log.warn({ service: this.name, code }, "the LLM server exited");
+      this.#wake?.();
+    });
+
+    const deadline = Date.now() + this.spec.startTimeoutMs;
+    while (!exited && !this.#stopped && !(await this.#healthy())) {
+      if (Date.now() > deadline) {
+        const err = new Error(`${this.name}: not healthy within ${this.spec.startTimeoutMs} ms of starting`);
+        this.log.error({ service: this.name }, err.message);
+        if (first) for (const w of this.#readyWaiters.splice(0)) w.reject(err);
+        await this.#kill();
+        return false;
+      }
+      await this.#sleep(250);
+    }
+    if (exited || this.#stopped) return false;
+    this.state = "ready";
+    this.log.info({ service: this.name, url: this.url }, "the LLM server is ready");
+    for (const w of this.#readyWaiters.splice(0)) w.resolve();
+
+    let failures = 0;
+    while (!exited && !this.#stopped) {
+      await this.#sleep(1_000);
+      if (exited || this.#stopped) break;
+      const [healthy] = await Promise.all([this.#healthy(), this.#readMetrics()]);
+      failures = healthy ? 0 : failures + 1;
+      if (failures >= this.spec.unhealthyAfter) {
+        this.log.warn({ service: this.name, failures }, "the LLM server stopped answering");
+        break;
+      }
+    }
+    await this.#kill();
+    return true;
+  }
+
+  async #healthy(): Promise<boolean> {
+    try {
+      const res = await fetch(`http://127.0.0.1:${this.port}/health`, {
+        signal: AbortSignal.timeout(this.spec.healthTimeoutMs),
+      });
+      await res.arrayBuffer();
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  async #readMetrics(): Promise<void> {
+    try {
+      const res = await fetch(`http://127.0.0.1:${this.port}/metrics`, { signal: AbortSignal.timeout(2_000) });
+      if (res.ok) this.load = vllmLoad(await res.text());
+      else await res.arrayBuffer();
+    } catch (err) {
+      this.log.debug({ service: this.name, err: describe(err) }, "cannot read metrics");
+    }
+  }
+
+  /** Close the guard's stdin: it stops the server's group (SIGTERM, then SIGKILL after the grace). */
+  async #kill(): Promise<void> {
+    const proc = this.#proc;
+    if (!proc) return;
+    try {
+      proc.stdin.end();
+    } catch {
+      // already closed
+    }
+    const timer = setTimeout(() => proc.kill(9), this.spec.graceMs + 2_000);
+    await proc.exited;
+    clearTimeout(timer);
+  }
+
+  #pipeLogs(stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr"): void {
+    void (async () => {
+      try {
+        for await (const line of readLines(stream)) if (line) this.log.info({ service: this.name, stream: which }, line);
+      } catch {
+        // the stream ends with the process
+      }
+    })();
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+}
