@@ -1,5 +1,6 @@
 import { coralDialogueSkill, coralExtractSkill } from "./coral.ts";
 import { jsonFormatSkill } from "./json.ts";
+import { reasoningExtractSkills } from "./reasoning-extract.ts";
 import { toolCallSkill } from "./tools.ts";
 import type { Skill } from "./types.ts";
 
@@ -10,6 +11,7 @@ import type { Skill } from "./types.ts";
  * here and listing it below, narrowest match first.
  */
 export const builtinSkills: readonly Skill[] = [
+  ...reasoningExtractSkills,
   coralExtractSkill,
   toolCallSkill,
   coralDialogueSkill,
