@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
 import { startSim, startSimFleet, type SimServer } from "../src/sim/index.ts";
 import { UNKNOWN_TOOL_NAME } from "../src/sim/skills/tools.ts";
 import { type Completion, complete, metric, post, sseData, waitFor, wordCount } from "./sim-helpers.ts";
@@ -393,6 +394,89 @@ describe("sim-llm", () => {
     await reader.cancel();
     await waitFor(() => s.stats().running === 0, "stream slot freed");
     expect(s.stats().aborted).toBe(3);
+  });
+
+  test("sim - stopping drops requests in flight and stops cleanly", async () => {
+    const s = await startSim({ slots: 2, decodeTps: 100, lenMedian: 1000, lenSigma: 0 });
+    const body = { messages: [{ role: "user", content: "never finishes" }] };
+    const plain = post(s.url, body).then(
+      (r) => r.status,
+      () => "closed",
+    );
+    const streamed = post(s.url, { ...body, stream: true }).then(
+      (r) => r.text().then(
+        (t) => t,
+        () => "closed",
+      ),
+      () => "closed",
+    );
+    await waitFor(() => s.stats().running === 2, "both running");
+    await s.stop();
+    expect([503, "closed"]).toContain(await plain);
+    expect(await streamed).not.toContain("[DONE]");
+    expect(s.stats()).toMatchObject({ running: 0, waiting: 0 });
+    await s.stop(); // idempotent
+  });
+
+  test("sim - the official openai client works unchanged", async () => {
+    const client = new OpenAI({ baseURL: `${fast.url}/v1`, apiKey: "x", maxRetries: 0 });
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toEqual(["sim-llm"]);
+
+    const messages = [
+      { role: "system" as const, content: TEACHER },
+      { role: "user" as const, content: QUESTION },
+    ];
+    const done = await client.chat.completions.create({ model: "sim-llm", messages, seed: 11, max_tokens: 50 });
+    const text = done.choices[0]!.message.content ?? "";
+    expect(lastLine(text)).toMatch(/^Answer: (\([A-D]\)|not sure)$/);
+    expect(done.usage?.completion_tokens).toBe(wordCount(text));
+
+    const stream = await client.chat.completions.create({
+      model: "sim-llm",
+      messages,
+      seed: 11,
+      max_tokens: 50,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let streamed = "";
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      streamed += chunk.choices[0]?.delta?.content ?? "";
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(streamed).toBe(text);
+    expect(usage?.completion_tokens).toBe(done.usage?.completion_tokens);
+
+    const withTools = await client.chat.completions.create({
+      model: "sim-llm",
+      messages: [{ role: "user", content: "What is the weather in Oslo?" }],
+      tools: [WEATHER_TOOL],
+      tool_choice: "required",
+    });
+    const call = withTools.choices[0]!.message.tool_calls?.[0];
+    expect(withTools.choices[0]!.finish_reason).toBe("tool_calls");
+    expect(call?.type).toBe("function");
+    if (call?.type !== "function") throw new Error("no function call");
+    expect(call.function.name).toBe("get_weather");
+
+    // the stream helper accumulates streamed tool calls into the same call
+    const runner = client.chat.completions.stream({
+      model: "sim-llm",
+      messages: [{ role: "user", content: "What is the weather in Oslo?" }],
+      tools: [WEATHER_TOOL],
+      tool_choice: "required",
+    });
+    const final = await runner.finalChatCompletion();
+    const streamedCall = final.choices[0]!.message.tool_calls?.[0];
+    expect(streamedCall?.type === "function" ? streamedCall.function : undefined).toEqual(call.function);
+
+    const wrong = await client.chat.completions.create({ model: "other", messages: [{ role: "user", content: "x" }] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(wrong).toBeInstanceOf(OpenAI.NotFoundError);
   });
 
   test("sim - a fleet runs servers on their own ports; dieAfterSec stops one", async () => {

@@ -87,6 +87,9 @@ export interface EngineClock {
   manual?: boolean;
 }
 
+/** Wall ms between two progress reports to streams. */
+const PROGRESS_EVERY_MS = 16;
+
 const realClock: EngineClock = { now: () => performance.now() };
 
 /** The step model of one simulated server. */
@@ -117,6 +120,7 @@ export class SimEngine {
   private promptTokens = 0;
   private generationTokens = 0;
   private busyVirtualMs = 0;
+  private lastProgress = -Infinity;
 
   constructor(
     o: Pick<ResolvedSimOptions, "slots" | "stepBaseMs" | "stepPerSeqMs" | "prefillTps" | "timeScale">,
@@ -166,11 +170,20 @@ export class SimEngine {
     this.streaming.delete(seq);
   }
 
-  /** Catches up with the wall clock: completes every step that has ended, then reports progress. */
+  /**
+   * Catches up with the wall clock: completes every step that has ended,
+   * then reports progress to streams, at most every PROGRESS_EVERY_MS: one
+   * chunk per token per stream would cost a write each, and clients gain
+   * nothing from deltas closer together than that.
+   */
   tick(): void {
     if (this.stopped) return;
-    this.advance((this.clock.now() - this.wall0) / this.timeScale);
-    for (const s of this.streaming) s.input.onProgress?.(s);
+    const now = this.clock.now();
+    this.advance((now - this.wall0) / this.timeScale);
+    if (this.streaming.size > 0 && (this.clock.manual || now - this.lastProgress >= PROGRESS_EVERY_MS)) {
+      this.lastProgress = now;
+      for (const s of this.streaming) s.input.onProgress?.(s);
+    }
   }
 
   /** Stops the clock; sequences still queued or running end as DROPPED. */

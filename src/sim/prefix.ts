@@ -1,17 +1,27 @@
 /**
- * An LRU of recently seen prompt prefixes (keys of message-list prefixes,
+ * A cache of recently seen prompt prefixes (keys of message-list prefixes,
  * and of prompts extended with the answer given), standing in for vLLM's
  * automatic prefix caching: a request whose longest known prefix covers N
  * prompt tokens skips their prefill.
+ *
+ * Recency is kept with two generations of sets rather than one ordered map:
+ * evicting a Map's oldest entry walks past every deleted slot before it, which
+ * made eviction the most expensive thing the server did. A key seen in the
+ * old generation is promoted; when the young one fills, the old one is
+ * dropped whole. So a key lives at least `capacity / 2` inserts.
  */
 export class PrefixCache {
-  private readonly map = new Map<number, true>();
+  private young = new Set<number>();
+  private old = new Set<number>();
+  private readonly half: number;
   /** prompt tokens looked up, as vLLM's prefix_cache_queries counter */
   queries = 0;
   /** prompt tokens found, as vLLM's prefix_cache_hits counter */
   hits = 0;
 
-  constructor(private readonly capacity: number) {}
+  constructor(capacity: number) {
+    this.half = Math.max(1, Math.floor(capacity / 2));
+  }
 
   /**
    * Looks up the longest cached prefix, counts the query, then records every
@@ -21,7 +31,7 @@ export class PrefixCache {
   lookupAndInsert(keys: readonly number[], tokens: readonly number[], promptTokens: number): number {
     let cached = 0;
     for (let k = keys.length - 1; k >= 0; k--) {
-      if (this.map.has(keys[k]!)) {
+      if (this.has(keys[k]!)) {
         cached = Math.min(tokens[k]!, Math.max(0, promptTokens - 1));
         break;
       }
@@ -32,12 +42,16 @@ export class PrefixCache {
     return cached;
   }
 
+  has(key: number): boolean {
+    return this.young.has(key) || this.old.has(key);
+  }
+
   insert(key: number): void {
-    if (this.map.has(key)) this.map.delete(key);
-    else if (this.map.size >= this.capacity) {
-      const oldest = this.map.keys().next();
-      if (!oldest.done) this.map.delete(oldest.value);
+    if (this.young.has(key)) return;
+    if (this.young.size >= this.half) {
+      this.old = this.young;
+      this.young = new Set();
     }
-    this.map.set(key, true);
+    this.young.add(key);
   }
 }
