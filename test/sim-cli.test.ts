@@ -66,7 +66,7 @@ describe("sim-llm command", () => {
     } finally {
       proc.kill("SIGKILL");
     }
-  });
+  }, 20_000);
 
   test("sim-llm cli - --die-after exits with code 3", async () => {
     const proc = spawnSim(["--die-after", "0.2"]);
@@ -75,7 +75,7 @@ describe("sim-llm command", () => {
     } finally {
       proc.kill("SIGKILL");
     }
-  });
+  }, 20_000);
 
   test("sim-llm cli - a bad flag exits 2 naming it", async () => {
     const proc = spawnSim(["--bogus", "1"]);
@@ -94,7 +94,7 @@ describe("sim-llm command", () => {
       expect(code).toBe(2);
       expect(err).toContain(named);
     }
-  });
+  }, 20_000);
 
   test("sim-llm cli - --help exits 0", async () => {
     const lines: string[] = [];
@@ -106,5 +106,5 @@ describe("sim-llm command", () => {
       console.log = orig;
     }
     expect(lines.join("\n")).toContain("--decode-tps");
-  });
+  }, 20_000);
 });
