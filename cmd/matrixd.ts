@@ -3,6 +3,8 @@ import { describe, exitCodeOf } from "../src/errors.ts";
 import { VERSION } from "../src/version.ts";
 import { RUN_HELP, runMain } from "./run.ts";
 import { simLlmMain } from "./sim-llm.ts";
+import { statusMain } from "./status.ts";
+import { submitMain } from "./submit.ts";
 import { guardMain } from "../src/services/guard.ts";
 
 const HELP = `matrixd ${VERSION}: peer-to-peer multi-agent synthetic data generation
@@ -11,6 +13,8 @@ usage: matrixd COMMAND [options]   (matrixd COMMAND --help for each)
 
   run       run a job on this machine, in-process (no external service)
   sim-llm   a simulated GPU LLM server (OpenAI API, vLLM metrics)
+  submit    send a seed file to a cluster node as a job; progress, dataset
+  status    the cluster's members and jobs, as one node sees them
   version   print the version
 
 ${RUN_HELP.split("\n")[2]}`;
@@ -19,6 +23,8 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   __guard: guardMain,
   run: runMain,
   "sim-llm": simLlmMain,
+  submit: submitMain,
+  status: statusMain,
   version: async () => {
     console.log(`matrixd ${VERSION}`);
     return 0;

@@ -128,7 +128,7 @@ describe("api submit", () => {
     const seeds = ndjson(coralSeeds(2));
     const cases: [Promise<Response>, string][] = [
       [postNdjson(app, "", seeds), "the workflow is required"],
-      [postNdjson(app, "workflow=nope", seeds), 'unknown workflow "nope" (known: coral, coral-dummy, gated)'],
+      [postNdjson(app, "workflow=nope", seeds), 'unknown workflow "nope" (known: coral, coral-dummy, gated'],
       [postNdjson(app, "workflow=coral-dummy&config=%7Bnope", seeds), "?config= is not JSON"],
       [postNdjson(app, `workflow=coral-dummy&config=${encodeURIComponent('{"trials":0}')}`, seeds), 'config: "trials": '],
       [postNdjson(app, `workflow=coral-dummy&config=${encodeURIComponent('{"llm":{}}')}`, seeds), 'config: unknown key "llm"'],

@@ -118,6 +118,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     if (s < 86400) return Math.floor(s / 3600) + "h" + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + "m";
     return Math.floor(s / 86400) + "d";
   }
+  function plural(n, word) { return num(n) + " " + word + (n === 1 ? "" : "s"); }
   function pct(part, whole) { return whole > 0 ? Math.max(0, Math.min(100, (100 * part) / whole)) : 0; }
   function segment(cls, width, title) {
     var s = el("span", { cls: cls, title: title });
@@ -207,7 +208,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     if (!members.length) body.appendChild(el("tr", null, el("td", { cls: "empty", colspan: "7", text: "no members" })));
     var slots = 0, busy = 0;
     members.forEach(function (mb) { for (var k in mb.roles) { slots += mb.roles[k].slots; busy += mb.roles[k].busy; } });
-    document.getElementById("members-count").textContent = members.length + " nodes, " + num(slots - busy) + " of " + num(slots) + " slots free";
+    document.getElementById("members-count").textContent = plural(members.length, "node") + ", " + num(slots - busy) + " of " + num(slots) + " slots free";
     return members.length;
   }
 
@@ -254,7 +255,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     }));
     if (!jobs.length) body.appendChild(el("tr", null, el("td", { cls: "empty", colspan: "13", text: "no jobs yet" })));
     var running = jobs.filter(function (j) { return j.state === "running"; }).length;
-    document.getElementById("jobs-count").textContent = jobs.length + " jobs, " + running + " running";
+    document.getElementById("jobs-count").textContent = plural(jobs.length, "job") + ", " + running + " running";
     return running;
   }
 
@@ -268,7 +269,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     return Promise.all([api("/v1/cluster"), api("/v1/jobs")]).then(function (r) {
       var nodes = drawMembers(r[0]);
       var running = drawJobs(r[1]);
-      document.getElementById("summary").textContent = "node " + r[0].node + " · " + nodes + " members · " + running + " jobs running";
+      document.getElementById("summary").textContent = "node " + r[0].node + " · " + plural(nodes, "member") + " · " + plural(running, "job") + " running";
       document.getElementById("error").textContent = "";
       document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.setAttribute("data-loaded", "true");

@@ -102,7 +102,8 @@ class MemoryJob {
 
   status(id: string): JobStatus {
     const done = this.ok + this.failed;
-    const secs = Math.max((Date.now() - this.createdAt) / 1000, 1e-3);
+    const end = this.state === "running" ? Date.now() : this.updatedAt;
+    const secs = Math.max((end - this.createdAt) / 1000, 1e-3);
     return {
       id,
       workflow: this.runtime.workflow.name,

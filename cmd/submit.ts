@@ -1,0 +1,159 @@
+import { existsSync, renameSync, rmSync, statSync } from "node:fs";
+import { ApiClient, ApiError, DEFAULT_SERVER } from "../src/api/client.ts";
+import { formatJob, formatJobProgress } from "../src/api/format.ts";
+import { JOB_SETTING_KEYS } from "../src/api/job-settings.ts";
+import type { JobStatus } from "../src/cluster/types.ts";
+import { readConfigFile, validate } from "../src/config/load.ts";
+import { JobConfigSchema } from "../src/config/run.ts";
+import { UsageError } from "../src/errors.ts";
+import { intFlag, parseCommand } from "./args.ts";
+
+export const SUBMIT_HELP = `matrixd submit: send a seed file to a cluster node as a job
+
+usage: matrixd submit --server URL --workflow NAME FILE.jsonl [--wait] [--out FILE] [--config FILE]
+                      [--token T]
+
+  --server URL         any node's HTTP API (default $MATRIXD_SERVER, else ${DEFAULT_SERVER})
+  --workflow NAME      workflow to run (default: "workflow" of --config)
+  FILE.jsonl           seed rows, one JSON object per line; sent as it is read
+  --wait               show progress until the job ends (a live line on a terminal)
+  --out FILE           wait, then write the dataset (JSONL, one row per task) to FILE
+  --config FILE        YAML or JSON job settings, as for matrixd run; the job's own keys
+                       (options, trials, seed, maxSteps, concurrency, stepRetries, job) are sent
+  --token T            bearer token of the API (default $MATRIXD_TOKEN)
+  --progress-every S   seconds between progress lines when not on a terminal (default 10)
+
+prints the job id on stdout; progress and the summary go to stderr.
+exit codes: 0 done, 1 job cancelled or every task failed or a server/network error,
+            2 usage, config or a request the server refused (bad seeds: each bad line is named)`;
+
+/** The job settings of a config file, as the server takes them, and the keys left out. */
+function jobSettings(path: string): { workflow?: string; settings: Record<string, unknown>; dropped: string[] } {
+  const raw = readConfigFile(path);
+  // The same file works for `run` and `submit`: check it whole, send only the job's part.
+  validate(JobConfigSchema, raw, `config ${path}`);
+  const obj = raw as Record<string, unknown>;
+  const settings: Record<string, unknown> = {};
+  const dropped: string[] = [];
+  for (const [k, v] of Object.entries(obj)) {
+    if (JOB_SETTING_KEYS.includes(k)) settings[k] = v;
+    else dropped.push(k);
+  }
+  return { workflow: typeof obj.workflow === "string" ? obj.workflow : undefined, settings, dropped };
+}
+
+/** `matrixd submit`: returns the exit code. */
+export async function submitMain(argv: string[]): Promise<number> {
+  const { values: f, positionals } = parseCommand(
+    "submit",
+    argv,
+    {
+      server: { type: "string" },
+      workflow: { type: "string" },
+      wait: { type: "boolean" },
+      out: { type: "string" },
+      config: { type: "string" },
+      token: { type: "string" },
+      "progress-every": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    true,
+  );
+  if (f.help) {
+    console.log(SUBMIT_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError("submit: give exactly one seed file (see matrixd submit --help)");
+  const file = positionals[0] as string;
+  if (!existsSync(file) || !statSync(file).isFile()) throw new UsageError(`submit: seed file ${file} does not exist`);
+  const every = intFlag("progress-every", f["progress-every"]) ?? 10;
+  const cfg = f.config ? jobSettings(f.config) : { settings: {}, dropped: [] };
+  if (cfg.dropped.length > 0) {
+    process.stderr.write(`config ${f.config}: node settings not sent with the job: ${cfg.dropped.join(", ")}\n`);
+  }
+  const workflow = f.workflow ?? cfg.workflow;
+  if (!workflow) throw new UsageError("submit: --workflow is required");
+  if (cfg.settings.workflow !== undefined && cfg.settings.workflow !== workflow) delete cfg.settings.workflow;
+
+  const api = new ApiClient({
+    server: f.server ?? process.env.MATRIXD_SERVER ?? DEFAULT_SERVER,
+    token: f.token ?? process.env.MATRIXD_TOKEN,
+  });
+  try {
+    // Bun sends a file body as it reads it, with its length: the server can refuse an oversized one at once.
+    const { id, total } = await api.submit(workflow, Bun.file(file), cfg.settings);
+    console.log(id);
+    if (!f.wait && !f.out) {
+      process.stderr.write(`job ${id}: ${total.toLocaleString("en-US")} tasks submitted to ${api.server}\n`);
+      return 0;
+    }
+    const final = await follow(api, id, every);
+    process.stderr.write(`${formatJob(final)}\n`);
+    let code = final.state === "cancelled" || (final.ok === 0 && final.failed > 0) ? 1 : 0;
+    if (f.out) {
+      const rows = await download(api, id, f.out);
+      const expected = final.ok + final.failed;
+      process.stderr.write(`  dataset: ${f.out} (${rows.toLocaleString("en-US")} rows)\n`);
+      if (rows !== expected) {
+        process.stderr.write(`  the dataset has ${rows} rows but the job counts ${expected}\n`);
+        code = 1;
+      }
+    }
+    return code;
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    process.stderr.write(`matrixd submit: ${err.message}\n`);
+    return err.exitCode;
+  }
+}
+
+/** Poll the job until it ends, showing progress: a live line on a terminal, a line every `every` s otherwise. */
+async function follow(api: ApiClient, id: string, every: number): Promise<JobStatus> {
+  const tty = process.stderr.isTTY === true;
+  const onSignal = () => {
+    process.stderr.write(`\njob ${id} goes on in the cluster; see matrixd status --job ${id}\n`);
+    process.exit(130);
+  };
+  process.on("SIGINT", onSignal);
+  let lastLine = 0;
+  try {
+    for (;;) {
+      const st = await api.job(id);
+      if (st.state !== "running") {
+        if (tty) process.stderr.write("\r\x1b[K");
+        return st;
+      }
+      const line = formatJobProgress(st);
+      if (tty) process.stderr.write(`\r\x1b[K${line}`);
+      else if (Date.now() - lastLine >= every * 1000) {
+        process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+        lastLine = Date.now();
+      }
+      await Bun.sleep(tty ? 500 : Math.min(1000, every * 1000));
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+  }
+}
+
+/** Stream the dataset to `out` (through a .part file, so a cut download never looks whole); returns its rows. */
+async function download(api: ApiClient, id: string, out: string): Promise<number> {
+  const part = `${out}.part`;
+  const writer = Bun.file(part).writer();
+  let rows = 0;
+  let last = 10;
+  try {
+    for await (const chunk of await api.results(id)) {
+      for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) rows++;
+      if (chunk.length > 0) last = chunk[chunk.length - 1] as number;
+      writer.write(chunk);
+    }
+    await writer.end();
+  } catch (err) {
+    await Promise.resolve(writer.end()).catch(() => {});
+    rmSync(part, { force: true });
+    throw err instanceof ApiError ? err : new ApiError(0, `dataset download broke off: ${(err as Error).message}`);
+  }
+  renameSync(part, out);
+  return last === 10 ? rows : rows + 1;
+}
