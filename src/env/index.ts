@@ -1,7 +1,10 @@
 /** Per-task environments (docker or bubblewrap): acquire, exec, put, get, release, pooled. */
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { EnvConfigSchema, EnvError, type EnvConfig, type EnvService } from "./types.ts";
+import { createBwrapDriver } from "./bwrap.ts";
+import { createDockerDriver } from "./docker.ts";
+import { EnvPoolImpl, type Driver } from "./pool.ts";
+import { EnvConfigSchema, type EnvConfig, type EnvService } from "./types.ts";
 
 export {
   DEFAULT_OUTPUT_CAP,
@@ -19,6 +22,7 @@ export {
   type ExecOptions,
   type ExecResult,
 } from "./types.ts";
+export { EnvPoolImpl, type Driver, type DriverEnv, type DriverExec, type ResolvedSpec } from "./pool.ts";
 
 /**
  * Validate and complete an environment config.
@@ -39,15 +43,25 @@ export function parseEnvConfig(input: unknown): EnvConfig {
  * Start the node's environment service with the configured driver: checks the
  * driver can run here, removes environments an earlier run of this node left.
  *
+ * @throws EnvError "unavailable" when the driver cannot run on this machine
+ *   (no Docker engine at the socket, image missing, bwrap failing), with the reason
+ *
  * @example
  * ```ts
  * const envs = await createEnvService(parseEnvConfig({ driver: "bwrap", capacity: 4 }), log);
  * const env = await envs.acquire(task.id, { files: { "db.json": "{}" } });
- * try { const r = await env.exec(["cat", "db.json"]); } finally { await env.release(); }
+ * try {
+ *   const r = await env.exec(["cat", "db.json"]); // r.stdout === "{}"
+ * } finally {
+ *   await env.release();
+ * }
  * ```
  */
 export async function createEnvService(config: EnvConfig, log: Logger): Promise<EnvService> {
-  void config;
-  void log;
-  throw new EnvError("environment drivers are not built yet", "unavailable");
+  const envLog = log.child({ service: "env", driver: config.driver });
+  const driver: Driver = config.driver === "docker" ? await createDockerDriver(config, envLog) : await createBwrapDriver(config, envLog);
+  const left = await driver.cleanupLeftovers();
+  if (left > 0) envLog.info({ count: left }, "removed environments left by an earlier run");
+  envLog.info({ capacity: config.capacity }, "environment service ready");
+  return new EnvPoolImpl(driver, config.capacity, { ...config.limits, image: config.image }, envLog);
 }
