@@ -2,6 +2,7 @@
 import { describe, exitCodeOf } from "../src/errors.ts";
 import { VERSION } from "../src/version.ts";
 import { RUN_HELP, runMain } from "./run.ts";
+import { benchMain } from "./bench.ts";
 import { simLlmMain } from "./sim-llm.ts";
 import { statusMain } from "./status.ts";
 import { submitMain } from "./submit.ts";
@@ -13,6 +14,7 @@ usage: matrixd COMMAND [options]   (matrixd COMMAND --help for each)
 
   run       run a job on this machine, in-process (no external service)
   sim-llm   a simulated GPU LLM server (OpenAI API, vLLM metrics)
+  bench     matrixd against its baselines on a simulated fleet (needs the source tree)
   submit    send a seed file to a cluster node as a job; progress, dataset
   status    the cluster's members and jobs, as one node sees them
   version   print the version
@@ -23,6 +25,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   __guard: guardMain,
   run: runMain,
   "sim-llm": simLlmMain,
+  bench: benchMain,
   submit: submitMain,
   status: statusMain,
   version: async () => {

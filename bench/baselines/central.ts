@@ -1,0 +1,25 @@
+/**
+ * Baseline "central": one process drives every task as a coroutine, under
+ * one global limit on tasks in flight (the way the official Coral and tau2
+ * runners work). Setting: `concurrency`.
+ */
+import { BaselineRun, Limit, runBaseline, setting } from "./common.ts";
+
+runBaseline(async (spec) => {
+  const run = new BaselineRun(spec, "central");
+  const limit = new Limit(setting(spec, "concurrency"));
+  const running = new Set<Promise<void>>();
+  for await (const state of run.tasks()) {
+    await limit.take();
+    run.admit(state);
+    const task = (async () => {
+      while (await run.step(state));
+    })().finally(() => {
+      running.delete(task);
+      limit.give();
+    });
+    running.add(task);
+  }
+  await Promise.all(running);
+  await run.finish();
+});

@@ -1,0 +1,124 @@
+/**
+ * The simulated GPU fleet, in its own process (`matrixd sim-llm --servers K`),
+ * and its counters read from the servers' own /metrics: the benchmark never
+ * takes the framework's word for how many tokens were generated.
+ */
+import type { Subprocess } from "bun";
+
+/** Settings of the fleet, the same for every mode of a run. */
+export interface FleetSettings {
+  servers: number;
+  slots: number;
+  /** ceiling of one server, generated tokens per second of wall time */
+  decodeTps: number;
+  /** sim-llm options passed as flags, e.g. { "agree-rate": 0.3 } */
+  flags: Record<string, number>;
+}
+
+/** Cumulative counters summed over the fleet. */
+export interface FleetCounters {
+  generationTokens: number;
+  promptTokens: number;
+  /** integral of running/slots over wall time, summed over servers, seconds */
+  runningSeconds: number;
+  requests: number;
+}
+
+export interface Fleet {
+  /** OpenAI base URLs, `http://host:port/v1` */
+  urls: string[];
+  /** fleet ceiling, tokens per second (from the servers' /metrics) */
+  ceilingTps: number;
+  pid: number;
+  counters(): Promise<FleetCounters>;
+  /** requests decoding now, over the fleet */
+  running(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Start the fleet and wait until every server answers /metrics. */
+export async function startFleet(matrixd: string[], s: FleetSettings): Promise<Fleet> {
+  const args = [
+    ...matrixd,
+    "sim-llm",
+    "--port",
+    "0",
+    "--servers",
+    String(s.servers),
+    "--slots",
+    String(s.slots),
+    "--decode-tps",
+    String(s.decodeTps),
+  ];
+  for (const [k, v] of Object.entries(s.flags)) args.push(`--${k}`, String(v));
+  const proc = Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+  const bases = await readUrls(proc, s.servers);
+  const ceilings = await Promise.all(bases.map(async (b) => gauge(await metricsText(b), "sim:ceiling_tokens_per_second")));
+  return {
+    urls: bases.map((b) => `${b}/v1`),
+    ceilingTps: ceilings.reduce((a, b) => a + b, 0),
+    pid: proc.pid,
+    async counters() {
+      const texts = await Promise.all(bases.map(metricsText));
+      const sum = (name: string) => texts.reduce((a, t) => a + gauge(t, name), 0);
+      return {
+        generationTokens: sum("vllm:generation_tokens_total"),
+        promptTokens: sum("vllm:prompt_tokens_total"),
+        runningSeconds: sum("sim:running_seconds_total"),
+        requests: sum("sim:requests_total"),
+      };
+    },
+    async running() {
+      const texts = await Promise.all(bases.map(metricsText));
+      return texts.reduce((a, t) => a + gauge(t, "vllm:num_requests_running"), 0);
+    },
+    async stop() {
+      proc.kill("SIGTERM");
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
+      await proc.exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function readUrls(proc: Subprocess<"ignore", "pipe", "inherit">, n: number): Promise<string[]> {
+  const urls: string[] = [];
+  const decoder = new TextDecoder();
+  let text = "";
+  const timeout = setTimeout(() => proc.kill("SIGKILL"), 30_000);
+  try {
+    for await (const chunk of proc.stdout) {
+      text += decoder.decode(chunk, { stream: true });
+      for (const m of text.matchAll(/listening on (http:\/\/[^\s]+)/g)) if (!urls.includes(m[1] as string)) urls.push(m[1] as string);
+      if (urls.length >= n) break;
+    }
+  } finally {
+    clearTimeout(timeout);
+  }
+  if (urls.length < n) throw new Error(`sim-llm fleet did not start (${urls.length} of ${n} servers): ${text.trim()}`);
+  return urls;
+}
+
+async function metricsText(base: string): Promise<string> {
+  const res = await fetch(`${base}/metrics`);
+  if (!res.ok) throw new Error(`${base}/metrics answered ${res.status}`);
+  return res.text();
+}
+
+/** The value of an unlabelled-by-us series (every label set summed). */
+export function gauge(text: string, name: string): number {
+  let total = 0;
+  let seen = false;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== "{" && rest[0] !== " ") continue;
+    const v = Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (Number.isFinite(v)) {
+      total += v;
+      seen = true;
+    }
+  }
+  if (!seen) throw new Error(`metric ${name} not found`);
+  return total;
+}

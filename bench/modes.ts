@@ -1,0 +1,175 @@
+/**
+ * One mode under test, run in its own process against the shared fleet:
+ * matrixd single node (`matrixd run`), or a baseline (bench/baselines/).
+ * Tokens come from the fleet's /metrics, read before and after.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { BaselineSpec } from "./baselines/common.ts";
+import type { Fleet } from "./fleet.ts";
+import { measure } from "./proc.ts";
+import { startRedis } from "./redis.ts";
+import { readDataset } from "./rows.ts";
+
+export const MODES = ["matrixd", "batch", "central", "jobqueue"] as const;
+export type ModeName = (typeof MODES)[number];
+
+export const MODE_TITLES: Record<ModeName, string> = {
+  matrixd: "matrixd single node",
+  batch: "batch-level",
+  central: "central",
+  jobqueue: "job queue (BullMQ)",
+};
+
+/** What is shared by every mode of a run. */
+export interface BenchContext {
+  root: string;
+  matrixd: string[];
+  bun: string[];
+  fleet: Fleet;
+  /** per-endpoint concurrency cap of the LLM client, the same in every mode */
+  endpointConcurrency: number;
+  tmp: string;
+  workflow: string;
+  options: Record<string, unknown>;
+  jobSeed: number;
+  /** extra environment of every mode's process */
+  env: Record<string, string>;
+  log: (line: string) => void;
+}
+
+export interface ModeResult {
+  mode: ModeName;
+  /** e.g. "B=64 K=4" */
+  label: string;
+  setting: Record<string, number>;
+  seeds: number;
+  exitCode: number;
+  wallS: number;
+  /** CPU seconds of the mode's process (plus redis-server for the job queue) */
+  cpuS: number;
+  /** peak RSS of the mode's process, MiB */
+  peakRssMiB: number;
+  /** redis-server's share of cpuS, and its own peak RSS (job queue only) */
+  redisCpuS?: number;
+  redisRssMiB?: number;
+  genTokens: number;
+  promptTokens: number;
+  tokensPerS: number;
+  /** generated tokens / (fleet ceiling x wall time) */
+  utilization: number;
+  /** share of slot-seconds busy, from the servers' running integral */
+  occupancy: number;
+  rows: number;
+  distinct: number;
+  ok: number;
+  failed: number;
+  tasksPerS: number;
+  hopsPerS: number;
+  latencyP50S: number;
+  latencyP99S: number;
+  quality: number | null;
+  qualityName: string;
+  qualityN: number;
+  errors: string[];
+}
+
+const MIB = 2 ** 20;
+
+export function settingLabel(mode: ModeName, s: Record<string, number>): string {
+  if (mode === "batch") return `B=${s.batch} K=${s.inflight}`;
+  if (mode === "central" || mode === "jobqueue" || mode === "matrixd") return `C=${s.concurrency}`;
+  return JSON.stringify(s);
+}
+
+/** Run one mode over a seed file to its end and measure it. */
+export async function runMode(
+  ctx: BenchContext,
+  mode: ModeName,
+  setting: Record<string, number>,
+  seedsPath: string,
+  seeds: number,
+  tag: string,
+): Promise<ModeResult> {
+  const out = join(ctx.tmp, `${tag}.jsonl`);
+  const label = settingLabel(mode, setting);
+  let cmd: string[];
+  let redis: Awaited<ReturnType<typeof startRedis>> | undefined;
+  if (mode === "matrixd") {
+    const config = join(ctx.tmp, `${tag}.config.json`);
+    const endpoints = ctx.fleet.urls.map((url) => ({ url, maxConcurrency: ctx.endpointConcurrency }));
+    writeFileSync(
+      config,
+      JSON.stringify({ options: ctx.options, seed: ctx.jobSeed, concurrency: setting.concurrency, llm: { endpoints } }),
+    );
+    cmd = [...ctx.matrixd, "run", "--workflow", ctx.workflow, "--seeds", seedsPath, "--out", out, "--config", config];
+  } else {
+    const extra: Record<string, string> = {};
+    if (mode === "jobqueue") {
+      redis = await startRedis();
+      extra.redis = redis.url;
+    }
+    const spec: BaselineSpec = {
+      workflow: ctx.workflow,
+      seeds: seedsPath,
+      out,
+      options: ctx.options,
+      seed: ctx.jobSeed,
+      endpoints: ctx.fleet.urls.map((url) => ({ url, maxConcurrency: ctx.endpointConcurrency })),
+      setting,
+      extra,
+    };
+    const specPath = join(ctx.tmp, `${tag}.spec.json`);
+    writeFileSync(specPath, JSON.stringify(spec));
+    cmd = [...ctx.bun, join(ctx.root, "bench", "baselines", `${mode}.ts`), "--spec", specPath];
+  }
+
+  const before = await ctx.fleet.counters();
+  let proc: Awaited<ReturnType<typeof measure>>;
+  let redisUsage: { cpuS: number; hwmBytes: number } | undefined;
+  try {
+    proc = await measure(cmd, { env: ctx.env, cwd: ctx.root });
+    redisUsage = redis?.usage();
+  } finally {
+    await redis?.stop();
+  }
+  const after = await ctx.fleet.counters();
+  if (proc.code !== 0) ctx.log(`  ${mode} ${label} exited ${proc.code}: ${lastLines(proc.stderr || proc.stdout)}`);
+
+  const ds = await readDataset(out, ctx.workflow);
+  const gen = after.generationTokens - before.generationTokens;
+  const wall = proc.wallS;
+  return {
+    mode,
+    label,
+    setting,
+    seeds,
+    exitCode: proc.code,
+    wallS: wall,
+    cpuS: proc.cpuS + (redisUsage?.cpuS ?? 0),
+    peakRssMiB: proc.peakRssBytes / MIB,
+    redisCpuS: redisUsage?.cpuS,
+    redisRssMiB: redisUsage ? redisUsage.hwmBytes / MIB : undefined,
+    genTokens: gen,
+    promptTokens: after.promptTokens - before.promptTokens,
+    tokensPerS: gen / wall,
+    utilization: gen / (ctx.fleet.ceilingTps * wall),
+    occupancy: (after.runningSeconds - before.runningSeconds) / (ctx.fleet.urls.length * wall),
+    rows: ds.rows,
+    distinct: ds.distinct,
+    ok: ds.ok,
+    failed: ds.failed,
+    tasksPerS: ds.rows / wall,
+    hopsPerS: ds.steps / wall,
+    latencyP50S: ds.latencyP50S,
+    latencyP99S: ds.latencyP99S,
+    quality: ds.quality,
+    qualityName: ds.qualityName,
+    qualityN: ds.qualityN,
+    errors: ds.errors,
+  };
+}
+
+function lastLines(text: string): string {
+  return text.trim().split("\n").slice(-3).join(" | ").slice(0, 500);
+}

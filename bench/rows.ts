@@ -1,0 +1,87 @@
+/**
+ * What a mode's dataset says: rows and their statuses, duplicates, steps,
+ * task latencies and the workflow's quality metric. Every mode writes the
+ * same row shape, so every mode is read the same way.
+ */
+import { existsSync } from "node:fs";
+import { builtinWorkflows } from "../plugins/index.ts";
+import { MetricMeans } from "../src/engine/metrics.ts";
+import { fileLines } from "../src/util/lines.ts";
+
+export interface DatasetStats {
+  rows: number;
+  distinct: number;
+  ok: number;
+  failed: number;
+  /** steps summed over rows: each step is one hop to the next role (or to the row) */
+  steps: number;
+  /** from a task's first step to its row, seconds */
+  latencyP50S: number;
+  latencyP99S: number;
+  /** the workflow's headline metric (first of its metrics), mean over rows */
+  quality: number | null;
+  qualityName: string;
+  /** rows the quality mean is over */
+  qualityN: number;
+  /** a few failure reasons, for the report */
+  errors: string[];
+}
+
+interface RowView {
+  id?: unknown;
+  status?: unknown;
+  error?: unknown;
+  metrics?: Record<string, unknown>;
+  history?: { at?: unknown }[];
+  timings?: { admitted?: unknown; finished?: unknown };
+  provenance?: { steps?: unknown };
+}
+
+export async function readDataset(path: string, workflow: string): Promise<DatasetStats> {
+  const wf = builtinWorkflows.find((w) => w.name === workflow);
+  const metrics = wf?.metrics ?? [];
+  const means = new MetricMeans(metrics.slice(0, 1));
+  const ids = new Set<string>();
+  const lat: number[] = [];
+  const errors = new Set<string>();
+  let rows = 0;
+  let ok = 0;
+  let steps = 0;
+  let qualityN = 0;
+  const headline = metrics[0];
+  const lines = existsSync(path) ? fileLines(path) : empty();
+  for await (const line of lines) {
+    if (!line) continue;
+    const row = JSON.parse(line) as RowView;
+    rows++;
+    ids.add(String(row.id));
+    const status = row.status === "ok" ? "ok" : "failed";
+    if (status === "ok") ok++;
+    else if (errors.size < 5) errors.add(String(row.error));
+    const m = row.metrics ?? {};
+    means.add(m, status);
+    if (headline?.of(m, status) !== undefined) qualityN++;
+    const s = row.provenance?.steps;
+    if (typeof s === "number") steps += s;
+    const finished = Number(row.timings?.finished);
+    const first = Number(row.history?.[0]?.at ?? row.timings?.admitted);
+    if (Number.isFinite(finished) && Number.isFinite(first)) lat.push((finished - first) / 1000);
+  }
+  lat.sort((a, b) => a - b);
+  const q = (p: number) => (lat.length ? (lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] as number) : Number.NaN);
+  return {
+    rows,
+    distinct: ids.size,
+    ok,
+    failed: rows - ok,
+    steps,
+    latencyP50S: q(0.5),
+    latencyP99S: q(0.99),
+    quality: headline ? (means.values()[headline.name] ?? null) : null,
+    qualityName: headline?.name ?? "-",
+    qualityN,
+    errors: [...errors],
+  };
+}
+
+async function* empty(): AsyncGenerator<string> {}
