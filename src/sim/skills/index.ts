@@ -1,6 +1,7 @@
 import { coralDialogueSkill, coralExtractSkill } from "./coral.ts";
 import { jsonFormatSkill } from "./json.ts";
 import { reasoningExtractSkills } from "./reasoning-extract.ts";
+import { toolUseSkills } from "./tool-use.ts";
 import { toolCallSkill } from "./tools.ts";
 import type { Skill } from "./types.ts";
 
@@ -12,6 +13,7 @@ import type { Skill } from "./types.ts";
  */
 export const builtinSkills: readonly Skill[] = [
   ...reasoningExtractSkills,
+  ...toolUseSkills,
   coralExtractSkill,
   toolCallSkill,
   coralDialogueSkill,
