@@ -2,14 +2,16 @@ import type { Logger } from "../src/log.ts";
 import { UsageError } from "../src/errors.ts";
 import { type LlmConfig, LlmConfigSchema } from "../src/llm/config.ts";
 import { createLlmClient } from "../src/llm/index.ts";
-import type { LlmClient } from "../src/llm/types.ts";
+import type { ManagedLlmClient } from "../src/llm/types.ts";
+import { feedSupervisor } from "../src/services/feed.ts";
 import { startSim, SimOptionsSchema } from "../src/sim/index.ts";
 import { validate } from "../src/config/load.ts";
 import { type SuperviseSpec, SuperviseSchema, Supervisor } from "../src/services/supervisor.ts";
 
 /** The LLM client of a command, and what to stop with it (an in-process sim). */
 export interface OpenLlm {
-  client: LlmClient;
+  /** its endpoints can change at run time (`setEndpoints`, `reportLoad`, `setHealth`) */
+  client: ManagedLlmClient;
   supervisors: Supervisor[];
   close(): Promise<void>;
 }
@@ -46,7 +48,7 @@ export async function openLlm(args: {
       if (f === "sim") {
         const sim = await startSim(validate(SimOptionsSchema, args.sim ?? {}, "config sim"));
         stops.push(() => sim.stop());
-        endpoints.push({ url: `${sim.url}/v1`, maxConcurrency: Math.max(64, sim.options.slots * 2) });
+        endpoints.push({ url: `${sim.url}/v1`, maxConcurrency: Math.max(64, sim.options.slots * 2), metrics: true });
         args.log.info({ url: sim.url, ceiling: sim.ceilingTps }, "started the in-process simulated LLM");
       } else if (/^https?:\/\//.test(f)) {
         endpoints.push({ url: f, maxConcurrency: 256 });
@@ -56,6 +58,11 @@ export async function openLlm(args: {
     }
   }
   const client = createLlmClient(validate(LlmConfigSchema, { ...base, endpoints }, "llm"), { log: args.log });
+  // a supervised server is out while it starts or restarts; requests wait for it
+  for (const sup of supervisors) {
+    const unfeed = feedSupervisor(client, sup);
+    stops.unshift(async () => unfeed());
+  }
   try {
     await Promise.all(supervisors.map((s) => s.ready()));
   } catch (err) {

@@ -1,10 +1,13 @@
 import { LlmError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { type LlmConfig, type LlmConfigInput, parseLlmConfig } from "./config.ts";
-import { Endpoint, FAILS_TO_DOWN, REDIRECT } from "./endpoint.ts";
-import { type Cancellable, sleep } from "./limiter.ts";
+import { type LlmConfig, type LlmConfigInput, type LlmEndpointInput, parseLlmConfig } from "./config.ts";
+import { AttemptFailure, Call, INTERRUPTED } from "./call.ts";
+import { type Endpoint, FAILS_TO_DOWN, type LoadReport, REDIRECT } from "./endpoint.ts";
+import { EndpointSet, parseEndpoints } from "./endpoint-set.ts";
+import { sleep } from "./limiter.ts";
+import { MetricsPoller } from "./poller.ts";
 import { Router } from "./router.ts";
-import type { ChatOptions, ChatRequest, ChatResult, EndpointInfo, LlmClient } from "./types.ts";
+import type { ChatOptions, ChatRequest, ChatResult, EndpointInfo, ManagedLlmClient } from "./types.ts";
 import {
   type Completion,
   ModelListSchema,
@@ -41,62 +44,32 @@ const MODELS_TIMEOUT_MS = 10_000;
 const BROKEN_PENALTY_LOAD = 100;
 /** Times a queued request may give up its slot on a failing endpoint to choose again. */
 const MAX_MOVES = 3;
-/** Rejection reason of a wait cut short by abort or close. */
-const INTERRUPTED: unique symbol = Symbol("interrupted");
-
-type FailureKind = "network" | "timeout" | "status" | "nonsense";
-
-/** One attempt that went wrong, before deciding whether to retry. */
-class AttemptFailure {
-  constructor(
-    readonly kind: FailureKind,
-    readonly status: number | undefined,
-    /** e.g. `answered 503 Service Unavailable`, following the endpoint URL */
-    readonly detail: string,
-    readonly retryAfterMs: number | undefined,
-  ) {}
-
-  get retryable(): boolean {
-    if (this.kind !== "status") return true;
-    const s = this.status ?? 0;
-    return s === 408 || s === 429 || s >= 500;
-  }
-}
-
-/** The state of one `chat` call that abort and close need to reach. */
-class Call implements Cancellable {
-  cancel: ((why: unknown) => void) | null = null;
-  /** the attempt's fetch, while one is running */
-  ctl: AbortController | null = null;
-  timedOut = false;
-  stop: "abort" | "closed" | null = null;
-  reason: unknown;
-
-  interrupt(stop: "abort" | "closed", reason?: unknown): void {
-    if (this.stop) return;
-    this.stop = stop;
-    this.reason = reason;
-    this.ctl?.abort(reason);
-    const cancel = this.cancel;
-    this.cancel = null;
-    cancel?.(INTERRUPTED);
-  }
-}
+/**
+ * Broken connections to a watched endpoint (supervised, polled, reported by
+ * the cluster) that a request may see without spending its retries: the
+ * server is restarting, and the request waits for it or goes elsewhere.
+ */
+const MAX_EXCUSED = 100;
+/** While every endpoint for a model is out, a waiting request looks again this often. */
+const RECHECK_MS = 1_000;
+/** The source name of endpoints from the client's config. */
+const CONFIG_SOURCE = "config";
 
 /**
  * The LLM client over one or more OpenAI-compatible endpoints. Build it with
  * {@link createLlmClient}.
  */
-export class LlmClientImpl implements LlmClient {
+export class LlmClientImpl implements ManagedLlmClient {
   readonly structuredRetries: number;
-  private readonly eps: Endpoint[];
+  private readonly set: EndpointSet;
   private readonly router: Router;
+  private readonly poller: MetricsPoller;
   private readonly calls = new Set<Call>();
   private readonly headers: Record<string, string>;
   private readonly fetchFn: FetchLike;
   private readonly log: Logger;
   private readonly closing = new AbortController();
-  private modelsReady: boolean;
+  private modelsReady = true;
   private modelsLoading: Promise<void> | null = null;
   private closed = false;
 
@@ -105,26 +78,119 @@ export class LlmClientImpl implements LlmClient {
     opts: LlmClientOptions = {},
   ) {
     this.structuredRetries = config.structuredRetries;
-    this.eps = config.endpoints.map((e) => new Endpoint(e));
-    this.router = new Router(this.eps, config.stickyOverload);
-    this.modelsReady = this.eps.every((e) => e.modelsKnown);
     this.headers = { "content-type": "application/json", accept: "application/json" };
     if (config.apiKey) this.headers.authorization = `Bearer ${config.apiKey}`;
     this.fetchFn = opts.fetch ?? fetch;
     this.log = opts.log ?? silentLogger;
+    this.router = new Router([], config.stickyOverload);
+    this.poller = new MetricsPoller(() => this.set.list, (ep, up) => this.health(ep, up), this.log);
+    this.set = new EndpointSet((list, added) => {
+      this.router.setEndpoints(list);
+      if (added.some((e) => !e.modelsKnown)) this.modelsReady = false;
+      this.poller.ensure(added);
+    });
+    this.set.set(CONFIG_SOURCE, config.endpoints);
   }
 
   endpoints(): EndpointInfo[] {
     const now = performance.now();
-    return this.eps.map((e) => e.info(now));
+    return this.set.list.map((e) => e.info(now));
+  }
+
+  /**
+   * Make the endpoints listed by `source` exactly these: new ones are added,
+   * ones listed again keep their state (load, limits, counters) and take the
+   * new models and concurrency cap, ones no longer listed are dropped unless
+   * another source lists them. Requests queued for a dropped endpoint choose
+   * again; those in flight to it finish there.
+   *
+   * The cluster calls this with the endpoints other nodes advertise (source
+   * `"cluster"`) each time membership changes; a node's own endpoints are
+   * the config's (source `"config"`) and its supervised servers'. A URL
+   * listed by several sources is one endpoint.
+   *
+   * @throws ConfigError naming the bad endpoint and field
+   *
+   * @example
+   * ```ts
+   * llm.setEndpoints(
+   *   peers.flatMap((m) => m.services.llm).map((e) => ({ url: e.url, models: e.models, maxConcurrency: e.maxConcurrency })),
+   *   "cluster",
+   * );
+   * ```
+   */
+  setEndpoints(endpoints: readonly LlmEndpointInput[], source = CONFIG_SOURCE): void {
+    this.set.set(source, parseEndpoints(endpoints));
+  }
+
+  /**
+   * Add one endpoint (or, when its URL is known, add `source` to its
+   * listings and update its models and concurrency cap).
+   *
+   * @throws ConfigError on a bad endpoint
+   */
+  addEndpoint(endpoint: LlmEndpointInput, source = CONFIG_SOURCE): void {
+    const [config] = parseEndpoints([endpoint]);
+    if (config) this.set.add(source, config);
+  }
+
+  /**
+   * Drop `source`'s listing of an endpoint (every listing when no source is
+   * named). Returns true when the endpoint is gone: nothing new is sent to
+   * it, queued requests choose again, requests in flight finish.
+   */
+  removeEndpoint(url: string, source?: string): boolean {
+    return this.set.remove(url, source);
+  }
+
+  /**
+   * Tell the client what a server says of its own load (from its /metrics,
+   * read by a supervisor or another node): least-load choice then counts
+   * the server's running and waiting requests from every client, not only
+   * this one's. A report older than five seconds is ignored. Returns false
+   * for an unknown URL.
+   */
+  reportLoad(url: string, load: LoadReport): boolean {
+    const ep = this.set.get(url);
+    if (!ep) return false;
+    ep.observe(load, performance.now());
+    return true;
+  }
+
+  /**
+   * Tell the client whether an endpoint is up (a supervisor's health probe,
+   * a restart, the cluster's view). An endpoint reported down is never
+   * chosen; requests that find every endpoint for their model down wait for
+   * one to come back (up to `waitOnlineMs`) instead of failing. Once health
+   * is reported, a broken connection to the endpoint also takes it out until
+   * the next report says it is up (or five seconds pass). Returns false for
+   * an unknown URL.
+   */
+  setHealth(url: string, up: boolean): boolean {
+    const ep = this.set.get(url);
+    if (!ep) return false;
+    this.health(ep, up);
+    return true;
+  }
+
+  private health(ep: Endpoint, up: boolean): void {
+    const now = performance.now();
+    if (!ep.report(up, now)) return;
+    if (up) {
+      this.log.info({ endpoint: ep.url }, "LLM endpoint back");
+      this.set.wake();
+    } else {
+      this.log.warn({ endpoint: ep.url }, "LLM endpoint out");
+    }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.closing.abort();
+    this.poller.stop();
     for (const call of this.calls) call.interrupt("closed");
-    for (const ep of this.eps) ep.slots.rejectAll(INTERRUPTED);
+    for (const ep of this.set.list) ep.slots.rejectAll(INTERRUPTED);
   }
 
   async chat(req: ChatRequest, opts?: ChatOptions): Promise<ChatResult> {
@@ -146,22 +212,37 @@ export class LlmClientImpl implements LlmClient {
   private async run(req: ChatRequest, affinity: string | undefined, call: Call): Promise<ChatResult> {
     const started = performance.now();
     const { retries, backoffMs, maxBackoffMs, adaptive } = this.config;
-    if (!this.modelsReady) await this.wait(this.loadModels(), call, undefined);
+    const key = this.config.affinity ? affinity : undefined;
     let attempts = 0;
+    /** failures that count against `retries` */
+    let counted = 0;
+    let excused = 0;
     let nonsense = 0;
     let body = "";
     let bodyModel: string | undefined | null = null;
     /** last failure per endpoint URL, for the final message */
     let failures: Map<string, string> | undefined;
     let lastEp: Endpoint | undefined;
+    /** when this request found no endpoint up for its model */
+    let outSince = -1;
 
     let moves = 0;
     let next: Endpoint | undefined;
 
     for (;;) {
       if (call.stop) throw this.stopped(call, lastEp);
-      const ep = next ?? this.router.pick(req.model, affinity);
+      if (!this.modelsReady) await this.wait(this.loadModels(), call, lastEp);
+      const ep = next ?? this.router.pick(req.model, key, performance.now());
       next = undefined;
+      if (ep === undefined) {
+        const now = performance.now();
+        if (outSince < 0) outSince = now;
+        const left = this.config.waitOnlineMs - (now - outSince);
+        if (left <= 0) throw this.noneUp(req.model, failures);
+        await this.wait(this.set.waitForChange(Math.min(left, RECHECK_MS), call), call, lastEp);
+        continue;
+      }
+      outSince = -1;
       const granted = ep.slots.acquire(call);
       if (granted) {
         try {
@@ -174,8 +255,8 @@ export class LlmClientImpl implements LlmClient {
         }
         // the endpoint failed while this request queued for it: go elsewhere if better
         if (performance.now() < ep.penaltyUntil && moves < MAX_MOVES && !call.stop) {
-          const alt = this.router.pick(req.model, affinity);
-          if (alt !== ep) {
+          const alt = this.router.pick(req.model, key, performance.now());
+          if (alt !== undefined && alt !== ep) {
             ep.slots.release();
             moves++;
             next = alt;
@@ -187,6 +268,7 @@ export class LlmClientImpl implements LlmClient {
       let sentTokens = 0;
       let tookRequest = false;
       let sent = false;
+      let free = false;
       try {
         // an abort may land between the slot's grant and this continuation
         if (call.stop) throw INTERRUPTED;
@@ -230,13 +312,22 @@ export class LlmClientImpl implements LlmClient {
           now = performance.now();
           ep.errors++;
           if (sentTokens > 0) ep.tpm?.give(sentTokens);
-          this.penalize(ep, err, epoch, now, adaptive, maxBackoffMs);
           lastEp = ep;
           (failures ??= new Map()).set(ep.url, err.detail);
+          // a watched server whose connection broke is restarting: wait for it or go elsewhere
+          free = err.kind === "network" && ep.managed && excused < MAX_EXCUSED;
+          if (free) {
+            excused++;
+            ep.suspect(now);
+            this.log.debug({ endpoint: ep.url, reason: err.detail }, "LLM endpoint connection broke; choosing again");
+            continue;
+          }
+          this.penalize(ep, err, epoch, now, adaptive, maxBackoffMs);
           if (!err.retryable) {
             throw new LlmError(`LLM request rejected: ${ep.url} ${err.detail}`, err.status, ep.url, false);
           }
-          if ((err.kind === "nonsense" && ++nonsense > NONSENSE_RETRIES) || attempts > retries) {
+          counted++;
+          if ((err.kind === "nonsense" && ++nonsense > NONSENSE_RETRIES) || counted > retries) {
             throw new LlmError(
               `LLM request failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${[...failures].map(([url, d]) => `${url} ${d}`).join("; ")}`,
               err.status,
@@ -258,10 +349,22 @@ export class LlmClientImpl implements LlmClient {
         ep.slots.release();
       }
 
-      const step = Math.min(maxBackoffMs, backoffMs * 2 ** Math.min(30, attempts - 1));
+      const step = Math.min(maxBackoffMs, backoffMs * 2 ** Math.min(30, counted - 1));
       const delay = Math.random() * step;
       if (delay >= 1) await this.wait(sleep(delay, call), call, lastEp);
     }
+  }
+
+  /** The error of a request that waited `waitOnlineMs` for an endpoint to come back. */
+  private noneUp(model: string | undefined, failures: Map<string, string> | undefined): LlmError {
+    const out = this.set.list.filter((e) => e.serves(model)).map((e) => e.url);
+    const last = failures ? `; last: ${[...failures].map(([url, d]) => `${url} ${d}`).join("; ")}` : "";
+    return new LlmError(
+      `No LLM endpoint${model ? ` for model "${model}"` : ""} came back within ${this.config.waitOnlineMs} ms (out: ${out.join(", ") || "none listed"})${last}`,
+      undefined,
+      out[0],
+      true,
+    );
   }
 
   /** One HTTP exchange; resolves with the completion or throws an AttemptFailure. */
@@ -327,10 +430,11 @@ export class LlmClientImpl implements LlmClient {
     if (sentTokens > 0) ep.tpm?.give(sentTokens - done.prompt - done.completion);
   }
 
-  /** Ask endpoints without configured models what they serve, once for all requests. */
+  /** Ask endpoints without configured models what they serve, once for all requests waiting. */
   private loadModels(): Promise<void> {
-    this.modelsLoading ??= Promise.all(this.eps.filter((e) => !e.modelsKnown).map((e) => this.fetchModels(e))).then(() => {
-      this.modelsReady = true;
+    this.modelsLoading ??= Promise.all(this.set.list.filter((e) => !e.modelsKnown).map((e) => this.fetchModels(e))).then(() => {
+      this.modelsLoading = null;
+      this.modelsReady = this.set.list.every((e) => e.modelsKnown);
     });
     return this.modelsLoading;
   }

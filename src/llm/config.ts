@@ -13,8 +13,17 @@ export const LlmEndpointConfigSchema = z.strictObject({
   rpm: z.number().positive().optional(),
   /** tokens (prompt + completion) per minute */
   tpm: z.number().positive().optional(),
+  /**
+   * read the server's own load (vLLM's running and waiting requests) from its
+   * Prometheus metrics every second: `true` for `/metrics` on the URL's
+   * host, or the metrics URL itself. An endpoint whose metrics cannot be
+   * reached (connection refused) is taken out until they answer again.
+   */
+  metrics: z.union([z.boolean(), z.url({ protocol: /^https?$/ })]).optional(),
 });
 export type LlmEndpointConfig = z.infer<typeof LlmEndpointConfigSchema>;
+/** An endpoint as a caller writes it (defaults not yet applied). */
+export type LlmEndpointInput = z.input<typeof LlmEndpointConfigSchema>;
 
 /** The LLM client's settings; every field has a default. */
 export const LlmConfigSchema = z.strictObject({
@@ -38,10 +47,18 @@ export const LlmConfigSchema = z.strictObject({
   maxBackoffMs: z.number().int().nonnegative().default(20_000),
   /** cut an endpoint's concurrency on 429s and timeouts, grow it back on success */
   adaptive: z.boolean().default(true),
+  /** send a task's calls to the same endpoint while it is not overloaded (prefix-cache reuse) */
+  affinity: z.boolean().default(true),
   /** leave a task's sticky endpoint when its load exceeds the least-loaded one's by this factor */
   stickyOverload: z.number().min(1).default(1.5),
   /** extra tries `chatJson` makes when a reply fails its schema */
   structuredRetries: z.number().int().nonnegative().default(2),
+  /**
+   * how long a request waits for an endpoint serving its model to come back
+   * when every such endpoint is out (a supervised server restarting, metrics
+   * unreachable); vLLM may take minutes to load
+   */
+  waitOnlineMs: z.number().int().nonnegative().default(900_000),
   /** sent as `Authorization: Bearer ...` */
   apiKey: z.string().min(1).optional(),
 });

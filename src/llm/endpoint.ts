@@ -13,6 +13,20 @@ const FIRST_COOLDOWN_MS = 1000;
 /** Multiplicative decrease on a 429 or timeout. */
 const AIMD_CUT = 0.7;
 const LATENCY_WEIGHT = 0.2;
+/** A load the server reported longer ago than this is not trusted. */
+const STALE_MS = 5_000;
+/** How long an endpoint whose connection broke is left out when no health report comes first. */
+const SUSPECT_MS = 5_000;
+
+/** What a server says of its own load (from its /metrics, or from whoever reads them). */
+export interface LoadReport {
+  /** requests the server is running */
+  running: number;
+  /** requests queued in the server */
+  waiting: number;
+  /** sequences it runs at once at most, when known */
+  slots?: number;
+}
 
 /** Thrown to requests queued on an endpoint that just went down, so they choose again. */
 export const REDIRECT: unique symbol = Symbol("redirect");
@@ -27,7 +41,7 @@ export class Endpoint {
   defaultModel: string | undefined;
   /** models were configured or have been asked for */
   modelsKnown = false;
-  readonly maxConcurrency: number;
+  maxConcurrency: number;
   readonly slots: Semaphore;
   readonly rpm: TokenBucket | undefined;
   readonly tpm: TokenBucket | undefined;
@@ -55,6 +69,30 @@ export class Endpoint {
   promptTokens = 0;
   completionTokens = 0;
 
+  /** `{origin}/metrics` (or the configured URL) when the client polls the server's load */
+  readonly metricsUrl: string | undefined;
+  /** someone reports its health (a supervisor, the metrics poller, the cluster) */
+  managed = false;
+  /** the last health report: false takes it out until a report says it is back */
+  reportedUp = true;
+  /** out until then after its connection broke, unless a health report comes first */
+  suspectUntil = 0;
+  /** dropped from the client: requests in flight finish, nothing new is sent */
+  removed = false;
+  /** who listed it (config, supervisor, cluster...); it is dropped when none does */
+  readonly sources = new Set<string>();
+  /** consecutive metrics polls that could not connect */
+  pollFails = 0;
+  polling = false;
+
+  /** the server's own figures: running and waiting, our requests in flight when read, when (performance.now) */
+  serverRunning = 0;
+  serverWaiting = 0;
+  private ownAtReport = 0;
+  reportedAt = -Infinity;
+  /** sequences the server runs at once, when it says */
+  serverSlots: number | undefined;
+
   constructor(config: LlmEndpointConfig) {
     this.url = config.url;
     this.chatUrl = `${config.url}/chat/completions`;
@@ -65,6 +103,64 @@ export class Endpoint {
     this.tpm = config.tpm === undefined ? undefined : new TokenBucket(config.tpm);
     this.salt = fnv1a(config.url);
     if (config.models) this.setModels(config.models);
+    this.metricsUrl = config.metrics === true ? `${new URL(config.url).origin}/metrics` : config.metrics || undefined;
+    if (this.metricsUrl) this.managed = true;
+  }
+
+  /** Take a new listing of the same URL: its models and concurrency cap. */
+  update(config: LlmEndpointConfig): void {
+    if (config.models) this.setModels(config.models);
+    if (config.maxConcurrency !== this.maxConcurrency) {
+      this.maxConcurrency = config.maxConcurrency;
+      if (this.slots.limit > config.maxConcurrency) this.slots.setLimit(config.maxConcurrency);
+    }
+  }
+
+  /** Out of the choice: reported down, or suspected after a broken connection. */
+  isOut(now: number): boolean {
+    return !this.reportedUp || now < this.suspectUntil;
+  }
+
+  /**
+   * A health report. Returns true when it changes whether the endpoint can
+   * be chosen. Going out sends the requests queued for it to choose again.
+   */
+  report(up: boolean, now: number): boolean {
+    this.managed = true;
+    const wasOut = this.isOut(now);
+    this.reportedUp = up;
+    if (up) this.suspectUntil = 0;
+    const out = this.isOut(now);
+    if (out && !wasOut) this.slots.rejectAll(REDIRECT);
+    return out !== wasOut;
+  }
+
+  /** Its connection broke while someone watches its health: leave it out until they say it is back. */
+  suspect(now: number): void {
+    const wasOut = this.isOut(now);
+    this.suspectUntil = now + SUSPECT_MS;
+    if (!wasOut) this.slots.rejectAll(REDIRECT);
+  }
+
+  /** The server's own load, as read from its metrics. */
+  observe(load: LoadReport, now: number): void {
+    this.serverRunning = load.running;
+    this.serverWaiting = load.waiting;
+    this.ownAtReport = this.slots.inFlight;
+    this.reportedAt = now;
+    if (load.slots !== undefined && load.slots > 0) this.serverSlots = load.slots;
+  }
+
+  /** Requests at the server that are not this client's, by its last fresh report. */
+  private others(now: number): number {
+    if (now - this.reportedAt >= STALE_MS) return 0;
+    return Math.max(0, this.serverRunning + this.serverWaiting - this.ownAtReport);
+  }
+
+  /** What it can run at once: the client's limit, or the server's slots when fewer. */
+  capacity(): number {
+    const limit = this.slots.limit;
+    return this.serverSlots !== undefined && this.serverSlots < limit ? this.serverSlots : limit;
   }
 
   setModels(models: string[]): void {
@@ -81,14 +177,18 @@ export class Endpoint {
     return this.fails >= FAILS_TO_DOWN && now < this.downUntil;
   }
 
-  /** Share of its capacity taken, counting requests queued for it. */
-  load(): number {
-    return (this.slots.inFlight + this.slots.waiting) / this.slots.limit;
+  /**
+   * Share of its capacity taken: this client's requests in flight and queued
+   * for it, plus, from the server's fresh metrics, everyone else's.
+   */
+  load(now: number): number {
+    return (this.slots.inFlight + this.slots.waiting + this.others(now)) / this.capacity();
   }
 
-  /** A request sent now would not queue. */
-  hasRoom(): boolean {
-    return this.slots.waiting === 0 && this.slots.inFlight < this.slots.limit;
+  /** A request sent now would not queue, here or, by its metrics, at the server. */
+  hasRoom(now: number): boolean {
+    if (this.slots.waiting > 0 || this.slots.inFlight >= this.slots.limit) return false;
+    return this.serverSlots === undefined || this.slots.inFlight + this.others(now) < this.serverSlots;
   }
 
   /** A good answer: the endpoint is healthy and, when adaptive, may take one more request per window. */
@@ -141,13 +241,16 @@ export class Endpoint {
       models: this.models ? [...this.models] : [],
       inFlight: this.slots.inFlight,
       limit: this.slots.limit,
-      healthy: !this.isDown(now),
+      healthy: !this.isDown(now) && !this.isOut(now),
       requests: this.requests,
       errors: this.errors,
       promptTokens: this.promptTokens,
       completionTokens: this.completionTokens,
       waiting: this.slots.waiting,
       latencyMs: Math.round(this.latencyMs),
+      maxConcurrency: this.maxConcurrency,
+      ...(now - this.reportedAt < STALE_MS ? { serverRunning: this.serverRunning, serverWaiting: this.serverWaiting } : {}),
+      ...(this.serverSlots !== undefined ? { serverSlots: this.serverSlots } : {}),
     };
   }
 }

@@ -7,8 +7,10 @@ export {
   type LlmConfig,
   type LlmConfigInput,
   type LlmEndpointConfig,
+  type LlmEndpointInput,
 } from "./config.ts";
+export type { LoadReport } from "./endpoint.ts";
 export { LlmAbortError, LlmClientImpl, createLlmClient, type FetchLike, type LlmClientOptions } from "./client.ts";
 export { chatJson, parseJsonReply, type ChatJsonOptions, type ChatJsonResult, type JsonReply } from "./structured.ts";
 export { parseRetryAfter } from "./wire.ts";
-export type { ChatMessage, ChatOptions, ChatRequest, ChatResult, EndpointInfo, LlmClient, ToolSpec } from "./types.ts";
+export type { ChatMessage, ChatOptions, ChatRequest, ChatResult, EndpointInfo, LlmClient, ManagedLlmClient, ToolSpec } from "./types.ts";

@@ -1,4 +1,6 @@
 import type { ToolCall, Usage } from "../protocol/task.ts";
+import type { LlmEndpointInput } from "./config.ts";
+import type { LoadReport } from "./endpoint.ts";
 
 /** A chat message in the OpenAI chat completions shape. */
 export interface ChatMessage {
@@ -59,6 +61,23 @@ export interface LlmClient {
   readonly structuredRetries?: number;
 }
 
+/**
+ * The client `createLlmClient` builds: its endpoints change at run time
+ * (supervised servers that restart, endpoints other nodes advertise) and
+ * take the servers' own load and health. See LlmClientImpl for each method.
+ */
+export interface ManagedLlmClient extends LlmClient {
+  /** make `source`'s endpoints exactly these; the others' stay */
+  setEndpoints(endpoints: readonly LlmEndpointInput[], source?: string): void;
+  addEndpoint(endpoint: LlmEndpointInput, source?: string): void;
+  /** true when the endpoint is gone (no other source lists it) */
+  removeEndpoint(url: string, source?: string): boolean;
+  /** a server's own running and waiting requests (its /metrics); false for an unknown URL */
+  reportLoad(url: string, load: LoadReport): boolean;
+  /** whether an endpoint is up; one reported down is never chosen; false for an unknown URL */
+  setHealth(url: string, up: boolean): boolean;
+}
+
 export interface EndpointInfo {
   url: string;
   models: string[];
@@ -73,4 +92,11 @@ export interface EndpointInfo {
   waiting?: number;
   /** moving average of successful request latency, ms (0 before the first) */
   latencyMs?: number;
+  /** the most requests in flight it is configured for (the adaptive `limit` stays at or below it) */
+  maxConcurrency?: number;
+  /** running and waiting requests the server itself reported lately (its /metrics), all clients together */
+  serverRunning?: number;
+  serverWaiting?: number;
+  /** sequences the server runs at once, when its metrics say */
+  serverSlots?: number;
 }

@@ -56,8 +56,11 @@ export class Supervisor {
   state: SupervisorState = "starting";
   restarts = 0;
   load: ServerLoad | undefined;
+  /** the last health probe answered (while ready) */
+  healthy = false;
   port = 0;
   readonly name: string;
+  readonly #listeners = new Set<(s: Supervisor) => void>();
   #proc: Subprocess<"pipe", "pipe", "pipe"> | undefined;
   #stopped = false;
   #wake: (() => void) | undefined;
@@ -75,6 +78,37 @@ export class Supervisor {
     return `http://127.0.0.1:${this.port}/v1`;
   }
 
+  /** Whether requests may go to the server now: ready, and its last probe answered. */
+  get up(): boolean {
+    return this.state === "ready" && this.healthy;
+  }
+
+  /**
+   * Call `fn` on every change of state and after every metrics read (about
+   * once a second while ready). Returns the way to stop listening.
+   */
+  onChange(fn: (s: Supervisor) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  #changed(): void {
+    for (const fn of this.#listeners) {
+      try {
+        fn(this);
+      } catch (err) {
+        this.log.error({ service: this.name, err: describe(err) }, "supervisor listener failed");
+      }
+    }
+  }
+
+  #setState(state: SupervisorState): void {
+    if (state !== "ready") this.healthy = false;
+    if (this.state === state) return;
+    this.state = state;
+    this.#changed();
+  }
+
   /** Pick the port and start the first run; `ready()` tells when it answers. */
   async start(): Promise<void> {
     this.port = this.spec.port ?? (await freePort());
@@ -89,7 +123,7 @@ export class Supervisor {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.state = "stopped";
+    this.#setState("stopped");
     this.#wake?.();
     await this.#kill();
     await this.#loop;
@@ -104,7 +138,7 @@ export class Supervisor {
       const ok = await this.#once(first);
       first = false;
       if (this.#stopped) break;
-      this.state = "restarting";
+      this.#setState("restarting");
       this.restarts++;
       // A long healthy run resets the backoff; a crash loop keeps doubling it.
       if (ok && Date.now() - began > 60_000) backoff = this.spec.restartBackoffMs;
@@ -117,7 +151,7 @@ export class Supervisor {
   /** One life of the server: start, wait for health, watch. Returns whether it got ready. */
   async #once(first: boolean): Promise<boolean> {
     const command = this.spec.command.replaceAll("{port}", String(this.port));
-    this.state = "starting";
+    this.#setState("starting");
     this.load = undefined;
     this.log.info({ service: this.name, command }, "starting the LLM server");
     const proc = Bun.spawn([...guardCommand(), String(this.spec.graceMs), command], {
@@ -131,7 +165,11 @@ export class Supervisor {
     let exited = false;
     void proc.exited.then((code) => {
       exited = true;
-      if (!this.#stopped) this.log.warn({ service: this.name, code }, "the LLM server exited");
+      if (!this.#stopped) {
+        this.log.warn({ service: this.name, code }, "the LLM server exited");
+        // say so at once: requests stop going to it while it restarts
+        if (this.#proc === proc) this.#setState("restarting");
+      }
       this.#wake?.();
     });
 
@@ -147,7 +185,10 @@ export class Supervisor {
       await this.#sleep(250);
     }
     if (exited || this.#stopped) return false;
-    this.state = "ready";
+    // the first load comes with the news that it is up, so capacity is known at once
+    await this.#readMetrics();
+    this.healthy = true;
+    this.#setState("ready");
     this.log.info({ service: this.name, url: this.url }, "the LLM server is ready");
     for (const w of this.#readyWaiters.splice(0)) w.resolve();
 
@@ -156,6 +197,9 @@ export class Supervisor {
       await this.#sleep(1_000);
       if (exited || this.#stopped) break;
       const [healthy] = await Promise.all([this.#healthy(), this.#readMetrics()]);
+      if (exited || this.#stopped) break;
+      this.healthy = healthy;
+      this.#changed();
       failures = healthy ? 0 : failures + 1;
       if (failures >= this.spec.unhealthyAfter) {
         this.log.warn({ service: this.name, failures }, "the LLM server stopped answering");

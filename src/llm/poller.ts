@@ -1,0 +1,81 @@
+import type { Logger } from "../log.ts";
+import { vllmLoad } from "../services/prom.ts";
+import type { Endpoint } from "./endpoint.ts";
+import { describeNetworkError } from "./wire.ts";
+
+/** How often each endpoint's metrics are read. */
+export const POLL_MS = 1_000;
+const POLL_TIMEOUT_MS = 2_000;
+/** Polls in a row that cannot connect before the endpoint is taken out. */
+const POLL_FAILS_OUT = 2;
+
+/**
+ * Reads the load of the endpoints that ask for it (`metrics` in their
+ * config) from their Prometheus metrics, once a second: vLLM's running and
+ * waiting requests, and the slots when the server says. A server whose
+ * metrics refuse connections is reported out until they answer again; one
+ * that answers with an error status or slowly is only left without a fresh
+ * load (a loaded vLLM may be slow to render its metrics).
+ */
+export class MetricsPoller {
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private stopped = false;
+  private readonly stopping = new AbortController();
+
+  constructor(
+    private readonly endpoints: () => readonly Endpoint[],
+    /** called when a poll takes an endpoint out or brings it back */
+    private readonly onHealth: (ep: Endpoint, up: boolean) => void,
+    private readonly log: Logger,
+  ) {}
+
+  /** Start polling (if any endpoint asks), and poll `now` at once. */
+  ensure(now: readonly Endpoint[] = []): void {
+    if (this.stopped) return;
+    for (const ep of now) if (ep.metricsUrl) void this.poll(ep);
+    if (this.timer === undefined && this.endpoints().some((e) => e.metricsUrl)) {
+      this.timer = setInterval(() => this.tick(), POLL_MS);
+      // polling alone does not keep a process alive
+      this.timer.unref?.();
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.stopping.abort();
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private tick(): void {
+    for (const ep of this.endpoints()) if (ep.metricsUrl && !ep.polling) void this.poll(ep);
+  }
+
+  private async poll(ep: Endpoint): Promise<void> {
+    const url = ep.metricsUrl;
+    if (!url || ep.polling || ep.removed) return;
+    ep.polling = true;
+    try {
+      const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(POLL_TIMEOUT_MS)]);
+      const res = await fetch(url, { signal });
+      const text = await res.text();
+      if (this.stopped) return;
+      if (!res.ok) {
+        this.log.debug({ endpoint: ep.url, status: res.status }, "cannot read LLM endpoint metrics");
+        return;
+      }
+      ep.observe(vllmLoad(text), performance.now());
+      ep.pollFails = 0;
+      this.onHealth(ep, true);
+    } catch (err) {
+      if (this.stopped) return;
+      const why = describeNetworkError(err);
+      // a timeout is a busy server, not a dead one
+      if (!/refused|reset|closed|ECONN|Unable to connect/i.test(why)) return;
+      if (++ep.pollFails === POLL_FAILS_OUT) this.log.warn({ endpoint: ep.url, reason: why }, "LLM endpoint metrics unreachable");
+      if (ep.pollFails >= POLL_FAILS_OUT) this.onHealth(ep, false);
+    } finally {
+      ep.polling = false;
+    }
+  }
+}
