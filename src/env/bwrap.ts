@@ -15,13 +15,16 @@ import { CappedOutput, KILLED_EXIT_CODE, TIMEOUT_EXIT_CODE, baseEnv, newEnvId } 
  * loopback of its own), all capabilities dropped, a read-only root (the
  * host's /usr and a few /etc files, or a root folder such as the busybox one
  * built by configs/env/build-image.sh), its own /proc, /dev and /tmp, the
- * work folder read-write at /work. Started as root, the sandbox runs as uid
- * 65534. The exec's processes live in a PID namespace that dies with the exec;
- * memory, processes and CPU are bounded by the environment's cgroup where the
- * machine allows, else by rlimits.
+ * work folder read-write at /work. Commands run as uid 65534 inside; started
+ * as root, each environment also gets a host uid of its own (unused by the
+ * system), so environments cannot signal each other and RLIMIT_NPROC counts
+ * one environment's processes only. The exec's processes live in a PID
+ * namespace that dies with the exec; memory, processes and CPU are bounded by
+ * the environment's cgroup where the machine allows, else by rlimits.
  */
 
-const NOBODY: Owner = { uid: 65534, gid: 65534 };
+/** The sandbox user as commands see it. */
+const NOBODY = 65534;
 const SANDBOX_PATH = "/opt/tools:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 /** /etc files a dynamically linked host program may need */
 const HOST_ETC = ["alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "localtime", "mime.types"];
@@ -31,7 +34,7 @@ const NO_MEMORY = /Cannot allocate memory|out of memory|memory exhausted|MemoryE
 /** Checks bwrap runs here and prepares the node's state folder. */
 export async function createBwrapDriver(config: EnvConfig, log: Logger): Promise<Driver> {
   const asRoot = process.getuid?.() === 0;
-  const owner = asRoot ? NOBODY : undefined;
+  const uids = asRoot ? new HostUids(config.node) : undefined;
   const nodeDir = join(config.stateDir, config.node);
   if (config.rootfs && !existsSync(join(config.rootfs, "bin"))) {
     throw new EnvError(`bwrap rootfs ${config.rootfs} has no bin folder: build one with configs/env/build-image.sh --rootfs DIR --no-import`, "unavailable");
@@ -45,7 +48,8 @@ export async function createBwrapDriver(config: EnvConfig, log: Logger): Promise
   } else {
     log.info({ cgroups: cgroups.describe }, `bwrap limits: ${cgroups.describe}`);
   }
-  const driver = new BwrapDriver(config, log, nodeDir, owner, cgroups, rootArgs(config.rootfs));
+  if (!uids) log.warn("bwrap: not root, so every environment runs as this node's own uid (RLIMIT_NPROC would count the node's processes: not set)");
+  const driver = new BwrapDriver(config, log, nodeDir, uids, cgroups, rootArgs(config.rootfs));
   await driver.selfTest();
   return driver;
 }
@@ -72,7 +76,7 @@ class BwrapDriver implements Driver {
     readonly config: EnvConfig,
     readonly log: Logger,
     readonly nodeDir: string,
-    readonly owner: Owner | undefined,
+    readonly uids: HostUids | undefined,
     readonly cgroups: Cgroups,
     readonly root: string[],
   ) {}
@@ -82,7 +86,10 @@ class BwrapDriver implements Driver {
     const env = await this.create(`selftest-${newEnvId()}`, { image: "", memoryMb: 64, cpus: 1, pids: 16, timeoutMs: 10_000, workDirMb: 1 });
     try {
       const r = await env.exec({ cmd: ["true"], timeoutMs: 10_000, env: {} });
-      if (r.exitCode !== 0) throw new EnvError(`bwrap cannot run here (exit ${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}`, "unavailable");
+      if (r.exitCode !== 0) {
+        const hint = this.uids && /Permission denied/.test(r.stderr) ? " (sandboxes run as unprivileged uids: they must be able to reach the rootfs and state folders)" : "";
+        throw new EnvError(`bwrap cannot run here (exit ${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}${hint}`, "unavailable");
+      }
     } finally {
       await env.destroy();
     }
@@ -100,16 +107,21 @@ class BwrapDriver implements Driver {
     const dir = join(this.nodeDir, id);
     await mkdir(dir, { mode: 0o700 });
     let cgroup: EnvCgroup | undefined;
+    const owner = this.uids?.take();
     try {
-      if (this.owner) await chown(dir, this.owner.uid, this.owner.gid);
+      if (owner) await chown(dir, owner.uid, owner.gid);
       if (this.cgroups.mode !== "none") {
         cgroup = await this.cgroups.create(id, { memoryBytes: spec.memoryMb * 1024 * 1024, pids: spec.pids, cpus: spec.cpus });
       }
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
+      if (owner) this.uids?.give(owner);
       throw new EnvError(`Cannot prepare a bwrap environment: ${String(err)}`, "failed", { cause: err });
     }
-    const env = new BwrapEnv(this, id, dir, spec, cgroup, () => this.envs.delete(env));
+    const env = new BwrapEnv(this, id, dir, spec, owner, cgroup, () => {
+      this.envs.delete(env);
+      if (owner) this.uids?.give(owner);
+    });
     this.envs.add(env);
     return env;
   }
@@ -128,13 +140,15 @@ class BwrapEnv implements DriverEnv {
     readonly id: string,
     readonly dir: string,
     readonly spec: ResolvedSpec,
+    private readonly owner: Owner | undefined,
     private readonly cgroup: EnvCgroup | undefined,
     private readonly onDestroyed: () => void,
   ) {}
 
   /** The command line: cgroup join, rlimits, drop to the sandbox user, bwrap. */
   private argv(req: DriverExec): string[] {
-    const { owner, root } = this.driver;
+    const { root } = this.driver;
+    const owner = this.owner;
     const out: string[] = [];
     if (this.cgroup) {
       const files = this.cgroup.procsFiles;
@@ -146,7 +160,8 @@ class BwrapEnv implements DriverEnv {
     if (!this.cgroup) out.push(`--as=${this.spec.memoryMb * 1024 * 1024}`, `--nproc=${this.spec.pids}`);
     out.push("--");
     if (owner) out.push("setpriv", `--reuid=${owner.uid}`, `--regid=${owner.gid}`, "--clear-groups", "--pdeathsig=SIGKILL", "--");
-    out.push("bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "matrixd-env");
+    out.push("bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL");
+    out.push("--uid", String(NOBODY), "--gid", String(NOBODY), "--hostname", "matrixd-env");
     out.push(...root, "--proc", "/proc", "--dev", "/dev", "--size", String(16 * 1024 * 1024), "--tmpfs", "/tmp");
     out.push("--bind", this.dir, "/work", "--remount-ro", "/", "--chdir", "/work", "--clearenv");
     const vars = { ...baseEnv(SANDBOX_PATH), ...req.env };
@@ -193,6 +208,7 @@ class BwrapEnv implements DriverEnv {
     }
     // The PID namespace is gone with bwrap, so the pipes close; bound the wait all the same.
     await Promise.race([reading, new Promise((r) => setTimeout(r, 2000))]);
+    if (this.destroyed) throw new EnvError(`Environment ${this.id} was released`, "released");
     const after = this.cgroup ? await this.cgroup.counters() : undefined;
     if (this.cgroup) await this.cgroup.kill();
 
@@ -221,7 +237,7 @@ class BwrapEnv implements DriverEnv {
 
   put(parts: string[], data: Uint8Array): Promise<void> {
     if (this.destroyed) return Promise.reject(new EnvError(`Environment ${this.id} was released`, "released"));
-    return writeWorkFile(this.dir, parts, data, this.driver.owner);
+    return writeWorkFile(this.dir, parts, data, this.owner);
   }
 
   get(parts: string[]): Promise<Uint8Array> {
@@ -229,8 +245,17 @@ class BwrapEnv implements DriverEnv {
     return readWorkFile(this.dir, parts, this.spec.workDirMb * 1024 * 1024);
   }
 
+  /**
+   * Kill the sandboxes' PID-namespace inits first: the kernel then kills all
+   * in them and bwrap reaps its child and exits, leaving no zombie to the
+   * host's init (a zombie still counts against the pids limit). bwrap
+   * itself, and the cgroup, are killed after a grace all the same.
+   */
   private async killAll(): Promise<void> {
-    for (const p of this.running) p.kill("SIGKILL");
+    const running = [...this.running];
+    for (const p of running) for (const child of await childrenOf(p.pid)) signal(child);
+    await Promise.race([Promise.all(running.map((p) => p.exited)), new Promise((r) => setTimeout(r, 500))]);
+    for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
     await this.cgroup?.kill();
   }
 
@@ -264,6 +289,55 @@ async function drain(stream: ReadableStream<Uint8Array>, into: CappedOutput): Pr
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24, SIGXFSZ: 25 };
 function signalNumber(signal: string | number): number {
   return typeof signal === "number" ? signal : (SIGNALS[signal] ?? 9);
+}
+
+function signal(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // gone already
+  }
+}
+
+/** Direct children of a process, from /proc. */
+async function childrenOf(pid: number): Promise<number[]> {
+  const listed = await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => undefined);
+  if (listed !== undefined) return listed.split(/\s+/).filter(Boolean).map(Number);
+  const out: number[] = [];
+  for (const name of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = await readFile(`/proc/${name}/stat`, "utf8").catch(() => "");
+    // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ")"
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (ppid === pid) out.push(Number(name));
+  }
+  return out;
+}
+
+/**
+ * Host uids for environments: a block of 8192 above 2^30, chosen by the node's
+ * name, far from the system's users and the usual subordinate-id ranges.
+ */
+class HostUids {
+  private readonly base: number;
+  private readonly free: number[] = [];
+  private next = 0;
+
+  constructor(node: string) {
+    let h = 0x811c9dc5;
+    for (const ch of node) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+    this.base = 0x40000000 + (h % 65536) * 8192;
+  }
+
+  take(): Owner {
+    const n = this.free.pop() ?? this.next++;
+    if (n >= 8192) throw new EnvError("No free host uid for a bwrap environment", "failed");
+    return { uid: this.base + n, gid: this.base + n };
+  }
+
+  give(owner: Owner): void {
+    this.free.push(owner.uid - this.base);
+  }
 }
 
 /** SIGKILL every host process whose command line mentions `needle` (a leftover run's bwrap). */
