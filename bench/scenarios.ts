@@ -6,8 +6,11 @@
  * - tool-use on its shipped scenarios (several trials), each task in its own
  *   environment: tasks per second, mean reward, how conversations ended.
  *
- *   bun bench/scenarios.ts [--env bwrap|docker] [--trials N] [--concurrency N]
- *                          [--time-scale X] [--out FILE]
+ *   bun bench/scenarios.ts [--env bwrap|docker] [--socket PATH] [--image TAG]
+ *                          [--trials N] [--concurrency N] [--time-scale X] [--out FILE]
+ *
+ * The docker driver needs an engine at --socket with the image built by
+ * configs/env/build-image.sh.
  *
  * Writes bench/results/scenarios.json (or FILE) and prints it.
  */
@@ -31,6 +34,8 @@ const { values: f } = parseArgs({
   strict: true,
   options: {
     env: { type: "string", default: "bwrap" },
+    socket: { type: "string", default: "/var/run/docker.sock" },
+    image: { type: "string", default: "matrixd/tooluse:latest" },
     trials: { type: "string", default: "4" },
     concurrency: { type: "string", default: "32" },
     "time-scale": { type: "string", default: "0.05" },
@@ -91,7 +96,7 @@ async function reasoning() {
 async function tools() {
   const sim = await startSim({ model: "sim", timeScale });
   const llm = createLlmClient({ endpoints: [{ url: `${sim.url}/v1`, models: ["sim"] }] });
-  const envs = await createEnvService(parseEnvConfig({ driver, capacity: concurrency, node: `bench-scenarios-${process.pid}` }), silentLogger);
+  const envs = await createEnvService(parseEnvConfig({ driver, capacity: concurrency, node: `bench-scenarios-${process.pid}`, socketPath: f.socket, image: f.image }), silentLogger);
   try {
     const job = makeJobRuntime({ workflow: toolUse, options: {}, seed: 0, stepRetries: 0 });
     const s = await runJob({
