@@ -7,6 +7,7 @@ import { simLlmMain } from "./sim-llm.ts";
 import { statusMain } from "./status.ts";
 import { submitMain } from "./submit.ts";
 import { guardMain } from "../src/services/guard.ts";
+import { joinMain } from "./join.ts";
 
 const HELP = `matrixd ${VERSION}: peer-to-peer multi-agent synthetic data generation
 
@@ -24,6 +25,7 @@ ${RUN_HELP.split("\n")[2]}`;
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
   __guard: guardMain,
   run: runMain,
+  join: joinMain,
   "sim-llm": simLlmMain,
   bench: benchMain,
   submit: submitMain,

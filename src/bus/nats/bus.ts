@@ -1,0 +1,436 @@
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import { describe, TaskError } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import { decodeWith, encode } from "../../protocol/codec.ts";
+import type { TaskState } from "../../protocol/task.ts";
+import { type Bus, type Lease, type RoleLoad, roleKey, type TaskHandler } from "../bus.ts";
+import type { NatsLink } from "./connection.ts";
+import { isPayloadTooLarge } from "./errors.ts";
+import { Hold, Keeper, parseAckSubject } from "./holds.ts";
+import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "./names.ts";
+import { Puller } from "./puller.ts";
+import { type ClusterTimings, ensureConsumer, ensureStreams, roleConsumerConfig } from "./setup.ts";
+import { LatencyHistogram } from "./latency.ts";
+import { DoneNoticeSchema, type SeedMessage, SeedMessageSchema, type TaskEnvelope, TaskEnvelopeSchema } from "./wire.ts";
+
+/** Counters of the NATS bus, for /metrics. */
+export interface NatsBusStats {
+  /** hops run on this node with no serialization */
+  localHops: number;
+  /** hops stored in the task stream for any node to take */
+  remoteHops: number;
+  /** hops whose state was already in the stream (a task run twice), dropped */
+  duplicateHops: number;
+  /** task messages taken off the stream */
+  received: number;
+  /** of which were deliveries again (a node died, or a hand-back) */
+  redelivered: number;
+  /** redelivered tasks that already had their row */
+  alreadyDone: number;
+  seedsTaken: number;
+  /** messages that were not what their subject carries, by subject kind */
+  garbage: { task: number; seed: number; done: number };
+  publishRetries: number;
+  /** tasks given back to NATS at shutdown */
+  handedBack: number;
+  /** remote hop latency: publish to the start of the step on the receiving node */
+  hopLatency: LatencyHistogram;
+}
+
+export interface NatsBusOptions {
+  link: NatsLink;
+  node: string;
+  log: Logger;
+  timings: ClusterTimings;
+  /** run a hop on this node when it has a free slot (default true; false sends every hop through NATS) */
+  localFirst?: boolean;
+  /** whether a task already has its row (asked for tasks delivered again) */
+  rowExists(job: string, id: string): Promise<boolean>;
+}
+
+/** Called with each seed taken for a job; `again` when the server delivered it before. */
+export type SeedHandler = (seed: SeedMessage, hold: Hold, again: boolean) => void;
+
+interface Role {
+  key: string;
+  workflow: string;
+  role: string;
+  slots: number;
+  busy: number;
+  reserved: number;
+  handler: TaskHandler;
+  pullers: Puller[];
+  /** tasks that came with no slot promised to them (late answers to pull requests) */
+  overflow: { state: TaskState; hold: Hold }[];
+  free(): number;
+  reserve(n: number): void;
+  release(n: number): void;
+}
+
+interface Run {
+  state: TaskState;
+  hold: Hold;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The bus over NATS JetStream. A hop runs on this node when the next role
+ * has a free slot here (the task keeps the hold it came with, nothing is
+ * serialized); otherwise the state is stored in the role's work-queue
+ * stream, and only then is the old hold let go. Every node pulls a role's
+ * messages only for slots it has free.
+ */
+export class NatsBusImpl implements Bus {
+  readonly kind = "nats";
+  readonly stats: NatsBusStats = {
+    localHops: 0,
+    remoteHops: 0,
+    duplicateHops: 0,
+    received: 0,
+    redelivered: 0,
+    alreadyDone: 0,
+    seedsTaken: 0,
+    garbage: { task: 0, seed: 0, done: 0 },
+    publishRetries: 0,
+    handedBack: 0,
+    hopLatency: new LatencyHistogram(),
+  };
+  readonly keeper: Keeper;
+  readonly #o: NatsBusOptions;
+  readonly #log: Logger;
+  readonly #roles = new Map<string, Role>();
+  readonly #runs = new Map<number, Run>();
+  readonly #stranded: Run[] = [];
+  readonly #localFirst: boolean;
+  #runSeq = 0;
+  #draining = false;
+  #closed = false;
+  #doneSub: Subscription | undefined;
+  #garbageLogged = 0;
+
+  constructor(opts: NatsBusOptions) {
+    this.#o = opts;
+    this.#log = opts.log;
+    this.#localFirst = opts.localFirst ?? true;
+    this.keeper = new Keeper(opts.link, opts.node, opts.log, opts.timings.ackWaitMs, opts.rowExists);
+    this.keeper.start();
+    this.#doneSub = opts.link.nc.subscribe(Subjects.done(opts.node), { callback: (_e, m) => this.#onDone(m) });
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  host(key: string, slots: number, handler: TaskHandler): void {
+    if (slots < 1) throw new RangeError(`role "${key}" needs at least one slot`);
+    const dot = key.indexOf(".");
+    const role: Role = {
+      key,
+      workflow: key.slice(0, dot),
+      role: key.slice(dot + 1),
+      slots,
+      busy: 0,
+      reserved: 0,
+      handler,
+      pullers: [],
+      overflow: [],
+      free: () => (this.#draining ? 0 : role.slots - role.busy - role.reserved - role.overflow.length),
+      reserve: (n) => {
+        role.reserved += n;
+      },
+      release: (n) => {
+        role.reserved -= n;
+      },
+    };
+    this.#roles.set(key, role);
+    void this.#startRolePuller(role);
+  }
+
+  async #startRolePuller(role: Role): Promise<void> {
+    const link = this.#o.link;
+    const name = roleConsumer(role.workflow, role.role);
+    const cfg = roleConsumerConfig(name, Subjects.task(role.workflow, role.role), this.#o.timings);
+    for (let attempt = 0; !this.#draining; attempt++) {
+      try {
+        await ensureConsumer(link, Streams.tasks, cfg);
+        break;
+      } catch (err) {
+        this.#log.warn({ role: role.key, err: describe(err) }, "cannot set up the role's consumer, trying again");
+        await sleep(Math.min(5000, 500 * 2 ** attempt));
+      }
+    }
+    if (this.#draining) return;
+    const puller = new Puller({
+      link,
+      stream: Streams.tasks,
+      consumer: name,
+      pool: role,
+      log: this.#log,
+      onMessage: (msg, reserved) => this.#onTask(role, msg, reserved),
+      onSilence: async () => {
+        await ensureStreams(link);
+        await ensureConsumer(link, Streams.tasks, cfg);
+      },
+    });
+    role.pullers.push(puller);
+    puller.start();
+  }
+
+  /** Change a role's slots (the slots of LLM-bound roles follow the LLM services' capacity). */
+  resize(key: string, slots: number): void {
+    const role = this.#roles.get(key);
+    if (!role || slots < 1 || role.slots === slots) return;
+    role.slots = slots;
+    this.#pump(role);
+  }
+
+  load(): Record<string, RoleLoad> {
+    const out: Record<string, RoleLoad> = {};
+    for (const [key, r] of this.#roles) out[key] = { slots: r.slots, busy: r.busy, queued: r.overflow.length };
+    return out;
+  }
+
+  /** Whether this node hosts a role. */
+  hosts(key: string): boolean {
+    return this.#roles.has(key);
+  }
+
+  async send(state: TaskState, lease?: Lease): Promise<void> {
+    if (state.next === null) throw new TaskError("a finished task has no next role");
+    const hold = lease instanceof Hold ? lease : new Hold(this.keeper);
+    const key = roleKey(state.workflow, state.next);
+    const role = this.#roles.get(key);
+    if (role && this.#localFirst && !this.#draining && role.busy + role.reserved + role.overflow.length < role.slots) {
+      this.stats.localHops++;
+      this.#run(role, state, hold);
+      return;
+    }
+    await this.#publish(state, hold);
+  }
+
+  /** Store the state in the next role's stream, then let go of the hold it came with. */
+  async #publish(state: TaskState, hold: Hold): Promise<void> {
+    const next = state.next as string;
+    const env: TaskEnvelope = { v: 1, state, sent: Date.now() };
+    if (hold.seed) env.seed = hold.seed;
+    const data = encode(env);
+    const limit = this.#o.link.maxPayload() - 1024;
+    if (data.length > limit) {
+      throw new TaskError(`task state of ${data.length} bytes is over the ${limit} bytes NATS takes in one message`);
+    }
+    const msgID = hopMsgId(state.job, state.id, state.steps, state.attempts);
+    const subject = Subjects.task(state.workflow, next);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const ack = await this.#o.link.js.publish(subject, data, { msgID, timeout: 5000 });
+        if (ack.duplicate) this.stats.duplicateHops++;
+        else this.stats.remoteHops++;
+        this.keeper.handedOn(hold);
+        return;
+      } catch (err) {
+        if (isPayloadTooLarge(err)) throw new TaskError(`task state of ${data.length} bytes is too large for NATS`);
+        if (this.#closed) return; // left held: given back or redelivered after the ack wait
+        this.stats.publishRetries++;
+        if (attempt % 10 === 0) this.#log.warn({ subject, attempt, err: describe(err) }, "cannot hand a task on, trying again");
+        if (attempt === 3) await ensureStreams(this.#o.link).catch(() => undefined);
+        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
+      }
+    }
+  }
+
+  #run(role: Role, state: TaskState, hold: Hold): void {
+    role.busy++;
+    const id = ++this.#runSeq;
+    hold.run = id;
+    const run: Run = { state, hold };
+    this.#runs.set(id, run);
+    const after = (err?: unknown) => {
+      role.busy--;
+      this.#runs.delete(id);
+      if (err !== undefined) this.#log.error({ role: role.key, task: state.id, err: describe(err) }, "step handler threw");
+      if (hold.run === id && hold.open) {
+        if (this.#draining) this.#stranded.push(run);
+        else {
+          this.#log.warn({ role: role.key, task: state.id }, "a step ended with its task neither handed on nor finished; giving it back");
+          this.keeper.giveBack(hold);
+        }
+      }
+      this.#pump(role);
+    };
+    role.handler(state, hold).then(() => after(), after);
+  }
+
+  /** A slot was freed: run what waits for one, and let the pullers ask for more. */
+  #pump(role: Role): void {
+    while (role.overflow.length > 0 && role.busy + role.reserved < role.slots && !this.#draining) {
+      const next = role.overflow.shift() as Run;
+      this.#run(role, next.state, next.hold);
+    }
+    for (const p of role.pullers) p.wake();
+  }
+
+  #onTask(role: Role, msg: Msg, reserved: boolean): void {
+    const reply = msg.reply as string;
+    if (this.#draining) {
+      this.keeper.nak(reply);
+      return;
+    }
+    let env: TaskEnvelope;
+    try {
+      env = decodeWith(TaskEnvelopeSchema, msg.data, `task message on ${msg.subject}`);
+      if (roleKey(env.state.workflow, env.state.next ?? "") !== role.key) {
+        throw new Error(`task message on ${msg.subject} is for role "${env.state.workflow}.${env.state.next}"`);
+      }
+    } catch (err) {
+      this.stats.garbage.task++;
+      this.#logGarbage(msg.subject, err);
+      this.keeper.term(reply);
+      if (reserved) this.#pump(role);
+      return;
+    }
+    const state = env.state;
+    this.stats.received++;
+    this.stats.hopLatency.observe(Math.max(0, Date.now() - env.sent));
+    const hold = new Hold(this.keeper, { ack: reply, mark: hopMsgId(state.job, state.id, state.steps, state.attempts) }, env.seed);
+    const delivery = parseAckSubject(reply);
+    if (delivery && delivery.count > 1) {
+      this.stats.redelivered++;
+      // Hold the slot while looking for the row: a task whose row is stored needs no more steps.
+      role.busy++;
+      this.#o.rowExists(state.job, state.id).then(
+        (exists) => {
+          role.busy--;
+          if (exists) {
+            this.stats.alreadyDone++;
+            void hold.done();
+            this.#pump(role);
+          } else this.#start(role, state, hold);
+        },
+        () => {
+          role.busy--;
+          this.#start(role, state, hold);
+        },
+      );
+      return;
+    }
+    if (reserved) this.#run(role, state, hold);
+    else this.#start(role, state, hold);
+  }
+
+  /** Run a task now if a slot is free, else keep it until one is. */
+  #start(role: Role, state: TaskState, hold: Hold): void {
+    if (role.busy + role.reserved < role.slots && !this.#draining) this.#run(role, state, hold);
+    else role.overflow.push({ state, hold });
+  }
+
+  /**
+   * Take a job's seeds, for as many tasks as the role they start at has free
+   * slots on this node. Returns a function that stops taking them.
+   */
+  admit(job: string, entryKey: string, onSeed: SeedHandler): (() => Promise<void>) | undefined {
+    const role = this.#roles.get(entryKey);
+    if (!role || this.#draining) return undefined;
+    const puller = new Puller({
+      link: this.#o.link,
+      stream: Streams.seeds,
+      consumer: seedConsumer(job),
+      pool: role,
+      log: this.#log,
+      onMessage: (msg) => this.#onSeed(job, msg, onSeed),
+    });
+    role.pullers.push(puller);
+    puller.start();
+    return async () => {
+      role.pullers = role.pullers.filter((p) => p !== puller);
+      await puller.stop();
+    };
+  }
+
+  #onSeed(job: string, msg: Msg, onSeed: SeedHandler): void {
+    const reply = msg.reply as string;
+    if (this.#draining) {
+      this.keeper.nak(reply);
+      return;
+    }
+    const delivery = parseAckSubject(reply);
+    let seed: SeedMessage;
+    try {
+      seed = decodeWith(SeedMessageSchema, msg.data, `seed message on ${msg.subject}`);
+      if (seed.job !== job) throw new Error(`seed message on ${msg.subject} names job "${seed.job}"`);
+      if (!delivery) throw new Error(`seed message on ${msg.subject} has no JetStream ack subject`);
+    } catch (err) {
+      this.stats.garbage.seed++;
+      this.#logGarbage(msg.subject, err);
+      this.keeper.term(reply);
+      return;
+    }
+    this.stats.seedsTaken++;
+    const ref = { node: this.#o.node, job, id: seed.id, seq: delivery.streamSeq, ack: reply };
+    this.keeper.admit(ref);
+    onSeed(seed, new Hold(this.keeper, undefined, ref), delivery.count > 1);
+  }
+
+  #onDone(msg: Msg): void {
+    try {
+      const notice = decodeWith(DoneNoticeSchema, msg.data, `done notice on ${msg.subject}`);
+      this.keeper.noticeDone(notice.seq);
+    } catch (err) {
+      this.stats.garbage.done++;
+      this.#logGarbage(msg.subject, err);
+    }
+  }
+
+  #logGarbage(subject: string, err: unknown): void {
+    // One line per message at first, then one per hundred, so a flood cannot drown the log.
+    const n = ++this.#garbageLogged;
+    if (n <= 20 || n % 100 === 0) this.#log.warn({ subject, dropped: n, err: describe(err) }, "dropped a message that is not what its subject carries");
+  }
+
+  /**
+   * Stop taking work and give back what is held: tasks whose step was cut
+   * short are stored again with their progress (or, unchanged, nak'ed so
+   * they are delivered again at once elsewhere); tasks that never left the
+   * node that admitted them have their seed nak'ed. Call after aborting the
+   * engine's steps.
+   */
+  async drain(waitMs = 3000): Promise<void> {
+    if (!this.#draining) {
+      this.#draining = true;
+      const pullers = [...this.#roles.values()].flatMap((r) => r.pullers);
+      await Promise.all(pullers.map((p) => p.stop()));
+    }
+    const deadline = Date.now() + waitMs;
+    while (this.#runs.size > 0 && Date.now() < deadline) await sleep(20);
+    const back = [...this.#stranded.splice(0), ...this.#runs.values()];
+    for (const r of this.#roles.values()) back.push(...r.overflow.splice(0));
+    for (const run of back) await this.#giveBack(run);
+  }
+
+  async #giveBack({ state, hold }: Run): Promise<void> {
+    if (!hold.open) return;
+    this.stats.handedBack++;
+    const progressed =
+      state.next !== null && hold.task !== undefined && hold.mark !== hopMsgId(state.job, state.id, state.steps, state.attempts);
+    if (progressed) {
+      try {
+        const data = encode({ v: 1, state, seed: hold.seed, sent: Date.now() } satisfies TaskEnvelope);
+        const msgID = hopMsgId(state.job, state.id, state.steps, state.attempts);
+        await this.#o.link.js.publish(Subjects.task(state.workflow, state.next as string), data, { msgID, timeout: 3000 });
+        this.keeper.handedOn(hold);
+        return;
+      } catch (err) {
+        this.#log.warn({ task: state.id, err: describe(err) }, "cannot store a task's progress at shutdown; giving back its last message");
+      }
+    }
+    this.keeper.giveBack(hold);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.drain();
+    this.#closed = true;
+    this.keeper.stop();
+    this.#doneSub?.unsubscribe();
+  }
+}

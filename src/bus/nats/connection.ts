@@ -1,0 +1,166 @@
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { describe } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import { NatsUnavailableError } from "./errors.ts";
+
+/** How to reach and log in to NATS (from the join config). */
+export interface NatsConnectOptions {
+  /** `nats://host:port` or `host:port`, one or more */
+  servers: string[];
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** file paths of the CA, client certificate and key */
+  tls?: { ca?: string; cert?: string; key?: string };
+  /** connection name the server shows (the node name) */
+  name: string;
+  log: Logger;
+  /** aborting stops the first-connect retries */
+  signal?: AbortSignal;
+}
+
+/** Counters about the connection, for /metrics. */
+export interface LinkStats {
+  connected: boolean;
+  disconnects: number;
+  reconnects: number;
+  errors: number;
+}
+
+/** One NATS connection and the JetStream and KV handles made on it. */
+export interface NatsLink {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly kvm: Kvm;
+  readonly stats: LinkStats;
+  /** largest message the server takes, bytes */
+  maxPayload(): number;
+  /** called after each reconnect (consumers and watchers may need a nudge) */
+  onReconnect(fn: () => void): void;
+  close(): Promise<void>;
+}
+
+/** Backoff that grows with the length of an outage: 250 ms at first, at most 5 s, with jitter. */
+function backoffSince(since: () => number): () => number {
+  return () => {
+    const outage = Date.now() - since();
+    const base = Math.min(5000, Math.max(250, outage / 2));
+    return Math.round(base * (0.75 + Math.random() * 0.5));
+  };
+}
+
+/**
+ * Connect to NATS, retrying the first connection forever (with backoff and a
+ * log line per attempt) and then reconnecting forever; every status change
+ * of the connection is logged.
+ */
+export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
+  const log = opts.log;
+  let downSince = Date.now();
+  const options: NodeConnectionOptions = {
+    servers: opts.servers,
+    name: opts.name,
+    maxReconnectAttempts: -1,
+    reconnectDelayHandler: backoffSince(() => downSince),
+    pingInterval: 10_000,
+    maxPingOut: 3,
+    timeout: 5_000,
+  };
+  if (opts.user !== undefined) options.user = opts.user;
+  if (opts.pass !== undefined) options.pass = opts.pass;
+  if (opts.token !== undefined) options.token = opts.token;
+  if (opts.tls) {
+    options.tls = {};
+    if (opts.tls.ca) options.tls.caFile = opts.tls.ca;
+    if (opts.tls.cert) options.tls.certFile = opts.tls.cert;
+    if (opts.tls.key) options.tls.keyFile = opts.tls.key;
+  }
+
+  let nc: NatsConnection | undefined;
+  for (let attempt = 1; ; attempt++) {
+    if (opts.signal?.aborted) throw new NatsUnavailableError(`gave up connecting to NATS at ${opts.servers.join(",")}`);
+    try {
+      nc = await connect(options);
+      break;
+    } catch (err) {
+      const wait = Math.min(5000, 250 * 2 ** Math.min(attempt - 1, 5));
+      log.warn({ servers: opts.servers, attempt, retryInMs: wait, err: describe(err) }, "cannot connect to NATS, trying again");
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+  log.info({ server: nc.getServer() }, "connected to NATS");
+
+  const stats: LinkStats = { connected: true, disconnects: 0, reconnects: 0, errors: 0 };
+  const reconnectHooks: (() => void)[] = [];
+  const conn = nc;
+  void (async () => {
+    for await (const s of conn.status()) {
+      switch (s.type) {
+        case "disconnect":
+          stats.connected = false;
+          stats.disconnects++;
+          downSince = Date.now();
+          log.warn({ server: s.server }, "NATS disconnected");
+          break;
+        case "reconnecting":
+          log.debug("NATS reconnecting");
+          break;
+        case "reconnect":
+          stats.connected = true;
+          stats.reconnects++;
+          log.info({ server: s.server, outageMs: Date.now() - downSince }, "NATS reconnected");
+          for (const f of reconnectHooks) f();
+          break;
+        case "error":
+          stats.errors++;
+          log.error({ err: describe(s.error) }, "NATS error");
+          break;
+        case "ldm":
+          log.warn({ server: s.server }, "NATS server entering lame duck mode");
+          break;
+        case "update":
+          log.info({ added: s.added, deleted: s.deleted }, "NATS cluster servers changed");
+          break;
+        case "staleConnection":
+          log.warn("NATS connection stale");
+          break;
+        case "slowConsumer":
+          log.warn({ subject: s.sub.getSubject(), pending: s.pending }, "NATS slow consumer");
+          break;
+        case "forceReconnect":
+          log.info("NATS reconnect forced");
+          break;
+        case "close":
+          stats.connected = false;
+          log.info("NATS connection closed");
+          break;
+        case "ping":
+          log.debug({ pendingPings: s.pendingPings }, "NATS ping outstanding");
+          break;
+      }
+    }
+  })();
+
+  const js = jetstream(conn, { timeout: 5_000 });
+  const jsm = await jetstreamManager(conn, { timeout: 5_000 });
+  return {
+    nc: conn,
+    js,
+    jsm,
+    kvm: new Kvm(js),
+    stats,
+    maxPayload: () => conn.info?.max_payload ?? 1024 * 1024,
+    onReconnect: (fn) => reconnectHooks.push(fn),
+    async close() {
+      if (conn.isClosed()) return;
+      try {
+        await conn.drain();
+      } catch {
+        await conn.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,66 @@
+import type { KV } from "@nats-io/kv";
+import { describe } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import { decodeWith, encode } from "../../protocol/codec.ts";
+import { type MemberRecord, MemberRecordSchema } from "./wire.ts";
+
+/**
+ * Who is in the cluster: each node puts its record in a KV bucket whose max
+ * age is the member TTL, about every second. A node that stops putting (it
+ * died) ages out of the bucket within the TTL; one that leaves deletes its key.
+ */
+export class Membership {
+  garbage = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #failing = false;
+
+  constructor(
+    private readonly kv: KV,
+    private readonly node: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Put the record now and then every `everyMs`, as `record()` reads at the time. */
+  start(record: () => MemberRecord, everyMs: number): Promise<void> {
+    const beat = async () => {
+      try {
+        await this.kv.put(this.node, encode(record()));
+        if (this.#failing) this.log.info("membership heartbeat works again");
+        this.#failing = false;
+      } catch (err) {
+        if (!this.#failing) this.log.warn({ err: describe(err) }, "cannot put membership heartbeat");
+        this.#failing = true;
+      }
+    };
+    this.#timer = setInterval(() => void beat(), everyMs);
+    return beat();
+  }
+
+  /** Stop the heartbeat and take this node out of the view. */
+  async leave(final?: MemberRecord): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    try {
+      if (final) await this.kv.put(this.node, encode(final));
+      await this.kv.delete(this.node);
+    } catch (err) {
+      this.log.warn({ err: describe(err) }, "cannot remove this node from the members");
+    }
+  }
+
+  /** The members whose heartbeat has not aged out. */
+  async list(): Promise<MemberRecord[]> {
+    const out: MemberRecord[] = [];
+    for await (const key of await this.kv.keys()) {
+      const e = await this.kv.get(key);
+      if (!e || e.operation !== "PUT") continue;
+      try {
+        out.push(decodeWith(MemberRecordSchema, e.value, `member record "${key}"`));
+      } catch (err) {
+        this.garbage++;
+        this.log.warn({ key, err: describe(err) }, "dropped a member record that is not one");
+      }
+    }
+    return out.sort((a, b) => a.node.localeCompare(b.node));
+  }
+}

@@ -1,0 +1,214 @@
+import type { JsMsg } from "@nats-io/jetstream";
+import { headers as makeHeaders } from "@nats-io/transport-node";
+import { describe } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import type { Metric } from "../../plugin/api.ts";
+import { formatIssues } from "../../protocol/codec.ts";
+import { type OutputRow, OutputRowHeadSchema } from "../../protocol/task.ts";
+import type { NatsLink } from "./connection.ts";
+import { ApiCodes, apiErrorCode } from "./errors.ts";
+import { Streams, Subjects } from "./names.ts";
+import type { JobTally } from "./wire.ts";
+
+const H_STATUS = "Mx-Status";
+const H_USAGE = "Mx-Usage";
+const H_METRICS = "Mx-Metrics";
+
+/** Whether a row was stored by this call or was already there. */
+export type StoreOutcome = "stored" | "duplicate";
+
+export interface ResultStats {
+  stored: number;
+  duplicates: number;
+  /** rows read back that were not rows */
+  garbage: number;
+  /** rows cut down because they were over the server's payload limit */
+  oversized: number;
+}
+
+/** An empty tally. */
+export function emptyTally(): JobTally {
+  return { ok: 0, failed: 0, promptTokens: 0, completionTokens: 0, sums: {} };
+}
+
+/** Add one row's figures to a tally. */
+export function addToTally(
+  t: JobTally,
+  status: "ok" | "failed",
+  prompt: number,
+  completion: number,
+  metrics: Readonly<Record<string, unknown>> | undefined,
+  defs: readonly Metric[],
+): void {
+  if (status === "ok") t.ok++;
+  else t.failed++;
+  t.promptTokens += prompt;
+  t.completionTokens += completion;
+  for (const m of defs) {
+    const v = m.of(metrics ?? {}, status);
+    if (v === undefined || !Number.isFinite(v)) continue;
+    const s = t.sums[m.name] ?? [0, 0];
+    s[0] += v;
+    s[1] += 1;
+    t.sums[m.name] = s;
+  }
+}
+
+/**
+ * The dataset of every job: one message per task on `mx.row.<job>.<task
+ * hash>`, stored with "expected last subject sequence 0", so the first row of
+ * a task wins and any later one (a task run twice after a redelivery) is
+ * refused by the server, whenever it comes. No time window is involved.
+ */
+export class ResultStore {
+  readonly stats: ResultStats = { stored: 0, duplicates: 0, garbage: 0, oversized: 0 };
+
+  constructor(
+    private readonly link: NatsLink,
+    private readonly log: Logger,
+  ) {}
+
+  /** Store a task's row unless the task has one. Throws when NATS cannot be reached (try again). */
+  async store(row: OutputRow): Promise<StoreOutcome> {
+    let data = new TextEncoder().encode(JSON.stringify(row));
+    const limit = this.link.maxPayload() - 4096;
+    if (data.length > limit) {
+      this.stats.oversized++;
+      data = new TextEncoder().encode(JSON.stringify(oversizedRow(row, data.length, limit)));
+    }
+    const h = makeHeaders();
+    h.set(H_STATUS, data.length > limit ? "failed" : row.status);
+    h.set(H_USAGE, `${row.usage.prompt},${row.usage.completion}`);
+    const m = JSON.stringify(row.metrics ?? {});
+    if (m.length <= 2048) h.set(H_METRICS, m);
+    try {
+      await this.link.js.publish(Subjects.row(row.job, row.id), data, {
+        expect: { lastSubjectSequence: 0 },
+        headers: h,
+        timeout: 10_000,
+      });
+      this.stats.stored++;
+      return "stored";
+    } catch (err) {
+      if (apiErrorCode(err) === ApiCodes.wrongLastSequence) {
+        this.stats.duplicates++;
+        return "duplicate";
+      }
+      throw err;
+    }
+  }
+
+  /** Whether the task has its row. */
+  async exists(job: string, id: string): Promise<boolean> {
+    const m = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: Subjects.row(job, id) });
+    return m !== null;
+  }
+
+  /**
+   * The job's rows in the order they were stored, as JSON text (one row
+   * each). With `running` it follows the job: while `running()` says the job
+   * goes on it waits for more rows, and ends once the job has ended and every
+   * row is read; without it, it ends with the rows stored now. Each is
+   * checked to be a row; anything else on the job's subjects is counted,
+   * logged and skipped.
+   */
+  async *rows(job: string, running?: () => Promise<boolean>): AsyncGenerator<string> {
+    const decoder = new TextDecoder();
+    for await (const m of this.#read(job, false, running)) {
+      const text = decoder.decode(m.data);
+      const problem = rowProblem(text);
+      if (problem === undefined) yield text;
+      else this.#garbage(m.subject, problem);
+    }
+  }
+
+  /**
+   * Exact figures of a job from its stored rows (their headers only): how
+   * many rows, ok and failed, tokens and the workflow's metric sums.
+   */
+  async tally(job: string, defs: readonly Metric[]): Promise<{ rows: number; tally: JobTally }> {
+    const t = emptyTally();
+    let rows = 0;
+    for await (const m of this.#read(job, true)) {
+      const status = m.headers?.get(H_STATUS);
+      if (status !== "ok" && status !== "failed") {
+        this.#garbage(m.subject, `no ${H_STATUS} header`);
+        continue;
+      }
+      const [p, c] = (m.headers?.get(H_USAGE) ?? "0,0").split(",").map((x) => Number(x) || 0);
+      let metrics: Record<string, unknown> | undefined;
+      const mh = m.headers?.get(H_METRICS);
+      if (mh) {
+        try {
+          metrics = JSON.parse(mh) as Record<string, unknown>;
+        } catch {
+          metrics = undefined;
+        }
+      }
+      addToTally(t, status, p ?? 0, c ?? 0, metrics, defs);
+      rows++;
+    }
+    return { rows, tally: t };
+  }
+
+  /** The messages on a job's row subjects, through an ordered consumer, in batches. */
+  async *#read(job: string, headersOnly: boolean, running?: () => Promise<boolean>): AsyncGenerator<JsMsg> {
+    const consumer = await this.link.js.consumers.get(Streams.rows, {
+      filter_subjects: Subjects.jobRows(job),
+      headers_only: headersOnly,
+    });
+    try {
+      let live = running ? await running() : false;
+      // A job that has ended gets no more rows: read exactly what is there.
+      let left = live ? Number.POSITIVE_INFINITY : (await consumer.info()).num_pending;
+      while (left > 0) {
+        const max = Number.isFinite(left) ? Math.min(left, 512) : 512;
+        const batch = await consumer.fetch({ max_messages: max, expires: live ? 1000 : 5000 });
+        let n = 0;
+        for await (const m of batch) {
+          n++;
+          yield m;
+        }
+        if (Number.isFinite(left)) {
+          left -= n;
+          if (n === 0) break;
+        } else if (n === 0 && !(await (running as () => Promise<boolean>)())) {
+          live = false;
+          left = (await consumer.info()).num_pending;
+        }
+      }
+    } finally {
+      await consumer.delete().catch(() => undefined);
+    }
+  }
+
+  #garbage(subject: string, problem: string): void {
+    this.stats.garbage++;
+    this.log.warn({ subject, problem }, "dropped a message that is not a row");
+  }
+}
+
+/** Why a stored row is not one, or undefined when it is. */
+function rowProblem(text: string): string | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return `not JSON: ${describe(err)}`;
+  }
+  const parsed = OutputRowHeadSchema.safeParse(raw);
+  return parsed.success ? undefined : formatIssues(parsed.error);
+}
+
+/** A failed row standing in for one too large to store. */
+function oversizedRow(row: OutputRow, bytes: number, limit: number): OutputRow {
+  const seedText = JSON.stringify(row.seed ?? null);
+  return {
+    ...row,
+    seed: seedText.length < limit / 2 ? row.seed : null,
+    status: "failed",
+    error: `row of ${bytes} bytes is over the ${limit} bytes NATS takes in one message`,
+    output: null,
+    history: [],
+  };
+}

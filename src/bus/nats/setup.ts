@@ -1,0 +1,115 @@
+import {
+  AckPolicy,
+  type ConsumerConfig,
+  DeliverPolicy,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { describe } from "../../errors.ts";
+import type { NatsLink } from "./connection.ts";
+import { ApiCodes, apiErrorCode } from "./errors.ts";
+import { Buckets, Streams, Subjects } from "./names.ts";
+
+/** Timings that are baked into the shared consumers and buckets (the first node to create them wins). */
+export interface ClusterTimings {
+  /** a message un-acked this long (its node died) is delivered again */
+  ackWaitMs: number;
+  /** a member not heard from this long is gone */
+  memberTtlMs: number;
+}
+
+const ns = (ms: number) => Math.round(ms * 1_000_000);
+
+function streamConfigs(): (Partial<StreamConfig> & { name: string })[] {
+  const common = { storage: StorageType.File, num_replicas: 1, discard: DiscardPolicy.Old, duplicate_window: ns(120_000) };
+  return [
+    { name: Streams.tasks, subjects: [Subjects.tasks], retention: RetentionPolicy.Workqueue, ...common },
+    { name: Streams.seeds, subjects: [Subjects.seeds], retention: RetentionPolicy.Workqueue, ...common },
+    { name: Streams.rows, subjects: [Subjects.rows], retention: RetentionPolicy.Limits, ...common },
+  ];
+}
+
+/** Create matrixd's streams when missing (idempotent; every node calls it at start). */
+export async function ensureStreams(link: NatsLink): Promise<void> {
+  for (const cfg of streamConfigs()) {
+    try {
+      await link.jsm.streams.info(cfg.name);
+      continue;
+    } catch (err) {
+      if (apiErrorCode(err) !== ApiCodes.streamNotFound) throw err;
+    }
+    try {
+      await link.jsm.streams.add(cfg);
+    } catch (err) {
+      // Another node created it between our look and our add.
+      if (apiErrorCode(err) !== ApiCodes.streamNameInUse) throw err;
+    }
+  }
+}
+
+/** The shared durable pull consumer every node pulls a role's tasks from. */
+export function roleConsumerConfig(name: string, subject: string, t: ClusterTimings): Partial<ConsumerConfig> {
+  return {
+    durable_name: name,
+    filter_subject: subject,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: ns(t.ackWaitMs),
+    max_deliver: -1,
+    max_ack_pending: -1,
+    max_waiting: 4096,
+  };
+}
+
+/** A job's seed consumer: at most `concurrency` seeds un-acked, that is tasks in flight, cluster-wide. */
+export function seedConsumerConfig(name: string, subject: string, concurrency: number, t: ClusterTimings): Partial<ConsumerConfig> {
+  return {
+    durable_name: name,
+    filter_subject: subject,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: ns(t.ackWaitMs),
+    max_deliver: -1,
+    max_ack_pending: concurrency,
+    max_waiting: 4096,
+  };
+}
+
+/** Create a durable consumer unless it exists (an existing one keeps its settings). */
+export async function ensureConsumer(link: NatsLink, stream: string, cfg: Partial<ConsumerConfig>): Promise<void> {
+  const name = cfg.durable_name as string;
+  try {
+    await link.jsm.consumers.info(stream, name);
+    return;
+  } catch (err) {
+    if (apiErrorCode(err) !== ApiCodes.consumerNotFound) throw err;
+  }
+  try {
+    await link.jsm.consumers.add(stream, cfg);
+  } catch (err) {
+    // A concurrent create with the same settings succeeds; report anything else.
+    try {
+      await link.jsm.consumers.info(stream, name);
+    } catch {
+      throw new Error(`cannot create consumer ${stream}/${name}: ${describe(err)}`, { cause: err });
+    }
+  }
+}
+
+/** The KV buckets of the cluster. */
+export interface ClusterBuckets {
+  jobs: KV;
+  stats: KV;
+  members: KV;
+}
+
+/** Open (creating when missing) the jobs, stats and members buckets. */
+export async function openBuckets(link: NatsLink, t: ClusterTimings): Promise<ClusterBuckets> {
+  const jobs = await link.kvm.create(Buckets.jobs, { history: 1, storage: StorageType.File });
+  const stats = await link.kvm.create(Buckets.stats, { history: 1, storage: StorageType.File });
+  const members = await link.kvm.create(Buckets.members, { history: 1, ttl: t.memberTtlMs, storage: StorageType.Memory });
+  return { jobs, stats, members };
+}

@@ -1,0 +1,102 @@
+import { roleKey } from "../bus/bus.ts";
+import type { Hold, JobRecord, NatsBusImpl, ResultStore, SeedMessage } from "../bus/nats/index.ts";
+import { Engine } from "../engine/engine.ts";
+import type { JobRuntime } from "../engine/job.ts";
+import { seedErrorRow } from "../engine/row.ts";
+import { describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { OutputRow } from "../protocol/task.ts";
+import { isLive, type JobTable } from "./jobs.ts";
+
+export interface AdmissionOptions {
+  bus: NatsBusImpl;
+  engine: Engine;
+  table: JobTable;
+  results: ResultStore;
+  /** stores a row the way the engine's finish does */
+  finish: (row: OutputRow) => Promise<void>;
+  log: Logger;
+}
+
+/**
+ * Admission without a central process: for each live job whose first role
+ * this node hosts, take the job's seeds from its durable consumer, only for
+ * the slots that role has free here. The consumer's ack limit (the job's
+ * concurrency) bounds the job's tasks in flight across the whole cluster; a
+ * seed is acked only once its task's row is stored.
+ */
+export class AdmissionManager {
+  readonly #active = new Map<string, () => Promise<void>>();
+  #closed = false;
+
+  constructor(private readonly o: AdmissionOptions) {}
+
+  /** Start or stop taking a job's seeds as its record says. */
+  sync(rec: JobRecord): void {
+    if (this.#closed) return;
+    const active = this.#active.get(rec.id);
+    if (isLive(rec)) {
+      if (active) return;
+      const rt = this.o.table.runtime(rec);
+      if (!rt) return;
+      const stop = this.o.bus.admit(rec.id, roleKey(rec.workflow, rec.entry), (seed, hold, again) => this.#onSeed(seed, hold, again));
+      if (stop) {
+        this.#active.set(rec.id, stop);
+        this.o.log.info({ job: rec.id, entry: rec.entry }, "admitting the job's tasks");
+      }
+    } else if (active) {
+      this.#active.delete(rec.id);
+      void active();
+    }
+  }
+
+  /** Jobs whose seeds this node takes. */
+  get jobs(): string[] {
+    return [...this.#active.keys()];
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const stops = [...this.#active.values()];
+    this.#active.clear();
+    await Promise.all(stops.map((s) => s()));
+  }
+
+  #onSeed(seed: SeedMessage, hold: Hold, again: boolean): void {
+    const rec = this.o.table.get(seed.job);
+    if (rec?.state === "cancelled") {
+      void hold.done();
+      return;
+    }
+    const rt = rec ? this.o.table.runtime(rec) : null;
+    if (!rt) {
+      this.o.bus.keeper.giveBack(hold);
+      return;
+    }
+    if (!again) {
+      this.#begin(rt, seed, hold);
+      return;
+    }
+    // Delivered before: its node died, maybe after the task got its row.
+    this.o.results.exists(seed.job, seed.id).then(
+      (exists) => (exists ? void hold.done() : this.#begin(rt, seed, hold)),
+      () => this.#begin(rt, seed, hold),
+    );
+  }
+
+  #begin(rt: JobRuntime, seed: SeedMessage, hold: Hold): void {
+    let state;
+    try {
+      state = Engine.newTask(rt, seed.id, seed.trial, seed.seed);
+    } catch (err) {
+      const error = `seed line ${seed.line}: workflow cannot start: ${describe(err)}`;
+      const row = seedErrorRow(seed.id, seed.seed, error, { id: rt.id, workflow: rt.workflow.name, configHash: rt.configHash }, seed.trial);
+      this.o.finish(row).then(
+        () => hold.done(),
+        (e) => this.o.log.warn({ task: seed.id, err: describe(e) }, "cannot store the row of a seed that cannot start"),
+      );
+      return;
+    }
+    void this.o.engine.begin(state, hold);
+  }
+}

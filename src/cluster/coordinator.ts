@@ -1,0 +1,118 @@
+import type { JobRecord, JobStore, ResultStore } from "../bus/nats/index.ts";
+import { describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Registry } from "../plugin/registry.ts";
+import { fnv1a } from "../util/hash.ts";
+import { isLive, type JobTable } from "./jobs.ts";
+
+export interface CoordinatorOptions {
+  node: string;
+  table: JobTable;
+  store: JobStore;
+  results: ResultStore;
+  registry: Registry;
+  log: Logger;
+  /** names of the live members (running, not draining) */
+  members: () => readonly string[];
+  /** a job still `submitting` this long was left half-stored by a node that died */
+  submitTimeoutMs?: number;
+}
+
+/**
+ * Ends jobs. Each live job has one coordinating node at a time (the live
+ * member with the lowest hash of job and name), so no central process is
+ * needed and a dead coordinator is replaced as soon as it leaves the member
+ * view. It marks a job done once its seed consumer has nothing pending or
+ * un-acked (every seed is acked only after its row is stored) and the rows,
+ * counted from the stream, reach the job's total; those exact counts become
+ * the job's final figures.
+ */
+export class Coordinator {
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #busy = false;
+  #warned = new Set<string>();
+
+  constructor(private readonly o: CoordinatorOptions) {}
+
+  start(everyMs = 1000): void {
+    this.#timer = setInterval(() => void this.tick(), everyMs);
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+  }
+
+  /** Whether this node coordinates a job now. */
+  coordinates(job: string): boolean {
+    const names = this.o.members();
+    if (names.length === 0 || !names.includes(this.o.node)) return names.length === 0;
+    let best = "";
+    let bestHash = Number.POSITIVE_INFINITY;
+    for (const n of names) {
+      const h = fnv1a(`${job}:${n}`);
+      if (h < bestHash || (h === bestHash && n < best)) {
+        best = n;
+        bestHash = h;
+      }
+    }
+    return best === this.o.node;
+  }
+
+  async tick(): Promise<void> {
+    if (this.#busy) return;
+    this.#busy = true;
+    try {
+      for (const rec of this.o.table.all()) {
+        if (!isLive(rec) || !this.coordinates(rec.id)) continue;
+        try {
+          await this.#check(rec);
+        } catch (err) {
+          this.o.log.debug({ job: rec.id, err: describe(err) }, "job check failed");
+        }
+      }
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  async #check(rec: JobRecord): Promise<void> {
+    const { store, results } = this.o;
+    if (rec.state === "submitting") {
+      if (Date.now() - rec.createdAt > (this.o.submitTimeoutMs ?? 600_000)) {
+        await this.#end(rec, "cancelled", "the node that accepted the job stopped before all its seeds were stored");
+      }
+      return;
+    }
+    const progress = await store.seedProgress(rec.id);
+    if (progress && (progress.pending > 0 || progress.inFlight > 0)) return;
+    const workflow = this.o.registry.names().includes(rec.workflow) ? this.o.registry.get(rec.workflow) : undefined;
+    const { rows, tally } = await results.tally(rec.id, workflow?.metrics ?? []);
+    if (rows >= rec.total) {
+      const ended = await this.#end(rec, "done", undefined, tally);
+      if (ended) this.o.log.info({ job: rec.id, ok: tally.ok, failed: tally.failed }, "job done");
+      return;
+    }
+    if (!progress) {
+      // Its seed consumer is gone (deleted by hand?): make it again; what is left of the seeds comes back.
+      await store.openSeeds(rec.id, rec.settings.concurrency);
+    } else if (!this.#warned.has(rec.id)) {
+      this.#warned.add(rec.id);
+      this.o.log.warn({ job: rec.id, rows, total: rec.total }, "every seed of the job is acked but some rows are missing");
+    }
+  }
+
+  async #end(rec: JobRecord, state: "done" | "cancelled", reason?: string, final?: JobRecord["final"]): Promise<boolean> {
+    let changed = false;
+    const updated = await this.o.store.update(rec.id, (r) => {
+      if (!isLive(r)) return undefined;
+      changed = true;
+      const next: JobRecord = { ...r, state, updatedAt: Math.max(Date.now(), r.updatedAt + 1) };
+      if (final) next.final = final;
+      if (reason) next.reason = reason;
+      return next;
+    });
+    if (updated) this.o.table.set(updated);
+    if (changed) await this.o.store.dropSeeds(rec.id).catch(() => undefined);
+    return changed;
+  }
+}

@@ -1,0 +1,67 @@
+import { addToTally, emptyTally, type JobStore, type JobTally } from "../bus/nats/index.ts";
+import { describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Metric } from "../plugin/api.ts";
+import type { OutputRow } from "../protocol/task.ts";
+
+/**
+ * What this node has stored of each job (rows it was first to store), kept
+ * in memory and written to this node's own key of the stats bucket about
+ * every second. Readers add up every node's key: no key is shared, so there
+ * is no hot spot and no write conflict. A node killed between two writes
+ * loses its last second of counts; a job's final figures are therefore
+ * counted again from the stored rows when it ends.
+ */
+export class NodeCounters {
+  readonly #tallies = new Map<string, JobTally>();
+  readonly #dirty = new Set<string>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly node: string,
+    private readonly log: Logger,
+  ) {}
+
+  start(everyMs = 1000): void {
+    this.#timer = setInterval(() => void this.flush(), everyMs);
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+  }
+
+  add(row: OutputRow, metrics: readonly Metric[]): void {
+    let t = this.#tallies.get(row.job);
+    if (!t) {
+      t = emptyTally();
+      this.#tallies.set(row.job, t);
+    }
+    addToTally(t, row.status, row.usage.prompt, row.usage.completion, row.metrics, metrics);
+    this.#dirty.add(row.job);
+  }
+
+  /** Write the changed counters now. */
+  flush(): Promise<void> {
+    this.#flushing ??= this.#flush().finally(() => {
+      this.#flushing = undefined;
+    });
+    return this.#flushing;
+  }
+
+  async #flush(): Promise<void> {
+    for (const job of [...this.#dirty]) {
+      const t = this.#tallies.get(job);
+      if (!t) continue;
+      this.#dirty.delete(job);
+      try {
+        await this.store.putCounters({ v: 1, job, node: this.node, at: Date.now(), ...t });
+      } catch (err) {
+        this.#dirty.add(job);
+        this.log.debug({ job, err: describe(err) }, "cannot write counters");
+        return;
+      }
+    }
+  }
+}

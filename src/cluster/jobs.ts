@@ -1,0 +1,105 @@
+import type { JobRecord, JobStore } from "../bus/nats/index.ts";
+import { type JobRuntime, makeJobRuntime } from "../engine/job.ts";
+import { describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Registry } from "../plugin/registry.ts";
+
+/** Whether a job's tasks may still be admitted and run. */
+export function isLive(rec: JobRecord | undefined): boolean {
+  return rec?.state === "running" || rec?.state === "submitting";
+}
+
+/**
+ * This node's view of the cluster's jobs: every record, kept up to date by
+ * a watch on the jobs bucket (and a full read now and then, in case a watch
+ * missed something), and the compiled runtime of each job it can run.
+ */
+export class JobTable {
+  readonly #recs = new Map<string, JobRecord>();
+  readonly #runtimes = new Map<string, JobRuntime | null>();
+  #stopWatch: (() => void) | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly registry: Registry,
+    private readonly log: Logger,
+    /** called when a record is new or changed */
+    private readonly onChange: (rec: JobRecord) => void,
+  ) {}
+
+  async start(resyncMs = 10_000): Promise<void> {
+    await this.#resync();
+    this.#stopWatch = this.store.watch(
+      (rec) => this.set(rec),
+      () => {},
+    );
+    this.#timer = setInterval(() => void this.#resync(), resyncMs);
+  }
+
+  stop(): void {
+    this.#stopWatch?.();
+    if (this.#timer) clearInterval(this.#timer);
+  }
+
+  async #resync(): Promise<void> {
+    try {
+      for (const rec of await this.store.list()) this.set(rec);
+    } catch (err) {
+      this.log.debug({ err: describe(err) }, "cannot read the jobs bucket");
+    }
+  }
+
+  /** Take a record in (from the watch, a read, or a change made here); older ones are ignored. */
+  set(rec: JobRecord): void {
+    const old = this.#recs.get(rec.id);
+    if (old && (old.updatedAt > rec.updatedAt || (old.updatedAt === rec.updatedAt && old.state === rec.state))) return;
+    if (old && !isLive(old) && isLive(rec)) return; // a job never comes back to life
+    this.#recs.set(rec.id, rec);
+    this.onChange(rec);
+  }
+
+  get(id: string): JobRecord | undefined {
+    return this.#recs.get(id);
+  }
+
+  all(): JobRecord[] {
+    return [...this.#recs.values()].sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  /** The record, read from NATS when this node has not seen it yet. */
+  async fetch(id: string): Promise<JobRecord | undefined> {
+    const known = this.#recs.get(id);
+    if (known) return known;
+    const rec = await this.store.get(id);
+    if (rec) this.set(rec);
+    return this.#recs.get(id);
+  }
+
+  /** The compiled runtime of a job (null when this node cannot run its workflow). */
+  runtime(rec: JobRecord): JobRuntime | null {
+    let rt = this.#runtimes.get(rec.id);
+    if (rt !== undefined) return rt;
+    try {
+      const workflow = this.registry.get(rec.workflow);
+      const s = rec.settings;
+      rt = makeJobRuntime({ id: rec.id, workflow, options: s.options, seed: s.seed, maxSteps: s.maxSteps, stepRetries: s.stepRetries });
+    } catch (err) {
+      this.log.warn({ job: rec.id, workflow: rec.workflow, err: describe(err) }, "this node cannot run the job's workflow");
+      rt = null;
+    }
+    this.#runtimes.set(rec.id, rt);
+    return rt;
+  }
+
+  /**
+   * The engine's job resolver: the runtime of a job whose tasks may run. A
+   * cancelled job has none (its tasks are dropped); a done one still has
+   * one, so a task run twice can finish and see its duplicate row refused.
+   */
+  readonly resolve = async (id: string): Promise<JobRuntime | undefined> => {
+    const rec = this.#recs.get(id) ?? (await this.fetch(id).catch(() => undefined));
+    if (!rec || rec.state === "cancelled") return undefined;
+    return this.runtime(rec) ?? undefined;
+  };
+}

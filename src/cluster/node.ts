@@ -1,0 +1,357 @@
+import type { Bus } from "../bus/bus.ts";
+import { roleKey } from "../bus/bus.ts";
+import {
+  type ClusterTimings,
+  type MemberRecord,
+  type NatsCluster,
+  NatsBusImpl,
+  openNatsCluster,
+  safeName,
+} from "../bus/nats/index.ts";
+import { Engine } from "../engine/engine.ts";
+import { describe } from "../errors.ts";
+import type { LlmClient } from "../llm/types.ts";
+import type { Logger } from "../log.ts";
+import type { AnyWorkflow } from "../plugin/api.ts";
+import { Registry } from "../plugin/registry.ts";
+import type { OutputRow } from "../protocol/task.ts";
+import { VERSION } from "../version.ts";
+import { AdmissionManager } from "./admission.ts";
+import type { RoleSelection } from "./config.ts";
+import { Coordinator } from "./coordinator.ts";
+import { NodeCounters } from "./counters.ts";
+import { isLive, JobTable } from "./jobs.ts";
+import { prometheusText } from "./metrics.ts";
+import { jobStatus, sumCounters } from "./status.ts";
+import { prepareJob } from "./submit.ts";
+import type { ClusterNode, JobStatus, JobSubmission, Member } from "./types.ts";
+
+export interface ClusterNodeOptions {
+  /** node name; made safe for subjects and keys */
+  name: string;
+  nats: { servers: string[]; user?: string; pass?: string; token?: string; tls?: { ca?: string; cert?: string; key?: string } };
+  timings?: Partial<ClusterTimings>;
+  /** the workflows this node knows (their roles are hosted as `roles` says) */
+  workflows: Registry | readonly AnyWorkflow[];
+  /** which roles to host and their slots (default: every role, `auto`) */
+  roles?: RoleSelection;
+  /** slots of `auto` roles that do not wait on an LLM, or when there is no LLM (default 256) */
+  defaultSlots?: number;
+  llm?: LlmClient;
+  services?: Record<string, unknown>;
+  /** base URL of this node's HTTP API, advertised to the cluster */
+  http?: string;
+  log: Logger;
+  /** run hops on this node when it has a free slot (default true) */
+  localFirst?: boolean;
+  /** ms between membership heartbeats (default 1000) */
+  heartbeatMs?: number;
+  /** aborting stops the first-connect retries */
+  signal?: AbortSignal;
+}
+
+const DEFAULT_TIMINGS: ClusterTimings = { ackWaitMs: 30_000, memberTtlMs: 5_000 };
+
+/** A cluster node as `startClusterNode` returns it: the contract plus what tests and the CLI look at. */
+export interface RunningClusterNode extends ClusterNode {
+  readonly bus: NatsBusImpl;
+  readonly engine: Engine;
+  /** set the advertised HTTP URL once the server listens */
+  setHttp(url: string): void;
+  /** Prometheus-free figures for tests and benchmarks */
+  figures(): ReturnType<RunningClusterNode["bus"]["load"]>;
+}
+
+/**
+ * Start a cluster node: connect to NATS, host the selected roles on the
+ * NATS bus, take seeds of live jobs for free slots, store rows once, keep
+ * counters, announce itself, and end the jobs it coordinates.
+ */
+export async function startClusterNode(opts: ClusterNodeOptions): Promise<RunningClusterNode> {
+  const name = safeName(opts.name);
+  const log = opts.log.child({ node: name });
+  const timings: ClusterTimings = { ...DEFAULT_TIMINGS, ...opts.timings };
+  const registry = opts.workflows instanceof Registry ? opts.workflows : new Registry(opts.workflows);
+  const nats: NatsCluster = await openNatsCluster({ ...opts.nats, name, log, timings, signal: opts.signal });
+  return new ClusterNodeImpl(name, opts, nats, registry, timings, log).start();
+}
+
+class ClusterNodeImpl implements RunningClusterNode {
+  readonly bus: NatsBusImpl;
+  readonly engine: Engine;
+  readonly #nats: NatsCluster;
+  readonly #registry: Registry;
+  readonly #log: Logger;
+  readonly #opts: ClusterNodeOptions;
+  readonly #table: JobTable;
+  readonly #admission: AdmissionManager;
+  readonly #counters: NodeCounters;
+  readonly #coordinator: Coordinator;
+  readonly #startedAt = Date.now();
+  readonly #autoLlmRoles: string[] = [];
+  #http: string | undefined;
+  #members: string[] = [];
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #state: "running" | "draining" = "running";
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    readonly name: string,
+    opts: ClusterNodeOptions,
+    nats: NatsCluster,
+    registry: Registry,
+    timings: ClusterTimings,
+    log: Logger,
+  ) {
+    this.#opts = opts;
+    this.#nats = nats;
+    this.#registry = registry;
+    this.#log = log;
+    this.#http = opts.http;
+    const { results, jobs } = nats;
+    this.bus = new NatsBusImpl({
+      link: nats.link,
+      node: name,
+      log,
+      timings,
+      localFirst: opts.localFirst,
+      rowExists: (job, id) => results.exists(job, id),
+    });
+    this.#counters = new NodeCounters(jobs, `${name}_${this.#startedAt.toString(36)}`, log);
+    this.#table = new JobTable(jobs, registry, log, (rec) => this.#admission.sync(rec));
+    this.engine = new Engine({
+      bus: this.#selectiveBus(),
+      jobs: this.#table.resolve,
+      node: name,
+      log,
+      llm: opts.llm,
+      services: opts.services,
+      finish: (row) => this.#store(row),
+    });
+    this.#admission = new AdmissionManager({
+      bus: this.bus,
+      engine: this.engine,
+      table: this.#table,
+      results,
+      finish: (row) => this.#store(row),
+      log,
+    });
+    this.#coordinator = new Coordinator({
+      node: name,
+      table: this.#table,
+      store: jobs,
+      results,
+      registry,
+      log,
+      members: () => this.#members,
+    });
+  }
+
+  /** The engine hosts whole workflows; this lets only the selected roles through to the NATS bus. */
+  #selectiveBus(): Bus {
+    const bus = this.bus;
+    const select = this.#opts.roles ?? (() => "auto" as const);
+    return {
+      kind: bus.kind,
+      host: (key, slots, handler) => {
+        const dot = key.indexOf(".");
+        if (select(key.slice(0, dot), key.slice(dot + 1)) !== undefined) bus.host(key, slots, handler);
+      },
+      send: (state, lease) => bus.send(state, lease),
+      load: () => bus.load(),
+      close: () => bus.close(),
+    };
+  }
+
+  async start(): Promise<this> {
+    const select = this.#opts.roles ?? (() => "auto" as const);
+    const fallback = this.#opts.defaultSlots ?? 256;
+    for (const wf of this.#registry.all()) {
+      this.engine.hostWorkflow(wf, (role) => {
+        const slots = select(wf.name, role);
+        if (typeof slots === "number") return slots;
+        if (wf.roles[role]?.kind === "llm" && this.#opts.llm) {
+          this.#autoLlmRoles.push(roleKey(wf.name, role));
+          return this.#llmCapacity() ?? fallback;
+        }
+        return fallback;
+      });
+    }
+    await this.#table.start();
+    for (const rec of this.#table.all()) this.#admission.sync(rec);
+    await this.#nats.membership.start(() => this.#memberRecord(), this.#opts.heartbeatMs ?? 1000);
+    await this.#refreshMembers();
+    this.#counters.start();
+    this.#coordinator.start();
+    this.#timers.push(setInterval(() => void this.#refreshMembers(), 2000));
+    this.#timers.push(setInterval(() => this.#followLlmCapacity(), 1000));
+    this.#log.info({ roles: Object.keys(this.bus.load()).length, version: VERSION }, "node joined the cluster");
+    return this;
+  }
+
+  /** What the LLM services can take at once: the sum of the healthy endpoints' live limits. */
+  #llmCapacity(): number | undefined {
+    const eps = this.#opts.llm?.endpoints() ?? [];
+    let cap = 0;
+    for (const e of eps) if (e.healthy) cap += e.limit;
+    return cap > 0 ? cap : undefined;
+  }
+
+  #followLlmCapacity(): void {
+    const cap = this.#llmCapacity();
+    if (cap === undefined) return;
+    for (const key of this.#autoLlmRoles) this.bus.resize(key, cap);
+  }
+
+  async #refreshMembers(): Promise<void> {
+    try {
+      this.#members = (await this.#nats.membership.list()).filter((m) => m.state === "running").map((m) => m.node);
+    } catch (err) {
+      this.#log.debug({ err: describe(err) }, "cannot read the members");
+    }
+  }
+
+  #memberRecord(): MemberRecord {
+    const rec: MemberRecord = {
+      node: this.name,
+      version: VERSION,
+      roles: this.bus.load(),
+      services: { llm: (this.#opts.llm?.endpoints() ?? []).map((e) => ({ ...e })) },
+      startedAt: this.#startedAt,
+      seenAt: Date.now(),
+      state: this.#state,
+    };
+    if (this.#http) rec.http = this.#http;
+    return rec;
+  }
+
+  setHttp(url: string): void {
+    this.#http = url;
+  }
+
+  figures() {
+    return this.bus.load();
+  }
+
+  /** Store a row once, trying again while NATS is away; counts it when this node stored it first. */
+  async #store(row: OutputRow): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const outcome = await this.#nats.results.store(row);
+        if (outcome === "stored") {
+          const wf = this.#registry.names().includes(row.workflow) ? this.#registry.get(row.workflow) : undefined;
+          this.#counters.add(row, wf?.metrics ?? []);
+        }
+        return;
+      } catch (err) {
+        if (this.#closing) throw err;
+        if (attempt % 10 === 0) this.#log.warn({ task: row.id, attempt, err: describe(err) }, "cannot store a row, trying again");
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(attempt, 5))));
+      }
+    }
+  }
+
+  async submit(job: JobSubmission): Promise<{ id: string; total: number }> {
+    if (this.#closing) throw new Error("this node is leaving the cluster");
+    const { jobs } = this.#nats;
+    const prepared = prepareJob(job, this.#registry, this.name, this.#nats.link.maxPayload() - 4096);
+    const rec = prepared.record;
+    // The seed consumer first: nodes start pulling as soon as they see the record.
+    await jobs.openSeeds(rec.id, rec.settings.concurrency);
+    await jobs.create(rec);
+    this.#table.set(rec);
+    const stored = await jobs.storeSeeds(prepared.tasks());
+    const running = await jobs.update(rec.id, (r) =>
+      r.state === "submitting" ? { ...r, state: "running", updatedAt: Math.max(Date.now(), r.updatedAt + 1) } : undefined,
+    );
+    if (running) this.#table.set(running);
+    this.#log.info({ job: rec.id, workflow: rec.workflow, tasks: stored }, "job stored");
+    return { id: rec.id, total: rec.total };
+  }
+
+  async #status(id: string): Promise<JobStatus | undefined> {
+    const rec = await this.#table.fetch(id);
+    if (!rec) return undefined;
+    const { jobs } = this.#nats;
+    const live = isLive(rec);
+    const [counters, progress] = await Promise.all([
+      rec.final ? Promise.resolve([]) : jobs.counters(rec.id),
+      live ? jobs.seedProgress(rec.id).catch(() => undefined) : Promise.resolve(undefined),
+    ]);
+    const wf = this.#registry.names().includes(rec.workflow) ? this.#registry.get(rec.workflow) : undefined;
+    return jobStatus(rec, sumCounters(counters), progress, wf?.metrics ?? []);
+  }
+
+  async jobs(): Promise<JobStatus[]> {
+    const out: JobStatus[] = [];
+    for (const rec of this.#table.all()) {
+      const st = await this.#status(rec.id);
+      if (st) out.push(st);
+    }
+    return out;
+  }
+
+  job(id: string): Promise<JobStatus | undefined> {
+    return this.#status(id);
+  }
+
+  async cancel(id: string): Promise<boolean> {
+    let changed = false;
+    const rec = await this.#nats.jobs.update(id, (r) => {
+      if (!isLive(r)) return undefined;
+      changed = true;
+      return { ...r, state: "cancelled", updatedAt: Math.max(Date.now(), r.updatedAt + 1), reason: `cancelled on ${this.name}` };
+    });
+    if (!rec || !changed) return false;
+    this.#table.set(rec);
+    await this.#nats.jobs.dropSeeds(id).catch((err) => this.#log.warn({ job: id, err: describe(err) }, "cannot drop the seeds of a cancelled job"));
+    return true;
+  }
+
+  results(id: string): AsyncIterable<string> {
+    return this.#nats.results.rows(id, async () => isLive(await this.#table.fetch(id)));
+  }
+
+  async members(): Promise<Member[]> {
+    return this.#nats.membership.list();
+  }
+
+  metrics(): string {
+    return prometheusText({
+      node: this.name,
+      engine: this.engine.stats,
+      bus: this.bus.stats,
+      results: this.#nats.results.stats,
+      link: this.#nats.link.stats,
+      roles: this.bus.load(),
+      kvGarbage: this.#nats.jobs.garbage + this.#nats.membership.garbage,
+      admitted: this.bus.keeper.admitted.size,
+      keepalives: this.bus.keeper.keepalives,
+      draining: this.#state === "draining",
+    });
+  }
+
+  /** Leave: stop taking work, give back tasks in flight, flush counters, leave the member view. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#state = "draining";
+    this.#log.info("leaving the cluster: giving back tasks in flight");
+    for (const t of this.#timers) clearInterval(t);
+    this.#coordinator.stop();
+    this.#table.stop();
+    const drained = this.bus.drain();
+    this.engine.abort();
+    await this.#admission.close();
+    await drained;
+    await this.bus.close();
+    this.#counters.stop();
+    await this.#counters.flush();
+    await this.#nats.membership.leave(this.#memberRecord());
+    await this.#nats.close();
+    this.#log.info({ handedBack: this.bus.stats.handedBack }, "left the cluster");
+  }
+}

@@ -1,0 +1,70 @@
+import type { JobRecord, JobTally, NodeCounters, SeedProgress } from "../bus/nats/index.ts";
+import { emptyTally } from "../bus/nats/index.ts";
+import type { Metric } from "../plugin/api.ts";
+import type { JobStatus } from "./types.ts";
+
+/** Every node's counters of a job, added up. */
+export function sumCounters(all: readonly NodeCounters[]): JobTally {
+  const t = emptyTally();
+  for (const c of all) {
+    t.ok += c.ok;
+    t.failed += c.failed;
+    t.promptTokens += c.promptTokens;
+    t.completionTokens += c.completionTokens;
+    for (const [name, [sum, n]] of Object.entries(c.sums)) {
+      const s = t.sums[name] ?? [0, 0];
+      s[0] += sum;
+      s[1] += n;
+      t.sums[name] = s;
+    }
+  }
+  return t;
+}
+
+/** The means of the workflow's metrics (null for a metric no row had yet). */
+export function metricMeans(t: JobTally, defs: readonly Metric[]): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
+  for (const m of defs) {
+    const s = t.sums[m.name];
+    out[m.name] = s && s[1] > 0 ? s[0] / s[1] : null;
+  }
+  return out;
+}
+
+/**
+ * A job's status: the record's state, exact counts once it has ended (or
+ * the nodes' counters while it runs), and the admission figures of its seed
+ * consumer (queued: not taken yet; running: the rest).
+ */
+export function jobStatus(
+  rec: JobRecord,
+  counters: JobTally,
+  progress: SeedProgress | undefined,
+  defs: readonly Metric[],
+  now = Date.now(),
+): JobStatus {
+  const t = rec.final ?? counters;
+  const done = t.ok + t.failed;
+  const live = rec.state === "running" || rec.state === "submitting";
+  const queued = live ? Math.min(progress?.pending ?? rec.total - done, Math.max(0, rec.total - done)) : 0;
+  const running = live ? Math.max(0, rec.total - done - queued) : 0;
+  const end = live ? now : rec.updatedAt;
+  const secs = Math.max((end - rec.createdAt) / 1000, 1e-3);
+  return {
+    id: rec.id,
+    workflow: rec.workflow,
+    state: live ? "running" : rec.state === "done" ? "done" : "cancelled",
+    total: rec.total,
+    queued,
+    running,
+    ok: t.ok,
+    failed: t.failed,
+    promptTokens: t.promptTokens,
+    completionTokens: t.completionTokens,
+    rate: done / secs,
+    createdAt: rec.createdAt,
+    updatedAt: live ? now : rec.updatedAt,
+    acceptedBy: rec.acceptedBy,
+    metrics: metricMeans(t, defs),
+  };
+}
