@@ -51,7 +51,9 @@ export async function openLlm(args: {
         endpoints.push({ url: `${sim.url}/v1`, maxConcurrency: Math.max(64, sim.options.slots * 2), metrics: true });
         args.log.info({ url: sim.url, ceiling: sim.ceilingTps }, "started the in-process simulated LLM");
       } else if (/^https?:\/\//.test(f)) {
-        endpoints.push({ url: f, maxConcurrency: 256 });
+        // Requests past the server's slots wait in its own queue, which keeps it saturated;
+        // adaptive concurrency cuts this when the server pushes back.
+        endpoints.push({ url: f, maxConcurrency: 1024 });
       } else {
         throw new UsageError(`--llm must be "sim" or an http(s) URL, got "${f}"`);
       }
@@ -65,6 +67,8 @@ export async function openLlm(args: {
   }
   try {
     await Promise.all(supervisors.map((s) => s.ready()));
+    // the servers' slots and load are known before anyone sizes role slots on them
+    await client.refreshLoad();
   } catch (err) {
     for (const s of stops) await s();
     throw err;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bun
+import "./env.ts";
 import { describe, exitCodeOf } from "../src/errors.ts";
 import { VERSION } from "../src/version.ts";
 import { RUN_HELP, runMain } from "./run.ts";

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { startSim } from "../src/sim/index.ts";
 import { coralSeeds, matrixdBin, readRows, runProcess, tempDir, waitFor, writeLines } from "./helpers.ts";
 
 const tmp = tempDir();
@@ -120,6 +121,24 @@ describe("cli", () => {
     expect(rows.every((x) => x.status === "ok")).toBe(true);
   }, 120_000);
 
+  test("cli - the binary keeps more than 256 LLM requests in flight at once", async () => {
+    const sim = await startSim({ slots: 1000, timeScale: 0.2, lenMedian: 200 });
+    try {
+      writeLines(tmp.path("wide.jsonl"), coralSeeds(700, "w"));
+      const proc = Bun.spawn([bin, "run", "--workflow", "coral", "--seeds", "wide.jsonl", "--out", "wide.out", "--llm", `${sim.url}/v1`, "--concurrency", "700"], { cwd: tmp.dir, stdout: "ignore", stderr: "ignore" });
+      let most = 0;
+      await waitFor("many requests in flight", () => {
+        most = Math.max(most, sim.stats().running + sim.stats().waiting);
+        return most > 400 || undefined;
+      }, 30_000, 20).catch(() => undefined);
+      proc.kill(9);
+      await proc.exited;
+      expect(most).toBeGreaterThan(400);
+    } finally {
+      await sim.stop();
+    }
+  }, 60_000);
+
   test("cli - progress lines are printed when not on a terminal, and a summary at the end", async () => {
     writeLines(tmp.path("p.jsonl"), coralSeeds(300, "p"));
     const r = await run("run", "--workflow", "coral", "--seeds", "p.jsonl", "--out", "p.out", "--llm", "sim", "--progress-every", "1", "--config", "slow.yaml");
@@ -131,5 +150,5 @@ describe("cli", () => {
   }, 60_000);
 });
 
-writeFileSync(`${tmp.dir}/fast-fail.yaml`, "llm:\n  retries: 1\n  backoffMs: 1\n");
+writeFileSync(`${tmp.dir}/fast-fail.yaml`, "llm:\n  retries: 1\n  backoffMs: 1\n  maxBackoffMs: 50\n");
 writeFileSync(`${tmp.dir}/slow.yaml`, "concurrency: 64\nsim:\n  slots: 32\n  timeScale: 0.02\n");
