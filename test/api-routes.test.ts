@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/api/app.ts";
 import { silentLogger } from "../src/log.ts";
 import { coralSeeds } from "./helpers.ts";
-import { gate, json, overriding, testRegistry } from "./support/api.ts";
+import { gate, json, overriding, testRegistry, until } from "./support/api.ts";
 import { MemoryNode } from "./support/memory-node.ts";
 
 const TOKEN = "s3cret-token";
@@ -164,10 +164,14 @@ describe("api routes", () => {
     expect(res.status).toBe(201);
     const { id } = await json(res);
     let st = await json(await open.request(`/v1/jobs/${id}`));
-    for (let i = 0; i < 200 && st.state === "running"; i++) {
-      await Bun.sleep(5);
-      st = await json(await open.request(`/v1/jobs/${id}`));
-    }
+    await until(
+      async () => {
+        st = await json(await open.request(`/v1/jobs/${id}`));
+        return st.state !== "running";
+      },
+      10_000,
+      "the job to end",
+    );
     expect(st).toMatchObject({ state: "done", total: 3, ok: 3, failed: 0, running: 0, queued: 0 });
     expect(st.metrics.agreement).toBe(1);
   });

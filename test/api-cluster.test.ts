@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { builtinWorkflows } from "../plugins/index.ts";
+import { createApp } from "../src/api/app.ts";
+import { type RunningClusterNode, startClusterNode } from "../src/cluster/node.ts";
+import { silentLogger } from "../src/log.ts";
+import { Registry } from "../src/plugin/registry.ts";
+import { BUN, coralSeeds, readRows, ROOT, tempDir, writeLines } from "./helpers.ts";
+import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
+import { json, ndjson, until } from "./support/api.ts";
+
+const TOKEN = "cluster-api-token";
+const missing = natsServerMissing();
+if (missing) console.warn(`api-cluster: ${missing}; tests against the real cluster node skipped`);
+
+/** The HTTP API over the real cluster node: two nodes on a real nats-server. */
+describe.skipIf(missing !== undefined)("api over the NATS cluster node", () => {
+  const registry = new Registry(builtinWorkflows);
+  let nats: NatsServer;
+  let a: RunningClusterNode;
+  let b: RunningClusterNode;
+  let appA: ReturnType<typeof createApp>;
+  let appB: ReturnType<typeof createApp>;
+  const auth = { Authorization: `Bearer ${TOKEN}` };
+
+  beforeAll(async () => {
+    nats = await startNatsServer();
+    const start = (name: string) =>
+      startClusterNode({ name, nats: { servers: [nats.url] }, workflows: registry, defaultSlots: 32, log: silentLogger, heartbeatMs: 200 });
+    [a, b] = await Promise.all([start("api-a"), start("api-b")]);
+    appA = createApp(a, { registry, token: TOKEN, log: silentLogger });
+    appB = createApp(b, { registry, token: TOKEN, log: silentLogger });
+  }, 30_000);
+
+  afterAll(async () => {
+    await Promise.allSettled([a?.close(), b?.close()]);
+    await nats?.close();
+  });
+
+  test("api - a job submitted to one node runs on the cluster; any node streams its dataset", async () => {
+    const res = await appA.request("/v1/jobs?workflow=coral-dummy", {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/x-ndjson" },
+      body: ndjson(coralSeeds(60, "c")),
+    });
+    expect(res.status).toBe(201);
+    const { id, total } = await json(res);
+    expect(total).toBe(60);
+
+    let st = await json(await appB.request(`/v1/jobs/${id}`, { headers: auth }));
+    await until(
+      async () => {
+        st = await json(await appB.request(`/v1/jobs/${id}`, { headers: auth }));
+        return st.state !== "running";
+      },
+      20_000,
+      "the job to end",
+    );
+    expect(st).toMatchObject({ id, workflow: "coral-dummy", state: "done", total: 60, ok: 60, failed: 0, acceptedBy: "api-a" });
+    const list = await json(await appB.request("/v1/jobs", { headers: auth }));
+    expect(list.jobs.map((j: { id: string }) => j.id)).toContain(id);
+
+    for (const app of [appA, appB]) {
+      const out = await app.request(`/v1/jobs/${id}/results`, { headers: auth });
+      expect(out.status).toBe(200);
+      expect(out.headers.get("content-type")).toBe("application/x-ndjson");
+      const rows = (await out.text()).trimEnd().split("\n").map((l) => JSON.parse(l));
+      expect(rows).toHaveLength(60);
+      expect(new Set(rows.map((r) => r.id)).size).toBe(60);
+      expect(rows.every((r) => r.status === "ok" && r.job === id)).toBe(true);
+    }
+  }, 30_000);
+
+  test("api - the cluster view, metrics, bad seeds and unknown jobs over the real node", async () => {
+    await until(
+      async () => (await json(await appA.request("/v1/cluster", { headers: auth }))).members.length === 2,
+      10_000,
+      "both members in the view",
+    );
+    const cluster = await json(await appA.request("/v1/cluster", { headers: auth }));
+    expect(cluster.node).toBe("api-a");
+    expect(cluster.members.map((m: { node: string }) => m.node).sort()).toEqual(["api-a", "api-b"]);
+    expect(cluster.members[0].roles["coral-dummy.teacher"].slots).toBeGreaterThan(0);
+
+    const metrics = await (await appB.request("/metrics", { headers: auth })).text();
+    expect(metrics).toContain("matrixd_http_requests_total");
+    expect(metrics.length).toBeGreaterThan(200);
+
+    const bad = await appB.request("/v1/jobs", {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({ workflow: "coral", seeds: [coralSeeds(1)[0], { question: "no options" }] }),
+    });
+    expect(bad.status).toBe(400);
+    expect((await json(bad)).details[0]).toStartWith('seed line 2: "options": ');
+
+    expect((await appA.request("/v1/jobs/no-such-job", { headers: auth })).status).toBe(404);
+    expect((await appA.request("/v1/jobs/no-such-job/results", { headers: auth })).status).toBe(404);
+    expect((await appA.request("/v1/jobs/no-such-job", { method: "DELETE", headers: auth })).status).toBe(404);
+    expect((await appA.request("/v1/jobs")).status).toBe(401);
+  }, 30_000);
+
+  test("api - submit --wait --out and status, run as processes against a real node", async () => {
+    const tmp = tempDir("matrixd-api-cluster-");
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: appB.fetch });
+    try {
+      writeLines(tmp.path("seeds.jsonl"), coralSeeds(25, "p"));
+      const url = `http://127.0.0.1:${server.port}`;
+      const run = async (args: string[]) => {
+        const proc = Bun.spawn([BUN, "cmd/matrixd.ts", ...args], {
+          cwd: ROOT,
+          env: { ...process.env, MATRIXD_TOKEN: TOKEN, MATRIXD_SERVER: url },
+          stdout: "pipe",
+          stderr: "pipe",
+        });
+        const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+        return { stdout, stderr, code };
+      };
+      const sub = await run(["submit", "--workflow", "coral-dummy", tmp.path("seeds.jsonl"), "--wait", "--out", tmp.path("out.jsonl")]);
+      expect(sub.stderr).toContain("ok 25, failed 0");
+      expect(sub.code).toBe(0);
+      const rows = readRows(tmp.path("out.jsonl"));
+      expect(rows).toHaveLength(25);
+      expect(new Set(rows.map((r) => r.id)).size).toBe(25);
+      const status = await run(["status"]);
+      expect(status.code).toBe(0);
+      expect(status.stdout).toContain("cluster seen from api-b");
+      expect(status.stdout).toMatch(/\napi-a\s+running/);
+      expect(status.stdout).toMatch(/\napi-b\s+running/);
+      expect(status.stdout).toContain(sub.stdout.trim());
+    } finally {
+      await server.stop(true);
+      tmp.remove();
+    }
+  }, 30_000);
+});
