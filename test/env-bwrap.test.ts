@@ -7,6 +7,9 @@ import { silentLogger } from "../src/log.ts";
 import { envSuite, eventually, hostProcesses } from "./env-suite.ts";
 import { ROOT, runProcess, tempDir } from "./helpers.ts";
 
+/** per-test limit: generous, as the machine may be shared and busy */
+const T = 30_000;
+
 const tmp = tempDir("matrixd-env-bwrap-");
 afterAll(() => tmp.remove());
 // The sandbox user (65534) must reach the root folder and the work folders.
@@ -48,7 +51,7 @@ describe.skipIf(skip !== undefined)("env bwrap", () => {
   };
   afterAll(async () => {
     await Promise.all(made.map((s) => s.close()));
-  });
+  }, T);
 
   test("env bwrap - without cgroups, rlimits still contain a memory hog and a fork bomb", async () => {
     const envs = await make({ node: `rl-${process.pid}`, cgroup: "off" });
@@ -95,7 +98,7 @@ describe.skipIf(skip !== undefined)("env bwrap", () => {
     } finally {
       await env.release();
     }
-  });
+  }, T);
 });
 
 describe("env config", () => {
@@ -107,5 +110,5 @@ describe("env config", () => {
     expect(() => parseEnvConfig({ capacity: 0 })).toThrow(/Invalid env config: capacity/);
     expect(() => parseEnvConfig({ limits: { memoryMb: 1 } })).toThrow(/limits.memoryMb/);
     expect(() => parseEnvConfig({ sockte: "/x" })).toThrow(/Invalid env config/);
-  });
+  }, T);
 });

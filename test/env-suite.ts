@@ -9,6 +9,9 @@ import { readFile, readdir } from "node:fs/promises";
 import { createEnvService, parseEnvConfig, EnvError, TRUNCATED_MARKER, type EnvConfigInput, type EnvService } from "../src/env/index.ts";
 import { silentLogger } from "../src/log.ts";
 
+/** per-test limit: generous, as the machine may be shared and busy */
+const T = 30_000;
+
 export interface SuiteOptions {
   driver: "docker" | "bwrap";
   /** config every service of the suite starts from */
@@ -51,10 +54,10 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
   let envs: EnvService;
   beforeAll(async () => {
     envs = await make();
-  });
+  }, T);
   afterAll(async () => {
     await Promise.all(made.map((s) => s.close()));
-  });
+  }, T);
 
   test(`env ${d} - acquire, put, exec, get, release round trip`, async () => {
     const env = await envs.acquire("task-1", { files: { "db/accounts.json": '{"a":1}' } });
@@ -73,7 +76,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     expect(envs.inUse()).toBe(0);
     expect(envs.find(env.id)).toBeUndefined();
     await expect(env.exec(["true"])).rejects.toMatchObject({ code: "released" });
-  });
+  }, T);
 
   test(`env ${d} - stdin, stderr, exit code and variables`, async () => {
     const env = await envs.acquire("task-2");
@@ -89,7 +92,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     } finally {
       await env.release();
     }
-  });
+  }, T);
 
   test(`env ${d} - paths must stay inside the work folder`, async () => {
     const env = await envs.acquire("task-3");
@@ -109,7 +112,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     } finally {
       await env.release();
     }
-  });
+  }, T);
 
   test(`env ${d} - exec time limit kills the command and all it started`, async () => {
     const env = await envs.acquire("task-4");
@@ -123,7 +126,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     } finally {
       await env.release();
     }
-  });
+  }, T);
 
   test(`env ${d} - output is capped with a marker`, async () => {
     const small = await make({ outputCap: 64 * 1024 });
@@ -137,7 +140,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     } finally {
       await env.release();
     }
-  });
+  }, T);
 
   test(`env ${d} - nothing outside the work folder is writable`, async () => {
     const env = await envs.acquire("task-6");
@@ -150,7 +153,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     } finally {
       await env.release();
     }
-  });
+  }, T);
 
   test(`env ${d} - no network: the host's listener sees no connection`, async () => {
     let connections = 0;
@@ -182,7 +185,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
       await env.release();
       server.stop(true);
     }
-  });
+  }, T);
 
   test(`env ${d} - one task cannot see another's environment`, async () => {
     const a = await envs.acquire("task-a", { files: { "secret.txt": "alpha-secret" } });
@@ -204,7 +207,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
       await a.release();
       await b.release();
     }
-  });
+  }, T);
 
   test(`env ${d} - nothing outlives release, even a running exec`, async () => {
     const env = await envs.acquire("task-8");
@@ -221,7 +224,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     expect(outcome instanceof EnvError || outcome.exitCode !== 0).toBe(true);
     expect(await eventually(async () => (await hostProcesses("sleep\u0000314")).length === 0)).toBe(true);
     expect(await eventually(async () => (await hostProcesses("sleep\u0000315")).length === 0)).toBe(true);
-  });
+  }, T);
 
   test(`env ${d} - a fork bomb is contained and the node carries on`, async () => {
     const env = await envs.acquire("task-9", { pids: 32 });
@@ -277,7 +280,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     expect(pool.inUse()).toBe(0);
     await expect(third.exec(["true"])).rejects.toMatchObject({ code: "released" });
     expect(fourth.owner).toBe("t4");
-  });
+  }, T);
 
   test(`env ${d} - abort: a waiting acquire gives up, an acquired environment is released`, async () => {
     const pool = await make({ capacity: 1 });
@@ -295,7 +298,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     const done = new AbortController();
     done.abort();
     await expect(pool.acquire("t3", {}, done.signal)).rejects.toMatchObject({ code: "aborted" });
-  });
+  }, T);
 
   test(`env ${d} - close releases everything and refuses new requests`, async () => {
     const pool = await make({ capacity: 1 });
@@ -309,7 +312,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     await expect(pool.acquire("t3")).rejects.toMatchObject({ code: "closed" });
     await expect(env.exec(["true"])).rejects.toMatchObject({ code: "released" });
     expect(pool.inUse()).toBe(0);
-  });
+  }, T);
 
   return { make };
 }

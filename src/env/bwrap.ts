@@ -1,5 +1,5 @@
 import { existsSync, lstatSync, readlinkSync } from "node:fs";
-import { chmod, chown, mkdir, readFile, readdir, rm } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, readdir, rm, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { detectCgroups, type Cgroups, type EnvCgroup } from "./cgroup.ts";
@@ -21,6 +21,10 @@ import { CappedOutput, KILLED_EXIT_CODE, TIMEOUT_EXIT_CODE, baseEnv, newEnvId } 
  * one environment's processes only. The exec's processes live in a PID
  * namespace that dies with the exec; memory, processes and CPU are bounded by
  * the environment's cgroup where the machine allows, else by rlimits.
+ *
+ * The command runs as the namespace's PID 1 (`--as-pid-1`): with bwrap's own
+ * init in between, bwrap exits before reaping that init, which then waits as
+ * a zombie for the host's init, still counted against the pids limit.
  */
 
 /** The sandbox user as commands see it. */
@@ -128,6 +132,8 @@ class BwrapDriver implements Driver {
 
   async close(): Promise<void> {
     await Promise.all([...this.envs].map((e) => e.destroy()));
+    await this.cgroups.close();
+    await rmdir(this.nodeDir).catch(() => undefined);
   }
 }
 
@@ -160,7 +166,7 @@ class BwrapEnv implements DriverEnv {
     if (!this.cgroup) out.push(`--as=${this.spec.memoryMb * 1024 * 1024}`, `--nproc=${this.spec.pids}`);
     out.push("--");
     if (owner) out.push("setpriv", `--reuid=${owner.uid}`, `--regid=${owner.gid}`, "--clear-groups", "--pdeathsig=SIGKILL", "--");
-    out.push("bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL");
+    out.push("bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1", "--cap-drop", "ALL");
     out.push("--uid", String(NOBODY), "--gid", String(NOBODY), "--hostname", "matrixd-env");
     out.push(...root, "--proc", "/proc", "--dev", "/dev", "--size", String(16 * 1024 * 1024), "--tmpfs", "/tmp");
     out.push("--bind", this.dir, "/work", "--remount-ro", "/", "--chdir", "/work", "--clearenv");
@@ -210,7 +216,6 @@ class BwrapEnv implements DriverEnv {
     await Promise.race([reading, new Promise((r) => setTimeout(r, 2000))]);
     if (this.destroyed) throw new EnvError(`Environment ${this.id} was released`, "released");
     const after = this.cgroup ? await this.cgroup.counters() : undefined;
-    if (this.cgroup) await this.cgroup.kill();
 
     const stderr = err.text();
     let killed: KillReason | undefined;

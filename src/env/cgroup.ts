@@ -42,6 +42,8 @@ export interface Cgroups {
   create(id: string, limits: CgroupLimits): Promise<EnvCgroup>;
   /** Kill and remove cgroups an earlier run of this node left; returns how many. */
   cleanupLeftovers(): Promise<number>;
+  /** Remove the node's own (empty) cgroup folders. */
+  close(): Promise<void>;
 }
 
 const ROOT = "/sys/fs/cgroup";
@@ -78,6 +80,7 @@ function noCgroups(why: string): Cgroups {
     describe: why,
     create: () => Promise.reject(new Error("no cgroups")),
     cleanupLeftovers: async () => 0,
+    close: async () => undefined,
   };
 }
 
@@ -192,6 +195,7 @@ async function tryV2(base: string, group: string): Promise<Cgroups | undefined> 
       }
       return dirs.length;
     },
+    close: () => rmdir(top).catch(() => undefined),
   };
 }
 
@@ -278,6 +282,9 @@ async function tryV1(own: Map<string, string>, group: string): Promise<Cgroups |
         await cg.remove();
       }
       return ids.size;
+    },
+    close: async () => {
+      for (const k of present) await rmdir(tops[k] as string).catch(() => undefined);
     },
   };
 }
