@@ -60,11 +60,14 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
   }, T);
 
   test(`env ${d} - acquire, put, exec, get, release round trip`, async () => {
-    const env = await envs.acquire("task-1", { files: { "db/accounts.json": '{"a":1}' } });
+    const deep = `${"deep/".repeat(30)}leaf.txt`;
+    const env = await envs.acquire("task-1", { files: { "db/accounts.json": '{"a":1}', "db/plans.json": "[]", [deep]: "leaf ü" } });
     expect(envs.inUse()).toBe(1);
     expect(envs.find(env.id)).toBe(env);
     const cat = await env.exec(["cat", "db/accounts.json"]);
     expect(cat).toMatchObject({ stdout: '{"a":1}', exitCode: 0, timedOut: false });
+    expect(text(await env.get(deep))).toBe("leaf ü");
+    expect((await env.exec(["cat", "db/plans.json"])).stdout).toBe("[]");
     const bytes = new Uint8Array([0, 1, 2, 254, 255, 10]);
     await env.put("bin/data.bin", bytes);
     expect(await env.get("bin/data.bin")).toEqual(bytes);

@@ -1,6 +1,7 @@
 import Docker from "dockerode";
 import type { Logger } from "../log.ts";
 import { DockerEvents, collectExec } from "./docker-stream.ts";
+import { makeTar, tarFits } from "./tar.ts";
 import type { Driver, DriverEnv, DriverExec, ResolvedSpec } from "./pool.ts";
 import { EnvError, type EnvConfig, type ExecResult, type KillReason } from "./types.ts";
 import { CappedOutput, KILLED_EXIT_CODE, TIMEOUT_EXIT_CODE, baseEnv, sleep } from "./util.ts";
@@ -246,6 +247,20 @@ class DockerEnv implements DriverEnv {
     if (r.outcome === "cancelled") throw new EnvError(`Environment ${this.id} was released`, "released");
     if (r.outcome !== "ended" || r.exitCode !== 0) {
       throw new EnvError(`Cannot put ${path}: ${r.stderr.text().trim() || `exit ${r.exitCode ?? r.outcome}`}`, "failed");
+    }
+  }
+
+  /** All files in one exec: a tar archive unpacked by the image's tar. */
+  async putMany(files: Array<{ parts: string[]; data: Uint8Array }>): Promise<void> {
+    if (!tarFits(files.map((f) => f.parts.join("/")))) {
+      for (const f of files) await this.put(f.parts, f.data);
+      return;
+    }
+    this.check();
+    const r = await this.run(["tar", "-x", "-f", "-", "-C", "/work"], { stdin: makeTar(files), timeoutMs: 60_000, cap: 64 * 1024 });
+    if (r.outcome === "cancelled") throw new EnvError(`Environment ${this.id} was released`, "released");
+    if (r.outcome !== "ended" || r.exitCode !== 0) {
+      throw new EnvError(`Cannot put ${files.length} files: ${r.stderr.text().trim() || `exit ${r.exitCode ?? r.outcome}`}`, "failed");
     }
   }
 
