@@ -90,6 +90,8 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
       });
       expect(r).toMatchObject({ stdout: "got hello hi\n", stderr: "oops\n", exitCode: 7, timedOut: false });
       expect(r.killed).toBeUndefined();
+      await expect(env.exec(["true"], { env: { "A=B": "x" } })).rejects.toMatchObject({ code: "failed" });
+      await expect(env.exec([])).rejects.toMatchObject({ code: "failed" });
       const missing = await env.exec(["no-such-command"]);
       expect(missing.exitCode).not.toBe(0);
     } finally {

@@ -33,7 +33,8 @@ const ENV_LABEL = "matrixd.env";
 
 /** Connects to the engine, checks the image is there, watches for OOM kills. */
 export async function createDockerDriver(config: EnvConfig, log: Logger): Promise<Driver> {
-  const docker = new Docker({ socketPath: config.socketPath, timeout: 60_000 });
+  // No socket timeout: exec streams may stay quiet for long; every wait has its own deadline.
+  const docker = new Docker({ socketPath: config.socketPath });
   try {
     await withTimeout(docker.ping(), 10_000, "no answer in 10 s");
   } catch (err) {
@@ -41,7 +42,12 @@ export async function createDockerDriver(config: EnvConfig, log: Logger): Promis
   }
   await checkImage(docker, config.image);
   const events = new DockerEvents(docker, config.node, log);
-  await events.start();
+  try {
+    await withTimeout(events.start(), 10_000, "no answer in 10 s");
+  } catch (err) {
+    events.stop();
+    throw new EnvError(`Cannot follow the Docker engine's events at ${config.socketPath}: ${describeError(err)}`, "unavailable", { cause: err });
+  }
   return new DockerDriver(docker, config, events, log);
 }
 

@@ -136,6 +136,11 @@ class EnvHandle implements Env {
     if (!Array.isArray(cmd) || cmd.length === 0 || cmd.some((a) => typeof a !== "string" || a.includes("\0"))) {
       return Promise.reject(new EnvError("exec needs a command: a non-empty array of strings without NUL", "failed"));
     }
+    for (const [k, v] of Object.entries(opts.env ?? {})) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== "string" || v.includes("\0")) {
+        return Promise.reject(new EnvError(`exec env: bad variable ${JSON.stringify(k)} (a name of letters, digits and _, a string value without NUL)`, "failed"));
+      }
+    }
     const timeoutMs = opts.timeoutMs ?? this.spec.timeoutMs;
     if (!(timeoutMs > 0)) return Promise.reject(new EnvError(`exec timeoutMs must be positive, got ${timeoutMs}`, "failed"));
     return this.op(() =>
