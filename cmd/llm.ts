@@ -1,6 +1,6 @@
 import type { Logger } from "../src/log.ts";
 import { UsageError } from "../src/errors.ts";
-import { type LlmConfig, LlmConfigSchema } from "../src/llm/config.ts";
+import { DEFAULT_ENDPOINT, LlmConfigSchema, type LlmEndpointConfig, type LlmSection } from "../src/llm/config.ts";
 import { createLlmClient } from "../src/llm/index.ts";
 import type { ManagedLlmClient } from "../src/llm/types.ts";
 import { feedSupervisor } from "../src/services/feed.ts";
@@ -22,7 +22,8 @@ export interface OpenLlm {
  */
 export async function openLlm(args: {
   flags: string[] | undefined;
-  llm: LlmConfig | undefined;
+  /** the config's `llm` section; its endpoints, when listed, join the supervised ones */
+  llm: LlmSection | undefined;
   sim: Record<string, unknown> | undefined;
   /** `--supervise` commands and the config's `supervise` entries */
   supervise?: SuperviseSpec[];
@@ -31,12 +32,13 @@ export async function openLlm(args: {
   const flags = args.flags ?? [];
   const supervise = args.supervise ?? [];
   if (flags.length === 0 && !args.llm && supervise.length === 0) return undefined;
-  const base: LlmConfig = args.llm ?? LlmConfigSchema.parse({});
+  const base: LlmSection = args.llm ?? LlmConfigSchema.parse({});
   const stops: (() => Promise<void>)[] = [];
   const supervisors: Supervisor[] = [];
-  let endpoints = base.endpoints;
+  let endpoints: LlmEndpointConfig[] = base.endpoints ?? [DEFAULT_ENDPOINT];
   if (flags.length > 0 || supervise.length > 0) {
-    endpoints = args.llm && flags.length === 0 ? [...base.endpoints] : [];
+    // the config's endpoints when it lists some, never the default URL
+    endpoints = flags.length === 0 ? [...(base.endpoints ?? [])] : [];
     for (const spec of supervise) {
       const sup = new Supervisor(spec, args.log);
       await sup.start();

@@ -173,6 +173,14 @@ export class LlmClientImpl implements ManagedLlmClient {
     return true;
   }
 
+  /**
+   * Read the metrics of the endpoints that are polled now rather than at
+   * the next second (e.g. before sizing role slots with `llmCapacity`).
+   */
+  refreshLoad(): Promise<void> {
+    return this.poller.refresh();
+  }
+
   private health(ep: Endpoint, up: boolean): void {
     const now = performance.now();
     if (!ep.report(up, now)) return;
@@ -225,6 +233,8 @@ export class LlmClientImpl implements ManagedLlmClient {
     let lastEp: Endpoint | undefined;
     /** when this request found no endpoint up for its model */
     let outSince = -1;
+    /** the last answer's Retry-After: this request's next try waits at least that long */
+    let retryAfter = 0;
 
     let moves = 0;
     let next: Endpoint | undefined;
@@ -273,7 +283,7 @@ export class LlmClientImpl implements ManagedLlmClient {
         // an abort may land between the slot's grant and this continuation
         if (call.stop) throw INTERRUPTED;
         let now = performance.now();
-        let wait = Math.max(ep.notBefore, ep.isDown(now) ? ep.downUntil : 0) - now;
+        let wait = (ep.isDown(now) ? ep.downUntil : 0) - now;
         if (ep.rpm) {
           wait = Math.max(wait, ep.rpm.take(1, now));
           tookRequest = true;
@@ -327,6 +337,7 @@ export class LlmClientImpl implements ManagedLlmClient {
             throw new LlmError(`LLM request rejected: ${ep.url} ${err.detail}`, err.status, ep.url, false);
           }
           counted++;
+          retryAfter = err.retryAfterMs ?? 0;
           if ((err.kind === "nonsense" && ++nonsense > NONSENSE_RETRIES) || counted > retries) {
             throw new LlmError(
               `LLM request failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${[...failures].map(([url, d]) => `${url} ${d}`).join("; ")}`,
@@ -350,7 +361,8 @@ export class LlmClientImpl implements ManagedLlmClient {
       }
 
       const step = Math.min(maxBackoffMs, backoffMs * 2 ** Math.min(30, counted - 1));
-      const delay = Math.random() * step;
+      // Retry-After holds this request back, not the endpoint: the others' own 429s and the AIMD cut do that
+      const delay = Math.max(Math.random() * step, retryAfter);
       if (delay >= 1) await this.wait(sleep(delay, call), call, lastEp);
     }
   }
@@ -412,7 +424,6 @@ export class LlmClientImpl implements ManagedLlmClient {
     if (!overload && !broken && !f.retryable) return;
     // an overloaded endpoint still takes work when the others are fuller; a broken one hardly
     ep.penalize(now, Math.max(PENALTY_MS, f.retryAfterMs ?? 0), broken ? BROKEN_PENALTY_LOAD : 1);
-    if (f.retryAfterMs !== undefined) ep.notBefore = Math.max(ep.notBefore, now + f.retryAfterMs);
     if (overload && ep.onOverload(epoch, adaptive)) {
       this.log.info({ endpoint: ep.url, limit: ep.slots.limit, reason: f.detail }, "LLM endpoint concurrency cut");
     }

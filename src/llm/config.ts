@@ -25,19 +25,23 @@ export type LlmEndpointConfig = z.infer<typeof LlmEndpointConfigSchema>;
 /** An endpoint as a caller writes it (defaults not yet applied). */
 export type LlmEndpointInput = z.input<typeof LlmEndpointConfigSchema>;
 
+const EndpointListSchema = z
+  .array(LlmEndpointConfigSchema)
+  .min(1)
+  .superRefine((endpoints, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, ep] of endpoints.entries()) {
+      if (seen.has(ep.url)) ctx.addIssue({ code: "custom", path: [i, "url"], message: `${ep.url} is listed twice` });
+      seen.add(ep.url);
+    }
+  });
+
+/** The endpoint a client gets when it is given none: a local vLLM's default port. */
+export const DEFAULT_ENDPOINT = { url: "http://127.0.0.1:8000/v1", maxConcurrency: 256 };
+
 /** The LLM client's settings; every field has a default. */
 export const LlmConfigSchema = z.strictObject({
-  endpoints: z
-    .array(LlmEndpointConfigSchema)
-    .min(1)
-    .default([{ url: "http://127.0.0.1:8000/v1", maxConcurrency: 256 }])
-    .superRefine((endpoints, ctx) => {
-      const seen = new Set<string>();
-      for (const [i, ep] of endpoints.entries()) {
-        if (seen.has(ep.url)) ctx.addIssue({ code: "custom", path: [i, "url"], message: `${ep.url} is listed twice` });
-        seen.add(ep.url);
-      }
-    }),
+  endpoints: EndpointListSchema.default([DEFAULT_ENDPOINT]),
   /** per attempt, from sending the request to the last byte of the answer */
   timeoutMs: z.number().int().positive().default(600_000),
   /** retries after the first attempt, on 429, 5xx, timeouts and network errors */
@@ -64,6 +68,14 @@ export const LlmConfigSchema = z.strictObject({
 });
 export type LlmConfig = z.infer<typeof LlmConfigSchema>;
 export type LlmConfigInput = z.input<typeof LlmConfigSchema>;
+
+/**
+ * The `llm` section of a node's config: the client's settings, with the
+ * endpoints left out when the user lists none (the node's endpoints then
+ * come from `--llm` and `--supervise`, not a default URL).
+ */
+export const LlmSectionSchema = LlmConfigSchema.extend({ endpoints: EndpointListSchema.optional() });
+export type LlmSection = z.infer<typeof LlmSectionSchema>;
 
 /**
  * Validate and complete an LLM config.

@@ -56,8 +56,6 @@ export class Endpoint {
   penaltyUntil = 0;
   /** load added while penalized: 1 after an overload, more after a breakage */
   penaltyLoad = 0;
-  /** no request is sent before then (Retry-After) */
-  notBefore = 0;
 
   /** bumped on every AIMD cut; a 429 from a request sent before the cut does not cut again */
   epoch = 0;
@@ -83,7 +81,6 @@ export class Endpoint {
   readonly sources = new Set<string>();
   /** consecutive metrics polls that could not connect */
   pollFails = 0;
-  polling = false;
 
   /** the server's own figures: running and waiting, our requests in flight when read, when (performance.now) */
   serverRunning = 0;

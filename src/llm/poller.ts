@@ -21,6 +21,8 @@ export class MetricsPoller {
   private timer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
   private readonly stopping = new AbortController();
+  /** the poll under way of each endpoint */
+  private readonly running = new Map<Endpoint, Promise<void>>();
 
   constructor(
     private readonly endpoints: () => readonly Endpoint[],
@@ -40,6 +42,11 @@ export class MetricsPoller {
     }
   }
 
+  /** Read every polled endpoint's metrics now; resolves when all have answered or failed. */
+  async refresh(): Promise<void> {
+    await Promise.all(this.endpoints().map((ep) => (ep.metricsUrl ? (this.running.get(ep) ?? this.poll(ep)) : undefined)));
+  }
+
   stop(): void {
     this.stopped = true;
     this.stopping.abort();
@@ -48,13 +55,20 @@ export class MetricsPoller {
   }
 
   private tick(): void {
-    for (const ep of this.endpoints()) if (ep.metricsUrl && !ep.polling) void this.poll(ep);
+    for (const ep of this.endpoints()) if (ep.metricsUrl && !this.running.has(ep)) void this.poll(ep);
   }
 
-  private async poll(ep: Endpoint): Promise<void> {
+  private poll(ep: Endpoint): Promise<void> {
+    const under = this.running.get(ep);
+    if (under) return under;
+    const p = this.pollOnce(ep).finally(() => this.running.delete(ep));
+    this.running.set(ep, p);
+    return p;
+  }
+
+  private async pollOnce(ep: Endpoint): Promise<void> {
     const url = ep.metricsUrl;
-    if (!url || ep.polling || ep.removed) return;
-    ep.polling = true;
+    if (!url || ep.removed) return;
     try {
       const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(POLL_TIMEOUT_MS)]);
       const res = await fetch(url, { signal });
@@ -74,8 +88,6 @@ export class MetricsPoller {
       if (!/refused|reset|closed|ECONN|Unable to connect/i.test(why)) return;
       if (++ep.pollFails === POLL_FAILS_OUT) this.log.warn({ endpoint: ep.url, reason: why }, "LLM endpoint metrics unreachable");
       if (ep.pollFails >= POLL_FAILS_OUT) this.onHealth(ep, false);
-    } finally {
-      ep.polling = false;
     }
   }
 }

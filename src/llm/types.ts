@@ -76,6 +76,8 @@ export interface ManagedLlmClient extends LlmClient {
   reportLoad(url: string, load: LoadReport): boolean;
   /** whether an endpoint is up; one reported down is never chosen; false for an unknown URL */
   setHealth(url: string, up: boolean): boolean;
+  /** read the polled endpoints' metrics now */
+  refreshLoad(): Promise<void>;
 }
 
 export interface EndpointInfo {
