@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { builtinWorkflows } from "../plugins/index.ts";
 import { loadJobConfig } from "../src/config/run.ts";
+import { Accounting, type UsageTotals } from "../src/engine/accounting.ts";
 import { makeJobRuntime } from "../src/engine/job.ts";
 import { formatProgress } from "../src/engine/progress.ts";
 import { type RunProgress, type RunSummary, runJob } from "../src/engine/run.ts";
@@ -114,6 +115,8 @@ export async function runMain(argv: string[]): Promise<number> {
       trials,
       roleSlots: Object.fromEntries(Object.entries(cfg.roles).map(([r, c]) => [r, c.slots])),
       llm: llm?.client,
+      accounting: new Accounting(cfg.prices),
+      ...(cfg.budget ? { budget: cfg.budget } : {}),
       log,
       node: `${hostname()}-${process.pid}`,
       signal: abort.signal,
@@ -133,6 +136,10 @@ export async function runMain(argv: string[]): Promise<number> {
     await llm?.close();
   }
   console.log(formatSummary(workflow.name, summary, f.out));
+  if (summary.budgetReached) {
+    process.stderr.write(`matrixd run: ${summary.budgetReached}; no new tasks were admitted (run again with the same --out and a larger budget to go on)\n`);
+    return 1;
+  }
   if (summary.stopped) return 1;
   return summary.failed > 0 && summary.ok === 0 ? 1 : 0;
 }
@@ -141,11 +148,15 @@ function n(x: number): string {
   return x.toLocaleString("en-US");
 }
 
+function usageLine(t: UsageTotals, cost: boolean): string {
+  return `${n(t.requests)} requests, prompt ${n(t.promptTokens)}, completion ${n(t.completionTokens)} tokens${cost ? `, $${t.cost.toFixed(4)}` : ""}`;
+}
+
 export function formatSummary(workflow: string, s: RunSummary, out: string): string {
   const tasks = s.written;
   const lines = [
     `${workflow}: ${n(s.ok + s.failed)} rows (ok ${n(s.ok)}, failed ${n(s.failed)}; ${n(tasks)} this run, ${n(s.resumed)} resumed)` +
-      ` in ${s.seconds.toFixed(1)}s${s.stopped ? " (stopped early)" : ""}`,
+      ` in ${s.seconds.toFixed(1)}s${s.budgetReached ? ` (${s.budgetReached})` : s.stopped ? " (stopped early)" : ""}`,
     `  ${(tasks / Math.max(s.seconds, 1e-9)).toFixed(1)} tasks/s, ${n(s.hops)} hops (${(s.hops / Math.max(s.seconds, 1e-9)).toFixed(0)}/s),` +
       ` tokens ${n(s.promptTokens + s.completionTokens)} (prompt ${n(s.promptTokens)}, completion ${n(s.completionTokens)},` +
       ` ${(s.completionTokens / Math.max(s.seconds, 1e-9)).toFixed(0)} gen tok/s)`,
@@ -154,6 +165,13 @@ export function formatSummary(workflow: string, s: RunSummary, out: string): str
     .map(([k, v]) => `${k} ${v === null ? "-" : v.toFixed(3)}`)
     .join(", ");
   if (m) lines.push(`  ${m}`);
+  const a = s.accounting;
+  if (a && a.total.requests > 0) {
+    const priced = a.unpriced.length < Object.keys(a.byModel).length;
+    for (const [role, t] of Object.entries(a.byRole)) lines.push(`  role ${role}: ${usageLine(t, priced)}`);
+    for (const [model, t] of Object.entries(a.byModel)) lines.push(`  model ${model}: ${usageLine(t, !a.unpriced.includes(model))}`);
+    if (priced) lines.push(`  cost $${a.total.cost.toFixed(4)}${a.unpriced.length ? ` (no price for ${a.unpriced.join(", ")})` : ""}`);
+  }
   if (s.tornBytes > 0) lines.push(`  dropped a torn last line (${s.tornBytes} bytes) left by an earlier crash`);
   lines.push(`  dataset: ${out}`);
   return lines.join("\n");

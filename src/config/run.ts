@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { LlmConfigSchema } from "../llm/config.ts";
+import { BudgetSchema, PricesSchema } from "../engine/accounting.ts";
+import { LlmSectionSchema } from "../llm/config.ts";
 import { SuperviseSchema } from "../services/supervisor.ts";
 import { readConfigFile, validate } from "./load.ts";
 
@@ -26,7 +27,12 @@ export const JobConfigSchema = z.strictObject({
   roles: z.record(z.string(), RoleConfigSchema).default({}),
   /** the workflow's own config, checked against its schema */
   options: z.record(z.string(), z.unknown()).default({}),
-  llm: LlmConfigSchema.optional(),
+  /** the LLM client's settings; endpoints listed here join the supervised ones (`--llm` replaces them) */
+  llm: LlmSectionSchema.optional(),
+  /** dollars per million tokens, by model: `{ model: { prompt, completion } }`; gives each job's cost */
+  prices: PricesSchema.default({}),
+  /** the job admits no new tasks once it has used this many tokens or dollars; the run then exits 1 */
+  budget: BudgetSchema.optional(),
   /** local LLM servers this node starts and watches (`--supervise`) */
   supervise: z.array(SuperviseSchema).default([]),
   /** settings of the in-process simulated LLM (`--llm sim`) */

@@ -4,6 +4,7 @@ import type { LlmClient } from "../llm/types.ts";
 import type { Logger } from "../log.ts";
 import type { AgentContext, AnyWorkflow, StepResult, TaskLlm } from "../plugin/api.ts";
 import type { OutputRow, TaskState } from "../protocol/task.ts";
+import type { Accounting } from "./accounting.ts";
 import type { JobResolver, JobRuntime } from "./job.ts";
 import { buildRow } from "./row.ts";
 import { afterStepError, applyStep, nextAfterStep, stepRandom } from "./step.ts";
@@ -29,6 +30,8 @@ export interface EngineOptions {
   /** stores a finished task's row durably; the task's lease is let go after it resolves */
   finish: (row: OutputRow, state: TaskState) => Promise<void>;
   services?: Record<string, unknown>;
+  /** counts every answered LLM call by job, role, model and endpoint (budgets, cost, /metrics) */
+  accounting?: Accounting;
 }
 
 const noLlm: TaskLlm = {
@@ -142,11 +145,18 @@ export class Engine {
   #context(state: TaskState, job: JobRuntime, lease: Lease): AgentContext {
     const llm = this.#opts.llm;
     const signal = this.#abort.signal;
+    const acct = this.#opts.accounting;
+    const role = state.next ?? "cleanup";
     const taskLlm: TaskLlm = llm
       ? {
           chat: (req) => {
             lease.touch();
-            return llm.chat(req, { signal, affinity: state.id });
+            const call = llm.chat(req, { signal, affinity: state.id });
+            if (!acct) return call;
+            return call.then((r) => {
+              acct.add(job.id, role, r);
+              return r;
+            });
           },
         }
       : noLlm;

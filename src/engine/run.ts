@@ -1,11 +1,13 @@
 import { LocalBus } from "../bus/local.ts";
 import { describe } from "../errors.ts";
+import { llmCapacity } from "../llm/capacity.ts";
 import type { LlmClient } from "../llm/types.ts";
 import type { Logger } from "../log.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import { parseSeedLine } from "../seeds/seeds.ts";
 import { JsonlSink, scanOutput } from "../sink/jsonl.ts";
 import { fileLines } from "../util/lines.ts";
+import { Accounting, type AccountingReport, type Budget } from "./accounting.ts";
 import { Admission } from "./admission.ts";
 import { Engine, type EngineStats } from "./engine.ts";
 import type { JobRuntime } from "./job.ts";
@@ -19,7 +21,11 @@ export interface RunJobOptions {
   /** tasks in flight at most */
   concurrency: number;
   trials: number;
-  /** slots per role; a role not named gets `concurrency` */
+  /**
+   * slots per role; a role not named gets, when it is LLM-bound and there is
+   * an LLM client, what the endpoints serving its model can run plus a small
+   * queue (`llmCapacity`), else `concurrency`
+   */
   roleSlots?: Record<string, number>;
   llm?: LlmClient;
   log: Logger;
@@ -29,6 +35,13 @@ export interface RunJobOptions {
   signal?: AbortSignal;
   /** called once the run is under way, with a way to read progress */
   onStart?: (progress: () => RunProgress) => void;
+  /** where LLM calls are counted (one is made when not given) */
+  accounting?: Accounting;
+  /**
+   * once reached, no new task is admitted and tasks in flight finish; tasks
+   * not admitted get no row (a later run with the same output resumes them)
+   */
+  budget?: Budget;
 }
 
 export interface RunProgress {
@@ -62,6 +75,10 @@ export interface RunSummary {
   promptTokens: number;
   completionTokens: number;
   metrics: Record<string, number | null>;
+  /** this run's LLM calls by role, model and endpoint, with cost when prices are set */
+  accounting?: AccountingReport;
+  /** set when the budget stopped admission, e.g. `budget reached: 1,000,412 tokens of 1,000,000` */
+  budgetReached?: string;
 }
 
 /**
@@ -87,6 +104,8 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   let ok = okBefore;
   let failed = failedBefore;
 
+  const accounting = opts.accounting ?? new Accounting();
+  if (opts.budget) accounting.setBudget(job.id, opts.budget);
   const bus = new LocalBus();
   const engine = new Engine({
     bus,
@@ -95,6 +114,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     log,
     llm: opts.llm,
     services: opts.services,
+    accounting,
     finish: async (row) => {
       sink.write(row);
       if (row.status === "ok") ok++;
@@ -103,7 +123,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
       admission.release();
     },
   });
-  engine.hostWorkflow(wf, (role) => opts.roleSlots?.[role] ?? opts.concurrency);
+  engine.hostWorkflow(wf, (role) => opts.roleSlots?.[role] ?? defaultSlots(wf, role, job.config, opts.llm, opts.concurrency));
 
   const startedAt = Date.now();
   let read = 0;
@@ -120,6 +140,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
 
   const seen = new Set<string>();
   let stopped = false;
+  let budgetReached: string | undefined;
   const writeSeedError = (id: string, seed: unknown, error: string, trial: number) => {
     const row = seedErrorRow(id, seed, error, { id: job.id, workflow: wf.name, configHash: job.configHash }, trial);
     sink.write(row);
@@ -129,7 +150,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   try {
     let lineNo = 0;
     let yielded = Date.now();
-    for await (const text of fileLines(opts.seedsPath)) {
+    seeds: for await (const text of fileLines(opts.seedsPath)) {
       lineNo++;
       read = lineNo;
       // Steps that never wait on I/O chain as microtasks; give timers and signals a turn now and then.
@@ -156,8 +177,18 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
           writeSeedError(id, parsed.seed, dupError ?? (parsed as { error: string }).error, trial);
           continue;
         }
+        if ((budgetReached = accounting.budgetReached(job.id))) {
+          stopped = true;
+          break seeds;
+        }
         const wait = admission.acquire();
         if (wait) await wait;
+        // the budget may have run out while this task waited for a place
+        if ((budgetReached = accounting.budgetReached(job.id))) {
+          admission.release();
+          stopped = true;
+          break seeds;
+        }
         let state;
         try {
           state = Engine.newTask(job, id, trial, opts.trials > 1 ? structuredClone(parsed.seed) : parsed.seed);
@@ -187,5 +218,14 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     promptTokens: s.promptTokens,
     completionTokens: s.completionTokens,
     metrics: means.values(),
+    accounting: accounting.report(job.id),
+    ...(budgetReached ? { budgetReached } : {}),
   };
+}
+
+/** Slots of a role the user gave none: an LLM-bound role's follow its endpoints' capacity. */
+function defaultSlots(wf: AnyWorkflow, role: string, config: unknown, llm: LlmClient | undefined, concurrency: number): number {
+  const r = wf.roles[role];
+  if (!llm || r?.kind !== "llm") return concurrency;
+  return llmCapacity(llm, r.model?.(config));
 }

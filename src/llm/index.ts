@@ -14,3 +14,4 @@ export { LlmAbortError, LlmClientImpl, createLlmClient, type FetchLike, type Llm
 export { chatJson, parseJsonReply, type ChatJsonOptions, type ChatJsonResult, type JsonReply } from "./structured.ts";
 export { parseRetryAfter } from "./wire.ts";
 export type { ChatMessage, ChatOptions, ChatRequest, ChatResult, EndpointInfo, LlmClient, ManagedLlmClient, ToolSpec } from "./types.ts";
+export { QUEUE_FACTOR, llmCapacity } from "./capacity.ts";
