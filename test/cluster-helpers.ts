@@ -43,7 +43,7 @@ export async function waitJob(node: ClusterNode, id: string, timeoutMs = 60_000)
 }
 
 /** Poll until `check` holds (bounded). */
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000, everyMs = 100): Promise<void> {
+export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000, everyMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;

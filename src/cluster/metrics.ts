@@ -11,6 +11,8 @@ export interface NodeFigures {
   results: ResultStats;
   link: LinkStats;
   roles: Record<string, RoleLoad>;
+  /** slots shared by several roles (the LLM-bound ones) */
+  groups: Record<string, { slots: number; busy: number }>;
   /** records in the jobs bucket, counters and member records that were not what they should be */
   kvGarbage: number;
   /** seeds this node admitted whose rows are not stored yet */
@@ -77,6 +79,9 @@ export function prometheusText(f: NodeFigures): string {
   many("matrixd_role_slots", "gauge", "Slots of each hosted role.", roles.map(([r, l]) => [`role="${esc(r)}"`, l.slots]));
   many("matrixd_role_busy", "gauge", "Busy slots of each hosted role.", roles.map(([r, l]) => [`role="${esc(r)}"`, l.busy]));
   many("matrixd_role_queued", "gauge", "Tasks waiting for a slot of each role.", roles.map(([r, l]) => [`role="${esc(r)}"`, l.queued]));
+  const groups = Object.entries(f.groups);
+  many("matrixd_slot_group_slots", "gauge", "Slots shared by a group of roles (llm: the LLM-bound roles).", groups.map(([g, v]) => [`group="${esc(g)}"`, v.slots]));
+  many("matrixd_slot_group_busy", "gauge", "Busy slots of a group of roles.", groups.map(([g, v]) => [`group="${esc(g)}"`, v.busy]));
   one("matrixd_nats_connected", "gauge", "1 when connected to NATS.", f.link.connected ? 1 : 0);
   one("matrixd_nats_reconnects_total", "counter", "Reconnections to NATS.", f.link.reconnects);
   one("matrixd_draining", "gauge", "1 while the node is leaving.", f.draining ? 1 : 0);

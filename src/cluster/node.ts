@@ -177,6 +177,7 @@ class ClusterNodeImpl implements RunningClusterNode {
         return fallback;
       });
     }
+    if (this.#autoLlmRoles.length > 0) this.bus.shareSlots("llm", this.#llmCapacity() ?? fallback, this.#autoLlmRoles);
     await this.#table.start();
     for (const rec of this.#table.all()) this.#admission.sync(rec);
     await this.#nats.membership.start(() => this.#memberRecord(), this.#opts.heartbeatMs ?? 1000);
@@ -189,18 +190,28 @@ class ClusterNodeImpl implements RunningClusterNode {
     return this;
   }
 
-  /** What the LLM services can take at once: the sum of the healthy endpoints' live limits. */
+  /**
+   * What this node's LLM services run at once, and a little more so they
+   * never wait on a hop: for each healthy endpoint, the fewer of its client
+   * limit (adaptive) and the sequences its server runs (from its metrics),
+   * plus a quarter. Undefined when there is no endpoint up.
+   */
   #llmCapacity(): number | undefined {
     const eps = this.#opts.llm?.endpoints() ?? [];
     let cap = 0;
-    for (const e of eps) if (e.healthy) cap += e.limit;
-    return cap > 0 ? cap : undefined;
+    for (const e of eps) {
+      if (!e.healthy) continue;
+      cap += e.serverSlots !== undefined && e.serverSlots > 0 ? Math.min(e.limit, e.serverSlots) : e.limit;
+    }
+    return cap > 0 ? Math.ceil(cap * 1.25) : undefined;
   }
 
+  /** The LLM-bound roles share one group of slots that follows the LLM services' capacity. */
   #followLlmCapacity(): void {
     const cap = this.#llmCapacity();
-    if (cap === undefined) return;
+    if (cap === undefined || this.#autoLlmRoles.length === 0) return;
     for (const key of this.#autoLlmRoles) this.bus.resize(key, cap);
+    this.bus.shareSlots("llm", cap, this.#autoLlmRoles);
   }
 
   async #refreshMembers(): Promise<void> {
@@ -324,6 +335,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       results: this.#nats.results.stats,
       link: this.#nats.link.stats,
       roles: this.bus.load(),
+      groups: this.bus.groups(),
       kvGarbage: this.#nats.jobs.garbage + this.#nats.membership.garbage,
       admitted: this.bus.keeper.admitted.size,
       keepalives: this.bus.keeper.keepalives,

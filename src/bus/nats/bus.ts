@@ -9,8 +9,9 @@ import { isPayloadTooLarge } from "./errors.ts";
 import { Hold, Keeper, parseAckSubject } from "./holds.ts";
 import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "./names.ts";
 import { Puller } from "./puller.ts";
-import { type ClusterTimings, ensureConsumer, ensureStreams, roleConsumerConfig } from "./setup.ts";
+import { type ClusterTimings, ensureConsumer, ensureStreams, PUBLISH_TIMEOUT_MS, roleConsumerConfig } from "./setup.ts";
 import { LatencyHistogram } from "./latency.ts";
+import { RoleSlots, SlotGroup, type Waiting } from "./slots.ts";
 import { DoneNoticeSchema, type SeedMessage, SeedMessageSchema, type TaskEnvelope, TaskEnvelopeSchema } from "./wire.ts";
 
 /** Counters of the NATS bus, for /metrics. */
@@ -51,25 +52,10 @@ export interface NatsBusOptions {
 /** Called with each seed taken for a job; `again` when the server delivered it before. */
 export type SeedHandler = (seed: SeedMessage, hold: Hold, again: boolean) => void;
 
-interface Role {
-  key: string;
-  workflow: string;
-  role: string;
-  slots: number;
-  busy: number;
-  reserved: number;
-  handler: TaskHandler;
-  pullers: Puller[];
-  /** tasks that came with no slot promised to them (late answers to pull requests) */
-  overflow: { state: TaskState; hold: Hold }[];
-  free(): number;
-  reserve(n: number): void;
-  release(n: number): void;
-}
-
-interface Run {
-  state: TaskState;
-  hold: Hold;
+interface Run extends Waiting {
+  role: RoleSlots;
+  /** whether the step still holds a slot of its role's group (a hop within the group passes it on) */
+  groupSlot: boolean;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -99,9 +85,10 @@ export class NatsBusImpl implements Bus {
   readonly keeper: Keeper;
   readonly #o: NatsBusOptions;
   readonly #log: Logger;
-  readonly #roles = new Map<string, Role>();
+  readonly #roles = new Map<string, RoleSlots>();
+  readonly #groups = new Map<string, SlotGroup>();
   readonly #runs = new Map<number, Run>();
-  readonly #stranded: Run[] = [];
+  readonly #stranded: Waiting[] = [];
   readonly #localFirst: boolean;
   #runSeq = 0;
   #draining = false;
@@ -124,30 +111,29 @@ export class NatsBusImpl implements Bus {
 
   host(key: string, slots: number, handler: TaskHandler): void {
     if (slots < 1) throw new RangeError(`role "${key}" needs at least one slot`);
-    const dot = key.indexOf(".");
-    const role: Role = {
-      key,
-      workflow: key.slice(0, dot),
-      role: key.slice(dot + 1),
-      slots,
-      busy: 0,
-      reserved: 0,
-      handler,
-      pullers: [],
-      overflow: [],
-      free: () => (this.#draining ? 0 : role.slots - role.busy - role.reserved - role.overflow.length),
-      reserve: (n) => {
-        role.reserved += n;
-      },
-      release: (n) => {
-        role.reserved -= n;
-      },
-    };
+    const role = new RoleSlots(key, slots, handler, () => this.#draining);
     this.#roles.set(key, role);
     void this.#startRolePuller(role);
   }
 
-  async #startRolePuller(role: Role): Promise<void> {
+  /**
+   * Make roles share `slots` (created, or resized when it exists): the
+   * LLM-bound roles of a node, sized to what its LLM services can run.
+   */
+  shareSlots(group: string, slots: number, keys: readonly string[]): void {
+    let g = this.#groups.get(group);
+    if (!g) {
+      g = new SlotGroup(group, Math.max(1, slots));
+      this.#groups.set(group, g);
+    } else g.slots = Math.max(1, slots);
+    for (const key of keys) {
+      const role = this.#roles.get(key);
+      if (role && !role.group && role.busy === 0 && role.reserved === 0) role.group = g;
+    }
+    for (const role of this.#roles.values()) if (role.group === g) this.#pump(role);
+  }
+
+  async #startRolePuller(role: RoleSlots): Promise<void> {
     const link = this.#o.link;
     const name = roleConsumer(role.workflow, role.role);
     const cfg = roleConsumerConfig(name, Subjects.task(role.workflow, role.role), this.#o.timings);
@@ -187,7 +173,17 @@ export class NatsBusImpl implements Bus {
 
   load(): Record<string, RoleLoad> {
     const out: Record<string, RoleLoad> = {};
-    for (const [key, r] of this.#roles) out[key] = { slots: r.slots, busy: r.busy, queued: r.overflow.length };
+    for (const [key, r] of this.#roles) {
+      const slots = r.group ? Math.min(r.slots, r.group.slots) : r.slots;
+      out[key] = { slots, busy: r.busy, queued: r.overflow.length };
+    }
+    return out;
+  }
+
+  /** Slot groups: their size and use. */
+  groups(): Record<string, { slots: number; busy: number }> {
+    const out: Record<string, { slots: number; busy: number }> = {};
+    for (const [name, g] of this.#groups) out[name] = { slots: g.slots, busy: g.busy };
     return out;
   }
 
@@ -201,10 +197,16 @@ export class NatsBusImpl implements Bus {
     const hold = lease instanceof Hold ? lease : new Hold(this.keeper);
     const key = roleKey(state.workflow, state.next);
     const role = this.#roles.get(key);
-    if (role && this.#localFirst && !this.#draining && role.busy + role.reserved + role.overflow.length < role.slots) {
-      this.stats.localHops++;
-      this.#run(role, state, hold);
-      return;
+    if (role && this.#localFirst && !this.#draining) {
+      // A hop between two roles of one group keeps the group slot the task holds.
+      const prev = this.#runs.get(hold.run);
+      const keeps = prev !== undefined && prev.groupSlot && prev.role.group !== undefined && prev.role.group === role.group;
+      if (role.hasRoom(keeps)) {
+        if (keeps) prev.groupSlot = false;
+        this.stats.localHops++;
+        this.#run(role, state, hold, keeps);
+        return;
+      }
     }
     await this.#publish(state, hold);
   }
@@ -223,7 +225,7 @@ export class NatsBusImpl implements Bus {
     const subject = Subjects.task(state.workflow, next);
     for (let attempt = 0; ; attempt++) {
       try {
-        const ack = await this.#o.link.js.publish(subject, data, { msgID, timeout: 5000 });
+        const ack = await this.#o.link.unlessDisconnected(this.#o.link.js.publish(subject, data, { msgID, timeout: PUBLISH_TIMEOUT_MS }));
         if (ack.duplicate) this.stats.duplicateHops++;
         else this.stats.remoteHops++;
         this.keeper.handedOn(hold);
@@ -239,14 +241,14 @@ export class NatsBusImpl implements Bus {
     }
   }
 
-  #run(role: Role, state: TaskState, hold: Hold): void {
-    role.busy++;
+  #run(role: RoleSlots, state: TaskState, hold: Hold, keepsGroupSlot = false): void {
+    role.take(keepsGroupSlot);
     const id = ++this.#runSeq;
     hold.run = id;
-    const run: Run = { state, hold };
+    const run: Run = { state, hold, role, groupSlot: true };
     this.#runs.set(id, run);
     const after = (err?: unknown) => {
-      role.busy--;
+      role.give(run.groupSlot);
       this.#runs.delete(id);
       if (err !== undefined) this.#log.error({ role: role.key, task: state.id, err: describe(err) }, "step handler threw");
       if (hold.run === id && hold.open) {
@@ -257,20 +259,26 @@ export class NatsBusImpl implements Bus {
         }
       }
       this.#pump(role);
+      // The group slot it held may be what another role of the group waits for.
+      if (run.groupSlot && role.group) for (const r of this.#roles.values()) if (r !== role && r.group === role.group) this.#pump(r);
     };
     role.handler(state, hold).then(() => after(), after);
   }
 
   /** A slot was freed: run what waits for one, and let the pullers ask for more. */
-  #pump(role: Role): void {
-    while (role.overflow.length > 0 && role.busy + role.reserved < role.slots && !this.#draining) {
-      const next = role.overflow.shift() as Run;
+  #pump(role: RoleSlots): void {
+    while (role.overflow.length > 0 && !this.#draining) {
+      const next = role.overflow.shift() as Waiting;
+      if (!role.hasRoom()) {
+        role.overflow.unshift(next);
+        break;
+      }
       this.#run(role, next.state, next.hold);
     }
-    for (const p of role.pullers) p.wake();
+    role.wake();
   }
 
-  #onTask(role: Role, msg: Msg, reserved: boolean): void {
+  #onTask(role: RoleSlots, msg: Msg, reserved: boolean): void {
     const reply = msg.reply as string;
     if (this.#draining) {
       this.keeper.nak(reply);
@@ -297,21 +305,15 @@ export class NatsBusImpl implements Bus {
     if (delivery && delivery.count > 1) {
       this.stats.redelivered++;
       // Hold the slot while looking for the row: a task whose row is stored needs no more steps.
-      role.busy++;
-      this.#o.rowExists(state.job, state.id).then(
-        (exists) => {
-          role.busy--;
-          if (exists) {
-            this.stats.alreadyDone++;
-            void hold.done();
-            this.#pump(role);
-          } else this.#start(role, state, hold);
-        },
-        () => {
-          role.busy--;
-          this.#start(role, state, hold);
-        },
-      );
+      role.take(false);
+      const check = (exists: boolean) => {
+        role.give(true);
+        if (!exists) return this.#start(role, state, hold);
+        this.stats.alreadyDone++;
+        void hold.done();
+        this.#pump(role);
+      };
+      this.#o.rowExists(state.job, state.id).then(check, () => check(false));
       return;
     }
     if (reserved) this.#run(role, state, hold);
@@ -319,8 +321,8 @@ export class NatsBusImpl implements Bus {
   }
 
   /** Run a task now if a slot is free, else keep it until one is. */
-  #start(role: Role, state: TaskState, hold: Hold): void {
-    if (role.busy + role.reserved < role.slots && !this.#draining) this.#run(role, state, hold);
+  #start(role: RoleSlots, state: TaskState, hold: Hold): void {
+    if (role.hasRoom() && !this.#draining) this.#run(role, state, hold);
     else role.overflow.push({ state, hold });
   }
 
@@ -407,7 +409,7 @@ export class NatsBusImpl implements Bus {
     for (const run of back) await this.#giveBack(run);
   }
 
-  async #giveBack({ state, hold }: Run): Promise<void> {
+  async #giveBack({ state, hold }: Waiting): Promise<void> {
     if (!hold.open) return;
     this.stats.handedBack++;
     const progressed =

@@ -38,8 +38,15 @@ export interface NatsLink {
   readonly stats: LinkStats;
   /** largest message the server takes, bytes */
   maxPayload(): number;
-  /** called after each reconnect (consumers and watchers may need a nudge) */
-  onReconnect(fn: () => void): void;
+  /** called after each reconnect (pull requests and watchers may need a nudge); returns a function that stops it */
+  onReconnect(fn: () => void): () => void;
+  /**
+   * Settle with `p`, or reject with NatsUnavailableError as soon as the
+   * connection drops while `p` is pending: a request in flight when the
+   * connection drops never gets its answer, and waiting out its timeout
+   * would stall the caller for nothing. The caller tries again.
+   */
+  unlessDisconnected<T>(p: Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -95,16 +102,21 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
 
   const stats: LinkStats = { connected: true, disconnects: 0, reconnects: 0, errors: 0 };
   const reconnectHooks: (() => void)[] = [];
+  let dropped: (() => void)[] = [];
   const conn = nc;
   void (async () => {
     for await (const s of conn.status()) {
       switch (s.type) {
-        case "disconnect":
+        case "disconnect": {
           stats.connected = false;
           stats.disconnects++;
           downSince = Date.now();
-          log.warn({ server: s.server }, "NATS disconnected");
+          log.warn({ server: s.server, inFlight: dropped.length }, "NATS disconnected");
+          const waiting = dropped;
+          dropped = [];
+          for (const f of waiting) f();
           break;
+        }
         case "reconnecting":
           log.debug("NATS reconnecting");
           break;
@@ -153,7 +165,34 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
     kvm: new Kvm(js),
     stats,
     maxPayload: () => conn.info?.max_payload ?? 1024 * 1024,
-    onReconnect: (fn) => reconnectHooks.push(fn),
+    onReconnect: (fn) => {
+      reconnectHooks.push(fn);
+      return () => {
+        const i = reconnectHooks.indexOf(fn);
+        if (i >= 0) reconnectHooks.splice(i, 1);
+      };
+    },
+    unlessDisconnected<T>(p: Promise<T>): Promise<T> {
+      if (!stats.connected) return p;
+      return new Promise<T>((resolve, reject) => {
+        const onDrop = () => reject(new NatsUnavailableError("the NATS connection dropped while waiting for an answer"));
+        dropped.push(onDrop);
+        const forget = () => {
+          const i = dropped.indexOf(onDrop);
+          if (i >= 0) dropped.splice(i, 1);
+        };
+        p.then(
+          (v) => {
+            forget();
+            resolve(v);
+          },
+          (err) => {
+            forget();
+            reject(err);
+          },
+        );
+      });
+    },
     async close() {
       if (conn.isClosed()) return;
       try {

@@ -27,8 +27,6 @@ export const ApiCodes = {
   wrongLastSequence: 10071,
   streamNotFound: 10059,
   consumerNotFound: 10014,
-  /** stream name already in use with a different configuration */
-  streamNameInUse: 10058,
 } as const;
 
 /** True for errors that come from the payload being too large (never worth a retry). */

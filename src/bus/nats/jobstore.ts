@@ -5,7 +5,7 @@ import { decodeWith, encode } from "../../protocol/codec.ts";
 import type { NatsLink } from "./connection.ts";
 import { ApiCodes, apiErrorCode, JobStoreError } from "./errors.ts";
 import { jobKey, jobStatsKeys, seedConsumer, statsKey, Streams, Subjects } from "./names.ts";
-import { type ClusterBuckets, type ClusterTimings, ensureConsumer, seedConsumerConfig } from "./setup.ts";
+import { type ClusterBuckets, type ClusterTimings, ensureConsumer, PUBLISH_TIMEOUT_MS, seedConsumerConfig } from "./setup.ts";
 import { type JobRecord, JobRecordSchema, type NodeCounters, NodeCountersSchema, type SeedMessage } from "./wire.ts";
 
 /** How far a job's admission has got, from its seed consumer. */
@@ -88,7 +88,7 @@ export class JobStore {
     const data = encode(s);
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.link.js.publish(Subjects.seed(s.job), data, { msgID: `${s.job}:${index}`, timeout: 10_000 });
+        await this.link.unlessDisconnected(this.link.js.publish(Subjects.seed(s.job), data, { msgID: `${s.job}:${index}`, timeout: PUBLISH_TIMEOUT_MS }));
         return;
       } catch (err) {
         if (attempt >= 5) throw err;

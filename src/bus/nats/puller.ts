@@ -41,7 +41,7 @@ interface Request {
   end: (status: RequestEnd) => void;
 }
 
-type RequestEnd = "filled" | "expired" | "empty" | "silent" | "unavailable" | "refused" | "stopped";
+type RequestEnd = "filled" | "expired" | "empty" | "silent" | "unavailable" | "refused" | "reconnected";
 
 /**
  * Pulls messages off one durable consumer, only as many as its slot pool has
@@ -64,6 +64,7 @@ export class Puller {
   #stopped = false;
   #sleeping: { resolve: () => void; wakeable: boolean } | undefined;
   #loop: Promise<void> | undefined;
+  #unhook: (() => void) | undefined;
   /** messages that arrived for no open request */
   late = 0;
   requests = 0;
@@ -81,6 +82,8 @@ export class Puller {
   start(): void {
     if (this.#loop) return;
     this.#sub = this.#o.link.nc.subscribe(`${this.#inbox}.*`, { callback: (_err, msg) => this.#onMsg(msg) });
+    // A server that restarted forgot the open request: ask again at once.
+    this.#unhook = this.#o.link.onReconnect(() => this.#current?.end("reconnected"));
     this.#loop = this.#run();
   }
 
@@ -94,6 +97,7 @@ export class Puller {
     this.#stopped = true;
     this.#sleeping?.resolve();
     await this.#loop;
+    this.#unhook?.();
     this.#sub?.unsubscribe();
   }
 

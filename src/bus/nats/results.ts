@@ -8,6 +8,7 @@ import { type OutputRow, OutputRowHeadSchema } from "../../protocol/task.ts";
 import type { NatsLink } from "./connection.ts";
 import { ApiCodes, apiErrorCode } from "./errors.ts";
 import { Streams, Subjects } from "./names.ts";
+import { PUBLISH_TIMEOUT_MS } from "./setup.ts";
 import type { JobTally } from "./wire.ts";
 
 const H_STATUS = "Mx-Status";
@@ -82,11 +83,13 @@ export class ResultStore {
     const m = JSON.stringify(row.metrics ?? {});
     if (m.length <= 2048) h.set(H_METRICS, m);
     try {
-      await this.link.js.publish(Subjects.row(row.job, row.id), data, {
-        expect: { lastSubjectSequence: 0 },
-        headers: h,
-        timeout: 10_000,
-      });
+      await this.link.unlessDisconnected(
+        this.link.js.publish(Subjects.row(row.job, row.id), data, {
+          expect: { lastSubjectSequence: 0 },
+          headers: h,
+          timeout: PUBLISH_TIMEOUT_MS,
+        }),
+      );
       this.stats.stored++;
       return "stored";
     } catch (err) {

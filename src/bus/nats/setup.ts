@@ -23,6 +23,14 @@ export interface ClusterTimings {
 
 const ns = (ms: number) => Math.round(ms * 1_000_000);
 
+/**
+ * How long a publish waits for the server's ack before it is tried again.
+ * Short, because a request can go unanswered (a server restarting takes the
+ * message before its streams are loaded) and every publish of matrixd is
+ * safe to repeat: hops and seeds carry message ids, rows an expected sequence.
+ */
+export const PUBLISH_TIMEOUT_MS = 3000;
+
 function streamConfigs(): (Partial<StreamConfig> & { name: string })[] {
   const common = { storage: StorageType.File, num_replicas: 1, discard: DiscardPolicy.Old, duplicate_window: ns(120_000) };
   return [
@@ -44,8 +52,12 @@ export async function ensureStreams(link: NatsLink): Promise<void> {
     try {
       await link.jsm.streams.add(cfg);
     } catch (err) {
-      // Another node created it between our look and our add.
-      if (apiErrorCode(err) !== ApiCodes.streamNameInUse) throw err;
+      // Another node may have created it between our look and our add.
+      try {
+        await link.jsm.streams.info(cfg.name);
+      } catch {
+        throw err;
+      }
     }
   }
 }
@@ -108,8 +120,20 @@ export interface ClusterBuckets {
 
 /** Open (creating when missing) the jobs, stats and members buckets. */
 export async function openBuckets(link: NatsLink, t: ClusterTimings): Promise<ClusterBuckets> {
-  const jobs = await link.kvm.create(Buckets.jobs, { history: 1, storage: StorageType.File });
-  const stats = await link.kvm.create(Buckets.stats, { history: 1, storage: StorageType.File });
-  const members = await link.kvm.create(Buckets.members, { history: 1, ttl: t.memberTtlMs, storage: StorageType.Memory });
+  const open = async (name: string, opts: Parameters<typeof link.kvm.create>[1]): Promise<KV> => {
+    try {
+      return await link.kvm.create(name, opts);
+    } catch (err) {
+      // Another node may be creating it at the same moment: bind to theirs.
+      try {
+        return await link.kvm.open(name);
+      } catch {
+        throw err;
+      }
+    }
+  };
+  const jobs = await open(Buckets.jobs, { history: 1, storage: StorageType.File });
+  const stats = await open(Buckets.stats, { history: 1, storage: StorageType.File });
+  const members = await open(Buckets.members, { history: 1, ttl: t.memberTtlMs, storage: StorageType.Memory });
   return { jobs, stats, members };
 }

@@ -1,0 +1,94 @@
+import type { TaskState } from "../../protocol/task.ts";
+import type { TaskHandler } from "../bus.ts";
+import type { Hold } from "./holds.ts";
+import type { Puller, SlotPool } from "./puller.ts";
+
+/**
+ * Slots several roles share: the LLM-bound roles of a node all wait on the
+ * same LLM services, so together they hold at most what those services can
+ * run (not that much per role).
+ */
+export class SlotGroup {
+  busy = 0;
+  reserved = 0;
+  constructor(
+    readonly name: string,
+    public slots: number,
+  ) {}
+
+  free(): number {
+    return this.slots - this.busy - this.reserved;
+  }
+}
+
+/** A task waiting on this node for a slot of its role. */
+export interface Waiting {
+  state: TaskState;
+  hold: Hold;
+}
+
+/**
+ * The slots of one role on this node: its own count, and the group's it
+ * belongs to, if any. A pull request reserves slots; a step running holds
+ * one. A task hopping between two roles of one group keeps its group slot.
+ */
+export class RoleSlots implements SlotPool {
+  busy = 0;
+  reserved = 0;
+  group: SlotGroup | undefined;
+  pullers: Puller[] = [];
+  /** tasks that came with no slot promised to them (late answers to pull requests) */
+  readonly overflow: Waiting[] = [];
+  readonly workflow: string;
+  readonly role: string;
+
+  constructor(
+    readonly key: string,
+    public slots: number,
+    readonly handler: TaskHandler,
+    private readonly closed: () => boolean,
+  ) {
+    const dot = key.indexOf(".");
+    this.workflow = key.slice(0, dot);
+    this.role = key.slice(dot + 1);
+  }
+
+  /** Slots neither running nor promised, counting the group's. */
+  free(): number {
+    if (this.closed()) return 0;
+    const own = this.slots - this.busy - this.reserved - this.overflow.length;
+    return this.group ? Math.min(own, this.group.free()) : own;
+  }
+
+  reserve(n: number): void {
+    this.reserved += n;
+    if (this.group) this.group.reserved += n;
+  }
+
+  release(n: number): void {
+    this.reserved -= n;
+    if (this.group) this.group.reserved -= n;
+  }
+
+  /** Whether a step may start now; `keepsGroupSlot` when the task brings a slot of this role's group. */
+  hasRoom(keepsGroupSlot = false): boolean {
+    if (this.busy + this.reserved + this.overflow.length >= this.slots) return false;
+    return !this.group || keepsGroupSlot || this.group.free() > 0;
+  }
+
+  /** A step starts: it holds a slot (and a group slot unless it brought one). */
+  take(keepsGroupSlot: boolean): void {
+    this.busy++;
+    if (this.group && !keepsGroupSlot) this.group.busy++;
+  }
+
+  /** A step ended; `groupSlot` when it still held its group slot (it did not pass it on). */
+  give(groupSlot: boolean): void {
+    this.busy--;
+    if (this.group && groupSlot) this.group.busy--;
+  }
+
+  wake(): void {
+    for (const p of this.pullers) p.wake();
+  }
+}

@@ -1,0 +1,192 @@
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { openNatsCluster } from "../src/bus/nats/index.ts";
+import { encode } from "../src/protocol/codec.ts";
+import { silentLogger } from "../src/log.ts";
+import { comparable } from "./engine-cases.ts";
+import { coralSeeds, matrixdBin, readRows, runProcess, tempDir, writeLines } from "./helpers.ts";
+import { type JoinProcess, metric, spawnJoin } from "./cluster-procs.ts";
+import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
+
+/**
+ * The cluster as users run it: a real nats-server, `matrixd join` processes
+ * of the compiled binary with the simulated LLM, jobs over HTTP. Every
+ * dataset is compared with `matrixd run`'s for the same seeds and settings.
+ */
+
+const missing = natsServerMissing();
+if (missing) console.warn(`cluster-process: ${missing}; skipped`);
+
+const SIM = { lenMedian: 40, maxLen: 128, timeScale: 0.02 };
+const JOB = { seed: 1, concurrency: 600 };
+const N = 2000;
+const CONFIG = { nats: { ackWaitSec: 3, memberTtlSec: 3 }, sim: SIM, log: { level: "info" } };
+
+const tmp = tempDir("matrixd-cluster-");
+const seeds = coralSeeds(N, "c");
+let srv: NatsServer;
+// biome-ignore lint/suspicious/noExplicitAny: rows read back
+let reference: any[] = [];
+let procs: JoinProcess[] = [];
+let nodeNo = 0;
+
+async function join(extra: Record<string, unknown> = {}): Promise<JoinProcess> {
+  // Only the sim's speed may differ between tests: its answers, and so the dataset, do not depend on it.
+  const p = await spawnJoin({ name: `p${++nodeNo}`, nats: srv.url, dir: tmp.dir, config: { ...CONFIG, ...extra }, args: ["--llm", "sim"] });
+  procs.push(p);
+  return p;
+}
+
+/** Poll a node (or any live one) until the job ends; bounded. */
+async function waitDone(id: string, timeoutMs = 90_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    for (const p of procs.filter((x) => x.alive)) {
+      try {
+        const st = await p.job(id);
+        last = st;
+        if (st.state !== "running") return st;
+        break;
+      } catch (err) {
+        last = String(err);
+      }
+    }
+    await Bun.sleep(200);
+  }
+  throw new Error(`job ${id} did not end in ${timeoutMs} ms; last: ${JSON.stringify(last)}\n${procs.map((p) => `--- ${p.name}\n${p.log(1500)}`).join("\n")}`);
+}
+
+/** Wait until the job has at least `rows` rows (as a live node counts them). */
+async function waitRows(p: JoinProcess, id: string, rows: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const st = await p.job(id);
+    if (st.ok + st.failed >= rows || st.state !== "running") return;
+    await Bun.sleep(50);
+  }
+  throw new Error(`job ${id} did not reach ${rows} rows in ${timeoutMs} ms`);
+}
+
+/** The dataset is complete, has one row per task, and equals `matrixd run`'s. */
+async function checkDataset(p: JoinProcess, id: string): Promise<void> {
+  const st = await waitDone(id);
+  expect(st.state).toBe("done");
+  const rows = await p.results(id);
+  expect(rows.length).toBe(N);
+  expect(new Set(rows.map((r) => r.id)).size).toBe(N);
+  expect(st.ok + st.failed).toBe(N);
+  expect(comparable(rows)).toEqual(comparable(reference));
+}
+
+describe.skipIf(missing !== undefined)("cluster of matrixd join processes", () => {
+  beforeAll(async () => {
+    srv = await startNatsServer();
+    const bin = await matrixdBin();
+    writeLines(tmp.path("seeds.jsonl"), seeds);
+    writeFileSync(tmp.path("run.json"), JSON.stringify({ sim: SIM, ...JOB }));
+    const r = await runProcess(
+      [bin, "run", "--workflow", "coral", "--seeds", tmp.path("seeds.jsonl"), "--out", tmp.path("run.jsonl"), "--llm", "sim", "--config", tmp.path("run.json")],
+      { timeoutMs: 120_000 },
+    );
+    if (r.code !== 0) throw new Error(`matrixd run failed: ${r.stderr}`);
+    reference = readRows(tmp.path("run.jsonl"));
+    expect(reference.length).toBe(N);
+  }, 180_000);
+
+  afterEach(async () => {
+    await Promise.all(procs.filter((p) => p.alive).map((p) => p.kill9()));
+    procs = [];
+  });
+
+  afterAll(async () => {
+    await srv?.close();
+    if (process.env.MATRIXD_KEEP_LOGS) console.log(`cluster-process: logs kept in ${tmp.dir}`);
+    else tmp.remove();
+  });
+
+  test("cluster - a node killed with kill -9 mid-job: the dataset is complete, one row per task, equal to matrixd run's", async () => {
+    const [a, b, c] = await Promise.all([join(), join(), join()]);
+    const { id, total } = await a!.submit("coral", seeds, JOB);
+    expect(total).toBe(N);
+    await waitRows(a!, id, N * 0.25);
+    // the node about to die has taken a share of the job
+    const before = await b!.metrics();
+    expect(metric(before, "matrixd_seeds_taken_total")).toBeGreaterThan(0);
+    await b!.kill9();
+    await checkDataset(c!, id);
+  }, 150_000);
+
+  test("cluster - the node that accepted the job killed with kill -9 mid-job: the job goes on to a complete dataset", async () => {
+    const [a, b] = await Promise.all([join(), join(), join()]);
+    const { id } = await a!.submit("coral", seeds, JOB);
+    await waitRows(b!, id, N * 0.25);
+    await a!.kill9();
+    await checkDataset(b!, id);
+  }, 150_000);
+
+  test("cluster - nats-server restarted mid-job: nodes reconnect and the dataset is complete", async () => {
+    const [a, b] = await Promise.all([join(), join(), join()]);
+    const { id } = await a!.submit("coral", seeds, JOB);
+    await waitRows(a!, id, N * 0.25);
+    await srv.restart();
+    await checkDataset(b!, id);
+    expect(metric(await a!.metrics(), "matrixd_nats_reconnects_total")).toBeGreaterThanOrEqual(1);
+  }, 150_000);
+
+  test("cluster - a node joining mid-job takes work, and garbage on matrixd's subjects is counted and dropped", async () => {
+    const slow = { sim: { ...SIM, timeScale: 0.06 } };
+    const [a] = await Promise.all([join(slow), join(slow)]);
+    const { id } = await a!.submit("coral", seeds, { ...JOB, concurrency: 300 });
+    await waitRows(a!, id, N * 0.1);
+    // garbage on every kind of subject matrixd reads
+    const nats = await openNatsCluster({ servers: [srv.url], name: "garbage", log: silentLogger, timings: { ackWaitMs: 3000, memberTtlMs: 3000 } });
+    try {
+      const nc = nats.link.nc;
+      const junk = [new Uint8Array([0xff, 0x00, 0x13]), new TextEncoder().encode("not cbor at all"), encode({ v: 1, state: { hello: 1 } })];
+      for (const data of junk) {
+        await nats.link.js.publish("mx.task.coral.teacher", data);
+        await nats.link.js.publish("mx.task.coral.matcher", data);
+        await nats.link.js.publish(`mx.seed.${id}`, data);
+        await nats.link.js.publish(`mx.row.${id}.garbage${junk.indexOf(data)}`, data);
+        nc.publish("mx.done.p1", data);
+      }
+      await nc.flush();
+    } finally {
+      await nats.close();
+    }
+    const late = await join(slow);
+    await checkDataset(a!, id);
+    const m = await late.metrics();
+    expect(metric(m, "matrixd_steps_total")).toBeGreaterThan(0);
+    let garbage = 0;
+    for (const p of procs.filter((x) => x.alive)) garbage += metric(await p.metrics(), "matrixd_garbage_total");
+    // 3 task + 3 task + 3 seed messages taken off consumers; rows read back by the results call
+    expect(garbage).toBeGreaterThanOrEqual(9);
+  }, 150_000);
+
+  test("cluster - membership: a node appears within seconds, and is gone within seconds of kill -9 and of SIGTERM", async () => {
+    const [a, b, c] = await Promise.all([join(), join(), join()]);
+    const names = async () => (await a!.members()).map((m) => m.node).sort();
+    // nodes of earlier tests, killed, age out of the view first
+    const want = [a!.name, b!.name, c!.name].sort();
+    let t = Date.now();
+    while (JSON.stringify(await names()) !== JSON.stringify(want)) {
+      if (Date.now() - t > 15_000) throw new Error(`member view ${await names()} is not ${want} after 15 s`);
+      await Bun.sleep(200);
+    }
+    const member = (await a!.members()).find((m) => m.node === b!.name);
+    expect(member?.roles["coral.teacher"]?.slots).toBeGreaterThan(0);
+    expect(member?.services.llm.length).toBe(1);
+    expect(member?.http).toBe(b!.url);
+
+    t = Date.now();
+    await b!.kill9();
+    while ((await names()).includes(b!.name)) {
+      if (Date.now() - t > 15_000) throw new Error("a killed node stayed in the member view for 15 s");
+      await Bun.sleep(200);
+    }
+    expect(await c!.term()).toBe(0);
+    expect(await names()).toEqual([a!.name]);
+  }, 60_000);
+});

@@ -1,0 +1,135 @@
+import type { Subprocess } from "bun";
+import { closeSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { JobStatus, Member } from "../src/cluster/types.ts";
+import { matrixdBin } from "./helpers.ts";
+import { freePort } from "./nats-server.ts";
+
+/** One `matrixd join` process of the compiled binary, with its HTTP API on a free loopback port. */
+export class JoinProcess {
+  readonly url: string;
+  constructor(
+    readonly name: string,
+    readonly proc: Subprocess,
+    readonly port: number,
+    readonly logPath: string,
+  ) {
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  get alive(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  kill9(): Promise<number> {
+    this.proc.kill("SIGKILL");
+    return this.proc.exited;
+  }
+
+  /** SIGTERM; resolves with the exit code (bounded: SIGKILL after `ms`). */
+  async term(ms = 20_000): Promise<number> {
+    this.proc.kill("SIGTERM");
+    const t = setTimeout(() => this.proc.kill("SIGKILL"), ms);
+    const code = await this.proc.exited;
+    clearTimeout(t);
+    return code;
+  }
+
+  log(tail = 4000): string {
+    try {
+      return readFileSync(this.logPath, "utf8").slice(-tail);
+    } catch {
+      return "";
+    }
+  }
+
+  async get<T>(path: string): Promise<T> {
+    const res = await fetch(`${this.url}${path}`, { signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) throw new Error(`GET ${path} on ${this.name}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  }
+
+  async submit(workflow: string, seeds: readonly unknown[], config: Record<string, unknown> = {}): Promise<{ id: string; total: number }> {
+    const res = await fetch(`${this.url}/v1/jobs`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ workflow, seeds, config }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    if (res.status !== 201) throw new Error(`submit to ${this.name}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as { id: string; total: number };
+  }
+
+  job(id: string): Promise<JobStatus> {
+    return this.get<JobStatus>(`/v1/jobs/${encodeURIComponent(id)}`);
+  }
+
+  async members(): Promise<Member[]> {
+    return (await this.get<{ members: Member[] }>("/v1/cluster")).members;
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: rows are checked by each test
+  async results(id: string): Promise<any[]> {
+    const res = await fetch(`${this.url}/v1/jobs/${encodeURIComponent(id)}/results`, { signal: AbortSignal.timeout(60_000) });
+    if (!res.ok) throw new Error(`results on ${this.name}: ${res.status}`);
+    const text = await res.text();
+    return text
+      .split("\n")
+      .filter((l) => l.length > 0)
+      .map((l) => JSON.parse(l));
+  }
+
+  async metrics(): Promise<string> {
+    const res = await fetch(`${this.url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    return res.text();
+  }
+}
+
+/** The value of a Prometheus sample (summed over its label sets matching `labels`). */
+export function metric(text: string, name: string, labels = ""): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`) || !line.includes(labels)) continue;
+    sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}
+
+/**
+ * Start `matrixd join` (the compiled binary) and wait until its HTTP API
+ * answers. Its JSON log goes to a file in `dir`.
+ */
+export async function spawnJoin(opts: {
+  name: string;
+  nats: string;
+  dir: string;
+  config?: Record<string, unknown>;
+  args?: string[];
+  timeoutMs?: number;
+}): Promise<JoinProcess> {
+  const bin = await matrixdBin();
+  const port = await freePort();
+  const cfgPath = join(opts.dir, `${opts.name}.json`);
+  writeFileSync(cfgPath, JSON.stringify(opts.config ?? {}));
+  const logPath = join(opts.dir, `${opts.name}.log`);
+  const fd = openSync(logPath, "a");
+  const proc = Bun.spawn(
+    [bin, "join", "--nats", opts.nats, "--http", `127.0.0.1:${port}`, "--name", opts.name, "--config", cfgPath, ...(opts.args ?? [])],
+    { stdin: "ignore", stdout: fd, stderr: fd, env: { ...process.env } },
+  );
+  closeSync(fd);
+  const p = new JoinProcess(opts.name, proc, port, logPath);
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  while (Date.now() < deadline) {
+    if (!p.alive) throw new Error(`matrixd join ${opts.name} exited with ${proc.exitCode}:\n${p.log()}`);
+    try {
+      const res = await fetch(`${p.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return p;
+    } catch {
+      // not listening yet
+    }
+    await Bun.sleep(100);
+  }
+  proc.kill("SIGKILL");
+  throw new Error(`matrixd join ${opts.name} did not answer /healthz within ${opts.timeoutMs ?? 30_000} ms:\n${p.log()}`);
+}
