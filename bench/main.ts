@@ -27,7 +27,7 @@ usage: matrixd bench [SCENARIO] [--quick] [options]
   --seeds FILE       seed file (default configs/seeds/SCENARIO.jsonl)
   --tasks N          seeds in the side-by-side run (default 3000; quick 60)
   --modes LIST       modes to run, comma-separated (default matrixd,batch,central,jobqueue)
-  --no-sweep         skip the baselines' sweep; use the first setting of each
+  --no-sweep         skip the sweep; use the first setting of each mode
   --no-scale         skip the scale figures
   --fetch-limit N    set BUN_CONFIG_MAX_HTTP_REQUESTS=N for every mode (Bun's fetch
                      runs at most 256 requests at once unless told otherwise)
@@ -116,9 +116,7 @@ export async function runBench(argv: string[]): Promise<number> {
   let code = 0;
   try {
     const best = new Map<ModeName, Record<string, number>>();
-    best.set("matrixd", plan.matrixd);
     for (const mode of modes) {
-      if (mode === "matrixd") continue;
       const grid = f["no-sweep"] ? plan.sweep[mode].slice(0, 1) : plan.sweep[mode];
       let top: ModeResult | undefined;
       for (const [i, setting] of grid.entries()) {

@@ -154,7 +154,7 @@ export function renderMarkdown(r: BenchResults): string {
     "",
     "![utilization per mode](latest.svg)",
     "",
-    `## Sweep of the baselines (${r.sweepTasks} tasks each; the most tokens/s is chosen)`,
+    `## Sweep (${r.sweepTasks} tasks each; each mode's setting with the most tokens/s is chosen)`,
     "",
     r.sweep.length ? markdownTable(sweepRows(r)) : "(no sweep)",
   ];
