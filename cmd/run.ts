@@ -11,15 +11,18 @@ import { createLogger } from "../src/log.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
 import { intFlag, parseCommand } from "./args.ts";
+import type { EnvService } from "../src/env/types.ts";
+import { openEnvs } from "./envs.ts";
 import { openLlm, superviseFlags } from "./llm.ts";
 
 export const RUN_HELP = `matrixd run: run a job on this machine, in-process, with no external service
 
 usage: matrixd run --workflow NAME --seeds FILE.jsonl --out FILE.jsonl
-                   [--llm sim | --llm URL ...] [--supervise CMD ...] [--concurrency N]
+                   [--llm sim | --llm URL ...] [--supervise CMD ...] [--env docker|bwrap] [--concurrency N]
                    [--config FILE] [--plugin PATH ...]
 
-  --workflow NAME      workflow to run (built in: coral, coral-dummy; or from --plugin)
+  --workflow NAME      workflow to run (built in: coral, coral-dummy, reasoning-extract, tool-use;
+                       or from --plugin)
   --seeds FILE         seed rows, one JSON object per line
   --out FILE           dataset (JSONL), one row per task; an existing file is resumed:
                        tasks whose rows it holds are skipped
@@ -28,6 +31,8 @@ usage: matrixd run --workflow NAME --seeds FILE.jsonl --out FILE.jsonl
   --supervise CMD      start and watch a local LLM server: a command with {port}, e.g.
                        'vllm serve MODEL --port {port}' (or 'MODEL=command ...' to name its model);
                        restarted when it dies, stopped with matrixd; repeatable
+  --env docker|bwrap   per-task environments for workflows that run tools (tool-use): containers
+                       through a local Docker engine, or bubblewrap sandboxes (no daemon needed)
   --concurrency N      tasks in flight at most (default 1024)
   --trials N           tasks per seed (default 1)
   --seed N             seed of the job's random numbers (default 0)
@@ -46,6 +51,7 @@ export async function runMain(argv: string[]): Promise<number> {
     out: { type: "string" },
     llm: { type: "string", multiple: true },
     supervise: { type: "string", multiple: true },
+    env: { type: "string" },
     concurrency: { type: "string" },
     trials: { type: "string" },
     seed: { type: "string" },
@@ -86,6 +92,13 @@ export async function runMain(argv: string[]): Promise<number> {
   const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "warn", stream: "stderr" });
   const supervise = [...cfg.supervise, ...superviseFlags(f.supervise)];
   const llm = await openLlm({ flags: f.llm, llm: cfg.llm, sim: cfg.sim, supervise, log });
+  let envs: EnvService | undefined;
+  try {
+    envs = await openEnvs(f.env, cfg.env, log);
+  } catch (err) {
+    await llm?.close();
+    throw err;
+  }
   const total = (await countLines(f.seeds)) * trials;
 
   const abort = new AbortController();
@@ -115,6 +128,7 @@ export async function runMain(argv: string[]): Promise<number> {
       trials,
       roleSlots: Object.fromEntries(Object.entries(cfg.roles).map(([r, c]) => [r, c.slots])),
       llm: llm?.client,
+      ...(envs ? { services: { env: envs } } : {}),
       accounting: new Accounting(cfg.prices),
       ...(cfg.budget ? { budget: cfg.budget } : {}),
       log,
@@ -134,6 +148,7 @@ export async function runMain(argv: string[]): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await llm?.close();
+    await envs?.close();
   }
   console.log(formatSummary(workflow.name, summary, f.out));
   if (summary.budgetReached) {

@@ -35,6 +35,8 @@ export const JobConfigSchema = z.strictObject({
   budget: BudgetSchema.optional(),
   /** local LLM servers this node starts and watches (`--supervise`) */
   supervise: z.array(SuperviseSchema).default([]),
+  /** per-task environments (`--env`): driver, capacity, limits; checked when opened */
+  env: z.record(z.string(), z.unknown()).optional(),
   /** settings of the in-process simulated LLM (`--llm sim`) */
   sim: z.record(z.string(), z.unknown()).optional(),
   /** workflow files to load besides the built-in ones */
