@@ -4,6 +4,7 @@
  * takes the framework's word for how many tokens were generated.
  */
 import type { Subprocess } from "bun";
+import { track } from "./proc.ts";
 
 /** Settings of the fleet, the same for every mode of a run. */
 export interface FleetSettings {
@@ -51,7 +52,7 @@ export async function startFleet(matrixd: string[], s: FleetSettings): Promise<F
     String(s.decodeTps),
   ];
   for (const [k, v] of Object.entries(s.flags)) args.push(`--${k}`, String(v));
-  const proc = Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+  const proc = track(Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "inherit" }));
   const bases = await readUrls(proc, s.servers);
   const ceilings = await Promise.all(bases.map(async (b) => gauge(await metricsText(b), "sim:ceiling_tokens_per_second")));
   return {

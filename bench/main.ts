@@ -14,7 +14,7 @@ import { startFleet } from "./fleet.ts";
 import { machineInfo } from "./machine.ts";
 import { type BenchContext, MODES, type ModeName, type ModeResult, runMode } from "./modes.ts";
 import { makePlan } from "./plan.ts";
-import { bunCommand, matrixdCommand, repoRoot } from "./proc.ts";
+import { bunCommand, matrixdCommand, repoRoot, stopAll } from "./proc.ts";
 import { type BenchResults, qualityWarnings, renderMarkdown, renderSvg, renderTable } from "./report.ts";
 import { runScale } from "./scale.ts";
 
@@ -175,6 +175,12 @@ function positiveInt(name: string, v: string): number {
 }
 
 if (import.meta.main) {
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      stopAll();
+      process.exit(130);
+    });
+  }
   const code = await runBench(process.argv.slice(2));
   process.exit(code);
 }

@@ -75,6 +75,8 @@ export interface ModeResult {
 }
 
 const MIB = 2 ** 20;
+/** BUN_CONFIG_MAX_HTTP_REQUESTS as matrixd sets it for itself at start. */
+const MATRIXD_FETCH_LIMIT = "65535";
 
 export function settingLabel(mode: ModeName, s: Record<string, number>): string {
   if (mode === "batch") return `B=${s.batch} K=${s.inflight}`;
@@ -128,7 +130,10 @@ export async function runMode(
   let proc: Awaited<ReturnType<typeof measure>>;
   let redisUsage: { cpuS: number; hwmBytes: number } | undefined;
   try {
-    proc = await measure(cmd, { env: ctx.env, cwd: ctx.root });
+    // The baselines get the fetch limit matrixd sets for itself (cmd/env.ts), so every mode's LLM client can
+    // keep as many requests in flight; --fetch-limit (in ctx.env) overrides it for every mode.
+    const env = mode === "matrixd" ? ctx.env : { BUN_CONFIG_MAX_HTTP_REQUESTS: MATRIXD_FETCH_LIMIT, ...ctx.env };
+    proc = await measure(cmd, { env, cwd: ctx.root });
     redisUsage = redis?.usage();
   } finally {
     await redis?.stop();

@@ -7,6 +7,21 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
+/** Child processes still running, stopped by `stopAll` when the benchmark is interrupted. */
+const live = new Set<{ kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> }>();
+
+/** Remember a child until it exits, so an interrupted benchmark leaves nothing behind. */
+export function track<P extends { kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> }>(proc: P): P {
+  live.add(proc);
+  proc.exited.finally(() => live.delete(proc));
+  return proc;
+}
+
+/** Kill every child still running (SIGKILL). */
+export function stopAll(): void {
+  for (const p of live) p.kill("SIGKILL");
+}
+
 /** What one measured process did. */
 export interface ProcResult {
   code: number;
@@ -26,13 +41,15 @@ export async function measure(
   opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
 ): Promise<ProcResult> {
   const t0 = performance.now();
-  const proc = Bun.spawn(cmd, {
-    cwd: opts.cwd,
-    env: { ...process.env, ...opts.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const proc = track(
+    Bun.spawn(cmd, {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    }),
+  );
   let sampled = 0;
   const sampler = setInterval(() => {
     sampled = Math.max(sampled, procStatus(proc.pid).hwmBytes);

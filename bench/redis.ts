@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { procStatus } from "./proc.ts";
+import { procStatus, track } from "./proc.ts";
 
 export interface RedisServer {
   url: string;
@@ -36,9 +36,11 @@ export async function startRedis(): Promise<RedisServer> {
   if (!Bun.which(BINARY)) throw new Error("redis-server not found: install Debian's redis-server (make system)");
   const dir = mkdtempSync(join(tmpdir(), "matrixd-bench-redis-"));
   const port = await freePort();
-  const proc = Bun.spawn(
-    [BINARY, "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no"],
-    { stdin: "ignore", stdout: "ignore", stderr: "inherit" },
+  const proc = track(
+    Bun.spawn(
+      [BINARY, "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no"],
+      { stdin: "ignore", stdout: "ignore", stderr: "inherit" },
+    ),
   );
   const deadline = Date.now() + 10_000;
   for (;;) {

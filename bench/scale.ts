@@ -7,7 +7,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type FleetCounters, type FleetSettings, startFleet } from "./fleet.ts";
 import type { Plan } from "./plan.ts";
-import { measure, procStatus } from "./proc.ts";
+import { measureHealthz } from "./healthz.ts";
+import { measure, procStatus, track } from "./proc.ts";
 
 export interface ScaleFigure {
   name: string;
@@ -33,11 +34,11 @@ interface ScaleContext {
 }
 
 const MIB = 2 ** 20;
-/** BUN_CONFIG_MAX_HTTP_REQUESTS for the runs that raise Bun's fetch limit (256 requests at once by default). */
-const RAISED_FETCH_LIMIT = 16_384;
+/** The LLM client's cap for the in-flight run that lets most requests out at once. */
+const WIDE_LLM_CAP = 16_384;
 
 function fetchLabel(limit: number | undefined): string {
-  return limit === undefined ? "binary as shipped (no BUN_CONFIG_MAX_HTTP_REQUESTS set)" : `BUN_CONFIG_MAX_HTTP_REQUESTS=${limit}`;
+  return limit === undefined ? "binary as shipped" : `BUN_CONFIG_MAX_HTTP_REQUESTS=${limit} forced`;
 }
 
 /** The environment of a scale run: the benchmark's, with the fetch limit set or left out. */
@@ -75,39 +76,44 @@ export async function runScale(ctx: ScaleContext): Promise<ScaleResults> {
   const target = plan.scale.inFlight;
   const inflightSeeds = manySeeds(ctx, shipped, target * 2, "inflight-seeds");
   const small = Math.max(10, Math.round(target / 20));
-  // "as shipped" sets no BUN_CONFIG_MAX_HTTP_REQUESTS: whatever the binary does by itself applies.
-  const runs: { label: string; concurrency: number; fetchLimit: number | undefined }[] = [
-    { label: "base", concurrency: small, fetchLimit: undefined },
-    { label: "shipped", concurrency: target, fetchLimit: undefined },
-    { label: "raised", concurrency: target, fetchLimit: Math.min(RAISED_FETCH_LIMIT, target) },
+  // The binary as shipped in every run; what differs is how many of the tasks' LLM requests the client lets out
+  // at once (its per-endpoint cap): few (the rest wait in the client), or most of them (the sim holds them).
+  // Sockets stay under the 20,000 open files a process may have here.
+  const wide = Math.min(WIDE_LLM_CAP, target);
+  const runs: { label: string; concurrency: number; llmCap: number }[] = [
+    { label: "base", concurrency: small, llmCap: small },
+    { label: "narrow", concurrency: target, llmCap: 256 },
+    { label: "wide", concurrency: target, llmCap: wide },
   ];
   const held: Record<string, HeldRun> = {};
   for (const r of runs) {
-    held[r.label] = await holdInFlight(ctx, inflightSeeds, r.concurrency, r.fetchLimit, target);
+    held[r.label] = await holdInFlight(ctx, inflightSeeds, r.concurrency, r.llmCap, target);
     const h = held[r.label] as HeldRun;
-    ctx.log(`  scale: ${r.concurrency} in flight (fetch limit ${r.fetchLimit ?? "as shipped"}): reached ${h.inFlight}, peak RSS ${fmt(h.hwmBytes / MIB)} MiB, LLM running ${h.llmRunning}`);
+    ctx.log(`  scale: ${r.concurrency} in flight (LLM cap ${r.llmCap}): reached ${h.inFlight}, peak RSS ${fmt(h.hwmBytes / MIB)} MiB, LLM running ${h.llmRunning}`);
   }
   const base = held.base as HeldRun;
-  for (const label of ["shipped", "raised"]) {
+  for (const label of ["narrow", "wide"]) {
     const h = held[label] as HeldRun;
     const perTask = (h.hwmBytes - base.hwmBytes) / Math.max(1, h.inFlight - base.inFlight);
-    const fetchNote = fetchLabel(h.fetchLimit);
+    const what = `LLM client cap ${h.llmCap} requests`;
     figures.push({
-      name: `coral tasks in flight on one node, ${fetchNote}: peak RSS MiB`,
-      value: `${fmt(h.hwmBytes / MIB)} (${h.inFlight} in flight, ${h.llmRunning} LLM requests running at the sim)`,
+      name: `coral tasks in flight on one node (${what}): peak RSS MiB`,
+      value: `${fmt(h.hwmBytes / MIB)} (${h.inFlight} in flight, at most ${h.llmRunning} LLM requests running at the sim)`,
       goal: "<= 1024",
       met: h.inFlight >= target && h.hwmBytes <= 1024 * MIB,
       number: h.hwmBytes / MIB,
     });
-    figures.push({ name: `RSS per in-flight task, KiB, ${fetchNote} (vs ${base.inFlight} in flight)`, value: fmt(perTask / 1024), number: perTask / 1024 });
+    figures.push({ name: `RSS per in-flight task, KiB (${what}; vs ${base.inFlight} in flight)`, value: fmt(perTask / 1024), number: perTask / 1024 });
   }
   notes.push(
-    `In-flight runs: ${inflightSeeds.split("/").pop()} with ${target * 2} coral seeds, one sim server with ${target + 5000} slots; ` +
-      `each run is held ${HOLD_S} s once ${target} tasks are in flight, then stopped. RSS per task = (peak RSS - peak RSS with ${small} in flight) / (difference in tasks).`,
+    `In-flight runs: ${target * 2} coral seeds, one sim server with ${target + 5000} slots; each run is held ${plan.quick ? 2 : HOLD_S} s once ` +
+      `${target} tasks are in flight, then stopped. RSS per task = (peak RSS - peak RSS with ${small} in flight) / (difference in tasks).`,
   );
 
   // 3. Steady-state utilization at high concurrency, on the side-by-side fleet.
-  for (const fetchLimit of [undefined, RAISED_FETCH_LIMIT]) {
+  // As shipped, and with Bun's default fetch limit forced back (BUN_CONFIG_MAX_HTTP_REQUESTS=256), which is
+  // what matrixd had before it re-executed itself with a higher one.
+  for (const fetchLimit of [undefined, 256]) {
     const u = await steadyUtilization(ctx, inflightSeeds, plan.fleet, 4096, fetchLimit);
     figures.push({
       name: `coral steady-state utilization, ${plan.fleet.servers} x ${plan.fleet.slots} slots, 4096 tasks in flight, ${fetchLabel(fetchLimit)}`,
@@ -122,9 +128,21 @@ export async function runScale(ctx: ScaleContext): Promise<ScaleResults> {
     `Steady-state utilization: generated tokens between ${plan.quick ? 2 : WARM_S} s and ${plan.quick ? 6 : WARM_S + WINDOW_S} s after start, read from the fleet's /metrics, over ceiling x window; the run is then stopped (the side-by-side table includes the drain at the end of a job).`,
   );
 
-  // 4. Binary start to /healthz.
+  // 4. Binary start to /healthz (matrixd join, once it exists).
   if (existsSync(join(ctx.root, "cmd", "join.ts"))) {
-    notes.push("matrixd join exists: its start to /healthz is measured by the cluster benchmark (bench/cluster.ts), which starts NATS.");
+    try {
+      const { ms } = await measureHealthz(ctx.matrixd, ctx.plan.quick ? 2 : HEALTHZ_TRIES);
+      const sorted = [...ms].sort((a, b) => a - b);
+      const median = sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+      figures.push({
+        name: `binary start to /healthz answering (matrixd join, local nats-server; median of ${ms.length})`,
+        value: `${fmt(median)} ms (min ${fmt(sorted[0] ?? Number.NaN)}, max ${fmt(sorted[sorted.length - 1] ?? Number.NaN)})`,
+        number: median,
+      });
+      ctx.log(`  scale: start to /healthz ${fmt(median)} ms`);
+    } catch (err) {
+      notes.push(`binary start to /healthz not measured: ${err instanceof Error ? err.message : String(err)}`);
+    }
   } else {
     figures.push({ name: "binary start to /healthz", value: "not measured: matrixd join does not exist yet" });
   }
@@ -132,6 +150,7 @@ export async function runScale(ctx: ScaleContext): Promise<ScaleResults> {
 }
 
 const HOLD_S = 15;
+const HEALTHZ_TRIES = 7;
 const WARM_S = 10;
 const WINDOW_S = 30;
 
@@ -156,11 +175,11 @@ interface HeldRun {
   inFlight: number;
   hwmBytes: number;
   llmRunning: number;
-  fetchLimit: number | undefined;
+  llmCap: number;
 }
 
 /** Start `matrixd run` with `concurrency` tasks in flight, hold it there a while, then stop it. */
-async function holdInFlight(ctx: ScaleContext, seeds: string, concurrency: number, fetchLimit: number | undefined, target: number): Promise<HeldRun> {
+async function holdInFlight(ctx: ScaleContext, seeds: string, concurrency: number, llmCap: number, target: number): Promise<HeldRun> {
   const sim: FleetSettings = {
     servers: 1,
     slots: target + 5000,
@@ -168,12 +187,16 @@ async function holdInFlight(ctx: ScaleContext, seeds: string, concurrency: numbe
     flags: { "step-base-ms": 20, "step-per-seq-ms": 0, "len-median": 100, "agree-rate": 0.3 },
   };
   const fleet = await startFleet(ctx.matrixd, sim);
-  const config = join(ctx.tmp, `inflight-${concurrency}-${fetchLimit ?? 0}.json`);
-  writeFileSync(config, JSON.stringify({ concurrency, seed: 1, llm: { endpoints: [{ url: fleet.urls[0], maxConcurrency: concurrency }] } }));
-  const out = join(ctx.tmp, `inflight-${concurrency}-${fetchLimit ?? 0}.jsonl`);
-  const proc = Bun.spawn(
-    [...ctx.matrixd, "run", "--workflow", "coral", "--seeds", seeds, "--out", out, "--config", config, "--progress-every", "1"],
-    { env: runEnv(ctx, fetchLimit), stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+  const config = join(ctx.tmp, `inflight-${concurrency}-${llmCap}.json`);
+  writeFileSync(config, JSON.stringify({ concurrency, seed: 1, llm: { endpoints: [{ url: fleet.urls[0], maxConcurrency: llmCap }] } }));
+  const out = join(ctx.tmp, `inflight-${concurrency}-${llmCap}.jsonl`);
+  const proc = track(
+    Bun.spawn([...ctx.matrixd, "run", "--workflow", "coral", "--seeds", seeds, "--out", out, "--config", config, "--progress-every", "1"], {
+      env: runEnv(ctx, undefined),
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    }),
   );
   let inFlight = 0;
   let hwm = 0;
@@ -208,7 +231,7 @@ async function holdInFlight(ctx: ScaleContext, seeds: string, concurrency: numbe
   await proc.exited;
   await reader.catch(() => {});
   await fleet.stop();
-  return { inFlight, hwmBytes: hwm, llmRunning, fetchLimit };
+  return { inFlight, hwmBytes: hwm, llmRunning, llmCap };
 }
 
 /** Utilization over a window in the middle of a long coral run at high concurrency. */
@@ -220,12 +243,14 @@ async function steadyUtilization(ctx: ScaleContext, seeds: string, settings: Fle
     JSON.stringify({ concurrency, seed: 1, llm: { endpoints: fleet.urls.map((url) => ({ url, maxConcurrency: concurrency })) } }),
   );
   const out = join(ctx.tmp, `steady-${fetchLimit ?? 0}.jsonl`);
-  const proc = Bun.spawn([...ctx.matrixd, "run", "--workflow", "coral", "--seeds", seeds, "--out", out, "--config", config], {
-    env: runEnv(ctx, fetchLimit),
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "ignore",
-  });
+  const proc = track(
+    Bun.spawn([...ctx.matrixd, "run", "--workflow", "coral", "--seeds", seeds, "--out", out, "--config", config], {
+      env: runEnv(ctx, fetchLimit),
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "ignore",
+    }),
+  );
   const warm = ctx.plan.quick ? 2 : WARM_S;
   const window = ctx.plan.quick ? 4 : WINDOW_S;
   await Bun.sleep(warm * 1000);

@@ -1,10 +1,18 @@
 import { BENCH_HELP, runBench } from "../bench/main.ts";
+import { stopAll } from "../bench/proc.ts";
 import { UsageError } from "../src/errors.ts";
 
 export { BENCH_HELP };
 
 /** `matrixd bench [SCENARIO] [--quick] [...]`: returns the exit code. */
 export async function benchMain(argv: string[]): Promise<number> {
+  // An interrupted benchmark leaves no sim, redis or mode process behind.
+  const onSignal = () => {
+    stopAll();
+    process.exit(130);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     return await runBench(argv);
   } catch (err) {
@@ -13,5 +21,8 @@ export async function benchMain(argv: string[]): Promise<number> {
       throw new UsageError(`${err.message.split("\n")[0]} (see matrixd bench --help)`);
     }
     throw err;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
 }
