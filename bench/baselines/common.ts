@@ -145,6 +145,11 @@ export class BaselineRun {
     return true;
   }
 
+  /** End a task as failed (its row is written), whatever step it was at. */
+  async fail(state: TaskState, reason: string): Promise<void> {
+    await this.#end(state, reason);
+  }
+
   /** Flush the output and print the report line. */
   async finish(): Promise<BaselineReport> {
     this.sink.close();

@@ -35,8 +35,13 @@ runBaseline(async (spec) => {
     async (job: Job) => {
       // The state crossed Redis as JSON: validate it where it enters, as a node would.
       const state = TaskStateSchema.parse(job.data);
-      if (await run.step(state)) await queue.add(state.next as string, state);
-      else checkDone();
+      try {
+        if (await run.step(state)) await queue.add(state.next as string, state);
+      } catch (err) {
+        // A hop that cannot be enqueued still ends its task with a row.
+        await run.fail(state, `enqueue: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (state.next === null) checkDone();
     },
     { connection, concurrency: setting(spec, "concurrency") },
   );
