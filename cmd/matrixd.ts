@@ -2,7 +2,7 @@
 import "./env.ts";
 import { describe, exitCodeOf } from "../src/errors.ts";
 import { VERSION } from "../src/version.ts";
-import { RUN_HELP, runMain } from "./run.ts";
+import { runMain } from "./run.ts";
 import { benchMain } from "./bench.ts";
 import { simLlmMain } from "./sim-llm.ts";
 import { statusMain } from "./status.ts";
@@ -15,13 +15,14 @@ const HELP = `matrixd ${VERSION}: peer-to-peer multi-agent synthetic data genera
 usage: matrixd COMMAND [options]   (matrixd COMMAND --help for each)
 
   run       run a job on this machine, in-process (no external service)
+  join      join a cluster over NATS: host roles, supervise LLM servers, serve the HTTP API
   sim-llm   a simulated GPU LLM server (OpenAI API, vLLM metrics)
   bench     matrixd against its baselines on a simulated fleet (needs the source tree)
   submit    send a seed file to a cluster node as a job; progress, dataset
   status    the cluster's members and jobs, as one node sees them
   version   print the version
 
-${RUN_HELP.split("\n")[2]}`;
+exit codes: 0 ok, 1 job or runtime failure, 2 usage or config error`;
 
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
   __guard: guardMain,
