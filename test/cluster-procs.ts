@@ -106,15 +106,17 @@ export async function spawnJoin(opts: {
   config?: Record<string, unknown>;
   args?: string[];
   timeoutMs?: number;
+  /** the matrixd command (default: the compiled binary, built when stale) */
+  command?: string[];
 }): Promise<JoinProcess> {
-  const bin = await matrixdBin();
+  const cmd = opts.command ?? [await matrixdBin()];
   const port = await freePort();
   const cfgPath = join(opts.dir, `${opts.name}.json`);
   writeFileSync(cfgPath, JSON.stringify(opts.config ?? {}));
   const logPath = join(opts.dir, `${opts.name}.log`);
   const fd = openSync(logPath, "a");
   const proc = Bun.spawn(
-    [bin, "join", "--nats", opts.nats, "--http", `127.0.0.1:${port}`, "--name", opts.name, "--config", cfgPath, ...(opts.args ?? [])],
+    [...cmd, "join", "--nats", opts.nats, "--http", `127.0.0.1:${port}`, "--name", opts.name, "--config", cfgPath, ...(opts.args ?? [])],
     { stdin: "ignore", stdout: fd, stderr: fd, env: { ...process.env } },
   );
   closeSync(fd);

@@ -248,10 +248,10 @@ class ClusterNodeImpl implements RunningClusterNode {
   async #store(row: OutputRow): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const outcome = await this.#nats.results.store(row);
+        const { outcome, row: stored } = await this.#nats.results.store(row);
         if (outcome === "stored") {
           const wf = this.#registry.names().includes(row.workflow) ? this.#registry.get(row.workflow) : undefined;
-          this.#counters.add(row, wf?.metrics ?? []);
+          this.#counters.add(stored, wf?.metrics ?? []);
         }
         return;
       } catch (err) {

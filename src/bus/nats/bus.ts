@@ -187,6 +187,13 @@ export class NatsBusImpl implements Bus {
     return out;
   }
 
+  /** How each puller's requests ended (for diagnosis). */
+  pullStats(): Record<string, { requests: number; late: number; ends: Record<string, number> }> {
+    const out: Record<string, { requests: number; late: number; ends: Record<string, number> }> = {};
+    for (const r of this.#roles.values()) for (const p of r.pullers) out[p.consumer] = { requests: p.requests, late: p.late, ends: { ...p.ends } };
+    return out;
+  }
+
   /** Whether this node hosts a role. */
   hosts(key: string): boolean {
     return this.#roles.has(key);

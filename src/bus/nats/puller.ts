@@ -68,6 +68,8 @@ export class Puller {
   /** messages that arrived for no open request */
   late = 0;
   requests = 0;
+  /** how requests ended, by kind */
+  readonly ends: Record<string, number> = {};
 
   constructor(opts: PullerOptions) {
     this.#o = { maxBatch: 256, idleExpiresMs: 1000, burstExpiresMs: 100, onSilence: undefined, ...opts };
@@ -149,6 +151,7 @@ export class Puller {
         }
       });
       const got = (req as Request | undefined)?.delivered ?? 0;
+      this.ends[end] = (this.ends[end] ?? 0) + 1;
       o.pool.release(batch - got);
       idle = got === 0;
       if (end === "silent" || end === "unavailable" || end === "refused") {

@@ -69,18 +69,24 @@ export class ResultStore {
     private readonly log: Logger,
   ) {}
 
-  /** Store a task's row unless the task has one. Throws when NATS cannot be reached (try again). */
-  async store(row: OutputRow): Promise<StoreOutcome> {
+  /**
+   * Store a task's row unless the task has one; resolves with what was done
+   * and the row as stored (a row too large for one message is replaced by a
+   * failed row saying so). Throws when NATS cannot be reached (try again).
+   */
+  async store(row: OutputRow): Promise<{ outcome: StoreOutcome; row: OutputRow }> {
+    let stored = row;
     let data = new TextEncoder().encode(JSON.stringify(row));
     const limit = this.link.maxPayload() - 4096;
     if (data.length > limit) {
       this.stats.oversized++;
-      data = new TextEncoder().encode(JSON.stringify(oversizedRow(row, data.length, limit)));
+      stored = oversizedRow(row, data.length, limit);
+      data = new TextEncoder().encode(JSON.stringify(stored));
     }
     const h = makeHeaders();
-    h.set(H_STATUS, data.length > limit ? "failed" : row.status);
-    h.set(H_USAGE, `${row.usage.prompt},${row.usage.completion}`);
-    const m = JSON.stringify(row.metrics ?? {});
+    h.set(H_STATUS, stored.status);
+    h.set(H_USAGE, `${stored.usage.prompt},${stored.usage.completion}`);
+    const m = JSON.stringify(stored.metrics ?? {});
     if (m.length <= 2048) h.set(H_METRICS, m);
     try {
       await this.link.unlessDisconnected(
@@ -91,11 +97,11 @@ export class ResultStore {
         }),
       );
       this.stats.stored++;
-      return "stored";
+      return { outcome: "stored", row: stored };
     } catch (err) {
       if (apiErrorCode(err) === ApiCodes.wrongLastSequence) {
         this.stats.duplicates++;
-        return "duplicate";
+        return { outcome: "duplicate", row: stored };
       }
       throw err;
     }

@@ -1,0 +1,286 @@
+/**
+ * Cluster figures (`bun bench/cluster.ts [--quick]`): three `matrixd join`
+ * processes on one local nats-server.
+ *
+ * 1. coral-dummy hops/s per node (hops run where the task is, local first);
+ * 2. the latency a hop through NATS adds, with every hop sent through NATS
+ *    (local-first off), from the nodes' own histograms, and the hops/s then;
+ * 3. coral utilization of a simulated fleet (its own process) that the three
+ *    nodes share: tokens the servers say they generated / (fleet ceiling x
+ *    wall time from the submit request to the last row).
+ *
+ * Prints the figures and writes bench/results/cluster.json.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { LATENCY_BUCKETS_MS } from "../src/bus/nats/latency.ts";
+import type { JobStatus } from "../src/cluster/types.ts";
+import { type JoinProcess, metric, spawnJoin } from "../test/cluster-procs.ts";
+import { tempDir } from "../test/helpers.ts";
+import { startNatsServer } from "../test/nats-server.ts";
+import { gauge, startFleet } from "./fleet.ts";
+import { machineInfo } from "./machine.ts";
+import { matrixdCommand, procStatus, repoRoot } from "./proc.ts";
+
+const { values: f } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    quick: { type: "boolean" },
+    only: { type: "string" },
+    out: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (f.help) {
+  console.log(`usage: bun bench/cluster.ts [--quick] [--only dummy,nats,coral] [--out DIR]
+  writes DIR/cluster.json (default bench/results)`);
+  process.exit(0);
+}
+const quick = f.quick === true;
+const only = new Set((f.only ?? "dummy,nats,coral").split(","));
+const plan = quick
+  ? {
+      dummy: 3000,
+      latency: { tasks: 200, concurrency: 12 },
+      remote: 600,
+      coral: 200,
+      coralConcurrency: 256,
+      fleet: { servers: 3, slots: 16, decodeTps: 20_000, flags: { "agree-rate": 0.3 } },
+    }
+  : {
+      dummy: 60_000,
+      latency: { tasks: 1000, concurrency: 12 },
+      remote: 6000,
+      coral: 6000,
+      coralConcurrency: 512,
+      fleet: { servers: 3, slots: 64, decodeTps: 12_000, flags: { "agree-rate": 0.3 } },
+    };
+
+const root = repoRoot();
+const matrixd = matrixdCommand(root);
+const tmp = tempDir("matrixd-bench-cluster-");
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+function coralDummySeeds(n: number): Record<string, unknown>[] {
+  return Array.from({ length: n }, (_, i) => ({ id: `d${i}`, question: `What is ${i} + 1?`, options: [String(i + 1), String(i + 2), String(i)], answer: "A" }));
+}
+
+/** `n` seeds of the shipped coral set (cycled, with new ids, past its end). */
+function coralSeeds(n: number): unknown[] {
+  const text = readFileSync(join(root, "configs/seeds/coral.jsonl"), "utf8");
+  const all = text.split("\n").filter((l) => l.trim().length > 0);
+  const out: unknown[] = [];
+  for (let i = 0; out.length < n; i++) {
+    const seed = JSON.parse(all[i % all.length] as string) as Record<string, unknown>;
+    if (i >= all.length) seed.id = `${seed.id}-r${Math.floor(i / all.length)}`;
+    out.push(seed);
+  }
+  return out;
+}
+
+interface JobRun {
+  wallS: number;
+  rows: number;
+  lastFinished: number;
+}
+
+/** Submit, wait for the end, and time it from the submit request to the last row's end. */
+async function runJob(
+  nodes: JoinProcess[],
+  workflow: string,
+  seeds: unknown[],
+  config: Record<string, unknown>,
+  onStatus?: (st: JobStatus) => Promise<void>,
+): Promise<JobRun> {
+  const t0 = Date.now();
+  const { id } = await nodes[0]!.submit(workflow, seeds, config);
+  for (;;) {
+    const st = await nodes[1]!.job(id);
+    await onStatus?.(st);
+    if (st.state !== "running") break;
+    await Bun.sleep(200);
+  }
+  const rows = await nodes[2]!.results(id);
+  const lastFinished = Math.max(...rows.map((r) => r.timings.finished as number));
+  return { wallS: (lastFinished - t0) / 1000, rows: rows.length, lastFinished };
+}
+
+async function startNodes(natsUrl: string, tag: string, config: Record<string, unknown>, args: string[] = []): Promise<JoinProcess[]> {
+  return Promise.all(
+    [1, 2, 3].map((i) => spawnJoin({ name: `${tag}${i}`, nats: natsUrl, dir: tmp.dir, config: { log: { level: "warn" }, ...config }, args, command: matrixd })),
+  );
+}
+
+async function stopNodes(nodes: JoinProcess[]): Promise<void> {
+  await Promise.all(nodes.map((n) => n.term(30_000)));
+}
+
+/** Merge the nodes' hop latency histograms and read a quantile, ms. */
+function latencyQuantile(texts: string[], q: number): number {
+  const bounds = [...LATENCY_BUCKETS_MS.map((b) => b / 1000), Number.POSITIVE_INFINITY];
+  const cum = bounds.map((le) =>
+    texts.reduce((s, t) => s + metric(t, "matrixd_hop_latency_seconds_bucket", `le="${Number.isFinite(le) ? le : "+Inf"}"`), 0),
+  );
+  const total = cum[cum.length - 1] ?? 0;
+  if (total === 0) return 0;
+  const rank = q * total;
+  for (let i = 0; i < cum.length; i++) {
+    if ((cum[i] as number) >= rank) {
+      const lo = i === 0 ? 0 : (bounds[i - 1] as number);
+      const hi = Number.isFinite(bounds[i] as number) ? (bounds[i] as number) : lo * 2;
+      const below = i === 0 ? 0 : (cum[i - 1] as number);
+      const inBucket = (cum[i] as number) - below;
+      return 1000 * (lo + ((hi - lo) * (rank - below)) / Math.max(inBucket, 1));
+    }
+  }
+  return 0;
+}
+
+/** Requests running and waiting over the fleet, from its servers' /metrics. */
+async function fleetLoad(urls: string[]): Promise<{ running: number; waiting: number }> {
+  const texts = await Promise.all(urls.map(async (u) => (await fetch(`${u.replace(/\/v1$/, "")}/metrics`)).text()));
+  return {
+    running: texts.reduce((s, t) => s + gauge(t, "vllm:num_requests_running"), 0),
+    waiting: texts.reduce((s, t) => s + gauge(t, "vllm:num_requests_waiting"), 0),
+  };
+}
+
+const cpuOf = (nodes: JoinProcess[]) => nodes.map((n) => procStatus(n.proc.pid));
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+const nats = await startNatsServer();
+const results: Record<string, unknown> = { machine: machineInfo(root), quick, plan };
+try {
+  // 1. coral-dummy, local first
+  if (only.has("dummy")) {
+    log(`coral-dummy: ${plan.dummy} tasks on 3 nodes over NATS (local first)...`);
+    const nodes = await startNodes(nats.url, "d", { defaultSlots: 1024 });
+    const cpu0 = cpuOf(nodes);
+    const dummy = await runJob(nodes, "coral-dummy", coralDummySeeds(plan.dummy), { concurrency: 3072 });
+    const texts = await Promise.all(nodes.map((n) => n.metrics()));
+    const cpu1 = cpuOf(nodes);
+    const perNode = texts.map((t) => metric(t, "matrixd_hops_total", 'route="local"') + metric(t, "matrixd_hops_total", 'route="nats"'));
+    const hops = perNode.reduce((a, b) => a + b, 0);
+    results.coralDummy = {
+      tasks: dummy.rows,
+      wallS: round(dummy.wallS, 2),
+      hops,
+      hopsThroughNats: texts.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="nats"'), 0),
+      hopsPerSecondPerNode: perNode.map((h) => Math.round(h / dummy.wallS)),
+      meanHopsPerSecondPerNode: Math.round(hops / dummy.wallS / 3),
+      clusterHopsPerSecond: Math.round(hops / dummy.wallS),
+      cpuSecondsPerNode: cpu1.map((c, i) => round(c.cpuS - (cpu0[i]?.cpuS ?? 0))),
+      peakRssMiBPerNode: cpu1.map((c) => round(c.hwmBytes / 2 ** 20)),
+    };
+    log(`  ${JSON.stringify(results.coralDummy)}`);
+    await stopNodes(nodes);
+  }
+
+  // 2. every hop through NATS: the latency a hop adds (light load), then hops/s under load
+  if (only.has("nats")) {
+    const nodes = await startNodes(nats.url, "r", { defaultSlots: 1024, localFirst: false });
+    log(`coral-dummy: ${plan.latency.tasks} tasks, ${plan.latency.concurrency} in flight, every hop through NATS...`);
+    await runJob(nodes, "coral-dummy", coralDummySeeds(plan.latency.tasks), { concurrency: plan.latency.concurrency });
+    const light = await Promise.all(nodes.map((n) => n.metrics()));
+    const lightHops = light.reduce((s, t) => s + metric(t, "matrixd_hop_latency_seconds_count"), 0);
+    log(`coral-dummy: ${plan.remote} tasks, 1536 in flight, every hop through NATS...`);
+    const cpu0 = cpuOf(nodes);
+    const before = light.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="nats"'), 0);
+    const remote = await runJob(nodes, "coral-dummy", coralDummySeeds(plan.remote), { concurrency: 1536 });
+    const texts = await Promise.all(nodes.map((n) => n.metrics()));
+    const cpu1 = cpuOf(nodes);
+    const rHops = texts.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="nats"'), 0) - before;
+    results.hopThroughNats = {
+      light: {
+        tasks: plan.latency.tasks,
+        inFlight: plan.latency.concurrency,
+        hops: lightHops,
+        latencyP50Ms: round(latencyQuantile(light, 0.5), 2),
+        latencyP99Ms: round(latencyQuantile(light, 0.99), 2),
+        latencyMeanMs: round((light.reduce((s, t) => s + metric(t, "matrixd_hop_latency_seconds_sum"), 0) * 1000) / Math.max(1, lightHops), 2),
+      },
+      loaded: {
+        tasks: remote.rows,
+        inFlight: 1536,
+        wallS: round(remote.wallS, 2),
+        hops: rHops,
+        hopsPerSecondPerNode: Math.round(rHops / remote.wallS / 3),
+        cpuSecondsPerNode: cpu1.map((c, i) => round(c.cpuS - (cpu0[i]?.cpuS ?? 0))),
+      },
+    };
+    log(`  ${JSON.stringify(results.hopThroughNats)}`);
+    await stopNodes(nodes);
+  }
+
+  // 3. coral on a shared sim fleet
+  if (only.has("coral")) {
+  log(`coral: ${plan.coral} tasks on 3 nodes sharing a fleet of ${plan.fleet.servers} sim servers...`);
+  const fleet = await startFleet(matrixd, plan.fleet);
+  try {
+    const nodes = await startNodes(nats.url, "c", {}, fleet.urls.flatMap((u) => ["--llm", u]));
+    const before = await fleet.counters();
+    const cpu0 = cpuOf(nodes);
+    const t0 = Date.now();
+    // While seeds are still waiting for admission the job is in its steady state: sample the fleet until then.
+    let steady: { t: number; tokens: number } | undefined;
+    const samples: { running: number; waiting: number }[] = [];
+    const coral = await runJob(nodes, "coral", coralSeeds(plan.coral), { concurrency: plan.coralConcurrency, seed: 1 }, async (st) => {
+      if (steady !== undefined) return;
+      if (st.queued === 0 && st.ok + st.failed > 0) {
+        steady = { t: Date.now(), tokens: (await fleet.counters()).generationTokens - before.generationTokens };
+      } else samples.push(await fleetLoad(fleet.urls));
+    });
+    const after = await fleet.counters();
+    const cpu1 = cpuOf(nodes);
+    const tokens = after.generationTokens - before.generationTokens;
+    const wallS = (coral.lastFinished - t0) / 1000;
+    const texts = await Promise.all(nodes.map((n) => n.metrics()));
+    results.coral = {
+      tasks: coral.rows,
+      wallS: round(wallS, 2),
+      fleetCeilingTps: Math.round(fleet.ceilingTps),
+      generatedTokens: tokens,
+      tokensPerSecond: Math.round(tokens / wallS),
+      utilization: round(tokens / (fleet.ceilingTps * wallS), 3),
+      /** from the submit request until every seed was admitted (the job's tail, its last tasks finishing, left out) */
+      steadyUtilization: steady ? round(steady.tokens / (fleet.ceilingTps * ((steady.t - t0) / 1000)), 3) : null,
+      steadyS: steady ? round((steady.t - t0) / 1000, 1) : null,
+      /** requests the servers ran and queued, on average, while seeds waited (sampled) */
+      steadyRunning: round(samples.reduce((a, x) => a + x.running, 0) / Math.max(1, samples.length), 1),
+      steadyWaiting: round(samples.reduce((a, x) => a + x.waiting, 0) / Math.max(1, samples.length), 1),
+      fleetSlots: plan.fleet.servers * plan.fleet.slots,
+      /** share of the fleet's slots busy over the run, from the servers' own running-seconds counter */
+      slotBusyShare: round((after.runningSeconds - before.runningSeconds) / (plan.fleet.servers * wallS), 3),
+      hopsThroughNats: texts.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="nats"'), 0),
+      cpuSecondsPerNode: cpu1.map((c, i) => round(c.cpuS - (cpu0[i]?.cpuS ?? 0))),
+    };
+    log(`  ${JSON.stringify(results.coral)}`);
+    await stopNodes(nodes);
+  } finally {
+    await fleet.stop();
+  }
+  }
+} finally {
+  await nats.close();
+  tmp.remove();
+}
+
+const out = f.out ?? join(root, "bench", "results");
+mkdirSync(out, { recursive: true });
+writeFileSync(join(out, "cluster.json"), `${JSON.stringify(results, null, 2)}\n`);
+const lines = [`cluster of 3 matrixd join processes, one nats-server (${(results.machine as { cores: number }).cores} cores)`];
+const d = results.coralDummy as Record<string, number> | undefined;
+if (d) lines.push(`  coral-dummy hops/s per node (local first):  ${d.meanHopsPerSecondPerNode} (per node ${JSON.stringify(d.hopsPerSecondPerNode)}; ${d.hops} hops, ${d.hopsThroughNats} through NATS)`);
+const h = results.hopThroughNats as { light: Record<string, number>; loaded: Record<string, number> } | undefined;
+if (h) {
+  lines.push(`  latency a hop through NATS adds:           p50 ${h.light.latencyP50Ms} ms, p99 ${h.light.latencyP99Ms} ms (${h.light.inFlight} tasks in flight)`);
+  lines.push(`  every hop through NATS: hops/s per node     ${h.loaded.hopsPerSecondPerNode} (${h.loaded.inFlight} tasks in flight)`);
+}
+const c = results.coral as Record<string, number> | undefined;
+if (c) {
+  lines.push(`  coral utilization of the fleet, whole job:  ${c.utilization} (${c.tokensPerSecond} tokens/s of ${c.fleetCeilingTps}; slots busy ${c.slotBusyShare}; ${c.wallS} s)`);
+  lines.push(`  coral utilization while seeds wait:        ${c.steadyUtilization} (first ${c.steadyS} s; servers ran ${c.steadyRunning} of ${c.fleetSlots} slots, ${c.steadyWaiting} waiting)`);
+}
+lines.push(`written: ${join(out, "cluster.json")}`);
+console.log(lines.join("\n"));
