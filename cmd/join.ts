@@ -115,6 +115,8 @@ export async function joinMain(argv: string[]): Promise<number> {
       llm: llm?.client,
       log,
       localFirst: cfg.localFirst,
+      prices: cfg.prices,
+      shareLlm: cfg.shareLlm,
       signal: abort.signal,
     });
   } catch (err) {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { readConfigFile, validate } from "../config/load.ts";
+import { PricesSchema } from "../engine/accounting.ts";
 import { LlmConfigSchema } from "../llm/config.ts";
 import { SuperviseSchema } from "../services/supervisor.ts";
 
@@ -48,10 +49,14 @@ export const JoinConfigSchema = z.strictObject({
   /** run a hop on this node when it has a free slot for it (false sends every hop through NATS: for measuring) */
   localFirst: z.boolean().default(true),
   llm: LlmConfigSchema.optional(),
+  /** also use the LLM servers other members advertise (their non-loopback endpoints), chosen by live load */
+  shareLlm: z.boolean().default(true),
   /** local LLM servers this node starts and watches */
   supervise: z.array(SuperviseSchema).default([]),
   /** settings of the in-process simulated LLM (`--llm sim`) */
   sim: z.record(z.string(), z.unknown()).optional(),
+  /** dollars per million tokens by model, for the cost figures of /metrics */
+  prices: PricesSchema.default({}),
   limits: z
     .strictObject({
       /** request bodies past this many bytes answer 413 */

@@ -10,7 +10,9 @@ import {
 } from "../bus/nats/index.ts";
 import { Engine } from "../engine/engine.ts";
 import { describe } from "../errors.ts";
+import { llmCapacity } from "../llm/capacity.ts";
 import type { LlmClient } from "../llm/types.ts";
+import { Accounting, type Prices } from "../engine/accounting.ts";
 import type { Logger } from "../log.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import { Registry } from "../plugin/registry.ts";
@@ -22,6 +24,7 @@ import { Coordinator } from "./coordinator.ts";
 import { NodeCounters } from "./counters.ts";
 import { isLive, JobTable } from "./jobs.ts";
 import { prometheusText } from "./metrics.ts";
+import { isManaged, PeerEndpoints } from "./peers.ts";
 import { jobStatus, sumCounters } from "./status.ts";
 import { prepareJob } from "./submit.ts";
 import type { ClusterNode, JobStatus, JobSubmission, Member } from "./types.ts";
@@ -46,6 +49,10 @@ export interface ClusterNodeOptions {
   localFirst?: boolean;
   /** ms between membership heartbeats (default 1000) */
   heartbeatMs?: number;
+  /** prices by model, for the cost figures of /metrics */
+  prices?: Prices;
+  /** use the LLM servers other members advertise, besides this node's own (default true; loopback ones never) */
+  shareLlm?: boolean;
   /** aborting stops the first-connect retries */
   signal?: AbortSignal;
 }
@@ -79,6 +86,7 @@ export async function startClusterNode(opts: ClusterNodeOptions): Promise<Runnin
 class ClusterNodeImpl implements RunningClusterNode {
   readonly bus: NatsBusImpl;
   readonly engine: Engine;
+  readonly accounting: Accounting;
   readonly #nats: NatsCluster;
   readonly #registry: Registry;
   readonly #log: Logger;
@@ -91,6 +99,7 @@ class ClusterNodeImpl implements RunningClusterNode {
   readonly #autoLlmRoles: string[] = [];
   #http: string | undefined;
   #members: string[] = [];
+  #peers: PeerEndpoints | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
   #state: "running" | "draining" = "running";
   #closing: Promise<void> | undefined;
@@ -119,7 +128,10 @@ class ClusterNodeImpl implements RunningClusterNode {
     });
     this.#counters = new NodeCounters(jobs, `${name}_${this.#startedAt.toString(36)}`, log);
     this.#table = new JobTable(jobs, registry, log, (rec) => this.#admission.sync(rec));
+    this.accounting = new Accounting(opts.prices);
+    if ((opts.shareLlm ?? true) && isManaged(opts.llm)) this.#peers = new PeerEndpoints(opts.llm, name, log);
     this.engine = new Engine({
+      accounting: this.accounting,
       bus: this.#selectiveBus(),
       jobs: this.#table.resolve,
       node: name,
@@ -190,20 +202,10 @@ class ClusterNodeImpl implements RunningClusterNode {
     return this;
   }
 
-  /**
-   * What this node's LLM services run at once, and a little more so they
-   * never wait on a hop: for each healthy endpoint, the fewer of its client
-   * limit (adaptive) and the sequences its server runs (from its metrics),
-   * plus a quarter. Undefined when there is no endpoint up.
-   */
+  /** What this node's LLM services run at once plus a small queue (see `llmCapacity`); undefined with no LLM. */
   #llmCapacity(): number | undefined {
-    const eps = this.#opts.llm?.endpoints() ?? [];
-    let cap = 0;
-    for (const e of eps) {
-      if (!e.healthy) continue;
-      cap += e.serverSlots !== undefined && e.serverSlots > 0 ? Math.min(e.limit, e.serverSlots) : e.limit;
-    }
-    return cap > 0 ? Math.ceil(cap * 1.25) : undefined;
+    const llm = this.#opts.llm;
+    return llm && llm.endpoints().length > 0 ? llmCapacity(llm) : undefined;
   }
 
   /** The LLM-bound roles share one group of slots that follows the LLM services' capacity. */
@@ -216,7 +218,9 @@ class ClusterNodeImpl implements RunningClusterNode {
 
   async #refreshMembers(): Promise<void> {
     try {
-      this.#members = (await this.#nats.membership.list()).filter((m) => m.state === "running").map((m) => m.node);
+      const all = await this.#nats.membership.list();
+      this.#members = all.filter((m) => m.state === "running").map((m) => m.node);
+      this.#peers?.update(all);
     } catch (err) {
       this.#log.debug({ err: describe(err) }, "cannot read the members");
     }
@@ -328,7 +332,8 @@ class ClusterNodeImpl implements RunningClusterNode {
   }
 
   metrics(): string {
-    return prometheusText({
+    return (
+      prometheusText({
       node: this.name,
       engine: this.engine.stats,
       bus: this.bus.stats,
@@ -340,7 +345,8 @@ class ClusterNodeImpl implements RunningClusterNode {
       admitted: this.bus.keeper.admitted.size,
       keepalives: this.bus.keeper.keepalives,
       draining: this.#state === "draining",
-    });
+      }) + this.accounting.prometheus()
+    );
   }
 
   /** Leave: stop taking work, give back tasks in flight, flush counters, leave the member view. */
