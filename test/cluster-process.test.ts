@@ -134,9 +134,9 @@ describe.skipIf(missing !== undefined)("cluster of matrixd join processes", () =
     expect(metric(await a!.metrics(), "matrixd_nats_reconnects_total")).toBeGreaterThanOrEqual(1);
   }, 150_000);
 
-  test("cluster - a node joining mid-job takes work, and garbage on matrixd's subjects is counted and dropped", async () => {
+  test("cluster - a node joining mid-job takes work, a node leaving on SIGTERM hands its tasks back, and garbage on matrixd's subjects is counted and dropped", async () => {
     const slow = { sim: { ...SIM, timeScale: 0.06 } };
-    const [a] = await Promise.all([join(slow), join(slow)]);
+    const [a, b] = await Promise.all([join(slow), join(slow)]);
     const { id } = await a!.submit("coral", seeds, { ...JOB, concurrency: 300 });
     await waitRows(a!, id, N * 0.1);
     // garbage on every kind of subject matrixd reads
@@ -156,9 +156,14 @@ describe.skipIf(missing !== undefined)("cluster of matrixd join processes", () =
       await nats.close();
     }
     const late = await join(slow);
+    // the newcomer takes a share; then b leaves cleanly while it holds tasks
+    const deadline = Date.now() + 30_000;
+    while (metric(await late.metrics(), "matrixd_steps_total") === 0 && Date.now() < deadline) await Bun.sleep(100);
+    expect(metric(await late.metrics(), "matrixd_steps_total")).toBeGreaterThan(0);
+    expect(await b!.term()).toBe(0);
+    const handedBack = Number(/"handedBack":(\d+),"msg":"left the cluster"/.exec(b!.log())?.[1] ?? -1);
+    expect(handedBack).toBeGreaterThan(0);
     await checkDataset(a!, id);
-    const m = await late.metrics();
-    expect(metric(m, "matrixd_steps_total")).toBeGreaterThan(0);
     let garbage = 0;
     for (const p of procs.filter((x) => x.alive)) garbage += metric(await p.metrics(), "matrixd_garbage_total");
     // 3 task + 3 task + 3 seed messages taken off consumers; rows read back by the results call

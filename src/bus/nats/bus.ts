@@ -1,42 +1,18 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { describe, TaskError } from "../../errors.ts";
+import { handOff } from "./handoff.ts";
 import type { Logger } from "../../log.ts";
-import { decodeWith, encode } from "../../protocol/codec.ts";
+import { decodeWith } from "../../protocol/codec.ts";
 import type { TaskState } from "../../protocol/task.ts";
 import { type Bus, type Lease, type RoleLoad, roleKey, type TaskHandler } from "../bus.ts";
 import type { NatsLink } from "./connection.ts";
-import { isPayloadTooLarge } from "./errors.ts";
 import { Hold, Keeper, parseAckSubject } from "./holds.ts";
 import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "./names.ts";
 import { Puller } from "./puller.ts";
-import { type ClusterTimings, ensureConsumer, ensureStreams, PUBLISH_TIMEOUT_MS, roleConsumerConfig } from "./setup.ts";
-import { LatencyHistogram } from "./latency.ts";
+import { type ClusterTimings, ensureConsumer, ensureStreams, roleConsumerConfig } from "./setup.ts";
 import { RoleSlots, SlotGroup, type Waiting } from "./slots.ts";
+import { type NatsBusStats, newBusStats } from "./stats.ts";
 import { DoneNoticeSchema, type SeedMessage, SeedMessageSchema, type TaskEnvelope, TaskEnvelopeSchema } from "./wire.ts";
-
-/** Counters of the NATS bus, for /metrics. */
-export interface NatsBusStats {
-  /** hops run on this node with no serialization */
-  localHops: number;
-  /** hops stored in the task stream for any node to take */
-  remoteHops: number;
-  /** hops whose state was already in the stream (a task run twice), dropped */
-  duplicateHops: number;
-  /** task messages taken off the stream */
-  received: number;
-  /** of which were deliveries again (a node died, or a hand-back) */
-  redelivered: number;
-  /** redelivered tasks that already had their row */
-  alreadyDone: number;
-  seedsTaken: number;
-  /** messages that were not what their subject carries, by subject kind */
-  garbage: { task: number; seed: number; done: number };
-  publishRetries: number;
-  /** tasks given back to NATS at shutdown */
-  handedBack: number;
-  /** remote hop latency: publish to the start of the step on the receiving node */
-  hopLatency: LatencyHistogram;
-}
 
 export interface NatsBusOptions {
   link: NatsLink;
@@ -69,19 +45,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 export class NatsBusImpl implements Bus {
   readonly kind = "nats";
-  readonly stats: NatsBusStats = {
-    localHops: 0,
-    remoteHops: 0,
-    duplicateHops: 0,
-    received: 0,
-    redelivered: 0,
-    alreadyDone: 0,
-    seedsTaken: 0,
-    garbage: { task: 0, seed: 0, done: 0 },
-    publishRetries: 0,
-    handedBack: 0,
-    hopLatency: new LatencyHistogram(),
-  };
+  readonly stats: NatsBusStats = newBusStats();
   readonly keeper: Keeper;
   readonly #o: NatsBusOptions;
   readonly #log: Logger;
@@ -220,32 +184,15 @@ export class NatsBusImpl implements Bus {
 
   /** Store the state in the next role's stream, then let go of the hold it came with. */
   async #publish(state: TaskState, hold: Hold): Promise<void> {
-    const next = state.next as string;
-    const env: TaskEnvelope = { v: 1, state, sent: Date.now() };
-    if (hold.seed) env.seed = hold.seed;
-    const data = encode(env);
-    const limit = this.#o.link.maxPayload() - 1024;
-    if (data.length > limit) {
-      throw new TaskError(`task state of ${data.length} bytes is over the ${limit} bytes NATS takes in one message`);
-    }
-    const msgID = hopMsgId(state.job, state.id, state.steps, state.attempts);
-    const subject = Subjects.task(state.workflow, next);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const ack = await this.#o.link.unlessDisconnected(this.#o.link.js.publish(subject, data, { msgID, timeout: PUBLISH_TIMEOUT_MS }));
-        if (ack.duplicate) this.stats.duplicateHops++;
-        else this.stats.remoteHops++;
-        this.keeper.handedOn(hold);
-        return;
-      } catch (err) {
-        if (isPayloadTooLarge(err)) throw new TaskError(`task state of ${data.length} bytes is too large for NATS`);
-        if (this.#closed) return; // left held: given back or redelivered after the ack wait
-        this.stats.publishRetries++;
-        if (attempt % 10 === 0) this.#log.warn({ subject, attempt, err: describe(err) }, "cannot hand a task on, trying again");
-        if (attempt === 3) await ensureStreams(this.#o.link).catch(() => undefined);
-        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
-      }
-    }
+    const done = await handOff(this.#o.link, state, hold.seed, {
+      log: this.#log,
+      stop: () => this.#closed,
+      onRetry: () => this.stats.publishRetries++,
+    });
+    if (done === "abandoned") return; // left held: given back, or delivered again after the ack wait
+    if (done === "duplicate") this.stats.duplicateHops++;
+    else this.stats.remoteHops++;
+    this.keeper.handedOn(hold);
   }
 
   #run(role: RoleSlots, state: TaskState, hold: Hold, keepsGroupSlot = false): void {
@@ -398,10 +345,11 @@ export class NatsBusImpl implements Bus {
 
   /**
    * Stop taking work and give back what is held: tasks whose step was cut
-   * short are stored again with their progress (or, unchanged, nak'ed so
-   * they are delivered again at once elsewhere); tasks that never left the
-   * node that admitted them have their seed nak'ed. Call after aborting the
-   * engine's steps.
+   * short are stored again with their progress for any node to go on with
+   * (a task with no progress since it came is nak'ed instead, delivered
+   * again at once elsewhere); the seeds this node admitted whose tasks are
+   * elsewhere get a long delay rather than expiring. Call after aborting
+   * the engine's steps.
    */
   async drain(waitMs = 3000): Promise<void> {
     if (!this.#draining) {
@@ -414,22 +362,20 @@ export class NatsBusImpl implements Bus {
     const back = [...this.#stranded.splice(0), ...this.#runs.values()];
     for (const r of this.#roles.values()) back.push(...r.overflow.splice(0));
     for (const run of back) await this.#giveBack(run);
+    this.keeper.deferHanded(Math.max(60_000, 10 * this.#o.timings.ackWaitMs));
   }
 
   async #giveBack({ state, hold }: Waiting): Promise<void> {
     if (!hold.open) return;
     this.stats.handedBack++;
-    const progressed =
-      state.next !== null && hold.task !== undefined && hold.mark !== hopMsgId(state.job, state.id, state.steps, state.attempts);
+    const id = hopMsgId(state.job, state.id, state.steps, state.attempts);
+    // Storing an unchanged state would be refused as a duplicate of the message it came with.
+    const progressed = state.next !== null && (hold.task !== undefined ? hold.mark !== id : id !== hopMsgId(state.job, state.id, 0, {}));
     if (progressed) {
-      try {
-        const data = encode({ v: 1, state, seed: hold.seed, sent: Date.now() } satisfies TaskEnvelope);
-        const msgID = hopMsgId(state.job, state.id, state.steps, state.attempts);
-        await this.#o.link.js.publish(Subjects.task(state.workflow, state.next as string), data, { msgID, timeout: 3000 });
+      const done = await handOff(this.#o.link, state, hold.seed, { log: this.#log, stop: () => true, once: true }).catch(() => "abandoned" as const);
+      if (done !== "abandoned") {
         this.keeper.handedOn(hold);
         return;
-      } catch (err) {
-        this.#log.warn({ task: state.id, err: describe(err) }, "cannot store a task's progress at shutdown; giving back its last message");
       }
     }
     this.keeper.giveBack(hold);

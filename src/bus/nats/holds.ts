@@ -176,6 +176,24 @@ export class Keeper {
     }
   }
 
+  /**
+   * This node is leaving: the seeds it admitted whose tasks went on
+   * elsewhere are nak'ed with a long delay instead of left to expire. The
+   * delay is a lease the server keeps for us: the task's row acks the seed
+   * when it is stored (an earlier delivery's ack subject still acks it), and
+   * only a task lost for that long brings its seed back for a new start.
+   */
+  deferHanded(delayMs: number): number {
+    let n = 0;
+    for (const [seq, entry] of this.admitted) {
+      if (entry.handedAt === undefined) continue;
+      this.#send(entry.ref.ack, `-NAK {"delay":${Math.round(delayMs * 1_000_000)}}`);
+      this.admitted.delete(seq);
+      n++;
+    }
+    return n;
+  }
+
   /** The row of a seed this node admitted was stored by another node. */
   noticeDone(seq: number): void {
     const entry = this.admitted.get(seq);

@@ -1,0 +1,53 @@
+import { describe, TaskError } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import { encode } from "../../protocol/codec.ts";
+import type { TaskState } from "../../protocol/task.ts";
+import type { NatsLink } from "./connection.ts";
+import { isPayloadTooLarge } from "./errors.ts";
+import { hopMsgId, Subjects } from "./names.ts";
+import { ensureStreams, PUBLISH_TIMEOUT_MS } from "./setup.ts";
+import type { TaskEnvelope, SeedRef } from "./wire.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** How a hand-off ended. */
+export type HandOff = "stored" | "duplicate" | "abandoned";
+
+/**
+ * Store a task state in its next role's stream. Its message id (job, task,
+ * steps, retries) makes a second store of the same state a duplicate the
+ * server drops, so a task run twice hands on once. Tried again while NATS is
+ * away, until `stop()` says to give up ("abandoned": the caller's hold stays
+ * and its message comes back). A state too large for one message is a
+ * TaskError: the task fails with that reason.
+ */
+export async function handOff(
+  link: NatsLink,
+  state: TaskState,
+  seed: SeedRef | undefined,
+  opts: { log: Logger; stop: () => boolean; onRetry?: () => void; once?: boolean },
+): Promise<HandOff> {
+  const env: TaskEnvelope = { v: 1, state, sent: Date.now() };
+  if (seed) env.seed = seed;
+  const data = encode(env);
+  const limit = link.maxPayload() - 1024;
+  if (data.length > limit) throw new TaskError(`task state of ${data.length} bytes is over the ${limit} bytes NATS takes in one message`);
+  const msgID = hopMsgId(state.job, state.id, state.steps, state.attempts);
+  const subject = Subjects.task(state.workflow, state.next as string);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const ack = await link.unlessDisconnected(link.js.publish(subject, data, { msgID, timeout: PUBLISH_TIMEOUT_MS }));
+      return ack.duplicate ? "duplicate" : "stored";
+    } catch (err) {
+      if (isPayloadTooLarge(err)) throw new TaskError(`task state of ${data.length} bytes is too large for NATS`);
+      if (opts.once || opts.stop()) {
+        if (opts.once) opts.log.warn({ task: state.id, err: describe(err) }, "cannot store a task's progress");
+        return "abandoned";
+      }
+      opts.onRetry?.();
+      if (attempt % 10 === 0) opts.log.warn({ subject, attempt, err: describe(err) }, "cannot hand a task on, trying again");
+      if (attempt === 3) await ensureStreams(link).catch(() => undefined);
+      await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
+    }
+  }
+}
