@@ -108,7 +108,9 @@ export class JobStore {
 
   async list(): Promise<JobRecord[]> {
     const out: JobRecord[] = [];
-    for await (const key of await this.buckets.jobs.keys()) {
+    const keys = new Set<string>();
+    for await (const key of await this.buckets.jobs.keys()) keys.add(key);
+    for (const key of keys) {
       const rec = await this.#getKey(key);
       if (rec) out.push(rec);
     }
@@ -200,6 +202,7 @@ export class JobStore {
   async counters(job: string): Promise<NodeCounters[]> {
     const out: NodeCounters[] = [];
     const kv: KV = this.buckets.stats;
+    // A key put again while the listing runs comes twice: read each once.
     const keys = new Set<string>();
     for await (const key of await kv.keys(jobStatsKeys(job))) keys.add(key);
     for (const key of keys) {

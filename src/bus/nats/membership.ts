@@ -51,7 +51,10 @@ export class Membership {
   /** The members whose heartbeat has not aged out. */
   async list(): Promise<MemberRecord[]> {
     const out: MemberRecord[] = [];
-    for await (const key of await this.kv.keys()) {
+    // A key put again while the listing runs comes twice: list each once.
+    const keys = new Set<string>();
+    for await (const key of await this.kv.keys()) keys.add(key);
+    for (const key of keys) {
       const e = await this.kv.get(key);
       if (!e || e.operation !== "PUT") continue;
       try {
