@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { readConfigFile, validate } from "../config/load.ts";
 import { PricesSchema } from "../engine/accounting.ts";
-import { LlmConfigSchema } from "../llm/config.ts";
+import { LlmSectionSchema } from "../llm/config.ts";
 import { SuperviseSchema } from "../services/supervisor.ts";
 
 /** How a node reaches NATS, and the cluster timings it creates shared consumers with. */
@@ -48,7 +48,7 @@ export const JoinConfigSchema = z.strictObject({
   defaultSlots: z.number().int().positive().default(256),
   /** run a hop on this node when it has a free slot for it (false sends every hop through NATS: for measuring) */
   localFirst: z.boolean().default(true),
-  llm: LlmConfigSchema.optional(),
+  llm: LlmSectionSchema.optional(),
   /** also use the LLM servers other members advertise (their non-loopback endpoints), chosen by live load */
   shareLlm: z.boolean().default(true),
   /** local LLM servers this node starts and watches */
