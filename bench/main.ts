@@ -32,6 +32,7 @@ usage: matrixd bench [SCENARIO] [--quick] [options]
   --fetch-limit N    set BUN_CONFIG_MAX_HTTP_REQUESTS=N for every mode (Bun's fetch
                      runs at most 256 requests at once unless told otherwise)
   --out DIR          where results go (default bench/results)
+  --keep             keep the temporary folder (datasets of every mode) and print its path
 
 Writes DIR/latest.json, DIR/latest.md and DIR/latest.svg, and prints the table.`;
 
@@ -50,6 +51,7 @@ export async function runBench(argv: string[]): Promise<number> {
       "no-scale": { type: "boolean" },
       "fetch-limit": { type: "string" },
       out: { type: "string" },
+      keep: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -164,7 +166,8 @@ export async function runBench(argv: string[]): Promise<number> {
   console.log(renderTable(results));
   for (const w of results.warnings) console.log(`WARNING: ${w}`);
   log(`results: ${join(outDir, "latest.json")}, latest.md, latest.svg`);
-  rmSync(tmp, { recursive: true, force: true });
+  if (f.keep) log(`kept: ${tmp}`);
+  else rmSync(tmp, { recursive: true, force: true });
   return code;
 }
 

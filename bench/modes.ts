@@ -58,6 +58,11 @@ export interface ModeResult {
   tokensPerS: number;
   /** generated tokens / (fleet ceiling x wall time) */
   utilization: number;
+  /**
+   * The same over the time it took to generate 90% of the mode's tokens:
+   * the bulk of the job, without the drain of its longest tasks at the end
+   */
+  utilization90: number;
   /** share of slot-seconds busy, from the servers' running integral */
   occupancy: number;
   rows: number;
@@ -75,6 +80,8 @@ export interface ModeResult {
 }
 
 const MIB = 2 ** 20;
+/** How often the fleet's counters are read while a mode runs. */
+const SAMPLE_MS = 500;
 /** BUN_CONFIG_MAX_HTTP_REQUESTS as matrixd sets it for itself at start. */
 const MATRIXD_FETCH_LIMIT = "65535";
 
@@ -127,6 +134,15 @@ export async function runMode(
   }
 
   const before = await ctx.fleet.counters();
+  // The fleet's token counter over time, to find when the bulk of the work was done.
+  const samples: { t: number; gen: number }[] = [{ t: performance.now(), gen: before.generationTokens }];
+  const sampler = setInterval(() => {
+    const t = performance.now();
+    ctx.fleet.counters().then(
+      (c) => samples.push({ t, gen: c.generationTokens }),
+      () => {},
+    );
+  }, SAMPLE_MS);
   let proc: Awaited<ReturnType<typeof measure>>;
   let redisUsage: { cpuS: number; hwmBytes: number } | undefined;
   try {
@@ -136,9 +152,11 @@ export async function runMode(
     proc = await measure(cmd, { env, cwd: ctx.root });
     redisUsage = redis?.usage();
   } finally {
+    clearInterval(sampler);
     await redis?.stop();
   }
   const after = await ctx.fleet.counters();
+  samples.push({ t: performance.now(), gen: after.generationTokens });
   if (proc.code !== 0) ctx.log(`  ${mode} ${label} exited ${proc.code}: ${lastLines(proc.stderr || proc.stdout)}`);
 
   const ds = await readDataset(out, ctx.workflow);
@@ -159,6 +177,7 @@ export async function runMode(
     promptTokens: after.promptTokens - before.promptTokens,
     tokensPerS: gen / wall,
     utilization: gen / (ctx.fleet.ceilingTps * wall),
+    utilization90: bulkUtilization(samples, 0.9, ctx.fleet.ceilingTps),
     occupancy: (after.runningSeconds - before.runningSeconds) / (ctx.fleet.urls.length * wall),
     rows: ds.rows,
     distinct: ds.distinct,
@@ -177,4 +196,25 @@ export async function runMode(
 
 function lastLines(text: string): string {
   return text.trim().split("\n").slice(-3).join(" | ").slice(0, 500);
+}
+
+/**
+ * Utilization until `share` of the tokens were generated: samples of the
+ * fleet's counter (time, tokens), the first at the mode's start, the last at
+ * its end; the crossing is interpolated between two samples.
+ */
+export function bulkUtilization(samples: { t: number; gen: number }[], share: number, ceilingTps: number): number {
+  const s = [...samples].sort((a, b) => a.t - b.t);
+  const first = s[0];
+  const last = s[s.length - 1];
+  if (!first || !last || last.gen <= first.gen) return Number.NaN;
+  const goal = first.gen + share * (last.gen - first.gen);
+  for (let i = 1; i < s.length; i++) {
+    const a = s[i - 1] as { t: number; gen: number };
+    const b = s[i] as { t: number; gen: number };
+    if (b.gen < goal) continue;
+    const at = b.gen === a.gen ? b.t : a.t + ((goal - a.gen) / (b.gen - a.gen)) * (b.t - a.t);
+    return (goal - first.gen) / (ceilingTps * Math.max(1e-9, (at - first.t) / 1000));
+  }
+  return Number.NaN;
 }

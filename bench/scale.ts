@@ -81,7 +81,7 @@ export async function runScale(ctx: ScaleContext): Promise<ScaleResults> {
   // Sockets stay under the 20,000 open files a process may have here.
   const wide = Math.min(WIDE_LLM_CAP, target);
   const runs: { label: string; concurrency: number; llmCap: number }[] = [
-    { label: "base", concurrency: small, llmCap: small },
+    { label: "base", concurrency: small, llmCap: Math.min(small, 256) },
     { label: "narrow", concurrency: target, llmCap: 256 },
     { label: "wide", concurrency: target, llmCap: wide },
   ];

@@ -38,7 +38,7 @@ describe("bench", () => {
           expect(m.rows).toBe(m.seeds);
           expect(m.distinct).toBe(m.seeds);
           expect(m.genTokens).toBeGreaterThan(0);
-          for (const k of ["tokensPerS", "tasksPerS", "utilization", "latencyP50S", "latencyP99S", "peakRssMiB", "cpuS", "hopsPerS"]) {
+          for (const k of ["tokensPerS", "tasksPerS", "utilization", "utilization90", "latencyP50S", "latencyP99S", "peakRssMiB", "cpuS", "hopsPerS"]) {
             expect(Number.isFinite(m[k])).toBe(true);
           }
           expect(typeof m.quality).toBe("number");
