@@ -7,12 +7,14 @@ import { describe, UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
 import { parseCommand } from "./args.ts";
+import type { EnvService } from "../src/env/types.ts";
+import { openEnvs } from "./envs.ts";
 import { openLlm, superviseFlags } from "./llm.ts";
 
 export const JOIN_HELP = `matrixd join: join a cluster over NATS, host agent roles, serve the HTTP API
 
 usage: matrixd join --nats URL[,URL...] [--http HOST:PORT] [--llm sim|URL ...] [--config FILE]
-                    [--token T] [--name NODE] [--plugin PATH ...] [--supervise CMD ...]
+                    [--token T] [--name NODE] [--plugin PATH ...] [--supervise CMD ...] [--env docker|bwrap]
 
   --nats URL[,URL]     NATS servers (JetStream enabled), e.g. nats://10.0.0.2:4222
   --http HOST:PORT     serve the HTTP API there (jobs, results, cluster, metrics, dashboard);
@@ -21,6 +23,7 @@ usage: matrixd join --nats URL[,URL...] [--http HOST:PORT] [--llm sim|URL ...] [
   --llm sim|URL        'sim' starts a simulated LLM in-process; a URL is an OpenAI-compatible
                        endpoint; repeat for several
   --supervise CMD      start and watch a local LLM server (a command with {port})
+  --env docker|bwrap   per-task environments for tool-using workflows, advertised to the cluster
   --config FILE        YAML or JSON: nats (servers, user, pass, token, tls, ackWaitSec,
                        memberTtlSec), http, token, name, roles, llm, sim, limits, plugins
   --token T            bearer token of the HTTP API
@@ -52,6 +55,7 @@ export async function joinMain(argv: string[]): Promise<number> {
     http: { type: "string" },
     llm: { type: "string", multiple: true },
     supervise: { type: "string", multiple: true },
+    env: { type: "string" },
     config: { type: "string" },
     token: { type: "string" },
     name: { type: "string" },
@@ -79,6 +83,13 @@ export async function joinMain(argv: string[]): Promise<number> {
   for (const p of [...cfg.plugins, ...(f.plugin ?? [])]) for (const w of await loadPlugin(p)) registry.add(w);
   const supervise = [...cfg.supervise, ...superviseFlags(f.supervise)];
   const llm = await openLlm({ flags: f.llm, llm: cfg.llm, sim: cfg.sim, supervise, log });
+  let envs: EnvService | undefined;
+  try {
+    envs = await openEnvs(f.env, cfg.env, log);
+  } catch (err) {
+    await llm?.close();
+    throw err;
+  }
 
   const abort = new AbortController();
   let node: RunningClusterNode | undefined;
@@ -99,6 +110,7 @@ export async function joinMain(argv: string[]): Promise<number> {
       }
       server?.stop(true);
       await llm?.close();
+      await envs?.close();
     })();
   };
   process.on("SIGTERM", () => leave("SIGTERM"));
@@ -113,6 +125,7 @@ export async function joinMain(argv: string[]): Promise<number> {
       roles: roleSelection(cfg.roles),
       defaultSlots: cfg.defaultSlots,
       llm: llm?.client,
+      ...(envs ? { services: { env: envs } } : {}),
       log,
       localFirst: cfg.localFirst,
       prices: cfg.prices,
@@ -121,6 +134,7 @@ export async function joinMain(argv: string[]): Promise<number> {
     });
   } catch (err) {
     await llm?.close();
+    await envs?.close();
     if (abort.signal.aborted) return 0;
     throw err;
   }

@@ -68,7 +68,8 @@ const setup: Role<ToolUseConfig> = {
     const copyScripts = !ctx.config.toolsPath.startsWith("/");
     const files = { ...dbFiles(s.db, DB_DIR, true), ...(copyScripts ? scriptFiles(ctx.config.toolsPath) : {}) };
     const env = await envs.acquire(envOwner(state), { files, timeoutMs: ctx.config.toolTimeoutMs }, ctx.signal);
-    return { vars: { envId: env.id, envNode: ctx.node } };
+    // The environment lives on this node: the task stays here until it ends.
+    return { vars: { envId: env.id, envNode: ctx.node }, pin: true };
   },
 };
 

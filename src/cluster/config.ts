@@ -53,6 +53,8 @@ export const JoinConfigSchema = z.strictObject({
   shareLlm: z.boolean().default(true),
   /** local LLM servers this node starts and watches */
   supervise: z.array(SuperviseSchema).default([]),
+  /** per-task environments (`--env`): driver, capacity, limits; checked when opened */
+  env: z.record(z.string(), z.unknown()).optional(),
   /** settings of the in-process simulated LLM (`--llm sim`) */
   sim: z.record(z.string(), z.unknown()).optional(),
   /** dollars per million tokens by model, for the cost figures of /metrics */

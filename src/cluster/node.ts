@@ -1,3 +1,4 @@
+import type { EnvService } from "../env/types.ts";
 import type { Bus } from "../bus/bus.ts";
 import { roleKey } from "../bus/bus.ts";
 import {
@@ -231,13 +232,20 @@ class ClusterNodeImpl implements RunningClusterNode {
       node: this.name,
       version: VERSION,
       roles: this.bus.load(),
-      services: { llm: (this.#opts.llm?.endpoints() ?? []).map((e) => ({ ...e })) },
+      services: { llm: (this.#opts.llm?.endpoints() ?? []).map((e) => ({ ...e })), ...this.#envService() },
       startedAt: this.#startedAt,
       seenAt: Date.now(),
       state: this.#state,
     };
     if (this.#http) rec.http = this.#http;
     return rec;
+  }
+
+  /** The environment pool this node offers, as members see it. */
+  #envService(): { env?: { driver: string; capacity: number; inUse: number } } {
+    const env = this.#opts.services?.env as EnvService | undefined;
+    if (!env || typeof env.inUse !== "function") return {};
+    return { env: { driver: env.driver, capacity: env.capacity, inUse: env.inUse() } };
   }
 
   setHttp(url: string): void {

@@ -54,6 +54,8 @@ export function applyStep(
       state.history.push(turn);
     }
   }
+  if (result.pin === true) state.pin = node;
+  else if (result.pin === false) delete state.pin;
   if (result.vars) {
     for (const [k, v] of Object.entries(result.vars)) {
       if (v === undefined) delete state.vars[k];

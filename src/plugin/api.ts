@@ -42,6 +42,11 @@ export interface StepResult {
   vars?: Record<string, unknown>;
   /** end the task as failed with this reason */
   fail?: string;
+  /**
+   * true: the task's next steps stay on this node (the step acquired something
+   * that lives here, such as an environment); false: it may move again.
+   */
+  pin?: boolean;
 }
 
 /** One role: the code for one kind of step. */

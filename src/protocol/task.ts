@@ -70,6 +70,8 @@ export const TaskStateSchema = z.object({
   provenance: ProvenanceSchema,
   /** set when the task failed; next is then null */
   error: z.string().optional(),
+  /** the node the task must stay on (it holds something local there, such as an environment) */
+  pin: z.string().min(1).optional(),
 });
 export type TaskState = z.infer<typeof TaskStateSchema>;
 

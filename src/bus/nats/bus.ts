@@ -168,7 +168,8 @@ export class NatsBusImpl implements Bus {
     const hold = lease instanceof Hold ? lease : new Hold(this.keeper);
     const key = roleKey(state.workflow, state.next);
     const role = this.#roles.get(key);
-    if (role && this.#localFirst && !this.#draining) {
+    const pinnedHere = role !== undefined && state.pin === this.#o.node;
+    if (role && (pinnedHere || this.#localFirst) && !this.#draining) {
       // A hop between two roles of one group keeps the group slot the task holds.
       const prev = this.#runs.get(hold.run);
       const keeps = prev !== undefined && prev.groupSlot && prev.role.group !== undefined && prev.role.group === role.group;
@@ -176,6 +177,12 @@ export class NatsBusImpl implements Bus {
         if (keeps) prev.groupSlot = false;
         this.stats.localHops++;
         this.#run(role, state, hold, keeps);
+        return;
+      }
+      if (pinnedHere) {
+        // The task holds something that lives here (an environment): it waits for a slot here rather than move.
+        hold.run = 0;
+        role.overflow.push({ state, hold });
         return;
       }
     }
