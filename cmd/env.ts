@@ -16,7 +16,8 @@ function cString(s: string): Buffer {
 function reexec(): void {
   const script = process.argv[1];
   const compiled = !script || script.startsWith("/$bunfs/");
-  const argv = compiled ? [process.execPath, ...process.argv.slice(2)] : [process.execPath, ...process.argv.slice(1)];
+  // Bun's own flags (--cpu-prof, --smol, --inspect...) come back too, else a profiled run would lose them.
+  const argv = compiled ? [process.execPath, ...process.argv.slice(2)] : [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
   const env = { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: WANT };
   const keep: Buffer[] = [];
   const table = (items: string[]) => {
