@@ -3,7 +3,6 @@ import { closeSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { JobStatus, Member } from "../src/cluster/types.ts";
 import { matrixdBin } from "./helpers.ts";
-import { freePort } from "./nats-server.ts";
 
 /** One `matrixd join` process of the compiled binary, with its HTTP API on a free loopback port. */
 export class JoinProcess {
@@ -110,28 +109,33 @@ export async function spawnJoin(opts: {
   command?: string[];
 }): Promise<JoinProcess> {
   const cmd = opts.command ?? [await matrixdBin()];
-  const port = await freePort();
   const cfgPath = join(opts.dir, `${opts.name}.json`);
   writeFileSync(cfgPath, JSON.stringify(opts.config ?? {}));
   const logPath = join(opts.dir, `${opts.name}.log`);
   const fd = openSync(logPath, "a");
+  const logStart = readFileSync(logPath, "utf8").length;
+  // Port 0: the node picks a free port itself and logs the URL, so nothing else can take it meanwhile.
   const proc = Bun.spawn(
-    [...cmd, "join", "--nats", opts.nats, "--http", `127.0.0.1:${port}`, "--name", opts.name, "--config", cfgPath, ...(opts.args ?? [])],
+    [...cmd, "join", "--nats", opts.nats, "--http", "127.0.0.1:0", "--name", opts.name, "--config", cfgPath, ...(opts.args ?? [])],
     { stdin: "ignore", stdout: fd, stderr: fd, env: { ...process.env } },
   );
   closeSync(fd);
-  const p = new JoinProcess(opts.name, proc, port, logPath);
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  const logText = () => readFileSync(logPath, "utf8").slice(logStart);
   while (Date.now() < deadline) {
-    if (!p.alive) throw new Error(`matrixd join ${opts.name} exited with ${proc.exitCode}:\n${p.log()}`);
-    try {
-      const res = await fetch(`${p.url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (res.ok) return p;
-    } catch {
-      // not listening yet
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`matrixd join ${opts.name} exited with ${proc.exitCode}:\n${logText()}`);
+    const m = /"url":"http:\/\/127\.0\.0\.1:(\d+)","msg":"HTTP API listening"/.exec(logText());
+    if (m) {
+      const p = new JoinProcess(opts.name, proc, Number(m[1]), logPath);
+      try {
+        const res = await fetch(`${p.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+        if (res.ok) return p;
+      } catch {
+        // not answering yet
+      }
     }
     await Bun.sleep(100);
   }
   proc.kill("SIGKILL");
-  throw new Error(`matrixd join ${opts.name} did not answer /healthz within ${opts.timeoutMs ?? 30_000} ms:\n${p.log()}`);
+  throw new Error(`matrixd join ${opts.name} did not answer /healthz within ${opts.timeoutMs ?? 30_000} ms:\n${logText()}`);
 }
