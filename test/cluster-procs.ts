@@ -116,7 +116,7 @@ export async function spawnJoin(opts: {
   const logStart = readFileSync(logPath, "utf8").length;
   // Port 0: the node picks a free port itself and logs the URL, so nothing else can take it meanwhile.
   const proc = Bun.spawn(
-    [...cmd, "join", "--nats", opts.nats, "--http", "127.0.0.1:0", "--name", opts.name, "--config", cfgPath, ...(opts.args ?? [])],
+    [...cmd, "join", "--nats", opts.nats, "--http", "127.0.0.1:0", "--name", opts.name, "--config", cfgPath, "--log-level", "info", ...(opts.args ?? [])],
     { stdin: "ignore", stdout: fd, stderr: fd, env: { ...process.env } },
   );
   closeSync(fd);
