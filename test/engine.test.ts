@@ -8,74 +8,14 @@ import { runJob } from "../src/engine/run.ts";
 import { silentLogger } from "../src/log.ts";
 import { defineWorkflow } from "../src/plugin/api.ts";
 import { loadPlugin } from "../src/plugin/registry.ts";
+import { jittery } from "./engine-cases.ts";
 import { coralSeeds, readRows, tempDir, writeLines } from "./helpers.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.remove());
 
-/** A workflow whose steps sleep a random while and fail on request, watching how many tasks are live. */
-function jittery(watch: { live: Set<string>; maxLive: number }) {
-  return defineWorkflow({
-    name: "jittery",
-    description: "test workflow",
-    seedSchema: z.looseObject({ id: z.string(), hops: z.number().int(), mode: z.string().default("ok") }),
-    configSchema: z.strictObject({}),
-    roles: {
-      a: {
-        kind: "cpu",
-        async run(state, ctx) {
-          watch.live.add(state.id);
-          watch.maxLive = Math.max(watch.maxLive, watch.live.size);
-          await Bun.sleep(Math.floor(ctx.random() * 4));
-          if (state.seed.mode === "throw") throw new Error("agent a broke");
-          if (state.seed.mode === "fail") return { fail: "refused this seed" };
-          return { turns: [{ text: `a${state.steps}` }], vars: { n: ((state.vars.n as number) ?? 0) + 1 } };
-        },
-      },
-      b: {
-        kind: "cpu",
-        async run(state, ctx) {
-          await Bun.sleep(Math.floor(ctx.random() * 3));
-          return { turns: [{ text: `b${state.steps}` }] };
-        },
-      },
-    },
-    start: () => ({ next: "a", vars: { n: 0 } }),
-    next: (state, _c, ran) => {
-      if (ran === "a") return "b";
-      if (state.seed.mode === "loop") return "a";
-      if ((state.vars.n as number) >= (state.seed.hops as number)) {
-        watch.live.delete(state.id);
-        return null;
-      }
-      return "a";
-    },
-    output: (state) => ({ output: { n: state.vars.n }, metrics: { n: state.vars.n } }),
-    maxSteps: () => 30,
-  });
-}
-
 describe("engine", () => {
-  test("engine - exactly one row per task whatever the order, in-flight bounded", async () => {
-    const watch = { live: new Set<string>(), maxLive: 0 };
-    const wf = jittery(watch);
-    const seeds = Array.from({ length: 400 }, (_, i) => ({ id: `t${i}`, hops: 1 + (i % 7) }));
-    writeLines(tmp.path("j.jsonl"), seeds);
-    const job = makeJobRuntime({ workflow: wf, options: {}, seed: 1, stepRetries: 1 });
-    const s = await runJob({ job, seedsPath: tmp.path("j.jsonl"), outPath: tmp.path("j.out"), concurrency: 16, trials: 1, log: silentLogger, node: "n1" });
-    const rows = readRows(tmp.path("j.out"));
-    expect(rows.length).toBe(400);
-    expect(new Set(rows.map((r) => r.id)).size).toBe(400);
-    expect(rows.every((r) => r.status === "ok")).toBe(true);
-    expect(s.ok).toBe(400);
-    expect(watch.maxLive).toBeLessThanOrEqual(16);
-    expect(watch.maxLive).toBeGreaterThan(1);
-    const r7 = rows.find((r) => r.id === "t6");
-    expect(r7.output).toEqual({ n: 7 });
-    expect(r7.history.map((t: { role: string }) => t.role).join("")).toBe("ab".repeat(7));
-    // completion order differs from seed order: row-level scheduling
-    expect(rows.map((r) => r.id)).not.toEqual(seeds.map((x) => x.id));
-  });
+  // One row per task with in-flight bounded, and the failure rows, run on both buses in cluster-engine.test.ts.
 
   test("engine - agent errors, fail results, step limit and bad seed lines give failed rows naming the reason", async () => {
     const wf = jittery({ live: new Set(), maxLive: 0 });
