@@ -1,12 +1,10 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { coralDummy } from "../plugins/coral-dummy/index.ts";
 import { makeJobRuntime } from "../src/engine/job.ts";
 import { runJob } from "../src/engine/run.ts";
 import { silentLogger } from "../src/log.ts";
-import { defineWorkflow } from "../src/plugin/api.ts";
 import { loadPlugin } from "../src/plugin/registry.ts";
 import { jittery } from "./engine-cases.ts";
 import { coralSeeds, readRows, tempDir, writeLines } from "./helpers.ts";
