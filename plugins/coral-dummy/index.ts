@@ -6,7 +6,7 @@ import {
   coralMetrics,
   coralOutput,
   coralVars,
-  match,
+  matcherRole,
   nextRole,
   type Speaker,
   startVars,
@@ -52,12 +52,7 @@ const extractor: Role<CoralDummyConfig> = {
   },
 };
 
-const matcher: Role<CoralDummyConfig> = {
-  kind: "cpu",
-  async run(state) {
-    return { vars: match(coralVars(state)) };
-  },
-};
+const matcher = matcherRole<CoralDummyConfig>();
 
 /** The coral dialogue with no LLM: measures what the framework itself costs per hop. */
 export const coralDummy = defineWorkflow<CoralSeed, CoralDummyConfig>({

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { numeric } from "../../src/engine/metrics.ts";
-import type { Metric } from "../../src/plugin/api.ts";
+import type { Metric, Role } from "../../src/plugin/api.ts";
 import type { TaskState } from "../../src/protocol/task.ts";
 
 /** A multiple-choice question: options in order A, B, C... and the gold letter. */
@@ -59,6 +59,16 @@ export function match(v: CoralVars): Record<string, unknown> | undefined {
   const { teacher, student } = v.answers;
   if (teacher !== null && teacher === student) return { agreed: teacher };
   return undefined;
+}
+
+/** The matcher role (no LLM), the same in coral and coral-dummy. */
+export function matcherRole<C>(): Role<C> {
+  return {
+    kind: "cpu",
+    async run(state) {
+      return { vars: match(coralVars(state)) };
+    },
+  };
 }
 
 export function coralOutput(state: Readonly<TaskState>): { output: unknown; metrics: Record<string, unknown> } {

@@ -7,7 +7,7 @@ import {
   coralMetrics,
   coralOutput,
   coralVars,
-  match,
+  matcherRole,
   nextRole,
   type Speaker,
   startVars,
@@ -66,12 +66,7 @@ const extractor: Role<CoralConfig> = {
   },
 };
 
-const matcher: Role<CoralConfig> = {
-  kind: "cpu",
-  async run(state) {
-    return { vars: match(coralVars(state)) };
-  },
-};
+const matcher = matcherRole<CoralConfig>();
 
 /** Collaborative reasoning dialogue: a teacher and a student talk until they agree on an answer. */
 export const coral = defineWorkflow<CoralSeed, CoralConfig>({
