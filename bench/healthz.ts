@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { track } from "./proc.ts";
-import { freePort } from "./redis.ts";
+import { freePort } from "../src/util/net.ts";
 
 export interface HealthzTimes {
   /** ms from spawn to the first 200, per try */

@@ -4,9 +4,9 @@
  * when done.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../src/util/net.ts";
 import { procStatus, track } from "./proc.ts";
 
 export interface RedisServer {
@@ -18,19 +18,6 @@ export interface RedisServer {
 }
 
 const BINARY = "redis-server";
-
-/** A port nobody listens on now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export async function startRedis(): Promise<RedisServer> {
   if (!Bun.which(BINARY)) throw new Error("redis-server not found: install Debian's redis-server (make system)");

@@ -1,6 +1,6 @@
+import { freePort } from "../src/util/net.ts";
 import { spawnSync, type Subprocess } from "bun";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -25,19 +25,6 @@ export function natsServerMissing(): string | undefined {
   const r = spawnSync([BINARY, "--version"], { stdout: "pipe", stderr: "pipe" });
   if (r.exitCode === 0) return undefined;
   return `nats-server is not installed (looked for "${BINARY}"; install Debian's nats-server package or set NATS_SERVER)`;
-}
-
-/** A free TCP port on 127.0.0.1 (the OS picks; the small race with other tests is accepted). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitReady(proc: Subprocess<"ignore", "pipe", "pipe">, timeoutMs: number): Promise<void> {

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { readLines } from "../util/lines.ts";
+import { freePort } from "../util/net.ts";
 import { type ServerLoad, vllmLoad } from "./prom.ts";
 
 /** One supervised LLM server: a command serving the OpenAI API on `{port}`. */
@@ -39,12 +40,6 @@ export function guardCommand(): string[] {
   return compiled ? [process.execPath, "__guard"] : [process.execPath, script, "__guard"];
 }
 
-async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
 
 /**
  * Starts a local LLM server, waits for its /health, reads its /metrics every
