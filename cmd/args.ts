@@ -28,3 +28,14 @@ export function numFlag(name: string, value: string | undefined): number | undef
   if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${value}"`);
   return n;
 }
+
+/** The flags every node-starting command takes (`run`, `join`): services, config, plugins, logging. */
+export const NODE_FLAGS = {
+  llm: { type: "string", multiple: true },
+  supervise: { type: "string", multiple: true },
+  env: { type: "string" },
+  config: { type: "string" },
+  plugin: { type: "string", multiple: true },
+  "log-level": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;

@@ -6,7 +6,7 @@ import { type RunningClusterNode, startClusterNode } from "../src/cluster/node.t
 import { describe, UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
-import { parseCommand } from "./args.ts";
+import { NODE_FLAGS, parseCommand } from "./args.ts";
 import type { EnvService } from "../src/env/types.ts";
 import { openEnvs } from "./envs.ts";
 import { openLlm, superviseFlags } from "./llm.ts";
@@ -51,17 +51,11 @@ export function splitHostPort(addr: string): { host: string; port: number } {
 /** `matrixd join`: runs until SIGTERM/SIGINT; returns the exit code. */
 export async function joinMain(argv: string[]): Promise<number> {
   const { values: f } = parseCommand("join", argv, {
+    ...NODE_FLAGS,
     nats: { type: "string" },
     http: { type: "string" },
-    llm: { type: "string", multiple: true },
-    supervise: { type: "string", multiple: true },
-    env: { type: "string" },
-    config: { type: "string" },
     token: { type: "string" },
     name: { type: "string" },
-    plugin: { type: "string", multiple: true },
-    "log-level": { type: "string" },
-    help: { type: "boolean", short: "h" },
   });
   if (f.help) {
     console.log(JOIN_HELP);

@@ -10,7 +10,7 @@ import { UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
-import { intFlag, parseCommand } from "./args.ts";
+import { intFlag, NODE_FLAGS, parseCommand } from "./args.ts";
 import type { EnvService } from "../src/env/types.ts";
 import { openEnvs } from "./envs.ts";
 import { openLlm, superviseFlags } from "./llm.ts";
@@ -46,20 +46,14 @@ exit codes: 0 done, 1 job or runtime failure (or every task failed), 2 usage or 
 /** `matrixd run`: returns the exit code. */
 export async function runMain(argv: string[]): Promise<number> {
   const { values: f } = parseCommand("run", argv, {
+    ...NODE_FLAGS,
     workflow: { type: "string" },
     seeds: { type: "string" },
     out: { type: "string" },
-    llm: { type: "string", multiple: true },
-    supervise: { type: "string", multiple: true },
-    env: { type: "string" },
     concurrency: { type: "string" },
     trials: { type: "string" },
     seed: { type: "string" },
-    config: { type: "string" },
-    plugin: { type: "string", multiple: true },
     "progress-every": { type: "string" },
-    "log-level": { type: "string" },
-    help: { type: "boolean", short: "h" },
   });
   if (f.help) {
     console.log(RUN_HELP);
