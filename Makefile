@@ -33,7 +33,7 @@ demo: build
 	@mkdir -p out
 	dist/matrixd run --workflow coral --seeds configs/seeds/coral.jsonl --out out/coral.jsonl --llm sim --config configs/coral.yaml
 	@echo; echo "dataset: out/coral.jsonl ($$(wc -l < out/coral.jsonl) rows); its first row:"
-	@head -n 1 out/coral.jsonl | $(BUN) -e 'const r = JSON.parse(await Bun.stdin.text()); r.history = `[${r.history.length} turns]`; console.log(JSON.stringify(r, null, 2))'
+	@head -n 1 out/coral.jsonl | $(BUN) -e 'const r = JSON.parse(await Bun.stdin.text()); r.history = `[$${r.history.length} turns: see the file]`; console.log(JSON.stringify(r, null, 2))'
 
 test: setup system build
 	$(BUN) test --timeout 120000
