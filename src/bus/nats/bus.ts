@@ -75,7 +75,13 @@ export class NatsBusImpl implements Bus {
 
   host(key: string, slots: number, handler: TaskHandler): void {
     if (slots < 1) throw new RangeError(`role "${key}" needs at least one slot`);
-    const role = new RoleSlots(key, slots, handler, () => this.#draining);
+    const role = new RoleSlots(
+      key,
+      slots,
+      handler,
+      () => this.#draining,
+      () => this.#pumpAll(role),
+    );
     this.#roles.set(key, role);
     void this.#startRolePuller(role);
   }
@@ -219,11 +225,16 @@ export class NatsBusImpl implements Bus {
           this.keeper.giveBack(hold);
         }
       }
-      this.#pump(role);
-      // The group slot it held may be what another role of the group waits for.
-      if (run.groupSlot && role.group) for (const r of this.#roles.values()) if (r !== role && r.group === role.group) this.#pump(r);
+      if (run.groupSlot) this.#pumpAll(role);
+      else this.#pump(role);
     };
     role.handler(state, hold).then(() => after(), after);
+  }
+
+  /** A slot of `role` was freed, and with it one of its group, if any: the group's other roles may wait for it too. */
+  #pumpAll(role: RoleSlots): void {
+    this.#pump(role);
+    if (role.group) for (const r of this.#roles.values()) if (r !== role && r.group === role.group) this.#pump(r);
   }
 
   /** A slot was freed: run what waits for one, and let the pullers ask for more. */

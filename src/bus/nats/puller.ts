@@ -10,6 +10,8 @@ export interface SlotPool {
   reserve(n: number): void;
   /** take back `n` promised slots */
   release(n: number): void;
+  /** a request ended and its unused slots were taken back: whatever waits on this node for them may start */
+  settled?(): void;
 }
 
 export interface PullerOptions {
@@ -153,6 +155,7 @@ export class Puller {
       const got = (req as Request | undefined)?.delivered ?? 0;
       this.ends[end] = (this.ends[end] ?? 0) + 1;
       o.pool.release(batch - got);
+      if (batch > got) o.pool.settled?.();
       idle = got === 0;
       if (end === "silent" || end === "unavailable" || end === "refused") {
         if (end === "silent") silent++;

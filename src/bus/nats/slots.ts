@@ -47,6 +47,8 @@ export class RoleSlots implements SlotPool {
     public slots: number,
     readonly handler: TaskHandler,
     private readonly closed: () => boolean,
+    /** slots were taken back from a pull request: start what waits for them */
+    private readonly onSettled: () => void = () => {},
   ) {
     const dot = key.indexOf(".");
     this.workflow = key.slice(0, dot);
@@ -68,6 +70,10 @@ export class RoleSlots implements SlotPool {
   release(n: number): void {
     this.reserved -= n;
     if (this.group) this.group.reserved -= n;
+  }
+
+  settled(): void {
+    this.onSettled();
   }
 
   /** Whether a step may start now; `keepsGroupSlot` when the task brings a slot of this role's group. */

@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { builtinWorkflows } from "../plugins/index.ts";
+import { type RunningClusterNode, startClusterNode } from "../src/cluster/node.ts";
+import { createEnvService, parseEnvConfig } from "../src/env/index.ts";
+import type { EnvService } from "../src/env/types.ts";
+import { createLlmClient } from "../src/llm/index.ts";
+import { createLogger, silentLogger } from "../src/log.ts";
+import { type SimServer, startSim } from "../src/sim/index.ts";
+import { readResults, TEST_TIMINGS, waitJob } from "./cluster-helpers.ts";
+import { ROOT, tempDir } from "./helpers.ts";
+import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
+
+const missing = natsServerMissing();
+const tmp = tempDir();
+afterAll(() => tmp.remove());
+
+describe.skipIf(missing !== undefined)("cluster with environments", () => {
+  let srv: NatsServer;
+  let sim: SimServer;
+  const nodes: RunningClusterNode[] = [];
+  const envs: EnvService[] = [];
+  beforeAll(async () => {
+    srv = await startNatsServer();
+    // Few LLM slots: hops overflow to the other node unless a task is pinned to its environment.
+    sim = await startSim({ slots: 4, timeScale: 0.01 });
+    chmodSync(tmp.dir, 0o755);
+    for (const name of ["tu-a", "tu-b"]) {
+      const env = await createEnvService(parseEnvConfig({ driver: "bwrap", node: name, stateDir: join(tmp.dir, name), capacity: 8 }), silentLogger);
+      envs.push(env);
+      nodes.push(
+        await startClusterNode({
+          name,
+          nats: { servers: [srv.url] },
+          workflows: builtinWorkflows,
+          llm: createLlmClient({ endpoints: [{ url: `${sim.url}/v1`, maxConcurrency: 8 }] }),
+          services: { env },
+          log: process.env.DEBUG_TU ? createLogger({ level: "info", name }) : silentLogger,
+          timings: TEST_TIMINGS,
+          heartbeatMs: 500,
+          shareLlm: false,
+        }),
+      );
+    }
+  }, 30_000);
+  afterAll(async () => {
+    for (const n of nodes) await n.close();
+    for (const e of envs) await e.close();
+    await sim?.stop();
+    await srv?.close();
+  });
+
+  test("cluster - a tool-use task stays on the node holding its environment; every row ok; environments released", async () => {
+    const seeds = readFileSync(join(ROOT, "configs/seeds/tool-use.jsonl"), "utf8").split("\n").filter(Boolean).slice(0, 24);
+    const { id } = await nodes[0]!.submit({ workflow: "tool-use", seeds, config: { concurrency: 12 } });
+    if (process.env.DEBUG_TU) {
+      await Bun.sleep(8000);
+      for (const n of nodes) console.log(n.name, JSON.stringify(n.bus.load()).slice(0, 1500), JSON.stringify(n.bus.groups()), JSON.stringify(n.engine.stats));
+      console.log("envs", envs.map((e) => e.inUse()));
+    }
+    const status = await waitJob(nodes[1]!, id, 40_000);
+    expect(status.state).toBe("done");
+    const rows = await readResults(nodes[1]!, id);
+    expect(rows.length).toBe(24);
+    expect(rows.filter((r) => r.status !== "ok").map((r) => r.error)).toEqual([]);
+    // After its setup step a task never left its node.
+    expect(rows.every((r) => r.provenance.nodes.length === 1)).toBe(true);
+    const members = await nodes[0]!.members();
+    expect(members.map((m) => m.services.env?.driver).sort()).toEqual(["bwrap", "bwrap"]);
+    expect(envs.map((e) => e.inUse())).toEqual([0, 0]);
+  }, 120_000);
+});
