@@ -11,9 +11,9 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { builtinWorkflows } from "../plugins/index.ts";
 import { startFleet } from "./fleet.ts";
-import { machineInfo } from "./machine.ts";
+import { type MachineInfo, machineInfo } from "./machine.ts";
 import { type BenchContext, MODES, type ModeName, type ModeResult, runMode } from "./modes.ts";
-import { makePlan } from "./plan.ts";
+import { makePlan, type Plan } from "./plan.ts";
 import { bunCommand, matrixdCommand, repoRoot, stopAll } from "./proc.ts";
 import { type BenchResults, qualityWarnings, renderMarkdown, renderSvg, renderTable } from "./report.ts";
 import { runScale } from "./scale.ts";
@@ -83,6 +83,29 @@ export async function runBench(argv: string[]): Promise<number> {
   const machine = machineInfo(root);
   log(`matrixd bench ${scenario}${plan.quick ? " (quick)" : ""}: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB, commit ${machine.commit}`);
   const tmp = mkdtempSync(join(tmpdir(), "matrixd-bench-"));
+  try {
+    return await benchIn(tmp, { f, scenario, root, plan, modes, outDir, env, log, machine });
+  } finally {
+    if (f.keep) log(`kept: ${tmp}`);
+    else rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+interface BenchSetup {
+  f: { seeds?: string; "no-sweep"?: boolean; "no-scale"?: boolean };
+  scenario: string;
+  root: string;
+  plan: Plan;
+  modes: ModeName[];
+  outDir: string;
+  env: Record<string, string>;
+  log: (line: string) => void;
+  machine: MachineInfo;
+}
+
+/** The run itself, in its temporary folder `tmp`. */
+async function benchIn(tmp: string, setup: BenchSetup): Promise<number> {
+  const { f, scenario, root, plan, modes, outDir, env, log, machine } = setup;
   const matrixd = matrixdCommand(root);
   const bun = bunCommand(root);
 
@@ -166,8 +189,6 @@ export async function runBench(argv: string[]): Promise<number> {
   console.log(renderTable(results));
   for (const w of results.warnings) console.log(`WARNING: ${w}`);
   log(`results: ${join(outDir, "latest.json")}, latest.md, latest.svg`);
-  if (f.keep) log(`kept: ${tmp}`);
-  else rmSync(tmp, { recursive: true, force: true });
   return code;
 }
 
@@ -184,6 +205,9 @@ if (import.meta.main) {
       process.exit(130);
     });
   }
-  const code = await runBench(process.argv.slice(2));
+  const code = await runBench(process.argv.slice(2)).catch((err: unknown) => {
+    console.error(`bench: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`);
+    return 2;
+  });
   process.exit(code);
 }
