@@ -1,5 +1,3 @@
-import { dlopen, FFIType, ptr } from "bun:ffi";
-
 /**
  * Bun's fetch runs at most 256 requests at once per process unless
  * BUN_CONFIG_MAX_HTTP_REQUESTS is set when the process starts, and a node
@@ -9,34 +7,16 @@ import { dlopen, FFIType, ptr } from "bun:ffi";
  */
 const WANT = "65535";
 
-function cString(s: string): Buffer {
-  return Buffer.from(`${s}\0`, "utf8");
-}
-
 function reexec(): void {
   const script = process.argv[1];
   const compiled = !script || script.startsWith("/$bunfs/");
   // Bun's own flags (--cpu-prof, --smol, --inspect...) come back too, else a profiled run would lose them.
-  const argv = compiled ? [process.execPath, ...process.argv.slice(2)] : [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
+  const args = compiled ? process.argv.slice(2) : [...process.execArgv, ...process.argv.slice(1)];
   const env = { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: WANT };
-  const keep: Buffer[] = [];
-  const table = (items: string[]) => {
-    const ptrs = new BigUint64Array(items.length + 1);
-    items.forEach((s, i) => {
-      const b = cString(s);
-      keep.push(b);
-      ptrs[i] = BigInt(ptr(b));
-    });
-    return ptrs;
-  };
-  const argvTable = table(argv);
-  const envTable = table(Object.entries(env).map(([k, v]) => `${k}=${v ?? ""}`));
-  const path = cString(process.execPath);
   try {
-    const libc = dlopen("libc.so.6", { execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 } });
-    libc.symbols.execve(ptr(path), ptr(argvTable), ptr(envTable));
+    process.execve?.(process.execPath, [process.execPath, ...args], env);
   } catch {
-    // No libc to call: carry on with Bun's default limit.
+    // execve refused: carry on with Bun's default limit.
   }
 }
 
