@@ -219,6 +219,7 @@ class EnvHandle implements Env {
 export class EnvPoolImpl implements EnvService {
   private readonly slots: Slots;
   private readonly live = new Map<string, EnvHandle>();
+  private readonly releaseListeners = new Set<() => void>();
   private closed = false;
 
   constructor(
@@ -276,6 +277,11 @@ export class EnvPoolImpl implements EnvService {
     return this.live.get(id);
   }
 
+  onRelease(listener: () => void): () => void {
+    this.releaseListeners.add(listener);
+    return () => this.releaseListeners.delete(listener);
+  }
+
   async releaseOwner(owner: string): Promise<void> {
     const mine = [...this.live.values()].filter((e) => e.owner === owner);
     await Promise.all(mine.map((e) => e.release()));
@@ -293,6 +299,13 @@ export class EnvPoolImpl implements EnvService {
     if (this.live.get(env.id) === env) {
       this.live.delete(env.id);
       this.slots.give();
+      for (const listener of this.releaseListeners) {
+        try {
+          listener();
+        } catch (err) {
+          this.log.warn({ env: env.id, err }, "environment release listener threw");
+        }
+      }
     }
   }
 

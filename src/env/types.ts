@@ -89,6 +89,8 @@ export interface EnvService {
   /** Get an environment; waits (first come, first served) while `capacity` are in use. Rejects on abort. */
   acquire(owner: string, spec?: EnvSpec, signal?: AbortSignal): Promise<Env>;
   find(id: string): Env | undefined;
+  /** Call `listener` each time an environment is released; returns a function that stops it. Optional. */
+  onRelease?(listener: () => void): () => void;
   /** Release every environment of an owner (e.g. when its task ends, whatever happened). */
   releaseOwner(owner: string): Promise<void>;
   /** Release everything, reject waiters, stop taking requests. */
