@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { builtinWorkflows } from "../plugins/index.ts";
 import { type RunningClusterNode, startClusterNode } from "../src/cluster/node.ts";
 import { createEnvService, parseEnvConfig } from "../src/env/index.ts";
-import type { EnvService } from "../src/env/types.ts";
+import type { Env, EnvService } from "../src/env/types.ts";
 import { createLlmClient } from "../src/llm/index.ts";
 import { createLogger, silentLogger } from "../src/log.ts";
 import { type SimServer, startSim } from "../src/sim/index.ts";
@@ -68,6 +68,89 @@ describe.skipIf(missing !== undefined)("cluster with environments", () => {
     expect(rows.every((r) => r.provenance.nodes.length === 1)).toBe(true);
     const members = await nodes[0]!.members();
     expect(members.map((m) => m.services.env?.driver).sort()).toEqual(["bwrap", "bwrap"]);
+    expect(envs.map((e) => e.inUse())).toEqual([0, 0]);
+  }, 120_000);
+});
+
+/** An environment service that counts the acquires that had to wait and the most environments alive at once. */
+function watched(env: EnvService): EnvService & { waited: number; most: number } {
+  const w = {
+    driver: env.driver,
+    capacity: env.capacity,
+    waited: 0,
+    most: 0,
+    inUse: () => env.inUse(),
+    async acquire(owner: string, spec?: Parameters<EnvService["acquire"]>[1], signal?: AbortSignal): Promise<Env> {
+      if (env.inUse() >= env.capacity) w.waited++;
+      const got = await env.acquire(owner, spec, signal);
+      w.most = Math.max(w.most, env.inUse());
+      return got;
+    },
+    find: (id: string) => env.find(id),
+    onRelease: (listener: () => void) => env.onRelease?.(listener) ?? (() => {}),
+    releaseOwner: (owner: string) => env.releaseOwner(owner),
+    close: () => env.close(),
+  };
+  return w;
+}
+
+describe.skipIf(missing !== undefined)("cluster admission with few environments", () => {
+  let srv: NatsServer;
+  let sim: SimServer;
+  const nodes: RunningClusterNode[] = [];
+  const envs: ReturnType<typeof watched>[] = [];
+  beforeAll(async () => {
+    srv = await startNatsServer();
+    sim = await startSim({ slots: 16, timeScale: 0.01 });
+    chmodSync(tmp.dir, 0o755);
+    for (const [name, capacity] of [
+      ["tg-a", 2],
+      ["tg-b", 8],
+    ] as const) {
+      const env = watched(
+        await createEnvService(parseEnvConfig({ driver: "bwrap", node: name, stateDir: join(tmp.dir, name), capacity }), silentLogger),
+      );
+      envs.push(env);
+      nodes.push(
+        await startClusterNode({
+          name,
+          nats: { servers: [srv.url] },
+          workflows: builtinWorkflows,
+          llm: createLlmClient({ endpoints: [{ url: `${sim.url}/v1`, maxConcurrency: 8 }] }),
+          services: { env },
+          log: silentLogger,
+          timings: TEST_TIMINGS,
+          heartbeatMs: 500,
+          shareLlm: false,
+        }),
+      );
+    }
+  }, 30_000);
+  afterAll(async () => {
+    for (const n of nodes) await n.close();
+    for (const e of envs) await e.close();
+    await sim?.stop();
+    await srv?.close();
+  });
+
+  test("cluster - a node admits a tool-use task only while it has a free environment; no setup step waits", async () => {
+    const seeds = readFileSync(join(ROOT, "configs/seeds/tool-use.jsonl"), "utf8").split("\n").filter(Boolean).slice(0, 16);
+    const most = [0, 0];
+    const sampler = setInterval(() => envs.forEach((e, i) => (most[i] = Math.max(most[i]!, e.inUse()))), 5);
+    try {
+      const { id } = await nodes[0]!.submit({ workflow: "tool-use", seeds, config: { concurrency: 12 } });
+      const status = await waitJob(nodes[1]!, id, 40_000);
+      expect(status.state).toBe("done");
+      const rows = await readResults(nodes[1]!, id);
+      expect(rows.length).toBe(16);
+      expect(rows.filter((r) => r.status !== "ok").map((r) => r.error)).toEqual([]);
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(envs.map((e) => e.waited)).toEqual([0, 0]);
+    expect(Math.max(most[0]!, envs[0]!.most)).toBeLessThanOrEqual(2);
+    // Both nodes took tasks.
+    expect(envs.every((e) => e.most > 0)).toBe(true);
     expect(envs.map((e) => e.inUse())).toEqual([0, 0]);
   }, 120_000);
 });

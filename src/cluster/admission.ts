@@ -16,6 +16,13 @@ export interface AdmissionOptions {
   /** stores a row the way the engine's finish does */
   finish: (row: OutputRow) => Promise<void>;
   log: Logger;
+  /**
+   * The bus's gate of this node's environments, if it has any: a job whose
+   * first role has kind "env" (its first step acquires an environment) is
+   * admitted only while one is free. Only the first role: a later role of
+   * the task already holds its environment.
+   */
+  envGate?: string;
 }
 
 /**
@@ -39,10 +46,11 @@ export class AdmissionManager {
       if (active) return;
       const rt = this.o.table.runtime(rec);
       if (!rt) return;
-      const stop = this.o.bus.admit(rec.id, roleKey(rec.workflow, rec.entry), (seed, hold, again) => this.#onSeed(seed, hold, again));
+      const gate = rt.workflow.roles[rec.entry]?.kind === "env" ? this.o.envGate : undefined;
+      const stop = this.o.bus.admit(rec.id, roleKey(rec.workflow, rec.entry), (seed, hold, again) => this.#onSeed(seed, hold, again), { gate });
       if (stop) {
         this.#active.set(rec.id, stop);
-        this.o.log.info({ job: rec.id, entry: rec.entry }, "admitting the job's tasks");
+        this.o.log.info({ job: rec.id, entry: rec.entry, gate }, "admitting the job's tasks");
       }
     } else if (active) {
       this.#active.delete(rec.id);

@@ -30,6 +30,9 @@ import { jobStatus, sumCounters } from "./status.ts";
 import { prepareJob } from "./submit.ts";
 import type { ClusterNode, JobStatus, JobSubmission, Member } from "./types.ts";
 
+/** The admission gate of the node's environments. */
+const ENV_GATE = "env";
+
 export interface ClusterNodeOptions {
   /** node name; made safe for subjects and keys */
   name: string;
@@ -102,6 +105,7 @@ class ClusterNodeImpl implements RunningClusterNode {
   #members: string[] = [];
   #peers: PeerEndpoints | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
+  #unhookEnv: (() => void) | undefined;
   #state: "running" | "draining" = "running";
   #closing: Promise<void> | undefined;
 
@@ -141,8 +145,16 @@ class ClusterNodeImpl implements RunningClusterNode {
       services: opts.services,
       finish: (row) => this.#store(row),
     });
+    const env = this.#opts.services?.env as EnvService | undefined;
+    const hasEnv = env !== undefined && typeof env.inUse === "function" && typeof env.capacity === "number";
+    if (hasEnv) {
+      // A task whose first step takes an environment is admitted only while one is free here.
+      this.bus.defineGate(ENV_GATE, () => env.capacity - env.inUse());
+      this.#unhookEnv = env.onRelease?.(() => this.bus.wakeGate(ENV_GATE));
+    }
     this.#admission = new AdmissionManager({
       bus: this.bus,
+      envGate: hasEnv ? ENV_GATE : undefined,
       engine: this.engine,
       table: this.#table,
       results,
@@ -369,6 +381,7 @@ class ClusterNodeImpl implements RunningClusterNode {
     for (const t of this.#timers) clearInterval(t);
     this.#coordinator.stop();
     this.#table.stop();
+    this.#unhookEnv?.();
     const drained = this.bus.drain();
     this.engine.abort();
     await this.#admission.close();

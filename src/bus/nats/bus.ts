@@ -10,7 +10,7 @@ import { Hold, Keeper, parseAckSubject } from "./holds.ts";
 import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "./names.ts";
 import { Puller } from "./puller.ts";
 import { type ClusterTimings, ensureConsumer, ensureStreams, roleConsumerConfig } from "./setup.ts";
-import { RoleSlots, SlotGroup, type Waiting } from "./slots.ts";
+import { AdmissionGate, GatedSlots, RoleSlots, SlotGroup, type Waiting } from "./slots.ts";
 import { type NatsBusStats, newBusStats } from "./stats.ts";
 import { DoneNoticeSchema, type SeedMessage, SeedMessageSchema, type TaskEnvelope, TaskEnvelopeSchema } from "./wire.ts";
 
@@ -51,6 +51,7 @@ export class NatsBusImpl implements Bus {
   readonly #log: Logger;
   readonly #roles = new Map<string, RoleSlots>();
   readonly #groups = new Map<string, SlotGroup>();
+  readonly #gates = new Map<string, AdmissionGate>();
   readonly #runs = new Map<number, Run>();
   readonly #stranded: Waiting[] = [];
   readonly #localFirst: boolean;
@@ -299,17 +300,42 @@ export class NatsBusImpl implements Bus {
   }
 
   /**
-   * Take a job's seeds, for as many tasks as the role they start at has free
-   * slots on this node. Returns a function that stops taking them.
+   * Define (or redefine) an admission gate: something of which the first
+   * step of a gated job's tasks takes one share, held to the task's end
+   * (an environment). `available` says how many are free at the source;
+   * call {@link wakeGate} when shares are given back.
    */
-  admit(job: string, entryKey: string, onSeed: SeedHandler): (() => Promise<void>) | undefined {
+  defineGate(name: string, available: () => number): void {
+    const gate = this.#gates.get(name);
+    if (gate) gate.available = available;
+    else this.#gates.set(name, new AdmissionGate(name, available));
+  }
+
+  /** Shares of a gate were given back: the pullers of its jobs may ask for seeds again. */
+  wakeGate(name: string): void {
+    this.#gates.get(name)?.wake();
+  }
+
+  /** A gate's shares free now, as admission sees them (undefined when there is no such gate). */
+  gateFree(name: string): number | undefined {
+    return this.#gates.get(name)?.free();
+  }
+
+  /**
+   * Take a job's seeds, for as many tasks as the role they start at has free
+   * slots on this node, and, with `gate`, no more than the gate has free.
+   * Returns a function that stops taking them.
+   */
+  admit(job: string, entryKey: string, onSeed: SeedHandler, opts: { gate?: string } = {}): (() => Promise<void>) | undefined {
     const role = this.#roles.get(entryKey);
     if (!role || this.#draining) return undefined;
+    const gate = opts.gate === undefined ? undefined : this.#gates.get(opts.gate);
+    gate?.roles.add(role);
     const puller = new Puller({
       link: this.#o.link,
       stream: Streams.seeds,
       consumer: seedConsumer(job),
-      pool: role,
+      pool: gate ? new GatedSlots(role, gate) : role,
       log: this.#log,
       onMessage: (msg) => this.#onSeed(job, msg, onSeed),
     });

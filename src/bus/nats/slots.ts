@@ -21,6 +21,63 @@ export class SlotGroup {
   }
 }
 
+/**
+ * Something the first step of a role's tasks takes and holds for the rest of
+ * the task (an environment): admission takes seeds for those roles only while
+ * some is free. What is claimed but not yet taken counts against it: seeds
+ * promised to pull requests, and the roles' steps running or waiting (a
+ * step that already took its share is counted twice until it ends, so the
+ * gate errs on the side of admitting less).
+ */
+export class AdmissionGate {
+  /** roles whose steps take a share */
+  readonly roles = new Set<RoleSlots>();
+  /** shares promised to seed pull requests */
+  reserved = 0;
+  constructor(
+    readonly name: string,
+    /** shares free at the source (e.g. capacity minus environments alive) */
+    public available: () => number,
+  ) {}
+
+  free(): number {
+    let claimed = this.reserved;
+    for (const r of this.roles) claimed += r.busy + r.overflow.length;
+    return this.available() - claimed;
+  }
+
+  /** Shares were given back at the source: let the roles' pullers ask again. */
+  wake(): void {
+    for (const r of this.roles) r.wake();
+  }
+}
+
+/** A seed puller's slots: its entry role's, and no more than its gate has free. */
+export class GatedSlots implements SlotPool {
+  constructor(
+    readonly role: RoleSlots,
+    readonly gate: AdmissionGate,
+  ) {}
+
+  free(): number {
+    return Math.min(this.role.free(), this.gate.free());
+  }
+
+  reserve(n: number): void {
+    this.role.reserve(n);
+    this.gate.reserved += n;
+  }
+
+  release(n: number): void {
+    this.role.release(n);
+    this.gate.reserved -= n;
+  }
+
+  settled(): void {
+    this.role.settled();
+  }
+}
+
 /** A task waiting on this node for a slot of its role. */
 export interface Waiting {
   state: TaskState;
