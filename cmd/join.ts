@@ -7,9 +7,7 @@ import { describe, UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
 import { NODE_FLAGS, parseCommand } from "./args.ts";
-import type { EnvService } from "../src/env/types.ts";
-import { openEnvs } from "./envs.ts";
-import { openLlm, superviseFlags } from "./llm.ts";
+import { openNodeServices } from "./services.ts";
 
 export const JOIN_HELP = `matrixd join: join a cluster over NATS, host agent roles, serve the HTTP API
 
@@ -75,15 +73,7 @@ export async function joinMain(argv: string[]): Promise<number> {
 
   const registry = new Registry(builtinWorkflows);
   for (const p of [...cfg.plugins, ...(f.plugin ?? [])]) for (const w of await loadPlugin(p)) registry.add(w);
-  const supervise = [...cfg.supervise, ...superviseFlags(f.supervise)];
-  const llm = await openLlm({ flags: f.llm, llm: cfg.llm, sim: cfg.sim, supervise, log });
-  let envs: EnvService | undefined;
-  try {
-    envs = await openEnvs(f.env, cfg.env, log);
-  } catch (err) {
-    await llm?.close();
-    throw err;
-  }
+  const svc = await openNodeServices(f, cfg, log);
 
   const abort = new AbortController();
   let node: RunningClusterNode | undefined;
@@ -103,8 +93,7 @@ export async function joinMain(argv: string[]): Promise<number> {
         log.error({ err: describe(err) }, "leaving the cluster failed");
       }
       server?.stop(true);
-      await llm?.close();
-      await envs?.close();
+      await svc.close();
     })();
   };
   process.on("SIGTERM", () => leave("SIGTERM"));
@@ -118,8 +107,8 @@ export async function joinMain(argv: string[]): Promise<number> {
       workflows: registry,
       roles: roleSelection(cfg.roles),
       defaultSlots: cfg.defaultSlots,
-      llm: llm?.client,
-      ...(envs ? { services: { env: envs } } : {}),
+      llm: svc.llm?.client,
+      services: svc.services,
       log,
       localFirst: cfg.localFirst,
       prices: cfg.prices,
@@ -127,8 +116,7 @@ export async function joinMain(argv: string[]): Promise<number> {
       signal: abort.signal,
     });
   } catch (err) {
-    await llm?.close();
-    await envs?.close();
+    await svc.close();
     if (abort.signal.aborted) return 0;
     throw err;
   }

@@ -11,9 +11,7 @@ import { createLogger } from "../src/log.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
 import { intFlag, NODE_FLAGS, parseCommand } from "./args.ts";
-import type { EnvService } from "../src/env/types.ts";
-import { openEnvs } from "./envs.ts";
-import { openLlm, superviseFlags } from "./llm.ts";
+import { openNodeServices } from "./services.ts";
 
 export const RUN_HELP = `matrixd run: run a job on this machine, in-process, with no external service
 
@@ -84,15 +82,7 @@ export async function runMain(argv: string[]): Promise<number> {
   });
 
   const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "warn", stream: "stderr" });
-  const supervise = [...cfg.supervise, ...superviseFlags(f.supervise)];
-  const llm = await openLlm({ flags: f.llm, llm: cfg.llm, sim: cfg.sim, supervise, log });
-  let envs: EnvService | undefined;
-  try {
-    envs = await openEnvs(f.env, cfg.env, log);
-  } catch (err) {
-    await llm?.close();
-    throw err;
-  }
+  const svc = await openNodeServices(f, cfg, log);
   const total = (await countLines(f.seeds)) * trials;
 
   const abort = new AbortController();
@@ -121,8 +111,8 @@ export async function runMain(argv: string[]): Promise<number> {
       concurrency,
       trials,
       roleSlots: Object.fromEntries(Object.entries(cfg.roles).map(([r, c]) => [r, c.slots])),
-      llm: llm?.client,
-      ...(envs ? { services: { env: envs } } : {}),
+      llm: svc.llm?.client,
+      services: svc.services,
       accounting: new Accounting(cfg.prices),
       ...(cfg.budget ? { budget: cfg.budget } : {}),
       log,
@@ -141,8 +131,7 @@ export async function runMain(argv: string[]): Promise<number> {
     if (tty) process.stderr.write("\r\x1b[K");
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    await llm?.close();
-    await envs?.close();
+    await svc.close();
   }
   console.log(formatSummary(workflow.name, summary, f.out));
   if (summary.budgetReached) {
