@@ -5,6 +5,16 @@ import type { Registry } from "../plugin/registry.ts";
 import { fnv1a } from "../util/hash.ts";
 import { isLive, type JobTable } from "./jobs.ts";
 
+const CHECK_TIMEOUT_MS = 30_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 export interface CoordinatorOptions {
   node: string;
   table: JobTable;
@@ -44,8 +54,10 @@ export class Coordinator {
 
   /** Whether this node coordinates a job now. */
   coordinates(job: string): boolean {
-    const names = this.o.members();
-    if (names.length === 0 || !names.includes(this.o.node)) return names.length === 0;
+    // This node is alive whatever its view of the members says (a view rebuilt after a
+    // NATS restart may miss it for a while): counting itself means some node always coordinates.
+    const seen = this.o.members();
+    const names = seen.includes(this.o.node) ? seen : [...seen, this.o.node];
     let best = "";
     let bestHash = Number.POSITIVE_INFINITY;
     for (const n of names) {
@@ -65,7 +77,8 @@ export class Coordinator {
       for (const rec of this.o.table.all()) {
         if (!isLive(rec) || !this.coordinates(rec.id)) continue;
         try {
-          await this.#check(rec);
+          // Bounded, so one check stuck on a request across a NATS restart cannot stop every later tick.
+          await withTimeout(this.#check(rec), CHECK_TIMEOUT_MS, `check of job ${rec.id}`);
         } catch (err) {
           this.o.log.debug({ job: rec.id, err: describe(err) }, "job check failed");
         }
