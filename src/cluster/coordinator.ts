@@ -6,6 +6,7 @@ import { fnv1a } from "../util/hash.ts";
 import { isLive, type JobTable } from "./jobs.ts";
 
 const CHECK_TIMEOUT_MS = 30_000;
+const TALLY_EVERY_MS = 10_000;
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -41,6 +42,8 @@ export class Coordinator {
   #timer: ReturnType<typeof setInterval> | undefined;
   #busy = false;
   #warned = new Set<string>();
+  /** when each job's rows were last counted while it still had seeds out */
+  #tallied = new Map<string, number>();
 
   constructor(private readonly o: CoordinatorOptions) {}
 
@@ -97,14 +100,24 @@ export class Coordinator {
       return;
     }
     const progress = await store.seedProgress(rec.id);
-    if (progress && (progress.pending > 0 || progress.inFlight > 0)) return;
+    const seedsLeft = progress !== undefined && (progress.pending > 0 || progress.inFlight > 0);
+    if (seedsLeft) {
+      // Seeds left mostly mean rows to come. But a seed whose ack was lost (a NATS restart) stays
+      // un-acked after its row is stored, so count the rows now and then all the same: rows are
+      // stored once per task, so as many rows as tasks is a finished job whatever the seeds say.
+      const last = this.#tallied.get(rec.id) ?? 0;
+      if (Date.now() - last < TALLY_EVERY_MS) return;
+      this.#tallied.set(rec.id, Date.now());
+    }
     const workflow = this.o.registry.names().includes(rec.workflow) ? this.o.registry.get(rec.workflow) : undefined;
     const { rows, tally } = await results.tally(rec.id, workflow?.metrics ?? []);
     if (rows >= rec.total) {
       const ended = await this.#end(rec, "done", undefined, tally);
+      this.#tallied.delete(rec.id);
       if (ended) this.o.log.info({ job: rec.id, ok: tally.ok, failed: tally.failed }, "job done");
       return;
     }
+    if (seedsLeft) return;
     if (!progress) {
       // Its seed consumer is gone (deleted by hand?): make it again; what is left of the seeds comes back.
       await store.openSeeds(rec.id, rec.settings.concurrency);
