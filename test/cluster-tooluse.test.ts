@@ -6,7 +6,7 @@ import { type RunningClusterNode, startClusterNode } from "../src/cluster/node.t
 import { createEnvService, parseEnvConfig } from "../src/env/index.ts";
 import type { Env, EnvService } from "../src/env/types.ts";
 import { createLlmClient } from "../src/llm/index.ts";
-import { createLogger, silentLogger } from "../src/log.ts";
+import { silentLogger } from "../src/log.ts";
 import { type SimServer, startSim } from "../src/sim/index.ts";
 import { readResults, TEST_TIMINGS, waitJob } from "./cluster-helpers.ts";
 import { ROOT, tempDir } from "./helpers.ts";
@@ -15,6 +15,21 @@ import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-serv
 const missing = natsServerMissing();
 const tmp = tempDir();
 afterAll(() => tmp.remove());
+
+/** A cluster node with its own environment service and an LLM client to the shared sim. */
+function startEnvNode(name: string, env: EnvService, srv: NatsServer, sim: SimServer): Promise<RunningClusterNode> {
+  return startClusterNode({
+    name,
+    nats: { servers: [srv.url] },
+    workflows: builtinWorkflows,
+    llm: createLlmClient({ endpoints: [{ url: `${sim.url}/v1`, maxConcurrency: 8 }] }),
+    services: { env },
+    log: silentLogger,
+    timings: TEST_TIMINGS,
+    heartbeatMs: 500,
+    shareLlm: false,
+  });
+}
 
 describe.skipIf(missing !== undefined)("cluster with environments", () => {
   let srv: NatsServer;
@@ -29,19 +44,7 @@ describe.skipIf(missing !== undefined)("cluster with environments", () => {
     for (const name of ["tu-a", "tu-b"]) {
       const env = await createEnvService(parseEnvConfig({ driver: "bwrap", node: name, stateDir: join(tmp.dir, name), capacity: 8 }), silentLogger);
       envs.push(env);
-      nodes.push(
-        await startClusterNode({
-          name,
-          nats: { servers: [srv.url] },
-          workflows: builtinWorkflows,
-          llm: createLlmClient({ endpoints: [{ url: `${sim.url}/v1`, maxConcurrency: 8 }] }),
-          services: { env },
-          log: process.env.DEBUG_TU ? createLogger({ level: "info", name }) : silentLogger,
-          timings: TEST_TIMINGS,
-          heartbeatMs: 500,
-          shareLlm: false,
-        }),
-      );
+      nodes.push(await startEnvNode(name, env, srv, sim));
     }
   }, 30_000);
   afterAll(async () => {
@@ -54,11 +57,6 @@ describe.skipIf(missing !== undefined)("cluster with environments", () => {
   test("cluster - a tool-use task stays on the node holding its environment; every row ok; environments released", async () => {
     const seeds = readFileSync(join(ROOT, "configs/seeds/tool-use.jsonl"), "utf8").split("\n").filter(Boolean).slice(0, 24);
     const { id } = await nodes[0]!.submit({ workflow: "tool-use", seeds, config: { concurrency: 12 } });
-    if (process.env.DEBUG_TU) {
-      await Bun.sleep(8000);
-      for (const n of nodes) console.log(n.name, JSON.stringify(n.bus.load()).slice(0, 1500), JSON.stringify(n.bus.groups()), JSON.stringify(n.engine.stats));
-      console.log("envs", envs.map((e) => e.inUse()));
-    }
     const status = await waitJob(nodes[1]!, id, 40_000);
     expect(status.state).toBe("done");
     const rows = await readResults(nodes[1]!, id);
@@ -111,19 +109,7 @@ describe.skipIf(missing !== undefined)("cluster admission with few environments"
         await createEnvService(parseEnvConfig({ driver: "bwrap", node: name, stateDir: join(tmp.dir, name), capacity }), silentLogger),
       );
       envs.push(env);
-      nodes.push(
-        await startClusterNode({
-          name,
-          nats: { servers: [srv.url] },
-          workflows: builtinWorkflows,
-          llm: createLlmClient({ endpoints: [{ url: `${sim.url}/v1`, maxConcurrency: 8 }] }),
-          services: { env },
-          log: silentLogger,
-          timings: TEST_TIMINGS,
-          heartbeatMs: 500,
-          shareLlm: false,
-        }),
-      );
+      nodes.push(await startEnvNode(name, env, srv, sim));
     }
   }, 30_000);
   afterAll(async () => {
