@@ -125,13 +125,21 @@ describe.skipIf(missing !== undefined)("cluster of matrixd join processes", () =
     await checkDataset(b!, id);
   }, 150_000);
 
-  test("cluster - nats-server restarted mid-job: nodes reconnect and the dataset is complete", async () => {
-    const [a, b] = await Promise.all([join(), join(), join()]);
+  test("cluster - nats-server restarted mid-job: nodes reconnect, the dataset is complete, and the member view comes back", async () => {
+    const [a, b, c] = await Promise.all([join(), join(), join()]);
     const { id } = await a!.submit("coral", seeds, JOB);
     await waitRows(a!, id, N * 0.25);
     await srv.restart();
     await checkDataset(b!, id);
     expect(metric(await a!.metrics(), "matrixd_nats_reconnects_total")).toBeGreaterThanOrEqual(1);
+    // The member view lives in memory at the server, so the restart lost it: it comes back.
+    const want = [a!.name, b!.name, c!.name].sort();
+    const names = async () => (await a!.members()).map((m) => m.node).sort();
+    const t = Date.now();
+    while (JSON.stringify(await names().catch(() => [])) !== JSON.stringify(want)) {
+      if (Date.now() - t > 15_000) throw new Error(`member view ${await names().catch(String)} is not ${want} 15 s after the restart`);
+      await Bun.sleep(200);
+    }
   }, 150_000);
 
   test("cluster - a node joining mid-job takes work, a node leaving on SIGTERM hands its tasks back, and garbage on matrixd's subjects is counted and dropped", async () => {

@@ -30,6 +30,9 @@ import { jobStatus, sumCounters } from "./status.ts";
 import { prepareJob } from "./submit.ts";
 import type { ClusterNode, JobStatus, JobSubmission, Member } from "./types.ts";
 
+/** How often the member view is read again. */
+const MEMBERS_REFRESH_MS = 2000;
+
 /** The admission gate of the node's environments. */
 const ENV_GATE = "env";
 
@@ -103,6 +106,8 @@ class ClusterNodeImpl implements RunningClusterNode {
   readonly #autoLlmRoles: string[] = [];
   #http: string | undefined;
   #members: string[] = [];
+  /** when the member view was last read */
+  #membersAt = 0;
   #peers: PeerEndpoints | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
   #unhookEnv: (() => void) | undefined;
@@ -168,7 +173,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       results,
       registry,
       log,
-      members: () => this.#members,
+      members: () => this.#liveMembers(),
     });
   }
 
@@ -209,7 +214,7 @@ class ClusterNodeImpl implements RunningClusterNode {
     await this.#refreshMembers();
     this.#counters.start();
     this.#coordinator.start();
-    this.#timers.push(setInterval(() => void this.#refreshMembers(), 2000));
+    this.#timers.push(setInterval(() => void this.#refreshMembers(), MEMBERS_REFRESH_MS));
     this.#timers.push(setInterval(() => this.#followLlmCapacity(), 1000));
     this.#log.info({ roles: Object.keys(this.bus.load()).length, version: VERSION }, "node joined the cluster");
     return this;
@@ -229,10 +234,23 @@ class ClusterNodeImpl implements RunningClusterNode {
     this.bus.shareSlots("llm", cap, this.#autoLlmRoles);
   }
 
+  /**
+   * The names of the running members. A view that could not be read again
+   * for longer than a member lives is not trusted (it may name nodes that
+   * have died since): then this node knows only itself, and coordinates
+   * every job until the view is back, which is safe since ending a job is
+   * a compare-and-set.
+   */
+  #liveMembers(): string[] {
+    const ttl = this.#nats.timings.memberTtlMs;
+    return Date.now() - this.#membersAt > Math.max(ttl, 3 * MEMBERS_REFRESH_MS) ? [] : this.#members;
+  }
+
   async #refreshMembers(): Promise<void> {
     try {
       const all = await this.#nats.membership.list();
       this.#members = all.filter((m) => m.state === "running").map((m) => m.node);
+      this.#membersAt = Date.now();
       this.#peers?.update(all);
     } catch (err) {
       this.#log.debug({ err: describe(err) }, "cannot read the members");

@@ -13,11 +13,18 @@ export class Membership {
   garbage = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #failing = false;
+  #restoring: Promise<void> | undefined;
 
   constructor(
     private readonly kv: KV,
     private readonly node: string,
     private readonly log: Logger,
+    /**
+     * Create the bucket again when it is gone. It is kept in memory, so a
+     * nats-server that restarts loses it; without this every heartbeat
+     * after a restart would fail and the view would stay as it was.
+     */
+    private readonly restore?: () => Promise<unknown>,
   ) {}
 
   /** Put the record now and then every `everyMs`, as `record()` reads at the time. */
@@ -30,10 +37,24 @@ export class Membership {
       } catch (err) {
         if (!this.#failing) this.log.warn({ err: describe(err) }, "cannot put membership heartbeat");
         this.#failing = true;
+        this.#restoreBucket();
       }
     };
     this.#timer = setInterval(() => void beat(), everyMs);
     return beat();
+  }
+
+  /** Create the bucket again, one attempt at a time (creating one that exists changes nothing). */
+  #restoreBucket(): void {
+    if (!this.restore || this.#restoring) return;
+    this.#restoring = this.restore()
+      .then(
+        () => this.log.debug("members bucket checked"),
+        (err) => this.log.debug({ err: describe(err) }, "cannot create the members bucket again yet"),
+      )
+      .finally(() => {
+        this.#restoring = undefined;
+      });
   }
 
   /** Stop the heartbeat and take this node out of the view. */

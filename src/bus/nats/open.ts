@@ -2,7 +2,7 @@ import { type NatsConnectOptions, type NatsLink, connectNats } from "./connectio
 import { JobStore } from "./jobstore.ts";
 import { Membership } from "./membership.ts";
 import { ResultStore } from "./results.ts";
-import { type ClusterTimings, ensureStreams, openBuckets } from "./setup.ts";
+import { type ClusterTimings, ensureStreams, openBuckets, openMembersBucket } from "./setup.ts";
 
 /** Everything a node keeps in NATS, opened on one connection. */
 export interface NatsCluster {
@@ -28,7 +28,7 @@ export async function openNatsCluster(opts: NatsConnectOptions & { timings: Clus
       timings: opts.timings,
       jobs: new JobStore(link, buckets, opts.timings, opts.log),
       results: new ResultStore(link, opts.log),
-      membership: new Membership(buckets.members, opts.name, opts.log),
+      membership: new Membership(buckets.members, opts.name, opts.log, () => openMembersBucket(link, opts.timings)),
       close: () => link.close(),
     };
   } catch (err) {

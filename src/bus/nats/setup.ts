@@ -118,22 +118,33 @@ export interface ClusterBuckets {
   members: KV;
 }
 
+/** Open a bucket, creating it when missing (another node creating it at the same moment is fine). */
+async function openBucket(link: NatsLink, name: string, opts: Parameters<NatsLink["kvm"]["create"]>[1]): Promise<KV> {
+  try {
+    return await link.kvm.create(name, opts);
+  } catch (err) {
+    // Another node may be creating it at the same moment: bind to theirs.
+    try {
+      return await link.kvm.open(name);
+    } catch {
+      throw err;
+    }
+  }
+}
+
+/**
+ * The members bucket. It lives in memory (heartbeats every second need no
+ * disk), so a restarted nats-server has lost it: each node calls this again
+ * when its heartbeat fails, and the bucket comes back as it was.
+ */
+export function openMembersBucket(link: NatsLink, t: ClusterTimings): Promise<KV> {
+  return openBucket(link, Buckets.members, { history: 1, ttl: t.memberTtlMs, storage: StorageType.Memory });
+}
+
 /** Open (creating when missing) the jobs, stats and members buckets. */
 export async function openBuckets(link: NatsLink, t: ClusterTimings): Promise<ClusterBuckets> {
-  const open = async (name: string, opts: Parameters<typeof link.kvm.create>[1]): Promise<KV> => {
-    try {
-      return await link.kvm.create(name, opts);
-    } catch (err) {
-      // Another node may be creating it at the same moment: bind to theirs.
-      try {
-        return await link.kvm.open(name);
-      } catch {
-        throw err;
-      }
-    }
-  };
-  const jobs = await open(Buckets.jobs, { history: 1, storage: StorageType.File });
-  const stats = await open(Buckets.stats, { history: 1, storage: StorageType.File });
-  const members = await open(Buckets.members, { history: 1, ttl: t.memberTtlMs, storage: StorageType.Memory });
+  const jobs = await openBucket(link, Buckets.jobs, { history: 1, storage: StorageType.File });
+  const stats = await openBucket(link, Buckets.stats, { history: 1, storage: StorageType.File });
+  const members = await openMembersBucket(link, t);
   return { jobs, stats, members };
 }
