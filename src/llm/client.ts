@@ -2,25 +2,18 @@ import { LlmError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type LlmConfig, type LlmConfigInput, type LlmEndpointInput, parseLlmConfig } from "./config.ts";
 import { AttemptFailure, Call, INTERRUPTED } from "./call.ts";
-import { type Endpoint, FAILS_TO_DOWN, type LoadReport, REDIRECT } from "./endpoint.ts";
+import { type Endpoint, type LoadReport, REDIRECT } from "./endpoint.ts";
 import { EndpointSet, parseEndpoints } from "./endpoint-set.ts";
+import { exchange, type FetchLike, loadModelList, type Transport } from "./exchange.ts";
 import { sleep } from "./limiter.ts";
 import { MetricsPoller } from "./poller.ts";
 import { Router } from "./router.ts";
+import { credit, penalize } from "./standing.ts";
+import { Tries } from "./tries.ts";
 import type { ChatOptions, ChatRequest, ChatResult, EndpointInfo, ManagedLlmClient } from "./types.ts";
-import {
-  type Completion,
-  ModelListSchema,
-  buildChatBody,
-  describeNetworkError,
-  estimateTokens,
-  parseCompletion,
-  parseRetryAfter,
-  serverMessage,
-} from "./wire.ts";
+import { buildChatBody, estimateTokens } from "./wire.ts";
 
-/** The `fetch` the client calls; Bun's global one unless a test or proxy supplies another. */
-export type FetchLike = (input: string, init: BunFetchRequestInit) => Promise<Response>;
+export type { FetchLike } from "./exchange.ts";
 
 /** What the client is given besides its config. */
 export interface LlmClientOptions {
@@ -35,21 +28,8 @@ export class LlmAbortError extends LlmError {
   override name = "AbortError";
 }
 
-/** How long a failing endpoint is avoided while others can serve. */
-const PENALTY_MS = 1000;
-/** Nonsense answers are retried this many times, however many retries are allowed. */
-const NONSENSE_RETRIES = 2;
-const MODELS_TIMEOUT_MS = 10_000;
-/** Load a broken endpoint counts as, in capacities, while penalized. */
-const BROKEN_PENALTY_LOAD = 100;
 /** Times a queued request may give up its slot on a failing endpoint to choose again. */
 const MAX_MOVES = 3;
-/**
- * Broken connections to a watched endpoint (supervised, polled, reported by
- * the cluster) that a request may see without spending its retries: the
- * server is restarting, and the request waits for it or goes elsewhere.
- */
-const MAX_EXCUSED = 100;
 /** While every endpoint for a model is out, a waiting request looks again this often. */
 const RECHECK_MS = 1_000;
 /** The source name of endpoints from the client's config. */
@@ -65,8 +45,7 @@ export class LlmClientImpl implements ManagedLlmClient {
   private readonly router: Router;
   private readonly poller: MetricsPoller;
   private readonly calls = new Set<Call>();
-  private readonly headers: Record<string, string>;
-  private readonly fetchFn: FetchLike;
+  private readonly transport: Transport;
   private readonly log: Logger;
   private readonly closing = new AbortController();
   private modelsReady = true;
@@ -78,9 +57,9 @@ export class LlmClientImpl implements ManagedLlmClient {
     opts: LlmClientOptions = {},
   ) {
     this.structuredRetries = config.structuredRetries;
-    this.headers = { "content-type": "application/json", accept: "application/json" };
-    if (config.apiKey) this.headers.authorization = `Bearer ${config.apiKey}`;
-    this.fetchFn = opts.fetch ?? fetch;
+    const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
+    if (config.apiKey) headers.authorization = `Bearer ${config.apiKey}`;
+    this.transport = { fetch: opts.fetch ?? fetch, headers, timeoutMs: config.timeoutMs };
     this.log = opts.log ?? silentLogger;
     this.router = new Router([], config.stickyOverload);
     this.poller = new MetricsPoller(() => this.set.list, (ep, up) => this.health(ep, up), this.log);
@@ -221,35 +200,26 @@ export class LlmClientImpl implements ManagedLlmClient {
     const started = performance.now();
     const { retries, backoffMs, maxBackoffMs, adaptive } = this.config;
     const key = this.config.affinity ? affinity : undefined;
-    let attempts = 0;
-    /** failures that count against `retries` */
-    let counted = 0;
-    let excused = 0;
-    let nonsense = 0;
+    const tries = new Tries(retries);
     let body = "";
     let bodyModel: string | undefined | null = null;
-    /** last failure per endpoint URL, for the final message */
-    let failures: Map<string, string> | undefined;
-    let lastEp: Endpoint | undefined;
     /** when this request found no endpoint up for its model */
     let outSince = -1;
-    /** the last answer's Retry-After: this request's next try waits at least that long */
-    let retryAfter = 0;
 
     let moves = 0;
     let next: Endpoint | undefined;
 
     for (;;) {
-      if (call.stop) throw this.stopped(call, lastEp);
-      if (!this.modelsReady) await this.wait(this.loadModels(), call, lastEp);
+      if (call.stop) throw this.stopped(call, tries.last);
+      if (!this.modelsReady) await this.wait(this.loadModels(), call, tries.last);
       const ep = next ?? this.router.pick(req.model, key, performance.now());
       next = undefined;
       if (ep === undefined) {
         const now = performance.now();
         if (outSince < 0) outSince = now;
         const left = this.config.waitOnlineMs - (now - outSince);
-        if (left <= 0) throw this.noneUp(req.model, failures);
-        await this.wait(this.set.waitForChange(Math.min(left, RECHECK_MS), call), call, lastEp);
+        if (left <= 0) throw this.noneUp(req.model, tries);
+        await this.wait(this.set.waitForChange(Math.min(left, RECHECK_MS), call), call, tries.last);
         continue;
       }
       outSince = -1;
@@ -278,7 +248,6 @@ export class LlmClientImpl implements ManagedLlmClient {
       let sentTokens = 0;
       let tookRequest = false;
       let sent = false;
-      let free = false;
       try {
         // an abort may land between the slot's grant and this continuation
         if (call.stop) throw INTERRUPTED;
@@ -294,7 +263,7 @@ export class LlmClientImpl implements ManagedLlmClient {
         }
         if (wait > 0) await this.wait(sleep(wait, call), call, ep);
 
-        attempts++;
+        tries.attempts++;
         const model = req.model ?? ep.defaultModel;
         if (model !== bodyModel) {
           body = buildChatBody(req, model);
@@ -304,9 +273,9 @@ export class LlmClientImpl implements ManagedLlmClient {
         const epoch = ep.epoch;
         const t0 = performance.now();
         try {
-          const done = await this.attempt(ep, body, call);
+          const done = await exchange(this.transport, ep, body, call);
           const ms = performance.now() - t0;
-          this.account(ep, done, sentTokens, ms);
+          credit(ep, done, { sentTokens, ms, adaptive, log: this.log });
           return {
             text: done.text,
             toolCalls: done.toolCalls,
@@ -315,62 +284,44 @@ export class LlmClientImpl implements ManagedLlmClient {
             endpoint: ep.url,
             model: done.model ?? model ?? "",
             ms: performance.now() - started,
-            attempts,
+            attempts: tries.attempts,
           };
         } catch (err) {
           if (!(err instanceof AttemptFailure) || call.stop) throw err;
           now = performance.now();
           ep.errors++;
           if (sentTokens > 0) ep.tpm?.give(sentTokens);
-          lastEp = ep;
-          (failures ??= new Map()).set(ep.url, err.detail);
           // a watched server whose connection broke is restarting: wait for it or go elsewhere
-          free = err.kind === "network" && ep.managed && excused < MAX_EXCUSED;
-          if (free) {
-            excused++;
+          if (tries.failed(ep, err) === "choose-again") {
             ep.suspect(now);
             this.log.debug({ endpoint: ep.url, reason: err.detail }, "LLM endpoint connection broke; choosing again");
             continue;
           }
-          this.penalize(ep, err, epoch, now, adaptive, maxBackoffMs);
-          if (!err.retryable) {
-            throw new LlmError(`LLM request rejected: ${ep.url} ${err.detail}`, err.status, ep.url, false);
-          }
-          counted++;
-          retryAfter = err.retryAfterMs ?? 0;
-          if ((err.kind === "nonsense" && ++nonsense > NONSENSE_RETRIES) || counted > retries) {
-            throw new LlmError(
-              `LLM request failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${[...failures].map(([url, d]) => `${url} ${d}`).join("; ")}`,
-              err.status,
-              ep.url,
-              true,
-            );
-          }
-          this.log.debug({ endpoint: ep.url, attempt: attempts, reason: err.detail }, "LLM request retried");
+          penalize(ep, err, { epoch, now, adaptive, maxBackoffMs, log: this.log });
+          tries.spend(ep, err);
+          this.log.debug({ endpoint: ep.url, attempt: tries.attempts, reason: err.detail }, "LLM request retried");
         }
       } catch (err) {
         if (call.stop) {
           // what was reserved for a request never sent goes back
           if (!sent && tookRequest) ep.rpm?.give(1);
           if (!sent && sentTokens > 0) ep.tpm?.give(sentTokens);
-          throw this.stopped(call, lastEp ?? ep);
+          throw this.stopped(call, tries.last ?? ep);
         }
         throw err;
       } finally {
         ep.slots.release();
       }
 
-      const step = Math.min(maxBackoffMs, backoffMs * 2 ** Math.min(30, counted - 1));
-      // Retry-After holds this request back, not the endpoint: the others' own 429s and the AIMD cut do that
-      const delay = Math.max(Math.random() * step, retryAfter);
-      if (delay >= 1) await this.wait(sleep(delay, call), call, lastEp);
+      const delay = tries.delay(backoffMs, maxBackoffMs);
+      if (delay >= 1) await this.wait(sleep(delay, call), call, tries.last);
     }
   }
 
   /** The error of a request that waited `waitOnlineMs` for an endpoint to come back. */
-  private noneUp(model: string | undefined, failures: Map<string, string> | undefined): LlmError {
+  private noneUp(model: string | undefined, tries: Tries): LlmError {
     const out = this.set.list.filter((e) => e.serves(model)).map((e) => e.url);
-    const last = failures ? `; last: ${[...failures].map(([url, d]) => `${url} ${d}`).join("; ")}` : "";
+    const last = tries.summary() ? `; last: ${tries.summary()}` : "";
     return new LlmError(
       `No LLM endpoint${model ? ` for model "${model}"` : ""} came back within ${this.config.waitOnlineMs} ms (out: ${out.join(", ") || "none listed"})${last}`,
       undefined,
@@ -379,90 +330,13 @@ export class LlmClientImpl implements ManagedLlmClient {
     );
   }
 
-  /** One HTTP exchange; resolves with the completion or throws an AttemptFailure. */
-  private async attempt(ep: Endpoint, body: string, call: Call): Promise<Completion> {
-    if (call.stop) throw INTERRUPTED;
-    const ctl = new AbortController();
-    call.ctl = ctl;
-    const timeoutMs = this.config.timeoutMs;
-    const timer = setTimeout(() => {
-      call.timedOut = true;
-      ctl.abort();
-    }, timeoutMs);
-    ep.requests++;
-    let res: Response;
-    let text: string;
-    try {
-      // Bun's own idle timer (5 min) would cut long generations; the deadline is ours
-      res = await this.fetchFn(ep.chatUrl, { method: "POST", headers: this.headers, body, signal: ctl.signal, timeout: false });
-      text = await res.text();
-    } catch (err) {
-      if (call.stop) throw INTERRUPTED;
-      if (call.timedOut) throw new AttemptFailure("timeout", undefined, `timed out after ${timeoutMs} ms`, undefined);
-      throw new AttemptFailure("network", undefined, describeNetworkError(err), undefined);
-    } finally {
-      clearTimeout(timer);
-      call.ctl = null;
-      call.timedOut = false;
-    }
-    if (res.ok) {
-      const parsed = parseCompletion(text);
-      if (parsed.ok) return parsed.value;
-      throw new AttemptFailure("nonsense", res.status, `answered ${parsed.problem}`, undefined);
-    }
-    const status = `${res.status} ${res.statusText}`.trim();
-    const retryAfter = parseRetryAfter(res.headers.get("retry-after"));
-    const detail = res.status >= 500 || res.status === 429 ? `answered ${status}` : `answered ${status}: ${serverMessage(text)}`;
-    throw new AttemptFailure("status", res.status, detail, retryAfter);
-  }
-
-  /** What a failed attempt does to its endpoint's standing. */
-  private penalize(ep: Endpoint, f: AttemptFailure, epoch: number, now: number, adaptive: boolean, maxBackoffMs: number): void {
-    const s = f.status ?? 0;
-    const overload = f.kind === "timeout" || s === 429;
-    const broken = f.kind === "network" || f.kind === "nonsense" || (f.kind === "status" && s >= 500);
-    if (!overload && !broken && !f.retryable) return;
-    // an overloaded endpoint still takes work when the others are fuller; a broken one hardly
-    ep.penalize(now, Math.max(PENALTY_MS, f.retryAfterMs ?? 0), broken ? BROKEN_PENALTY_LOAD : 1);
-    if (overload && ep.onOverload(epoch, adaptive)) {
-      this.log.info({ endpoint: ep.url, limit: ep.slots.limit, reason: f.detail }, "LLM endpoint concurrency cut");
-    }
-    if (broken && ep.onFailure(now, Math.max(1, maxBackoffMs))) {
-      this.log.warn({ endpoint: ep.url, fails: ep.fails, reason: f.detail }, "LLM endpoint down");
-    }
-  }
-
-  private account(ep: Endpoint, done: Completion, sentTokens: number, ms: number): void {
-    if (ep.fails >= FAILS_TO_DOWN) this.log.info({ endpoint: ep.url }, "LLM endpoint up again");
-    ep.onSuccess(ms, this.config.adaptive);
-    ep.promptTokens += done.prompt;
-    ep.completionTokens += done.completion;
-    // the estimate was charged up front; settle with what was really used
-    if (sentTokens > 0) ep.tpm?.give(sentTokens - done.prompt - done.completion);
-  }
-
   /** Ask endpoints without configured models what they serve, once for all requests waiting. */
   private loadModels(): Promise<void> {
-    this.modelsLoading ??= Promise.all(this.set.list.filter((e) => !e.modelsKnown).map((e) => this.fetchModels(e))).then(() => {
+    this.modelsLoading ??= Promise.all(this.set.list.filter((e) => !e.modelsKnown).map((e) => loadModelList(this.transport, e, this.closing.signal, this.log))).then(() => {
       this.modelsLoading = null;
       this.modelsReady = this.set.list.every((e) => e.modelsKnown);
     });
     return this.modelsLoading;
-  }
-
-  private async fetchModels(ep: Endpoint): Promise<void> {
-    try {
-      const signal = AbortSignal.any([this.closing.signal, AbortSignal.timeout(Math.min(MODELS_TIMEOUT_MS, this.config.timeoutMs))]);
-      const res = await this.fetchFn(ep.modelsUrl, { headers: this.headers, signal });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`answered ${res.status} ${res.statusText}`.trim());
-      const parsed = ModelListSchema.safeParse(JSON.parse(text));
-      if (!parsed.success || parsed.data.data.length === 0) throw new Error("answered no model list");
-      ep.setModels(parsed.data.data.map((m) => m.id));
-    } catch (err) {
-      ep.modelsKnown = true;
-      this.log.warn({ endpoint: ep.url, reason: describeNetworkError(err) }, "LLM endpoint models unknown; sending it any model");
-    }
   }
 
   /**

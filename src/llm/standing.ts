@@ -1,0 +1,44 @@
+import type { Logger } from "../log.ts";
+import type { AttemptFailure } from "./call.ts";
+import { type Endpoint, FAILS_TO_DOWN } from "./endpoint.ts";
+import type { Completion } from "./wire.ts";
+
+/** How long a failing endpoint is avoided while others can serve. */
+const PENALTY_MS = 1000;
+/** Load a broken endpoint counts as, in capacities, while penalized. */
+const BROKEN_PENALTY_LOAD = 100;
+
+/**
+ * What a failed attempt does to its endpoint's standing: an overloaded one
+ * (429, timeout) is avoided a little and its concurrency cut (AIMD); a
+ * broken one (network, 5xx, nonsense) is avoided more and, failing again,
+ * taken down for a backoff.
+ */
+export function penalize(
+  ep: Endpoint,
+  f: AttemptFailure,
+  o: { epoch: number; now: number; adaptive: boolean; maxBackoffMs: number; log: Logger },
+): void {
+  const s = f.status ?? 0;
+  const overload = f.kind === "timeout" || s === 429;
+  const broken = f.kind === "network" || f.kind === "nonsense" || (f.kind === "status" && s >= 500);
+  if (!overload && !broken && !f.retryable) return;
+  // an overloaded endpoint still takes work when the others are fuller; a broken one hardly
+  ep.penalize(o.now, Math.max(PENALTY_MS, f.retryAfterMs ?? 0), broken ? BROKEN_PENALTY_LOAD : 1);
+  if (overload && ep.onOverload(o.epoch, o.adaptive)) {
+    o.log.info({ endpoint: ep.url, limit: ep.slots.limit, reason: f.detail }, "LLM endpoint concurrency cut");
+  }
+  if (broken && ep.onFailure(o.now, Math.max(1, o.maxBackoffMs))) {
+    o.log.warn({ endpoint: ep.url, fails: ep.fails, reason: f.detail }, "LLM endpoint down");
+  }
+}
+
+/** What an answer does: the endpoint is up, its limit may grow, and its token counts and budget are settled. */
+export function credit(ep: Endpoint, done: Completion, o: { sentTokens: number; ms: number; adaptive: boolean; log: Logger }): void {
+  if (ep.fails >= FAILS_TO_DOWN) o.log.info({ endpoint: ep.url }, "LLM endpoint up again");
+  ep.onSuccess(o.ms, o.adaptive);
+  ep.promptTokens += done.prompt;
+  ep.completionTokens += done.completion;
+  // the estimate was charged up front; settle with what was really used
+  if (o.sentTokens > 0) ep.tpm?.give(o.sentTokens - done.prompt - done.completion);
+}
