@@ -112,6 +112,18 @@ describe.skipIf(missing !== undefined)("api over the NATS cluster node", () => {
     expect(bad.status).toBe(400);
     expect((await json(bad)).details[0]).toStartWith('seed line 2: "options": ');
 
+    // a job id that is taken: 409 naming it, and the first job is untouched
+    const post = () =>
+      appB.request("/v1/jobs", {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json" },
+        body: JSON.stringify({ workflow: "coral-dummy", seeds: coralSeeds(1), config: { job: "taken-id" } }),
+      });
+    expect((await post()).status).toBe(201);
+    const again = await post();
+    expect(again.status).toBe(409);
+    expect((await json(again)).error).toBe('job "taken-id" exists already');
+
     expect((await appA.request("/v1/jobs/no-such-job", { headers: auth })).status).toBe(404);
     expect((await appA.request("/v1/jobs/no-such-job/results", { headers: auth })).status).toBe(404);
     expect((await appA.request("/v1/jobs/no-such-job", { method: "DELETE", headers: auth })).status).toBe(404);

@@ -3,6 +3,7 @@ import { createApp } from "../src/api/app.ts";
 import { silentLogger } from "../src/log.ts";
 import { coralSeeds } from "./helpers.ts";
 import { gate, json, overriding, testRegistry, until } from "./support/api.ts";
+import { NatsUnavailableError } from "../src/bus/nats/errors.ts";
 import { MemoryNode } from "./support/memory-node.ts";
 
 const TOKEN = "s3cret-token";
@@ -132,6 +133,17 @@ describe("api routes", () => {
     expect(logged).toHaveLength(1);
     expect((await app.request("/v1/cluster")).status).toBe(500);
     expect((await app.request("/healthz")).status).toBe(200);
+  });
+
+  test("api - NATS that cannot answer is a 503 to try again, not a 500", async () => {
+    const timeout = Object.assign(new Error("timeout"), { name: "TimeoutError" });
+    const broken = overriding(node, { name: "cut-off", jobs: () => Promise.reject(timeout), members: () => Promise.reject(new NatsUnavailableError("the NATS connection dropped")) });
+    const app = createApp(broken, { registry });
+    const res = await app.request("/v1/jobs");
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("2");
+    expect((await json(res)).error).toBe("the cluster's NATS cannot answer now (TimeoutError: timeout); try again");
+    expect((await app.request("/v1/cluster")).status).toBe(503);
   });
 
   test("api - job list, status and cancel of a running job", async () => {

@@ -4,7 +4,9 @@ import { coralDummy } from "../plugins/coral-dummy/index.ts";
 import { SeedBatchError } from "../src/cluster/submit.ts";
 import { ConfigError } from "../src/errors.ts";
 import { defineWorkflow } from "../src/plugin/api.ts";
-import { readResults, startNodes, waitJob, waitUntil } from "./cluster-helpers.ts";
+import { openNatsCluster } from "../src/bus/nats/index.ts";
+import { silentLogger } from "../src/log.ts";
+import { readResults, startNodes, TEST_TIMINGS, waitJob, waitUntil } from "./cluster-helpers.ts";
 import { comparable, DETERMINISM_JOB } from "./engine-cases.ts";
 import { coralSeeds } from "./helpers.ts";
 import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
@@ -178,6 +180,7 @@ describe.skipIf(missing !== undefined)("cluster node (in-process, real nats-serv
       await waitUntil("both nodes to let go of the job's seeds", () => a!.bus.keeper.admitted.size + b!.bus.keeper.admitted.size === 0, 10_000);
       const st = await a!.job(id);
       expect(st?.state).toBe("cancelled");
+      expect(st?.reason).toBe("cancelled on c2");
       expect(st?.queued).toBe(0);
       expect(st!.ok).toBeLessThan(400);
       const rows = (await readResults(a!, id)).length;
@@ -187,6 +190,38 @@ describe.skipIf(missing !== undefined)("cluster node (in-process, real nats-serv
       await Promise.all([a!.close(), b!.close()]);
     }
   }, 60_000);
+
+  test("cluster - a job left half-stored by a node that is gone is cancelled within seconds, naming that node", async () => {
+    const [a] = await startNodes(srv, ["h1"]);
+    // A node that stores a record and some seeds, then vanishes before the job is running.
+    const ghost = await openNatsCluster({ servers: [srv.url], name: "ghost", log: silentLogger, timings: TEST_TIMINGS });
+    try {
+      const now = Date.now();
+      const id = "half-stored";
+      await ghost.jobs.openSeeds(id, 10);
+      await ghost.jobs.create({
+        v: 1,
+        id,
+        workflow: "coral-dummy",
+        state: "submitting",
+        total: 100,
+        entry: "teacher",
+        settings: { concurrency: 10, trials: 1, seed: 0, stepRetries: 1, options: {} },
+        createdAt: now,
+        updatedAt: now,
+        acceptedBy: "ghost",
+      });
+      await ghost.jobs.storeSeeds(coralSeeds(5, "g").map((seed, i) => ({ v: 1 as const, job: id, id: `g${i}`, trial: 0, line: i + 1, seed })));
+      await ghost.close();
+      await waitUntil("the half-stored job to end", async () => (await a!.job(id))?.state !== "running", 20_000, 200);
+      const st = await a!.job(id);
+      expect(st?.state).toBe("cancelled");
+      expect(st?.reason).toContain("(ghost) stopped before all its seeds were stored");
+    } finally {
+      await ghost.close().catch(() => undefined);
+      await a!.close();
+    }
+  }, 40_000);
 
   test("cluster - results of a running job follow it to its end", async () => {
     const watch = watcher();

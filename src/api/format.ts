@@ -48,7 +48,7 @@ export function formatJobProgress(j: JobStatus, now = Date.now()): string {
 export function formatJob(j: JobStatus, now = Date.now()): string {
   const done = j.ok + j.failed;
   const lines = [
-    `job ${j.id} (${j.workflow}): ${j.state}, accepted by ${j.acceptedBy} ${duration(now - j.createdAt)} ago`,
+    `job ${j.id} (${j.workflow}): ${j.state}${j.reason ? ` (${j.reason})` : ""}, accepted by ${j.acceptedBy} ${duration(now - j.createdAt)} ago`,
     `  rows ${n(done)}/${n(j.total)} (${j.total > 0 ? ((100 * done) / j.total).toFixed(1) : "100.0"}%): ok ${n(j.ok)}, failed ${n(j.failed)}; running ${n(j.running)}, queued ${n(j.queued)}`,
     `  ${rate(j.rate)} rows/s; tokens ${n(j.promptTokens + j.completionTokens)} (prompt ${n(j.promptTokens)}, completion ${n(j.completionTokens)})`,
   ];

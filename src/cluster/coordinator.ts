@@ -25,6 +25,8 @@ export interface CoordinatorOptions {
   log: Logger;
   /** names of the live members (running, not draining) */
   members: () => readonly string[];
+  /** how long a member lives without a heartbeat (the member view's TTL) */
+  memberTtlMs: number;
   /** a job still `submitting` this long was left half-stored by a node that died */
   submitTimeoutMs?: number;
 }
@@ -44,6 +46,8 @@ export class Coordinator {
   #warned = new Set<string>();
   /** when each job's rows were last counted while it still had seeds out */
   #tallied = new Map<string, number>();
+  /** since when the node storing a `submitting` job's seeds has been missing from the member view */
+  #acceptorMissing = new Map<string, number>();
 
   constructor(private readonly o: CoordinatorOptions) {}
 
@@ -94,8 +98,9 @@ export class Coordinator {
   async #check(rec: JobRecord): Promise<void> {
     const { store, results } = this.o;
     if (rec.state === "submitting") {
-      if (Date.now() - rec.createdAt > (this.o.submitTimeoutMs ?? 600_000)) {
-        await this.#end(rec, "cancelled", "the node that accepted the job stopped before all its seeds were stored");
+      if (this.#acceptorGone(rec) || Date.now() - rec.createdAt > (this.o.submitTimeoutMs ?? 600_000)) {
+        await this.#end(rec, "cancelled", `the node that accepted the job (${rec.acceptedBy}) stopped before all its seeds were stored`);
+        this.#acceptorMissing.delete(rec.id);
       }
       return;
     }
@@ -125,6 +130,23 @@ export class Coordinator {
       this.#warned.add(rec.id);
       this.o.log.warn({ job: rec.id, rows, total: rec.total }, "every seed of the job is acked but some rows are missing");
     }
+  }
+
+  /**
+   * Whether the node storing a job's seeds has left: it has been missing
+   * from a member view that is being read (not empty) for two member
+   * lifetimes, so a heartbeat missed now and then does not end a job that
+   * is still being stored.
+   */
+  #acceptorGone(rec: JobRecord): boolean {
+    const seen = this.o.members();
+    if (seen.length === 0 || seen.includes(rec.acceptedBy) || rec.acceptedBy === this.o.node) {
+      this.#acceptorMissing.delete(rec.id);
+      return false;
+    }
+    const since = this.#acceptorMissing.get(rec.id) ?? Date.now();
+    this.#acceptorMissing.set(rec.id, since);
+    return Date.now() - since > 2 * this.o.memberTtlMs;
   }
 
   async #end(rec: JobRecord, state: "done" | "cancelled", reason?: string, final?: JobRecord["final"]): Promise<boolean> {

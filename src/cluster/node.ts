@@ -3,6 +3,7 @@ import type { Bus } from "../bus/bus.ts";
 import { roleKey } from "../bus/bus.ts";
 import {
   type ClusterTimings,
+  JobStoreError,
   type MemberRecord,
   type NatsCluster,
   NatsBusImpl,
@@ -174,6 +175,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       registry,
       log,
       members: () => this.#liveMembers(),
+      memberTtlMs: timings.memberTtlMs,
     });
   }
 
@@ -313,11 +315,22 @@ class ClusterNodeImpl implements RunningClusterNode {
     await jobs.openSeeds(rec.id, rec.settings.concurrency);
     await jobs.create(rec);
     this.#table.set(rec);
-    const stored = await jobs.storeSeeds(prepared.tasks());
+    let stored: number;
+    try {
+      stored = await jobs.storeSeeds(prepared.tasks());
+    } catch (err) {
+      // Part of a job must not run as if it were the whole: end it, saying why, and tell the caller.
+      const reason = `its seeds could not all be stored on ${this.name}: ${describe(err)}`;
+      await this.cancel(rec.id, reason).catch((e) => this.#log.warn({ job: rec.id, err: describe(e) }, "cannot cancel a half-stored job"));
+      throw err;
+    }
     const running = await jobs.update(rec.id, (r) =>
       r.state === "submitting" ? { ...r, state: "running", updatedAt: Math.max(Date.now(), r.updatedAt + 1) } : undefined,
     );
     if (running) this.#table.set(running);
+    if (running?.state !== "running") {
+      throw new JobStoreError(`job "${rec.id}" ended while its seeds were stored: ${running?.reason ?? "its record is gone"}`);
+    }
     this.#log.info({ job: rec.id, workflow: rec.workflow, tasks: stored }, "job stored");
     return { id: rec.id, total: rec.total };
   }
@@ -348,12 +361,12 @@ class ClusterNodeImpl implements RunningClusterNode {
     return this.#status(id);
   }
 
-  async cancel(id: string): Promise<boolean> {
+  async cancel(id: string, reason = `cancelled on ${this.name}`): Promise<boolean> {
     let changed = false;
     const rec = await this.#nats.jobs.update(id, (r) => {
       if (!isLive(r)) return undefined;
       changed = true;
-      return { ...r, state: "cancelled", updatedAt: Math.max(Date.now(), r.updatedAt + 1), reason: `cancelled on ${this.name}` };
+      return { ...r, state: "cancelled", updatedAt: Math.max(Date.now(), r.updatedAt + 1), reason };
     });
     if (!rec || !changed) return false;
     this.#table.set(rec);

@@ -65,6 +65,7 @@ export function jobStatus(
     createdAt: rec.createdAt,
     updatedAt: live ? now : rec.updatedAt,
     acceptedBy: rec.acceptedBy,
+    ...(rec.reason !== undefined && rec.state === "cancelled" ? { reason: rec.reason } : {}),
     metrics: metricMeans(t, defs),
   };
 }

@@ -33,6 +33,8 @@ export interface JobStatus {
   updatedAt: number;
   /** node that accepted the job */
   acceptedBy: string;
+  /** why the job was cancelled (by whom, or what stopped it) */
+  reason?: string;
   /** the workflow's quality metrics over the rows so far */
   metrics?: Record<string, number | null>;
 }

@@ -1,6 +1,7 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { isNatsUnavailable, JobStoreError } from "../../bus/nats/errors.ts";
 import { ConfigError, CodecError, describe, SeedError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { HttpError } from "../http-error.ts";
@@ -19,8 +20,10 @@ export interface ErrorHandlerOptions {
 /**
  * The one place errors become responses: HttpError keeps its status and
  * message; the project's input errors (bad seed, config or message) are the
- * client's fault and answer 400; hono's own exceptions keep their status;
- * anything else is a 500 naming the error, and is logged.
+ * client's fault and answer 400; a job that exists already or changed
+ * under the request answers 409; NATS that cannot answer now answers 503
+ * (try again); hono's own exceptions keep their status; anything else is a
+ * 500 naming the error, and is logged.
  */
 export function errorHandler(opts: ErrorHandlerOptions = {}): ErrorHandler {
   return function handleError(err: Error, c: Context): Response {
@@ -32,6 +35,13 @@ export function errorHandler(opts: ErrorHandlerOptions = {}): ErrorHandler {
     }
     if (err instanceof SeedError || err instanceof ConfigError || err instanceof CodecError) {
       return c.json({ error: err.message } satisfies ErrorBody, 400);
+    }
+    if (err instanceof JobStoreError) {
+      return c.json({ error: err.message } satisfies ErrorBody, 409);
+    }
+    if (isNatsUnavailable(err)) {
+      opts.log?.warn({ err: describe(err), method: c.req.method, path: c.req.path }, "NATS cannot answer now");
+      return c.json({ error: `the cluster's NATS cannot answer now (${err.name}: ${describe(err)}); try again` } satisfies ErrorBody, 503, { "Retry-After": "2" });
     }
     if (err instanceof HTTPException) {
       // hono's own (a malformed body it parsed, ...): keep the status, answer JSON like everything else

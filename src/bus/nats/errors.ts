@@ -34,3 +34,12 @@ export function isPayloadTooLarge(err: unknown): boolean {
   const msg = err instanceof Error ? err.message.toLowerCase() : String(err).toLowerCase();
   return msg.includes("max_payload") || msg.includes("max payload") || msg.includes("maximum payload") || msg.includes("message size exceeds");
 }
+
+/** Names of the NATS client's errors that mean "cannot reach NATS or JetStream now", not a bad request. */
+const UNAVAILABLE_NAMES = new Set(["TimeoutError", "NoRespondersError", "RequestError", "ConnectionError", "ClosedConnectionError", "JetStreamNotEnabled"]);
+
+/** True when an error says NATS (or its JetStream) cannot answer now: the caller may try again later. */
+export function isNatsUnavailable(err: unknown): boolean {
+  if (err instanceof NatsUnavailableError) return true;
+  return err instanceof Error && (UNAVAILABLE_NAMES.has(err.name) || apiErrorCode(err) === ApiCodes.streamNotFound);
+}
