@@ -3,6 +3,7 @@ import { hopMsgId, LatencyHistogram, parseAckSubject, Subjects, taskToken } from
 import { jobToken } from "../src/bus/nats/names.ts";
 import { JoinConfigSchema, roleSelection } from "../src/cluster/config.ts";
 import { PeerEndpoints } from "../src/cluster/peers.ts";
+import { FigureCache } from "../src/cluster/status.ts";
 import type { Member } from "../src/cluster/types.ts";
 import { configIssues } from "../src/config/load.ts";
 import type { LlmEndpointInput } from "../src/llm/config.ts";
@@ -11,6 +12,18 @@ import { silentLogger } from "../src/log.ts";
 import { matrixdBin, runProcess, tempDir } from "./helpers.ts";
 
 describe("cluster parts", () => {
+  test("cluster - a job's figures are read once per interval however many ask; a failed read is not kept", async () => {
+    const cache = new FigureCache<number>(500);
+    let reads = 0;
+    const read = async () => ++reads;
+    const [x, y] = await Promise.all([cache.get("j", read, 1000), cache.get("j", read, 1100)]);
+    expect([x, y, reads]).toEqual([1, 1, 1]);
+    expect(await cache.get("j", read, 1600)).toBe(2);
+    expect(await cache.get("k", read, 1600)).toBe(3);
+    await expect(cache.get("bad", () => Promise.reject(new Error("nats down")), 2000)).rejects.toThrow("nats down");
+    expect(await cache.get("bad", read, 2001)).toBe(4);
+  });
+
   test("cluster - ack subjects of both server formats give delivery count and stream sequence", () => {
     expect(parseAckSubject("$JS.ACK.MX_TASKS.t_coral_teacher.3.1042.977.1795638929864001424.12")).toEqual({ count: 3, streamSeq: 1042 });
     expect(parseAckSubject("$JS.ACK.dom.ACCHASH.MX_SEEDS.s_job.1.7.7.1795638929864001424.0.rand")).toEqual({ count: 1, streamSeq: 7 });

@@ -60,12 +60,18 @@ async function waitDone(id: string, timeoutMs = 90_000) {
 /** Wait until the job has at least `rows` rows (as a live node counts them). */
 async function waitRows(p: JoinProcess, id: string, rows: number, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let last: unknown;
   while (Date.now() < deadline) {
-    const st = await p.job(id);
-    if (st.ok + st.failed >= rows || st.state !== "running") return;
+    try {
+      const st = await p.job(id);
+      if (st.ok + st.failed >= rows || st.state !== "running") return;
+    } catch (err) {
+      // a status request may be slow on a loaded machine; the job's progress is what is waited for
+      last = err;
+    }
     await Bun.sleep(50);
   }
-  throw new Error(`job ${id} did not reach ${rows} rows in ${timeoutMs} ms`);
+  throw new Error(`job ${id} did not reach ${rows} rows in ${timeoutMs} ms; last error: ${String(last)}`);
 }
 
 /** The dataset is complete, has one row per task, and equals `matrixd run`'s. */

@@ -42,18 +42,25 @@ export class JoinProcess {
     }
   }
 
+  /** A request to the node; an error (a timeout included) names the request and the node. */
+  async #fetch(method: string, path: string, timeoutMs: number, init: RequestInit = {}): Promise<Response> {
+    try {
+      return await fetch(`${this.url}${path}`, { ...init, method, signal: AbortSignal.timeout(timeoutMs) });
+    } catch (err) {
+      throw new Error(`${method} ${path} on ${this.name}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)} (limit ${timeoutMs} ms)`);
+    }
+  }
+
   async get<T>(path: string): Promise<T> {
-    const res = await fetch(`${this.url}${path}`, { signal: AbortSignal.timeout(10_000) });
+    const res = await this.#fetch("GET", path, 10_000);
     if (!res.ok) throw new Error(`GET ${path} on ${this.name}: ${res.status} ${await res.text()}`);
     return (await res.json()) as T;
   }
 
   async submit(workflow: string, seeds: readonly unknown[], config: Record<string, unknown> = {}): Promise<{ id: string; total: number }> {
-    const res = await fetch(`${this.url}/v1/jobs`, {
-      method: "POST",
+    const res = await this.#fetch("POST", "/v1/jobs", 60_000, {
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ workflow, seeds, config }),
-      signal: AbortSignal.timeout(60_000),
     });
     if (res.status !== 201) throw new Error(`submit to ${this.name}: ${res.status} ${await res.text()}`);
     return (await res.json()) as { id: string; total: number };
@@ -69,7 +76,7 @@ export class JoinProcess {
 
   // biome-ignore lint/suspicious/noExplicitAny: rows are checked by each test
   async results(id: string): Promise<any[]> {
-    const res = await fetch(`${this.url}/v1/jobs/${encodeURIComponent(id)}/results`, { signal: AbortSignal.timeout(60_000) });
+    const res = await this.#fetch("GET", `/v1/jobs/${encodeURIComponent(id)}/results`, 60_000);
     if (!res.ok) throw new Error(`results on ${this.name}: ${res.status}`);
     const text = await res.text();
     return text
@@ -79,7 +86,7 @@ export class JoinProcess {
   }
 
   async metrics(): Promise<string> {
-    const res = await fetch(`${this.url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    const res = await this.#fetch("GET", "/metrics", 10_000);
     return res.text();
   }
 }

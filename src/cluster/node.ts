@@ -7,6 +7,8 @@ import {
   type MemberRecord,
   type NatsCluster,
   NatsBusImpl,
+  type NodeCounters as NodeCountersRecord,
+  type SeedProgress,
   openNatsCluster,
   safeName,
 } from "../bus/nats/index.ts";
@@ -27,7 +29,7 @@ import { NodeCounters } from "./counters.ts";
 import { isLive, JobTable } from "./jobs.ts";
 import { prometheusText } from "./metrics.ts";
 import { isManaged, PeerEndpoints } from "./peers.ts";
-import { jobStatus, sumCounters } from "./status.ts";
+import { FigureCache, jobStatus, sumCounters } from "./status.ts";
 import { prepareJob } from "./submit.ts";
 import type { ClusterNode, JobStatus, JobSubmission, Member } from "./types.ts";
 
@@ -109,6 +111,8 @@ class ClusterNodeImpl implements RunningClusterNode {
   #members: string[] = [];
   /** when the member view was last read */
   #membersAt = 0;
+  /** live jobs' counters and seed progress, read from NATS at most twice a second */
+  readonly #figures = new FigureCache<[NodeCountersRecord[], SeedProgress | undefined]>(500);
   #peers: PeerEndpoints | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
   #unhookEnv: (() => void) | undefined;
@@ -340,10 +344,11 @@ class ClusterNodeImpl implements RunningClusterNode {
     if (!rec) return undefined;
     const { jobs } = this.#nats;
     const live = isLive(rec);
-    const [counters, progress] = await Promise.all([
-      rec.final ? Promise.resolve([]) : jobs.counters(rec.id),
-      live ? jobs.seedProgress(rec.id).catch(() => undefined) : Promise.resolve(undefined),
-    ]);
+    const [counters, progress] = rec.final
+      ? [[], undefined]
+      : await this.#figures.get(rec.id, () =>
+          Promise.all([jobs.counters(rec.id), live ? jobs.seedProgress(rec.id).catch(() => undefined) : Promise.resolve(undefined)]),
+        );
     const wf = this.#registry.names().includes(rec.workflow) ? this.#registry.get(rec.workflow) : undefined;
     return jobStatus(rec, sumCounters(counters), progress, wf?.metrics ?? []);
   }

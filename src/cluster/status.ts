@@ -69,3 +69,31 @@ export function jobStatus(
     metrics: metricMeans(t, defs),
   };
 }
+
+/**
+ * A job's figures read from NATS at most once per `ttlMs`, however many
+ * clients poll its status; asks that come while a read is under way share
+ * it. A failed read is not kept.
+ */
+export class FigureCache<T> {
+  readonly #entries = new Map<string, { at: number; value: Promise<T> }>();
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly maxEntries = 1024,
+  ) {}
+
+  get(key: string, read: () => Promise<T>, now = Date.now()): Promise<T> {
+    const hit = this.#entries.get(key);
+    if (hit && now - hit.at < this.ttlMs) return hit.value;
+    const entry = { at: now, value: read() };
+    this.#entries.set(key, entry);
+    entry.value.catch(() => {
+      if (this.#entries.get(key) === entry) this.#entries.delete(key);
+    });
+    if (this.#entries.size > this.maxEntries) {
+      for (const [k, e] of this.#entries) if (now - e.at >= this.ttlMs) this.#entries.delete(k);
+    }
+    return entry.value;
+  }
+}
