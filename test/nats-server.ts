@@ -1,6 +1,6 @@
 import { freePort } from "../src/util/net.ts";
 import { spawnSync, type Subprocess } from "bun";
-import { mkdtempSync, rmSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -106,5 +106,216 @@ export async function startNatsServer(opts: { port?: number; storeDir?: string }
       await stop();
       rmSync(storeDir, { recursive: true, force: true });
     },
+  };
+}
+
+/** One server of a test NATS cluster. */
+export interface ClusterMember {
+  /** its `server_name` */
+  name: string;
+  url: string;
+  port: number;
+  /** where the other servers' routes connect */
+  routePort: number;
+  /** its HTTP monitoring port (/jsz, /routez) */
+  monitorPort: number;
+  /** its JetStream store folder (kept across restarts) */
+  storeDir: string;
+  /** its config file */
+  configPath: string;
+  /** its log (appended to across restarts) */
+  logPath: string;
+  /** whether its process runs */
+  readonly running: boolean;
+}
+
+/** A NATS cluster with JetStream (3 servers by default) on loopback, for tests and benchmarks. */
+export interface NatsServerCluster {
+  /** the client URLs of every server, in order */
+  urls: string[];
+  servers: readonly ClusterMember[];
+  /** Stop server `i`: SIGTERM with a grace, or SIGKILL at once. Its store is kept. */
+  stop(i: number, signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** Start a stopped server `i` again (same ports, same store) and wait until the cluster is whole again. */
+  start(i: number): Promise<void>;
+  /** Stop server `i` and start it again. */
+  restart(i: number, signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /**
+   * Wait until every running server has routes to every other running one
+   * and knows the JetStream meta leader (bounded by `timeoutMs`).
+   */
+  waitReady(timeoutMs?: number): Promise<void>;
+  /** Stop every server and remove the stores, configs and logs. */
+  close(): Promise<void>;
+}
+
+/** The JetStream meta group as a server's /jsz shows it (the leader lists its followers). */
+interface MetaCluster {
+  leader?: string;
+  replicas?: { name: string; current: boolean }[];
+}
+
+/** A server's JSON monitoring endpoint, or undefined when it does not answer. */
+async function monitor<T>(port: number, path: string): Promise<T | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(1000) });
+    return res.ok ? ((await res.json()) as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function tail(path: string, n = 1500): string {
+  try {
+    return readFileSync(path, "utf8").slice(-n);
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Start a NATS cluster of `size` servers on 127.0.0.1: random client, route
+ * and monitoring ports, a distinct `server_name` and JetStream store folder
+ * each, and a config file each in one temporary folder. Resolves once the
+ * cluster has a JetStream meta leader that every server knows. Throws a
+ * clear error when the binary is missing.
+ */
+export async function startNatsCluster(opts: { size?: number } = {}): Promise<NatsServerCluster> {
+  const missing = natsServerMissing();
+  if (missing) throw new Error(missing);
+  const size = opts.size ?? 3;
+  const dir = mkdtempSync(join(tmpdir(), "matrixd-nats-cluster-"));
+  const clusterName = `mx-${Math.random().toString(36).slice(2, 8)}`;
+  const ports = await Promise.all(Array.from({ length: size * 3 }, () => freePort()));
+  const members = Array.from({ length: size }, (_, i) => {
+    const name = `n${i + 1}`;
+    const storeDir = join(dir, name);
+    mkdirSync(storeDir, { recursive: true });
+    return {
+      name,
+      port: ports[i * 3] as number,
+      routePort: ports[i * 3 + 1] as number,
+      monitorPort: ports[i * 3 + 2] as number,
+      url: `nats://127.0.0.1:${ports[i * 3]}`,
+      storeDir,
+      configPath: join(dir, `${name}.conf`),
+      logPath: join(dir, `${name}.log`),
+      proc: undefined as Subprocess | undefined,
+      get running(): boolean {
+        return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
+      },
+    };
+  });
+  const routes = members.map((m) => `nats-route://127.0.0.1:${m.routePort}`);
+  for (const m of members) {
+    writeFileSync(
+      m.configPath,
+      [
+        `server_name: ${m.name}`,
+        `listen: 127.0.0.1:${m.port}`,
+        `http: 127.0.0.1:${m.monitorPort}`,
+        `jetstream { store_dir: ${JSON.stringify(m.storeDir)} }`,
+        "cluster {",
+        `  name: ${clusterName}`,
+        `  listen: 127.0.0.1:${m.routePort}`,
+        `  routes: [ ${routes.join(", ")} ]`,
+        "}",
+        "",
+      ].join("\n"),
+    );
+  }
+
+  const spawn = (m: (typeof members)[number]) => {
+    const fd = openSync(m.logPath, "a");
+    m.proc = Bun.spawn([BINARY, "-c", m.configPath], { stdin: "ignore", stdout: fd, stderr: fd });
+    closeSync(fd);
+  };
+
+  const logs = () => members.map((m) => `--- ${m.name} (${m.running ? "running" : "stopped"})\n${tail(m.logPath)}`).join("\n");
+
+  const waitReady = async (timeoutMs = 30_000) => {
+    const deadline = Date.now() + timeoutMs;
+    let last = "";
+    while (Date.now() < deadline) {
+      const up = members.filter((m) => m.running);
+      const views = await Promise.all(
+        up.map(async (m) => {
+          const meta = (await monitor<{ meta_cluster?: MetaCluster }>(m.monitorPort, "/jsz"))?.meta_cluster;
+          return {
+            name: m.name,
+            routes: (await monitor<{ num_routes: number }>(m.monitorPort, "/routez"))?.num_routes,
+            leader: meta?.leader,
+            // the leader lists its followers, with whether each has caught up
+            current: meta?.replicas?.filter((r) => r.current).length,
+          };
+        }),
+      );
+      const leaders = new Set(views.map((v) => v.leader));
+      const leader = views.find((v) => v.name === views[0]?.leader);
+      last = JSON.stringify(views);
+      if (
+        up.length > 0 &&
+        views.every((v) => v.routes !== undefined && v.routes >= up.length - 1) &&
+        leaders.size === 1 &&
+        leader !== undefined &&
+        (leader.current ?? 0) >= up.length - 1
+      ) {
+        return;
+      }
+      await Bun.sleep(100);
+    }
+    throw new Error(`NATS cluster not ready within ${timeoutMs} ms (routes and meta leader per server: ${last})\n${logs()}`);
+  };
+
+  const stop = async (i: number, signal: "SIGTERM" | "SIGKILL" = "SIGTERM") => {
+    const m = members[i];
+    if (!m) throw new RangeError(`no server ${i} in a cluster of ${size}`);
+    const p = m.proc;
+    m.proc = undefined;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill(signal);
+    const killer = setTimeout(() => p.kill("SIGKILL"), 5000);
+    await p.exited;
+    clearTimeout(killer);
+  };
+
+  const start = async (i: number) => {
+    const m = members[i];
+    if (!m) throw new RangeError(`no server ${i} in a cluster of ${size}`);
+    if (m.running) return;
+    // The ports may still be held by the previous process for a moment: a server that exits at once is started again.
+    for (let attempt = 0; ; attempt++) {
+      spawn(m);
+      await Bun.sleep(200);
+      if (m.running) break;
+      if (attempt >= 10) throw new Error(`nats-server ${m.name} exits at once:\n${tail(m.logPath)}`);
+      await Bun.sleep(300);
+    }
+    await waitReady();
+  };
+
+  const close = async () => {
+    await Promise.all(members.map((_, i) => stop(i, "SIGKILL")));
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    for (const m of members) spawn(m);
+    await waitReady();
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    urls: members.map((m) => m.url),
+    servers: members,
+    stop,
+    start,
+    restart: async (i, signal) => {
+      await stop(i, signal);
+      await start(i);
+    },
+    waitReady,
+    close,
   };
 }
