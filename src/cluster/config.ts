@@ -17,6 +17,11 @@ export const NatsConfigSchema = z.strictObject({
   ackWaitSec: z.number().min(1).max(3600).default(30),
   /** a member silent this long is out of the cluster view */
   memberTtlSec: z.number().min(1).max(600).default(5),
+  /**
+   * copies NATS keeps of each stream and bucket (1 on a single nats-server;
+   * 3 on a NATS cluster so that losing a server loses nothing)
+   */
+  replicas: z.number().int().min(1).max(5).default(1),
 });
 export type NatsConfig = z.infer<typeof NatsConfigSchema>;
 

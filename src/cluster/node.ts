@@ -44,6 +44,8 @@ export interface ClusterNodeOptions {
   name: string;
   nats: { servers: string[]; user?: string; pass?: string; token?: string; tls?: { ca?: string; cert?: string; key?: string } };
   timings?: Partial<ClusterTimings>;
+  /** copies NATS keeps of each stream and bucket this node creates (default 1; more needs a NATS cluster) */
+  replicas?: number;
   /** the workflows this node knows (their roles are hosted as `roles` says) */
   workflows: Registry | readonly AnyWorkflow[];
   /** which roles to host and their slots (default: every role, `auto`) */
@@ -89,7 +91,7 @@ export async function startClusterNode(opts: ClusterNodeOptions): Promise<Runnin
   const log = opts.log.child({ node: name });
   const timings: ClusterTimings = { ...DEFAULT_TIMINGS, ...opts.timings };
   const registry = opts.workflows instanceof Registry ? opts.workflows : new Registry(opts.workflows);
-  const nats: NatsCluster = await openNatsCluster({ ...opts.nats, name, log, timings, signal: opts.signal });
+  const nats: NatsCluster = await openNatsCluster({ ...opts.nats, name, log, timings, replicas: opts.replicas, signal: opts.signal });
   return new ClusterNodeImpl(name, opts, nats, registry, timings, log).start();
 }
 
@@ -138,6 +140,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       node: name,
       log,
       timings,
+      replicas: nats.replicas,
       localFirst: opts.localFirst,
       rowExists: (job, id) => results.exists(job, id),
     });

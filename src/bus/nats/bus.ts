@@ -19,6 +19,8 @@ export interface NatsBusOptions {
   node: string;
   log: Logger;
   timings: ClusterTimings;
+  /** copies of a stream created again when it is gone (nats.replicas; default 1) */
+  replicas?: number;
   /** run a hop on this node when it has a free slot (default true; false sends every hop through NATS) */
   localFirst?: boolean;
   /** whether a task already has its row (asked for tasks delivered again) */
@@ -126,7 +128,7 @@ export class NatsBusImpl implements Bus {
       log: this.#log,
       onMessage: (msg, reserved) => this.#onTask(role, msg, reserved),
       onSilence: async () => {
-        await ensureStreams(link);
+        await ensureStreams(link, this.#o.replicas);
         await ensureConsumer(link, Streams.tasks, cfg);
       },
     });
@@ -202,6 +204,7 @@ export class NatsBusImpl implements Bus {
       log: this.#log,
       stop: () => this.#closed,
       onRetry: () => this.stats.publishRetries++,
+      replicas: this.#o.replicas,
     });
     if (done === "abandoned") return; // left held: given back, or delivered again after the ack wait
     if (done === "duplicate") this.stats.duplicateHops++;
@@ -416,7 +419,7 @@ export class NatsBusImpl implements Bus {
     // Storing an unchanged state would be refused as a duplicate of the message it came with.
     const progressed = state.next !== null && (hold.task !== undefined ? hold.mark !== id : id !== hopMsgId(state.job, state.id, 0, {}));
     if (progressed) {
-      const done = await handOff(this.#o.link, state, hold.seed, { log: this.#log, stop: () => true, once: true }).catch(() => "abandoned" as const);
+      const done = await handOff(this.#o.link, state, hold.seed, { log: this.#log, stop: () => true, once: true, replicas: this.#o.replicas }).catch(() => "abandoned" as const);
       if (done !== "abandoned") {
         this.keeper.handedOn(hold);
         return;

@@ -25,7 +25,7 @@ export async function handOff(
   link: NatsLink,
   state: TaskState,
   seed: SeedRef | undefined,
-  opts: { log: Logger; stop: () => boolean; onRetry?: () => void; once?: boolean },
+  opts: { log: Logger; stop: () => boolean; onRetry?: () => void; once?: boolean; replicas?: number },
 ): Promise<HandOff> {
   const env: TaskEnvelope = { v: 1, state, sent: Date.now() };
   if (seed) env.seed = seed;
@@ -46,7 +46,7 @@ export async function handOff(
       }
       opts.onRetry?.();
       if (attempt % 10 === 0) opts.log.warn({ subject, attempt, err: describe(err) }, "cannot hand a task on, trying again");
-      if (attempt === 3) await ensureStreams(link).catch(() => undefined);
+      if (attempt === 3) await ensureStreams(link, opts.replicas).catch(() => undefined);
       await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
     }
   }

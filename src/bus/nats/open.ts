@@ -2,12 +2,23 @@ import { type NatsConnectOptions, type NatsLink, connectNats } from "./connectio
 import { JobStore } from "./jobstore.ts";
 import { Membership } from "./membership.ts";
 import { ResultStore } from "./results.ts";
-import { type ClusterTimings, ensureStreams, openBuckets, openMembersBucket } from "./setup.ts";
+import { Streams } from "./names.ts";
+import {
+  BUCKET_STREAMS,
+  type ClusterTimings,
+  checkReplicasPossible,
+  ensureStreams,
+  openBuckets,
+  openMembersBucket,
+  reconcileReplicas,
+} from "./setup.ts";
 
 /** Everything a node keeps in NATS, opened on one connection. */
 export interface NatsCluster {
   link: NatsLink;
   timings: ClusterTimings;
+  /** copies of each stream and bucket this node creates (nats.replicas) */
+  replicas: number;
   jobs: JobStore;
   results: ResultStore;
   membership: Membership;
@@ -15,20 +26,25 @@ export interface NatsCluster {
 }
 
 /**
- * Connect, create the streams and buckets when missing, and open the job,
- * result and membership stores.
+ * Connect, create the streams and buckets when missing (with `replicas`
+ * copies each, default 1), bring existing ones up to `replicas` where the
+ * server allows it, and open the job, result and membership stores.
  */
-export async function openNatsCluster(opts: NatsConnectOptions & { timings: ClusterTimings }): Promise<NatsCluster> {
+export async function openNatsCluster(opts: NatsConnectOptions & { timings: ClusterTimings; replicas?: number }): Promise<NatsCluster> {
+  const replicas = opts.replicas ?? 1;
   const link = await connectNats(opts);
   try {
-    await ensureStreams(link);
-    const buckets = await openBuckets(link, opts.timings);
+    checkReplicasPossible(link, replicas);
+    await ensureStreams(link, replicas);
+    const buckets = await openBuckets(link, opts.timings, replicas);
+    await reconcileReplicas(link, [...Object.values(Streams), ...BUCKET_STREAMS], replicas, opts.log);
     return {
       link,
       timings: opts.timings,
+      replicas,
       jobs: new JobStore(link, buckets, opts.timings, opts.log),
       results: new ResultStore(link, opts.log),
-      membership: new Membership(buckets.members, opts.name, opts.log, () => openMembersBucket(link, opts.timings)),
+      membership: new Membership(buckets.members, opts.name, opts.log, () => openMembersBucket(link, opts.timings, replicas)),
       close: () => link.close(),
     };
   } catch (err) {

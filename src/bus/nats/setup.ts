@@ -8,7 +8,8 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { describe } from "../../errors.ts";
+import { ConfigError, describe } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
 import type { NatsLink } from "./connection.ts";
 import { ApiCodes, apiErrorCode } from "./errors.ts";
 import { Buckets, Streams, Subjects } from "./names.ts";
@@ -31,8 +32,8 @@ const ns = (ms: number) => Math.round(ms * 1_000_000);
  */
 export const PUBLISH_TIMEOUT_MS = 3000;
 
-function streamConfigs(): (Partial<StreamConfig> & { name: string })[] {
-  const common = { storage: StorageType.File, num_replicas: 1, discard: DiscardPolicy.Old, duplicate_window: ns(120_000) };
+function streamConfigs(replicas: number): (Partial<StreamConfig> & { name: string })[] {
+  const common = { storage: StorageType.File, num_replicas: replicas, discard: DiscardPolicy.Old, duplicate_window: ns(120_000) };
   return [
     { name: Streams.tasks, subjects: [Subjects.tasks], retention: RetentionPolicy.Workqueue, ...common },
     { name: Streams.seeds, subjects: [Subjects.seeds], retention: RetentionPolicy.Workqueue, ...common },
@@ -40,9 +41,19 @@ function streamConfigs(): (Partial<StreamConfig> & { name: string })[] {
   ];
 }
 
-/** Create matrixd's streams when missing (idempotent; every node calls it at start). */
-export async function ensureStreams(link: NatsLink): Promise<void> {
-  for (const cfg of streamConfigs()) {
+/** The error of creating a stream or bucket with `replicas` copies, saying which setting asked for them. */
+function replicasError(what: string, replicas: number, err: unknown): Error {
+  if (replicas === 1) return err instanceof Error ? err : new Error(describe(err));
+  return new Error(`cannot create ${what} with ${replicas} replicas (nats.replicas): ${describe(err)}`, { cause: err });
+}
+
+/**
+ * Create matrixd's streams when missing, with `replicas` copies each
+ * (idempotent; every node calls it at start, and again when a stream seems
+ * gone). An existing stream is left as it is: see `reconcileReplicas`.
+ */
+export async function ensureStreams(link: NatsLink, replicas = 1): Promise<void> {
+  for (const cfg of streamConfigs(replicas)) {
     try {
       await link.jsm.streams.info(cfg.name);
       continue;
@@ -56,8 +67,58 @@ export async function ensureStreams(link: NatsLink): Promise<void> {
       try {
         await link.jsm.streams.info(cfg.name);
       } catch {
-        throw err;
+        throw replicasError(`stream ${cfg.name}`, replicas, err);
       }
+    }
+  }
+}
+
+/**
+ * Refuse replicas the server cannot keep: more than one copy needs a NATS
+ * cluster (a single nats-server refuses to create such a stream, yet takes
+ * an update to one and then keeps one copy anyway).
+ */
+export function checkReplicasPossible(link: NatsLink, replicas: number): void {
+  if (replicas > 1 && !link.nc.info?.cluster) {
+    throw new ConfigError(
+      `nats.replicas is ${replicas}, but the NATS server at ${link.nc.getServer()} is not part of a cluster; set nats.replicas to 1 or connect to a clustered nats-server`,
+    );
+  }
+}
+
+/**
+ * Bring the replicas of existing streams and buckets (`names`) up to
+ * `replicas`: a stream created with fewer copies (by a node with another
+ * setting, or before the setting changed) is updated when the server allows
+ * it, else a warning says so. A stream with more copies keeps them, with a
+ * warning: one node's setting never lowers what the cluster keeps (lower it
+ * with the nats CLI when that is meant).
+ */
+export async function reconcileReplicas(link: NatsLink, names: readonly string[], replicas: number, log: Logger): Promise<void> {
+  for (const name of names) {
+    let have: number;
+    try {
+      have = (await link.jsm.streams.info(name)).config.num_replicas || 1;
+    } catch (err) {
+      log.warn({ stream: name, err: describe(err) }, "cannot read the replicas of a stream");
+      continue;
+    }
+    if (have === replicas) continue;
+    if (have > replicas) {
+      log.warn(
+        { stream: name, replicas: have, wanted: replicas },
+        `stream ${name} has ${have} replicas and nats.replicas of this node is ${replicas}: it keeps ${have} (lower it with the nats CLI if that is meant)`,
+      );
+      continue;
+    }
+    try {
+      const si = await link.jsm.streams.update(name, { num_replicas: replicas });
+      log.info({ stream: name, from: have, to: si.config.num_replicas }, `stream ${name} now has ${si.config.num_replicas} replicas (was ${have})`);
+    } catch (err) {
+      log.warn(
+        { stream: name, replicas: have, wanted: replicas, err: describe(err) },
+        `stream ${name} has ${have} replicas, nats.replicas asks for ${replicas}, and the server refused to change it: it keeps ${have}`,
+      );
     }
   }
 }
@@ -127,24 +188,30 @@ async function openBucket(link: NatsLink, name: string, opts: Parameters<NatsLin
     try {
       return await link.kvm.open(name);
     } catch {
-      throw err;
+      throw replicasError(`bucket ${name}`, opts?.replicas ?? 1, err);
     }
   }
 }
 
+/** The streams behind the buckets (a bucket is a stream named KV_<bucket>). */
+export const BUCKET_STREAMS = [Buckets.jobs, Buckets.stats, Buckets.members].map((b) => `KV_${b}`);
+
 /**
  * The members bucket. It lives in memory (heartbeats every second need no
- * disk), so a restarted nats-server has lost it: each node calls this again
- * when its heartbeat fails, and the bucket comes back as it was.
+ * disk), so a nats-server that restarts has lost its copy: on a single
+ * server each node calls this again when its heartbeat fails, and the bucket
+ * comes back as it was. On a cluster it has `replicas` copies like the
+ * rest (nats-server replicates memory streams too), so losing one server
+ * loses no member.
  */
-export function openMembersBucket(link: NatsLink, t: ClusterTimings): Promise<KV> {
-  return openBucket(link, Buckets.members, { history: 1, ttl: t.memberTtlMs, storage: StorageType.Memory });
+export function openMembersBucket(link: NatsLink, t: ClusterTimings, replicas = 1): Promise<KV> {
+  return openBucket(link, Buckets.members, { history: 1, ttl: t.memberTtlMs, storage: StorageType.Memory, replicas });
 }
 
-/** Open (creating when missing) the jobs, stats and members buckets. */
-export async function openBuckets(link: NatsLink, t: ClusterTimings): Promise<ClusterBuckets> {
-  const jobs = await openBucket(link, Buckets.jobs, { history: 1, storage: StorageType.File });
-  const stats = await openBucket(link, Buckets.stats, { history: 1, storage: StorageType.File });
-  const members = await openMembersBucket(link, t);
+/** Open (creating when missing, with `replicas` copies) the jobs, stats and members buckets. */
+export async function openBuckets(link: NatsLink, t: ClusterTimings, replicas = 1): Promise<ClusterBuckets> {
+  const jobs = await openBucket(link, Buckets.jobs, { history: 1, storage: StorageType.File, replicas });
+  const stats = await openBucket(link, Buckets.stats, { history: 1, storage: StorageType.File, replicas });
+  const members = await openMembersBucket(link, t, replicas);
   return { jobs, stats, members };
 }
