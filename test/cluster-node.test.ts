@@ -5,7 +5,9 @@ import { SeedBatchError } from "../src/cluster/submit.ts";
 import { ConfigError } from "../src/errors.ts";
 import { defineWorkflow } from "../src/plugin/api.ts";
 import { openNatsCluster } from "../src/bus/nats/index.ts";
+import { createLlmClient } from "../src/llm/index.ts";
 import { silentLogger } from "../src/log.ts";
+import { startSim } from "../src/sim/index.ts";
 import { readResults, startNodes, TEST_TIMINGS, waitJob, waitUntil } from "./cluster-helpers.ts";
 import { comparable, DETERMINISM_JOB } from "./engine-cases.ts";
 import { coralSeeds } from "./helpers.ts";
@@ -222,6 +224,34 @@ describe.skipIf(missing !== undefined)("cluster node (in-process, real nats-serv
       await a!.close();
     }
   }, 40_000);
+
+  test("cluster - a job's token budget counts every node's LLM calls: admission stops on all nodes, tasks in flight finish, the job ends saying why", async () => {
+    const sim = await startSim({ slots: 16, timeScale: 0.02 });
+    const llm = () => createLlmClient({ endpoints: [{ url: `${sim.url}/v1`, maxConcurrency: 16 }] });
+    const [a, b] = await startNodes(srv, ["b1", "b2"], { llm: llm(), shareLlm: false });
+    const c = await startNodes(srv, ["b3"], { llm: llm(), shareLlm: false });
+    try {
+      const { id, total } = await a!.submit({ workflow: "coral", seeds: coralSeeds(300, "b"), config: { concurrency: 24, budget: { tokens: 40_000 } } });
+      const st = await waitJob(b!, id, 60_000);
+      expect(st.state).toBe("done");
+      expect(st.budgetReached).toMatch(/^budget reached: [\d,]+ tokens of 40,000$/);
+      expect(st.reason).toBe(st.budgetReached);
+      const rows = await readResults(c[0]!, id);
+      expect(rows.length).toBe(st.ok + st.failed);
+      expect(rows.length).toBeGreaterThan(0);
+      expect(rows.length).toBeLessThan(total);
+      expect(new Set(rows.map((r) => r.id)).size).toBe(rows.length);
+      expect(rows.filter((r) => r.status !== "ok").map((r) => r.error)).toEqual([]);
+      // every node spent some of it, and the sum passed the budget
+      const used = rows.reduce((n, r) => n + r.usage.prompt + r.usage.completion, 0);
+      expect(used).toBeGreaterThanOrEqual(40_000);
+      const nodes = new Set(rows.flatMap((r) => r.provenance.nodes));
+      expect(nodes.size).toBeGreaterThan(1);
+    } finally {
+      await Promise.all([a!.close(), b!.close(), c[0]!.close()]);
+      await sim.stop();
+    }
+  }, 90_000);
 
   test("cluster - results of a running job follow it to its end", async () => {
     const watch = watcher();

@@ -46,6 +46,10 @@ export const JobStatusSchema = z.looseObject({
   createdAt: num,
   updatedAt: num,
   acceptedBy: z.string(),
+  reason: z.string().optional(),
+  budget: z.looseObject({ tokens: num.optional(), cost: num.optional() }).optional(),
+  spent: z.looseObject({ tokens: num, cost: num }).optional(),
+  budgetReached: z.string().optional(),
   metrics: z.record(z.string(), num.nullable()).optional(),
 });
 

@@ -52,6 +52,11 @@ export function formatJob(j: JobStatus, now = Date.now()): string {
     `  rows ${n(done)}/${n(j.total)} (${j.total > 0 ? ((100 * done) / j.total).toFixed(1) : "100.0"}%): ok ${n(j.ok)}, failed ${n(j.failed)}; running ${n(j.running)}, queued ${n(j.queued)}`,
     `  ${rate(j.rate)} rows/s; tokens ${n(j.promptTokens + j.completionTokens)} (prompt ${n(j.promptTokens)}, completion ${n(j.completionTokens)})`,
   ];
+  if (j.budget) {
+    const limit = [j.budget.tokens !== undefined ? `${n(j.budget.tokens)} tokens` : "", j.budget.cost !== undefined ? `$${j.budget.cost}` : ""].filter(Boolean).join(" or ");
+    const used = j.spent ? `; used ${n(j.spent.tokens)} tokens${j.spent.cost > 0 ? `, $${j.spent.cost.toFixed(4)}` : ""}` : "";
+    lines.push(`  budget ${limit}${used}${j.budgetReached ? `: ${j.budgetReached}, no new tasks` : ""}`);
+  }
   const m = metricsText(j.metrics);
   if (m) lines.push(`  ${m}`);
   return lines.join("\n");

@@ -42,7 +42,8 @@ export class AdmissionManager {
   sync(rec: JobRecord): void {
     if (this.#closed) return;
     const active = this.#active.get(rec.id);
-    if (isLive(rec)) {
+    // A job whose budget is reached admits nothing more; its tasks in flight finish.
+    if (isLive(rec) && rec.budgetReached === undefined) {
       if (active) return;
       const rt = this.o.table.runtime(rec);
       if (!rt) return;

@@ -4,6 +4,7 @@ import type { Logger } from "../log.ts";
 import type { Registry } from "../plugin/registry.ts";
 import { fnv1a } from "../util/hash.ts";
 import { isLive, type JobTable } from "./jobs.ts";
+import { sumSpent } from "./status.ts";
 
 const CHECK_TIMEOUT_MS = 30_000;
 const TALLY_EVERY_MS = 10_000;
@@ -105,6 +106,18 @@ export class Coordinator {
       return;
     }
     const progress = await store.seedProgress(rec.id);
+    if (rec.settings.budget) {
+      if (rec.budgetReached === undefined) {
+        await this.#checkBudget(rec);
+      } else if (progress === undefined || progress.inFlight === 0) {
+        // Admission stopped at the budget and every task admitted has its row: the job ends here.
+        const { tally } = await results.tally(rec.id, this.#metrics(rec));
+        if (await this.#end(rec, "done", rec.budgetReached, tally)) {
+          this.o.log.info({ job: rec.id, ok: tally.ok, failed: tally.failed, reason: rec.budgetReached }, "job done at its budget");
+        }
+        return;
+      }
+    }
     const seedsLeft = progress !== undefined && (progress.pending > 0 || progress.inFlight > 0);
     if (seedsLeft) {
       // Seeds left mostly mean rows to come. But a seed whose ack was lost (a NATS restart) stays
@@ -114,8 +127,7 @@ export class Coordinator {
       if (Date.now() - last < TALLY_EVERY_MS) return;
       this.#tallied.set(rec.id, Date.now());
     }
-    const workflow = this.o.registry.names().includes(rec.workflow) ? this.o.registry.get(rec.workflow) : undefined;
-    const { rows, tally } = await results.tally(rec.id, workflow?.metrics ?? []);
+    const { rows, tally } = await results.tally(rec.id, this.#metrics(rec));
     if (rows >= rec.total) {
       const ended = await this.#end(rec, "done", undefined, tally);
       this.#tallied.delete(rec.id);
@@ -130,6 +142,33 @@ export class Coordinator {
       this.#warned.add(rec.id);
       this.o.log.warn({ job: rec.id, rows, total: rec.total }, "every seed of the job is acked but some rows are missing");
     }
+  }
+
+  #metrics(rec: JobRecord) {
+    return (this.o.registry.names().includes(rec.workflow) ? this.o.registry.get(rec.workflow).metrics : undefined) ?? [];
+  }
+
+  /**
+   * What every node's LLM calls for the job have used, against its budget;
+   * once reached, the record says so and every node stops admitting the
+   * job's tasks (those in flight finish, and the job then ends).
+   */
+  async #checkBudget(rec: JobRecord): Promise<void> {
+    const budget = rec.settings.budget;
+    if (!budget) return;
+    const { tokens, cost } = sumSpent(await this.o.store.counters(rec.id));
+    const why =
+      budget.tokens !== undefined && tokens >= budget.tokens
+        ? `budget reached: ${tokens.toLocaleString("en-US")} tokens of ${budget.tokens.toLocaleString("en-US")}`
+        : budget.cost !== undefined && cost >= budget.cost
+          ? `budget reached: $${cost.toFixed(4)} of $${budget.cost}`
+          : undefined;
+    if (!why) return;
+    const updated = await this.o.store.update(rec.id, (r) =>
+      isLive(r) && r.budgetReached === undefined ? { ...r, budgetReached: why, updatedAt: Math.max(Date.now(), r.updatedAt + 1) } : undefined,
+    );
+    if (updated) this.o.table.set(updated);
+    this.o.log.info({ job: rec.id, reason: why }, "job admits no new tasks");
   }
 
   /**

@@ -4,8 +4,12 @@ import type { Logger } from "../log.ts";
 import type { Metric } from "../plugin/api.ts";
 import type { OutputRow } from "../protocol/task.ts";
 
+/** What this node's LLM calls for a job have used so far. */
+export type Spending = (job: string) => { tokens: number; cost: number } | undefined;
+
 /**
- * What this node has stored of each job (rows it was first to store), kept
+ * What this node has stored of each job (rows it was first to store), and
+ * what its LLM calls for each job have used (for cluster-wide budgets), kept
  * in memory and written to this node's own key of the stats bucket about
  * every second. Readers add up every node's key: no key is shared, so there
  * is no hot spot and no write conflict. A node killed between two writes
@@ -17,11 +21,14 @@ export class NodeCounters {
   readonly #dirty = new Set<string>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #flushing: Promise<void> | undefined;
+  /** the spending last written per job, as "tokens/cost" */
+  readonly #written = new Map<string, string>();
 
   constructor(
     private readonly store: JobStore,
     private readonly node: string,
     private readonly log: Logger,
+    private readonly spending?: { of: Spending; jobs: () => readonly string[] },
   ) {}
 
   start(everyMs = 1000): void {
@@ -51,12 +58,17 @@ export class NodeCounters {
   }
 
   async #flush(): Promise<void> {
+    for (const job of this.spending?.jobs() ?? []) {
+      const s = this.spending?.of(job);
+      if (s && this.#written.get(job) !== `${s.tokens}/${s.cost}`) this.#dirty.add(job);
+    }
     for (const job of [...this.#dirty]) {
-      const t = this.#tallies.get(job);
-      if (!t) continue;
+      const t = this.#tallies.get(job) ?? emptyTally();
+      const spent = this.spending?.of(job);
       this.#dirty.delete(job);
       try {
-        await this.store.putCounters({ v: 1, job, node: this.node, at: Date.now(), ...t });
+        await this.store.putCounters({ v: 1, job, node: this.node, at: Date.now(), ...t, ...(spent ? { spent } : {}) });
+        if (spent) this.#written.set(job, `${spent.tokens}/${spent.cost}`);
       } catch (err) {
         this.#dirty.add(job);
         this.log.debug({ job, err: describe(err) }, "cannot write counters");

@@ -29,7 +29,7 @@ import { NodeCounters } from "./counters.ts";
 import { isLive, JobTable } from "./jobs.ts";
 import { prometheusText } from "./metrics.ts";
 import { isManaged, PeerEndpoints } from "./peers.ts";
-import { FigureCache, jobStatus, sumCounters } from "./status.ts";
+import { FigureCache, jobStatus, sumCounters, sumSpent } from "./status.ts";
 import { prepareJob } from "./submit.ts";
 import type { ClusterNode, JobStatus, JobSubmission, Member } from "./types.ts";
 
@@ -144,9 +144,16 @@ class ClusterNodeImpl implements RunningClusterNode {
       localFirst: opts.localFirst,
       rowExists: (job, id) => results.exists(job, id),
     });
-    this.#counters = new NodeCounters(jobs, `${name}_${this.#startedAt.toString(36)}`, log);
-    this.#table = new JobTable(jobs, registry, log, (rec) => this.#admission.sync(rec));
     this.accounting = new Accounting(opts.prices);
+    const spending = {
+      of: (job: string) => {
+        const t = this.accounting.total(job);
+        return t.requests > 0 ? { tokens: t.promptTokens + t.completionTokens, cost: t.cost } : undefined;
+      },
+      jobs: () => this.accounting.jobs(),
+    };
+    this.#counters = new NodeCounters(jobs, `${name}_${this.#startedAt.toString(36)}`, log, spending);
+    this.#table = new JobTable(jobs, registry, log, (rec) => this.#admission.sync(rec));
     if ((opts.shareLlm ?? true) && isManaged(opts.llm)) this.#peers = new PeerEndpoints(opts.llm, name, log);
     this.engine = new Engine({
       accounting: this.accounting,
@@ -353,7 +360,7 @@ class ClusterNodeImpl implements RunningClusterNode {
           Promise.all([jobs.counters(rec.id), live ? jobs.seedProgress(rec.id).catch(() => undefined) : Promise.resolve(undefined)]),
         );
     const wf = this.#registry.names().includes(rec.workflow) ? this.#registry.get(rec.workflow) : undefined;
-    return jobStatus(rec, sumCounters(counters), progress, wf?.metrics ?? []);
+    return jobStatus(rec, sumCounters(counters), progress, wf?.metrics ?? [], Date.now(), rec.final ? undefined : sumSpent(counters));
   }
 
   async jobs(): Promise<JobStatus[]> {

@@ -3,6 +3,17 @@ import { emptyTally } from "../bus/nats/index.ts";
 import type { Metric } from "../plugin/api.ts";
 import type { JobStatus } from "./types.ts";
 
+/** What every node's LLM calls for a job used, added up. */
+export function sumSpent(all: readonly NodeCounters[]): { tokens: number; cost: number } {
+  let tokens = 0;
+  let cost = 0;
+  for (const c of all) {
+    tokens += c.spent?.tokens ?? 0;
+    cost += c.spent?.cost ?? 0;
+  }
+  return { tokens, cost };
+}
+
 /** Every node's counters of a job, added up. */
 export function sumCounters(all: readonly NodeCounters[]): JobTally {
   const t = emptyTally();
@@ -42,6 +53,7 @@ export function jobStatus(
   progress: SeedProgress | undefined,
   defs: readonly Metric[],
   now = Date.now(),
+  spent?: { tokens: number; cost: number },
 ): JobStatus {
   const t = rec.final ?? counters;
   const done = t.ok + t.failed;
@@ -65,7 +77,10 @@ export function jobStatus(
     createdAt: rec.createdAt,
     updatedAt: live ? now : rec.updatedAt,
     acceptedBy: rec.acceptedBy,
-    ...(rec.reason !== undefined && rec.state === "cancelled" ? { reason: rec.reason } : {}),
+    ...(rec.reason !== undefined && !live ? { reason: rec.reason } : {}),
+    ...(rec.settings.budget ? { budget: rec.settings.budget } : {}),
+    ...(spent && rec.settings.budget ? { spent } : {}),
+    ...(rec.budgetReached !== undefined ? { budgetReached: rec.budgetReached } : {}),
     metrics: metricMeans(t, defs),
   };
 }

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { JobRecord, SeedMessage } from "../bus/nats/index.ts";
 import { validate } from "../config/load.ts";
+import { BudgetSchema } from "../engine/accounting.ts";
 import { makeJobRuntime } from "../engine/job.ts";
 import { ConfigError, SeedError } from "../errors.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
@@ -19,6 +20,8 @@ export const SubmitSettingsSchema = z.strictObject({
   maxSteps: z.number().int().positive().optional(),
   concurrency: z.number().int().positive().optional(),
   stepRetries: z.number().int().nonnegative().optional(),
+  /** stop admitting the job's tasks once the cluster's LLM calls for it used this many tokens or dollars */
+  budget: BudgetSchema.optional(),
   job: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "must be letters, digits, '_', '.', '-' (at most 128)")
@@ -70,6 +73,7 @@ export function prepareJob(sub: JobSubmission, registry: Registry, node: string,
     stepRetries: s.stepRetries ?? JOB_DEFAULTS.stepRetries,
     options: s.options ?? {},
     ...(s.maxSteps !== undefined ? { maxSteps: s.maxSteps } : {}),
+    ...(s.budget !== undefined ? { budget: s.budget } : {}),
   };
   // Validates the workflow's options (ConfigError names the bad one).
   const runtime = makeJobRuntime({ id, workflow, options: settings.options, seed: settings.seed, maxSteps: settings.maxSteps, stepRetries: settings.stepRetries });

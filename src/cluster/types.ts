@@ -33,8 +33,12 @@ export interface JobStatus {
   updatedAt: number;
   /** node that accepted the job */
   acceptedBy: string;
-  /** why the job was cancelled (by whom, or what stopped it) */
+  /** why the job ended as it did (who cancelled it, or the budget it reached) */
   reason?: string;
+  /** the job's budget, what the cluster's LLM calls for it used so far, and, once reached, that it admits no new tasks */
+  budget?: { tokens?: number; cost?: number };
+  spent?: { tokens: number; cost: number };
+  budgetReached?: string;
   /** the workflow's quality metrics over the rows so far */
   metrics?: Record<string, number | null>;
 }

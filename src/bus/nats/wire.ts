@@ -63,6 +63,8 @@ export const JobSettingsSchema = z.object({
   maxSteps: z.number().int().positive().optional(),
   stepRetries: z.number().int().nonnegative(),
   options: z.record(z.string(), z.unknown()),
+  /** the job admits no new task once the cluster has spent this much (tokens, or dollars at the nodes' prices) */
+  budget: z.object({ tokens: z.number().int().positive().optional(), cost: z.number().positive().optional() }).optional(),
 });
 export type JobSettings = z.infer<typeof JobSettingsSchema>;
 
@@ -96,12 +98,20 @@ export const JobRecordSchema = z.object({
   /** exact counts, set when the job is done */
   final: JobTallySchema.optional(),
   reason: z.string().optional(),
+  /** set once the cluster's spending reached the job's budget: no new task is admitted */
+  budgetReached: z.string().optional(),
 });
 export type JobRecord = z.infer<typeof JobRecordSchema>;
 export type JobRecordState = JobRecord["state"];
 
 /** What one node has stored of one job, written by that node alone. */
-export const NodeCountersSchema = JobTallySchema.extend({ v: z.literal(1), node: z.string(), at: z.number() });
+export const NodeCountersSchema = JobTallySchema.extend({
+  v: z.literal(1),
+  node: z.string(),
+  at: z.number(),
+  /** what this node's LLM calls for the job have used so far, call by call (rows count only finished tasks) */
+  spent: z.object({ tokens: z.number().nonnegative(), cost: z.number().nonnegative() }).optional(),
+});
 export type NodeCounters = z.infer<typeof NodeCountersSchema>;
 
 const RoleLoadSchema = z.object({
