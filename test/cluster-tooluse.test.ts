@@ -8,7 +8,7 @@ import type { Env, EnvService } from "../src/env/types.ts";
 import { createLlmClient } from "../src/llm/index.ts";
 import { silentLogger } from "../src/log.ts";
 import { type SimServer, startSim } from "../src/sim/index.ts";
-import { readResults, TEST_TIMINGS, waitJob } from "./cluster-helpers.ts";
+import { readResults, TEST_TIMINGS, waitJob, waitUntil } from "./cluster-helpers.ts";
 import { ROOT, tempDir } from "./helpers.ts";
 import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
 
@@ -67,6 +67,53 @@ describe.skipIf(missing !== undefined)("cluster with environments", () => {
     const members = await nodes[0]!.members();
     expect(members.map((m) => m.services.env?.driver).sort()).toEqual(["bwrap", "bwrap"]);
     expect(envs.map((e) => e.inUse())).toEqual([0, 0]);
+  }, 120_000);
+});
+
+describe.skipIf(missing !== undefined)("cluster with environments: a node leaves mid-job", () => {
+  let srv: NatsServer;
+  let sim: SimServer;
+  beforeAll(async () => {
+    srv = await startNatsServer();
+    sim = await startSim({ slots: 8, timeScale: 0.02 });
+    chmodSync(tmp.dir, 0o755);
+  }, 30_000);
+  afterAll(async () => {
+    await sim?.stop();
+    await srv?.close();
+  });
+
+  test("cluster - tasks whose environments were on a node that left start over on another node; every row ok, one per task", async () => {
+    const open = async (name: string) => {
+      const env = await createEnvService(parseEnvConfig({ driver: "bwrap", node: name, stateDir: join(tmp.dir, name), capacity: 8 }), silentLogger);
+      return { env, node: await startEnvNode(name, env, srv, sim) };
+    };
+    const stay = await open("tl-a");
+    const leave = await open("tl-b");
+    try {
+      const seeds = readFileSync(join(ROOT, "configs/seeds/tool-use.jsonl"), "utf8").split("\n").filter(Boolean).slice(0, 30);
+      const { id } = await leave.node.submit({ workflow: "tool-use", seeds, config: { concurrency: 16 } });
+      await waitUntil("the leaving node to hold environments in use", () => leave.env.inUse() >= 3, 20_000, 5);
+      // It leaves with tasks in the middle of their conversations; what it held goes with it.
+      await leave.node.close();
+      await leave.env.close();
+      const status = await waitJob(stay.node, id, 60_000);
+      expect(status.state).toBe("done");
+      const rows = await readResults(stay.node, id);
+      expect(rows.length).toBe(30);
+      expect(new Set(rows.map((r) => r.id)).size).toBe(30);
+      expect(rows.filter((r) => r.status !== "ok").map((r) => r.error)).toEqual([]);
+      // A task started over ran every step of its last start on the node that stayed.
+      const restarted = rows.filter((r) => (r.provenance.attempts.restart ?? 0) > 0);
+      expect(restarted.length).toBe(stay.node.engine.stats.restarts);
+      expect(restarted.every((r) => r.provenance.nodes.at(-1) === "tl-a")).toBe(true);
+      expect(stay.env.inUse()).toBe(0);
+    } finally {
+      await leave.node.close().catch(() => undefined);
+      await leave.env.close().catch(() => undefined);
+      await stay.node.close();
+      await stay.env.close();
+    }
   }, 120_000);
 });
 

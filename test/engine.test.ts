@@ -2,10 +2,13 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { coralDummy } from "../plugins/coral-dummy/index.ts";
+import { LocalBus } from "../src/bus/local.ts";
+import { Engine } from "../src/engine/engine.ts";
 import { makeJobRuntime } from "../src/engine/job.ts";
 import { runJob } from "../src/engine/run.ts";
 import { silentLogger } from "../src/log.ts";
 import { loadPlugin } from "../src/plugin/registry.ts";
+import type { OutputRow, TaskState } from "../src/protocol/task.ts";
 import { jittery } from "./engine-cases.ts";
 import { coralSeeds, readRows, tempDir, writeLines } from "./helpers.ts";
 
@@ -47,6 +50,35 @@ describe("engine", () => {
     expect(byId.nohops.error).toContain('seed line 6: "hops"');
     expect(byId["line-7"].error).toBe("seed line 7: must be a JSON object");
     expect(byId["good@line8"].error).toBe('seed line 8: duplicate seed id "good"');
+  });
+
+  test("engine - a task pinned to a node that is gone starts over from its seed here, at most twice, then fails naming that node", async () => {
+    const job = makeJobRuntime({ id: "pinned", workflow: coralDummy, options: {}, seed: 1, stepRetries: 1 });
+    const bus = new LocalBus();
+    const rows: OutputRow[] = [];
+    const engine = new Engine({ bus, jobs: async () => job, node: "here", log: silentLogger, finish: async (row) => void rows.push(row) });
+    engine.hostWorkflow(coralDummy, () => 4);
+    const [seed] = coralSeeds(1, "p");
+    // Mid-way through its conversation on a node that died: its state names that node.
+    const midway = (restarts: number): TaskState => {
+      const s = Engine.newTask(job, "t", 0, seed as Record<string, unknown>);
+      s.pin = "gone";
+      s.next = "student";
+      s.steps = 5;
+      s.vars = { ...s.vars, broken: true };
+      s.attempts = restarts > 0 ? { restart: restarts } : {};
+      return s;
+    };
+    await engine.begin(midway(0));
+    await engine.begin(midway(2));
+    const deadline = Date.now() + 10_000;
+    while (rows.length < 2 && Date.now() < deadline) await Bun.sleep(10);
+    const [again, failed] = [rows.find((r) => r.status === "ok"), rows.find((r) => r.status === "failed")];
+    expect(again?.provenance.attempts).toEqual({ restart: 1 });
+    expect(again?.provenance.nodes).toEqual(["here"]);
+    expect(again?.history[0]?.role).toBe("teacher");
+    expect(failed?.error).toBe('the node it was pinned to (gone) is gone or does not host role "student", and it was started over 2 times already');
+    expect(engine.stats.restarts).toBe(1);
   });
 
   test("engine - resume skips tasks already in the output and drops a torn last line", async () => {

@@ -43,6 +43,7 @@ export function prometheusText(f: NodeFigures): string {
   const b = f.bus;
   one("matrixd_steps_total", "counter", "Agent steps run on this node.", e.steps);
   one("matrixd_step_errors_total", "counter", "Steps that threw.", e.stepErrors);
+  one("matrixd_task_restarts_total", "counter", "Tasks started over from their seed because the node they were pinned to was gone.", e.restarts);
   one("matrixd_steps_running", "gauge", "Steps running now.", e.running);
   one("matrixd_tasks_ok_total", "counter", "Tasks that ended ok on this node.", e.ok);
   one("matrixd_tasks_failed_total", "counter", "Tasks that ended failed on this node.", e.failed);

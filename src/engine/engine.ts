@@ -19,7 +19,14 @@ export interface EngineStats {
   promptTokens: number;
   completionTokens: number;
   stepErrors: number;
+  /** tasks started over from their seed because the node they were pinned to was gone */
+  restarts: number;
 }
+
+/** How many times a task is started over after losing the node it was pinned to, before it fails. */
+export const MAX_RESTARTS = 2;
+/** The key of `attempts` that counts a task's restarts. */
+export const RESTART_KEY = "restart";
 
 export interface EngineOptions {
   bus: Bus;
@@ -52,6 +59,7 @@ export class Engine {
     promptTokens: 0,
     completionTokens: 0,
     stepErrors: 0,
+    restarts: 0,
   };
   readonly #opts: EngineOptions;
   readonly #abort = new AbortController();
@@ -111,6 +119,7 @@ export class Engine {
     if (this.#abort.signal.aborted) return;
     const job = await this.#opts.jobs(state.job);
     if (!job) return this.#fail(state, lease, `job "${state.job}" is unknown or cancelled`);
+    if (state.pin !== undefined && state.pin !== this.#opts.node) return this.#restart(state, job, lease);
     const roleName = state.next as string;
     const role = job.workflow.roles[roleName];
     if (!role) return this.#fail(state, lease, `workflow "${job.workflow.name}" has no role "${roleName}"`);
@@ -169,6 +178,34 @@ export class Engine {
       node: this.#opts.node,
       services: this.#opts.services ?? {},
     };
+  }
+
+  /**
+   * A task pinned to a node (it holds something there, such as an
+   * environment) reached this one: that node left or died, and what it held
+   * went with it. The task starts over from its seed here, keeping its
+   * admission time, at most MAX_RESTARTS times; then it fails saying why.
+   */
+  async #restart(state: TaskState, job: JobRuntime, lease: Lease): Promise<void> {
+    const restarts = state.attempts[RESTART_KEY] ?? 0;
+    const why = `the node it was pinned to (${state.pin}) is gone or does not host role "${state.next}"`;
+    if (restarts >= MAX_RESTARTS) return this.#fail(state, lease, `${why}, and it was started over ${restarts} times already`);
+    let fresh: TaskState;
+    try {
+      fresh = Engine.newTask(job, state.id, state.trial, state.seed);
+    } catch (err) {
+      return this.#fail(state, lease, `${why}; it cannot start over: ${describe(err)}`);
+    }
+    fresh.attempts[RESTART_KEY] = restarts + 1;
+    fresh.timings.admitted = state.timings.admitted;
+    this.stats.restarts++;
+    this.#opts.log.warn({ task: state.id, pinnedTo: state.pin, restarts: restarts + 1 }, `task started over from its seed: ${why}`);
+    try {
+      this.stats.hops++;
+      await this.#opts.bus.send(fresh, lease);
+    } catch (err) {
+      await this.#fail(fresh, lease, describe(err));
+    }
   }
 
   async #stepError(state: TaskState, job: JobRuntime, lease: Lease, roleName: string, err: unknown): Promise<void> {
