@@ -43,3 +43,8 @@ export function isNatsUnavailable(err: unknown): boolean {
   if (err instanceof NatsUnavailableError) return true;
   return err instanceof Error && (UNAVAILABLE_NAMES.has(err.name) || apiErrorCode(err) === ApiCodes.streamNotFound);
 }
+
+/** True when a request got no answer in time. */
+export function isTimeout(err: unknown): boolean {
+  return err instanceof Error && err.name === "TimeoutError";
+}

@@ -4,8 +4,8 @@ import type { Logger } from "../../log.ts";
 import { decodeWith, encode } from "../../protocol/codec.ts";
 import type { NatsLink } from "./connection.ts";
 import { ApiCodes, apiErrorCode, JobStoreError } from "./errors.ts";
-import { jobKey, jobStatsKeys, seedConsumer, statsKey, Streams, Subjects } from "./names.ts";
-import { type ClusterBuckets, type ClusterTimings, ensureConsumer, PUBLISH_TIMEOUT_MS, seedConsumerConfig } from "./setup.ts";
+import { Buckets, jobKey, jobStatsKeys, seedConsumer, statsKey, Streams, Subjects } from "./names.ts";
+import { bucketKeys, type ClusterBuckets, type ClusterTimings, ensureConsumer, PUBLISH_TIMEOUT_MS, seedConsumerConfig } from "./setup.ts";
 import { type JobRecord, JobRecordSchema, type NodeCounters, NodeCountersSchema, type SeedMessage } from "./wire.ts";
 
 /** How far a job's admission has got, from its seed consumer. */
@@ -62,11 +62,11 @@ export class JobStore {
    * Store a job's seeds, a window of publishes in flight at once. Each has a
    * message id, so a publish tried again after a lost ack is stored once.
    */
-  async storeSeeds(seeds: Iterable<SeedMessage>, window = 256): Promise<number> {
+  async storeSeeds(seeds: Iterable<SeedMessage> | AsyncIterable<SeedMessage>, window = 256): Promise<number> {
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
     let n = 0;
-    for (const s of seeds) {
+    for await (const s of seeds) {
       if (failure) break;
       const p = this.#publishSeed(s, n).then(
         () => void inFlight.delete(p),
@@ -97,6 +97,12 @@ export class JobStore {
     }
   }
 
+  /** Take a job out of the jobs bucket, as if it had never been submitted (its seeds are dropped first). */
+  async remove(id: string): Promise<void> {
+    await this.dropSeeds(id);
+    await this.buckets.jobs.purge(jobKey(id));
+  }
+
   async get(id: string): Promise<JobRecord | undefined> {
     return this.#getKey(jobKey(id));
   }
@@ -108,8 +114,7 @@ export class JobStore {
 
   async list(): Promise<JobRecord[]> {
     const out: JobRecord[] = [];
-    const keys = new Set<string>();
-    for await (const key of await this.buckets.jobs.keys()) keys.add(key);
+    const keys = new Set(await bucketKeys(this.link, Buckets.jobs));
     for (const key of keys) {
       const rec = await this.#getKey(key);
       if (rec) out.push(rec);
@@ -202,9 +207,7 @@ export class JobStore {
   async counters(job: string): Promise<NodeCounters[]> {
     const out: NodeCounters[] = [];
     const kv: KV = this.buckets.stats;
-    // A key put again while the listing runs comes twice: read each once.
-    const keys = new Set<string>();
-    for await (const key of await kv.keys(jobStatsKeys(job))) keys.add(key);
+    const keys = new Set(await bucketKeys(this.link, Buckets.stats, jobStatsKeys(job)));
     for (const key of keys) {
       const e = await kv.get(key);
       if (!e || e.operation !== "PUT") continue;

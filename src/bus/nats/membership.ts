@@ -25,6 +25,8 @@ export class Membership {
      * after a restart would fail and the view would stay as it was.
      */
     private readonly restore?: () => Promise<unknown>,
+    /** the bucket's keys (default: the KV client's listing) */
+    private readonly keys: () => Promise<Iterable<string> | AsyncIterable<string>> = () => kv.keys(),
   ) {}
 
   /** Put the record now and then every `everyMs`, as `record()` reads at the time. */
@@ -74,7 +76,7 @@ export class Membership {
     const out: MemberRecord[] = [];
     // A key put again while the listing runs comes twice: list each once.
     const keys = new Set<string>();
-    for await (const key of await this.kv.keys()) keys.add(key);
+    for await (const key of await this.keys()) keys.add(key);
     for (const key of keys) {
       const e = await this.kv.get(key);
       if (!e || e.operation !== "PUT") continue;

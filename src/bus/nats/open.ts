@@ -2,9 +2,10 @@ import { type NatsConnectOptions, type NatsLink, connectNats } from "./connectio
 import { JobStore } from "./jobstore.ts";
 import { Membership } from "./membership.ts";
 import { ResultStore } from "./results.ts";
-import { Streams } from "./names.ts";
+import { Buckets, Streams } from "./names.ts";
 import {
   BUCKET_STREAMS,
+  bucketKeys,
   type ClusterTimings,
   checkReplicasPossible,
   ensureStreams,
@@ -44,7 +45,13 @@ export async function openNatsCluster(opts: NatsConnectOptions & { timings: Clus
       replicas,
       jobs: new JobStore(link, buckets, opts.timings, opts.log),
       results: new ResultStore(link, opts.log),
-      membership: new Membership(buckets.members, opts.name, opts.log, () => openMembersBucket(link, opts.timings, replicas)),
+      membership: new Membership(
+        buckets.members,
+        opts.name,
+        opts.log,
+        () => openMembersBucket(link, opts.timings, replicas),
+        () => bucketKeys(link, Buckets.members),
+      ),
       close: () => link.close(),
     };
   } catch (err) {

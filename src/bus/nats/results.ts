@@ -1,4 +1,4 @@
-import type { JsMsg } from "@nats-io/jetstream";
+import { type JetStreamClient, type JsMsg, jetstream } from "@nats-io/jetstream";
 import { headers as makeHeaders } from "@nats-io/transport-node";
 import { describe } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
@@ -6,12 +6,15 @@ import type { Metric } from "../../plugin/api.ts";
 import { formatIssues } from "../../protocol/codec.ts";
 import { type OutputRow, OutputRowHeadSchema } from "../../protocol/task.ts";
 import type { NatsLink } from "./connection.ts";
-import { ApiCodes, apiErrorCode } from "./errors.ts";
+import { ApiCodes, apiErrorCode, isTimeout } from "./errors.ts";
 import { Streams, Subjects } from "./names.ts";
 import { PUBLISH_TIMEOUT_MS } from "./setup.ts";
 import type { JobTally } from "./wire.ts";
 
 const H_STATUS = "Mx-Status";
+/** Tries at making a reader of a job's rows whose request times out, and the time each may take. */
+const READER_TRIES = 6;
+const READER_TIMEOUT_MS = 2000;
 const H_USAGE = "Mx-Usage";
 const H_METRICS = "Mx-Metrics";
 
@@ -63,11 +66,15 @@ export function addToTally(
  */
 export class ResultStore {
   readonly stats: ResultStats = { stored: 0, duplicates: 0, garbage: 0, oversized: 0 };
+  /** JetStream with a short request timeout, for making readers (see #reader) */
+  readonly #readerJs: JetStreamClient;
 
   constructor(
     private readonly link: NatsLink,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#readerJs = jetstream(link.nc, { timeout: READER_TIMEOUT_MS });
+  }
 
   /**
    * Store a task's row unless the task has one; resolves with what was done
@@ -160,12 +167,26 @@ export class ResultStore {
     return { rows, tally: t };
   }
 
+  /**
+   * An ordered consumer of a job's rows. Making one is tried again, soon,
+   * when the request times out: on a NATS cluster missing a server,
+   * nats-server 2.9 may place the new consumer on the missing server and
+   * never answer, which happens to about one try in three while it is gone.
+   */
+  async #reader(job: string, headersOnly: boolean) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#readerJs.consumers.get(Streams.rows, { filter_subjects: Subjects.jobRows(job), headers_only: headersOnly });
+      } catch (err) {
+        if (!isTimeout(err) || attempt >= READER_TRIES) throw err;
+        this.log.debug({ job, attempt, err: describe(err) }, "cannot make a reader of the job's rows, trying again");
+      }
+    }
+  }
+
   /** The messages on a job's row subjects, through an ordered consumer, in batches. */
   async *#read(job: string, headersOnly: boolean, running?: () => Promise<boolean>): AsyncGenerator<JsMsg> {
-    const consumer = await this.link.js.consumers.get(Streams.rows, {
-      filter_subjects: Subjects.jobRows(job),
-      headers_only: headersOnly,
-    });
+    const consumer = await this.#reader(job, headersOnly);
     try {
       let live = running ? await running() : false;
       // A job that has ended gets no more rows: read exactly what is there.

@@ -11,7 +11,7 @@ import type { KV } from "@nats-io/kv";
 import { ConfigError, describe } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { NatsLink } from "./connection.ts";
-import { ApiCodes, apiErrorCode } from "./errors.ts";
+import { ApiCodes, apiErrorCode, isTimeout } from "./errors.ts";
 import { Buckets, Streams, Subjects } from "./names.ts";
 
 /** Timings that are baked into the shared consumers and buckets (the first node to create them wins). */
@@ -151,25 +151,58 @@ export function seedConsumerConfig(name: string, subject: string, concurrency: n
   };
 }
 
-/** Create a durable consumer unless it exists (an existing one keeps its settings). */
+/** Tries at creating a consumer whose create request times out. */
+const CONSUMER_CREATE_TRIES = 5;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Create a durable consumer unless it exists (an existing one keeps its
+ * settings). A create request that times out is tried again: on a NATS
+ * cluster missing a server, nats-server 2.9 answers some of them late or
+ * never (it may place the consumer on the missing server), and a late one
+ * may have made the consumer after all, which the next look finds.
+ */
 export async function ensureConsumer(link: NatsLink, stream: string, cfg: Partial<ConsumerConfig>): Promise<void> {
   const name = cfg.durable_name as string;
-  try {
-    await link.jsm.consumers.info(stream, name);
-    return;
-  } catch (err) {
-    if (apiErrorCode(err) !== ApiCodes.consumerNotFound) throw err;
-  }
-  try {
-    await link.jsm.consumers.add(stream, cfg);
-  } catch (err) {
-    // A concurrent create with the same settings succeeds; report anything else.
+  for (let attempt = 1; ; attempt++) {
     try {
       await link.jsm.consumers.info(stream, name);
-    } catch {
-      throw new Error(`cannot create consumer ${stream}/${name}: ${describe(err)}`, { cause: err });
+      return;
+    } catch (err) {
+      if (apiErrorCode(err) !== ApiCodes.consumerNotFound) throw err;
     }
+    try {
+      await link.jsm.consumers.add(stream, cfg);
+      return;
+    } catch (err) {
+      // A concurrent create with the same settings succeeds; report anything else.
+      try {
+        await link.jsm.consumers.info(stream, name);
+        return;
+      } catch {
+        if (!isTimeout(err) || attempt >= CONSUMER_CREATE_TRIES) {
+          throw new Error(`cannot create consumer ${stream}/${name}: ${describe(err)}`, { cause: err });
+        }
+      }
+    }
+    await sleep(250 * attempt);
   }
+}
+
+/**
+ * The keys of a bucket that match `filter`, from its stream's list of
+ * subjects. The KV client's keys() makes a consumer for that, and on a NATS
+ * cluster missing a server nats-server 2.9 may place it on the missing one:
+ * the request then times out. The subject list is the stream leader's
+ * answer, which a cluster that has lost one server of three still gives.
+ * Deleted keys may be listed (their delete marker is a message): a get
+ * tells them apart.
+ */
+export async function bucketKeys(link: NatsLink, bucket: string, filter = ">"): Promise<string[]> {
+  const prefix = `$KV.${bucket}.`;
+  const si = await link.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` });
+  return Object.keys(si.state.subjects ?? {}).map((s) => s.slice(prefix.length));
 }
 
 /** The KV buckets of the cluster. */
