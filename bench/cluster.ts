@@ -1,6 +1,9 @@
 /**
- * Cluster figures (`bun bench/cluster.ts [--quick]`): three `matrixd join`
- * processes on one local nats-server.
+ * Cluster figures (`bun bench/cluster.ts [--quick] [--nats-cluster]`): three
+ * `matrixd join` processes on one local nats-server, and with
+ * `--nats-cluster` also on a local 3-server NATS cluster whose streams and
+ * buckets have 3 replicas (`nats.replicas: 3`), measured the same way in
+ * the same run.
  *
  * 1. coral-dummy hops/s per node (hops run where the task is, local first);
  * 2. the latency a hop through NATS adds, with every hop sent through NATS
@@ -9,7 +12,8 @@
  *    nodes share: tokens the servers say they generated / (fleet ceiling x
  *    wall time from the submit request to the last row).
  *
- * Prints the figures and writes bench/results/cluster.json.
+ * Prints the figures and writes bench/results/cluster.json (the cluster's
+ * figures under `natsCluster`).
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -18,7 +22,7 @@ import { LATENCY_BUCKETS_MS } from "../src/bus/nats/latency.ts";
 import type { JobStatus } from "../src/cluster/types.ts";
 import { type JoinProcess, metric, spawnJoin } from "../test/cluster-procs.ts";
 import { tempDir } from "../test/helpers.ts";
-import { startNatsServer } from "../test/nats-server.ts";
+import { startNatsCluster, startNatsServer } from "../test/nats-server.ts";
 import { gauge, startFleet } from "./fleet.ts";
 import { machineInfo } from "./machine.ts";
 import { matrixdCommand, procStatus, repoRoot } from "./proc.ts";
@@ -28,17 +32,20 @@ const { values: f } = parseArgs({
   options: {
     quick: { type: "boolean" },
     only: { type: "string" },
+    "nats-cluster": { type: "boolean" },
     out: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (f.help) {
-  console.log(`usage: bun bench/cluster.ts [--quick] [--only dummy,nats,coral] [--out DIR]
+  console.log(`usage: bun bench/cluster.ts [--quick] [--only dummy,nats,coral] [--nats-cluster] [--out DIR]
+  --nats-cluster   measure also on a 3-server NATS cluster with 3 replicas (after one nats-server)
   writes DIR/cluster.json (default bench/results)`);
   process.exit(0);
 }
 const quick = f.quick === true;
 const only = new Set((f.only ?? "dummy,nats,coral").split(","));
+const withCluster = f["nats-cluster"] === true;
 const plan = quick
   ? {
       dummy: 3000,
@@ -106,9 +113,28 @@ async function runJob(
   return { wallS: (lastFinished - t0) / 1000, rows: rows.length, lastFinished };
 }
 
-async function startNodes(natsUrl: string, tag: string, config: Record<string, unknown>, args: string[] = []): Promise<JoinProcess[]> {
+/** Where the nodes find NATS: one server, or every server of a cluster, with the replicas of matrixd's streams. */
+interface NatsSetup {
+  /** prefix of the node names */
+  tag: string;
+  urls: string[];
+  replicas: number;
+}
+
+async function startNodes(nats: NatsSetup, tag: string, config: Record<string, unknown>, args: string[] = []): Promise<JoinProcess[]> {
+  // Each node lists every server, starting with a different one.
+  const urls = (i: number) => [...nats.urls.slice(i % nats.urls.length), ...nats.urls.slice(0, i % nats.urls.length)].join(",");
   return Promise.all(
-    [1, 2, 3].map((i) => spawnJoin({ name: `${tag}${i}`, nats: natsUrl, dir: tmp.dir, config: { log: { level: "warn" }, ...config }, args, command: matrixd })),
+    [1, 2, 3].map((i) =>
+      spawnJoin({
+        name: `${nats.tag}${tag}${i}`,
+        nats: urls(i - 1),
+        dir: tmp.dir,
+        config: { log: { level: "warn" }, nats: { replicas: nats.replicas }, ...config },
+        args,
+        command: matrixd,
+      }),
+    ),
   );
 }
 
@@ -149,20 +175,20 @@ async function fleetLoad(urls: string[]): Promise<{ running: number; waiting: nu
 const cpuOf = (nodes: JoinProcess[]) => nodes.map((n) => procStatus(n.proc.pid));
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
-const nats = await startNatsServer();
-const results: Record<string, unknown> = { machine: machineInfo(root), quick, plan };
-try {
+/** The three sections on one NATS setup: their figures by name. */
+async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
+  const figures: Record<string, unknown> = {};
   // 1. coral-dummy, local first
   if (only.has("dummy")) {
     log(`coral-dummy: ${plan.dummy} tasks on 3 nodes over NATS (local first)...`);
-    const nodes = await startNodes(nats.url, "d", { defaultSlots: 1024 });
+    const nodes = await startNodes(nats, "d", { defaultSlots: 1024 });
     const cpu0 = cpuOf(nodes);
     const dummy = await runJob(nodes, "coral-dummy", coralDummySeeds(plan.dummy), { concurrency: 3072 });
     const texts = await Promise.all(nodes.map((n) => n.metrics()));
     const cpu1 = cpuOf(nodes);
     const perNode = texts.map((t) => metric(t, "matrixd_hops_total", 'route="local"') + metric(t, "matrixd_hops_total", 'route="nats"'));
     const hops = perNode.reduce((a, b) => a + b, 0);
-    results.coralDummy = {
+    figures.coralDummy = {
       tasks: dummy.rows,
       wallS: round(dummy.wallS, 2),
       hops,
@@ -173,13 +199,13 @@ try {
       cpuSecondsPerNode: cpu1.map((c, i) => round(c.cpuS - (cpu0[i]?.cpuS ?? 0))),
       peakRssMiBPerNode: cpu1.map((c) => round(c.hwmBytes / 2 ** 20)),
     };
-    log(`  ${JSON.stringify(results.coralDummy)}`);
+    log(`  ${JSON.stringify(figures.coralDummy)}`);
     await stopNodes(nodes);
   }
 
   // 2. every hop through NATS: the latency a hop adds (light load), then hops/s under load
   if (only.has("nats")) {
-    const nodes = await startNodes(nats.url, "r", { defaultSlots: 1024, localFirst: false });
+    const nodes = await startNodes(nats, "r", { defaultSlots: 1024, localFirst: false });
     log(`coral-dummy: ${plan.latency.tasks} tasks, ${plan.latency.concurrency} in flight, every hop through NATS...`);
     await runJob(nodes, "coral-dummy", coralDummySeeds(plan.latency.tasks), { concurrency: plan.latency.concurrency });
     const light = await Promise.all(nodes.map((n) => n.metrics()));
@@ -191,7 +217,7 @@ try {
     const texts = await Promise.all(nodes.map((n) => n.metrics()));
     const cpu1 = cpuOf(nodes);
     const rHops = texts.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="nats"'), 0) - before;
-    results.hopThroughNats = {
+    figures.hopThroughNats = {
       light: {
         tasks: plan.latency.tasks,
         inFlight: plan.latency.concurrency,
@@ -209,78 +235,105 @@ try {
         cpuSecondsPerNode: cpu1.map((c, i) => round(c.cpuS - (cpu0[i]?.cpuS ?? 0))),
       },
     };
-    log(`  ${JSON.stringify(results.hopThroughNats)}`);
+    log(`  ${JSON.stringify(figures.hopThroughNats)}`);
     await stopNodes(nodes);
   }
 
   // 3. coral on a shared sim fleet
   if (only.has("coral")) {
-  log(`coral: ${plan.coral} tasks on 3 nodes sharing a fleet of ${plan.fleet.servers} sim servers...`);
-  const fleet = await startFleet(matrixd, plan.fleet);
-  try {
-    const nodes = await startNodes(nats.url, "c", {}, fleet.urls.flatMap((u) => ["--llm", u]));
-    const before = await fleet.counters();
-    const cpu0 = cpuOf(nodes);
-    const t0 = Date.now();
-    // While seeds are still waiting for admission the job is in its steady state: sample the fleet until then.
-    let steady: { t: number; tokens: number } | undefined;
-    const samples: { running: number; waiting: number }[] = [];
-    const coral = await runJob(nodes, "coral", coralSeeds(plan.coral), { concurrency: plan.coralConcurrency, seed: 1 }, async (st) => {
-      if (steady !== undefined) return;
-      if (st.queued === 0 && st.ok + st.failed > 0) {
-        steady = { t: Date.now(), tokens: (await fleet.counters()).generationTokens - before.generationTokens };
-      } else samples.push(await fleetLoad(fleet.urls));
-    });
-    const after = await fleet.counters();
-    const cpu1 = cpuOf(nodes);
-    const tokens = after.generationTokens - before.generationTokens;
-    const wallS = (coral.lastFinished - t0) / 1000;
-    const texts = await Promise.all(nodes.map((n) => n.metrics()));
-    results.coral = {
-      tasks: coral.rows,
-      wallS: round(wallS, 2),
-      fleetCeilingTps: Math.round(fleet.ceilingTps),
-      generatedTokens: tokens,
-      tokensPerSecond: Math.round(tokens / wallS),
-      utilization: round(tokens / (fleet.ceilingTps * wallS), 3),
-      /** from the submit request until every seed was admitted (the job's tail, its last tasks finishing, left out) */
-      steadyUtilization: steady ? round(steady.tokens / (fleet.ceilingTps * ((steady.t - t0) / 1000)), 3) : null,
-      steadyS: steady ? round((steady.t - t0) / 1000, 1) : null,
-      /** requests the servers ran and queued, on average, while seeds waited (sampled) */
-      steadyRunning: round(samples.reduce((a, x) => a + x.running, 0) / Math.max(1, samples.length), 1),
-      steadyWaiting: round(samples.reduce((a, x) => a + x.waiting, 0) / Math.max(1, samples.length), 1),
-      fleetSlots: plan.fleet.servers * plan.fleet.slots,
-      /** share of the fleet's slots busy over the run, from the servers' own running-seconds counter */
-      slotBusyShare: round((after.runningSeconds - before.runningSeconds) / (plan.fleet.servers * wallS), 3),
-      hopsThroughNats: texts.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="nats"'), 0),
-      cpuSecondsPerNode: cpu1.map((c, i) => round(c.cpuS - (cpu0[i]?.cpuS ?? 0))),
-    };
-    log(`  ${JSON.stringify(results.coral)}`);
-    await stopNodes(nodes);
-  } finally {
-    await fleet.stop();
+    log(`coral: ${plan.coral} tasks on 3 nodes sharing a fleet of ${plan.fleet.servers} sim servers...`);
+    const fleet = await startFleet(matrixd, plan.fleet);
+    try {
+      const nodes = await startNodes(nats, "c", {}, fleet.urls.flatMap((u) => ["--llm", u]));
+      const before = await fleet.counters();
+      const cpu0 = cpuOf(nodes);
+      const t0 = Date.now();
+      // While seeds are still waiting for admission the job is in its steady state: sample the fleet until then.
+      let steady: { t: number; tokens: number } | undefined;
+      const samples: { running: number; waiting: number }[] = [];
+      const coral = await runJob(nodes, "coral", coralSeeds(plan.coral), { concurrency: plan.coralConcurrency, seed: 1 }, async (st) => {
+        if (steady !== undefined) return;
+        if (st.queued === 0 && st.ok + st.failed > 0) {
+          steady = { t: Date.now(), tokens: (await fleet.counters()).generationTokens - before.generationTokens };
+        } else samples.push(await fleetLoad(fleet.urls));
+      });
+      const after = await fleet.counters();
+      const cpu1 = cpuOf(nodes);
+      const tokens = after.generationTokens - before.generationTokens;
+      const wallS = (coral.lastFinished - t0) / 1000;
+      const texts = await Promise.all(nodes.map((n) => n.metrics()));
+      figures.coral = {
+        tasks: coral.rows,
+        wallS: round(wallS, 2),
+        fleetCeilingTps: Math.round(fleet.ceilingTps),
+        generatedTokens: tokens,
+        tokensPerSecond: Math.round(tokens / wallS),
+        utilization: round(tokens / (fleet.ceilingTps * wallS), 3),
+        /** from the submit request until every seed was admitted (the job's tail, its last tasks finishing, left out) */
+        steadyUtilization: steady ? round(steady.tokens / (fleet.ceilingTps * ((steady.t - t0) / 1000)), 3) : null,
+        steadyS: steady ? round((steady.t - t0) / 1000, 1) : null,
+        /** requests the servers ran and queued, on average, while seeds waited (sampled) */
+        steadyRunning: round(samples.reduce((a, x) => a + x.running, 0) / Math.max(1, samples.length), 1),
+        steadyWaiting: round(samples.reduce((a, x) => a + x.waiting, 0) / Math.max(1, samples.length), 1),
+        fleetSlots: plan.fleet.servers * plan.fleet.slots,
+        /** share of the fleet's slots busy over the run, from the servers' own running-seconds counter */
+        slotBusyShare: round((after.runningSeconds - before.runningSeconds) / (plan.fleet.servers * wallS), 3),
+        hopsThroughNats: texts.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="nats"'), 0),
+        cpuSecondsPerNode: cpu1.map((c, i) => round(c.cpuS - (cpu0[i]?.cpuS ?? 0))),
+      };
+      log(`  ${JSON.stringify(figures.coral)}`);
+      await stopNodes(nodes);
+    } finally {
+      await fleet.stop();
+    }
   }
+  return figures;
+}
+
+const results: Record<string, unknown> = { machine: machineInfo(root), quick, plan };
+try {
+  log("one nats-server:");
+  const single = await startNatsServer();
+  try {
+    Object.assign(results, await measureOn({ tag: "", urls: [single.url], replicas: 1 }));
+  } finally {
+    await single.close();
+  }
+  if (withCluster) {
+    log("a 3-server NATS cluster, replicas 3:");
+    const cluster = await startNatsCluster({ size: 3 });
+    try {
+      results.natsCluster = { servers: 3, replicas: 3, ...(await measureOn({ tag: "k", urls: cluster.urls, replicas: 3 })) };
+    } finally {
+      await cluster.close();
+    }
   }
 } finally {
-  await nats.close();
   tmp.remove();
 }
 
 const out = f.out ?? join(root, "bench", "results");
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, "cluster.json"), `${JSON.stringify(results, null, 2)}\n`);
-const lines = [`cluster of 3 matrixd join processes, one nats-server (${(results.machine as { cores: number }).cores} cores)`];
-const d = results.coralDummy as Record<string, number> | undefined;
-if (d) lines.push(`  coral-dummy hops/s per node (local first):  ${d.meanHopsPerSecondPerNode} (per node ${JSON.stringify(d.hopsPerSecondPerNode)}; ${d.hops} hops, ${d.hopsThroughNats} through NATS)`);
-const h = results.hopThroughNats as { light: Record<string, number>; loaded: Record<string, number> } | undefined;
-if (h) {
-  lines.push(`  latency a hop through NATS adds:           p50 ${h.light.latencyP50Ms} ms, p99 ${h.light.latencyP99Ms} ms (${h.light.inFlight} tasks in flight)`);
-  lines.push(`  every hop through NATS: hops/s per node     ${h.loaded.hopsPerSecondPerNode} (${h.loaded.inFlight} tasks in flight)`);
+const lines: string[] = [];
+/** The figures of one NATS setup, as lines. */
+function describeFigures(title: string, r: Record<string, unknown>): void {
+  lines.push(title);
+  const d = r.coralDummy as Record<string, number> | undefined;
+  if (d) lines.push(`  coral-dummy hops/s per node (local first):  ${d.meanHopsPerSecondPerNode} (per node ${JSON.stringify(d.hopsPerSecondPerNode)}; ${d.hops} hops, ${d.hopsThroughNats} through NATS)`);
+  const h = r.hopThroughNats as { light: Record<string, number>; loaded: Record<string, number> } | undefined;
+  if (h) {
+    lines.push(`  latency a hop through NATS adds:           p50 ${h.light.latencyP50Ms} ms, p99 ${h.light.latencyP99Ms} ms (${h.light.inFlight} tasks in flight)`);
+    lines.push(`  every hop through NATS: hops/s per node     ${h.loaded.hopsPerSecondPerNode} (${h.loaded.inFlight} tasks in flight)`);
+  }
+  const c = r.coral as Record<string, number> | undefined;
+  if (c) {
+    lines.push(`  coral utilization of the fleet, whole job:  ${c.utilization} (${c.tokensPerSecond} tokens/s of ${c.fleetCeilingTps}; slots busy ${c.slotBusyShare}; ${c.wallS} s)`);
+    lines.push(`  coral utilization while seeds wait:        ${c.steadyUtilization} (first ${c.steadyS} s; servers ran ${c.steadyRunning} of ${c.fleetSlots} slots, ${c.steadyWaiting} waiting)`);
+  }
 }
-const c = results.coral as Record<string, number> | undefined;
-if (c) {
-  lines.push(`  coral utilization of the fleet, whole job:  ${c.utilization} (${c.tokensPerSecond} tokens/s of ${c.fleetCeilingTps}; slots busy ${c.slotBusyShare}; ${c.wallS} s)`);
-  lines.push(`  coral utilization while seeds wait:        ${c.steadyUtilization} (first ${c.steadyS} s; servers ran ${c.steadyRunning} of ${c.fleetSlots} slots, ${c.steadyWaiting} waiting)`);
-}
+const cores = (results.machine as { cores: number }).cores;
+describeFigures(`cluster of 3 matrixd join processes, one nats-server (${cores} cores)`, results);
+if (results.natsCluster) describeFigures("the same on a 3-server NATS cluster, streams and buckets with 3 replicas", results.natsCluster as Record<string, unknown>);
 lines.push(`written: ${join(out, "cluster.json")}`);
 console.log(lines.join("\n"));
