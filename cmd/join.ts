@@ -129,6 +129,7 @@ export async function joinMain(argv: string[]): Promise<number> {
     const app = createApp(node, {
       token,
       maxBodyBytes: cfg.limits.maxBodyBytes,
+      maxJsonBytes: cfg.limits.maxJsonBytes,
       maxSeeds: cfg.limits.maxSeeds,
       log,
       registry,

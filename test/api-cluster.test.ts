@@ -89,6 +89,59 @@ describe.skipIf(missing !== undefined)("api over the NATS cluster node", () => {
     }
   }, 30_000);
 
+  test("api - an NDJSON submission streams into NATS: no task starts before its last line; a bad line late in the stream refuses the whole job and leaves no trace", async () => {
+    const N = 3000;
+    const lines = coralSeeds(N, "s").map((s) => `${JSON.stringify(s)}\n`);
+    // A body that stops half-way until the test lets it go on.
+    let release!: () => void;
+    const halfway = new Promise<void>((r) => (release = r));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        if (sent === N / 2) await halfway;
+        if (sent >= N) return ctl.close();
+        ctl.enqueue(new TextEncoder().encode(lines.slice(sent, sent + 300).join("")));
+        sent += 300;
+      },
+    });
+    const post = (stream: ReadableStream<Uint8Array> | string, job: string) =>
+      appA.request(`/v1/jobs?workflow=coral-dummy&config=${encodeURIComponent(JSON.stringify({ job, concurrency: 48 }))}`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/x-ndjson" },
+        body: stream,
+        duplex: "half",
+      } as RequestInit);
+    const steps = () => a.engine.stats.steps + b.engine.stats.steps;
+    const before = steps();
+    const pending = post(body, "streamed");
+    await until(async () => (await b.job("streamed")) !== undefined, 10_000, "the streamed job's record");
+    await Bun.sleep(300);
+    expect(steps()).toBe(before);
+    expect((await b.job("streamed"))?.state).toBe("running");
+    release();
+    const res = await pending;
+    expect(res.status).toBe(201);
+    expect(await json(res)).toEqual({ id: "streamed", total: N });
+    await until(async () => (await b.job("streamed"))?.state === "done", 60_000, "the streamed job to end");
+    let rows = 0;
+    const ids = new Set<string>();
+    for await (const line of b.results("streamed")) {
+      rows++;
+      ids.add(JSON.parse(line).id);
+    }
+    expect([rows, ids.size]).toEqual([N, N]);
+
+    // bad lines far into a stream: a 400 naming them, and no job anywhere
+    const bad = [...lines.slice(0, 1500), "{oops\n", ...lines.slice(1500, 3000), lines[10] as string];
+    const refused = await post(bad.join(""), "refused");
+    expect(refused.status).toBe(400);
+    const rb = await json(refused);
+    expect(rb.details).toEqual(["seed line 1501: not JSON (JSON Parse error: Expected '}')", 'seed line 3002: duplicate seed id "s10" (first on line 11)']);
+    expect(await a.job("refused")).toBeUndefined();
+    await until(async () => (await b.job("refused")) === undefined, 15_000, "the refused job to leave the other node's view");
+    expect((await b.jobs()).map((j) => j.id)).not.toContain("refused");
+  }, 120_000);
+
   test("api - the cluster view, metrics, bad seeds and unknown jobs over the real node", async () => {
     await until(
       async () => (await json(await appA.request("/v1/cluster", { headers: auth }))).members.length === 2,

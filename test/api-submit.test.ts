@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/api/app.ts";
+import { MAX_SEED_LINE_CHARS } from "../src/api/submission.ts";
 import type { JobStatus } from "../src/cluster/types.ts";
 import { silentLogger } from "../src/log.ts";
 import { coralSeeds } from "./helpers.ts";
@@ -191,6 +192,20 @@ describe("api submit", () => {
     expect(await jobCount()).toBe(before);
     const ten = await postNdjson(few, "workflow=coral-dummy", ndjson([...coralSeeds(10), ""]));
     expect(ten.status).toBe(201);
+  });
+
+  test("api - 413 for a streamed line longer than a seed may be, and a JSON body past its own limit", async () => {
+    const before = await jobCount();
+    const long = `${JSON.stringify(coralSeeds(1)[0])}\n{"id": "big", "pad": "${"x".repeat(MAX_SEED_LINE_CHARS)}"}\n`;
+    const res = await postNdjson(app, "workflow=coral-dummy", chunked(long, 65536));
+    expect(res.status).toBe(413);
+    expect(await json(res)).toEqual({ error: `seed line 2 is longer than ${MAX_SEED_LINE_CHARS} characters` });
+    const small = createApp(node, { registry, maxJsonBytes: 2000, log: silentLogger });
+    const js = await postJson(small, { workflow: "coral-dummy", seeds: coralSeeds(100) });
+    expect(js.status).toBe(413);
+    // the same seeds as NDJSON stream past the JSON limit
+    expect((await postNdjson(small, "workflow=coral-dummy", ndjson(coralSeeds(100)))).status).toBe(201);
+    expect(await jobCount()).toBe(before + 1);
   });
 
   test("api - results stream as NDJSON, one row per task", async () => {

@@ -11,17 +11,21 @@ import { HttpMetrics, requestMetrics } from "./middleware/metrics.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { nodeRoutes } from "./routes/node.ts";
 
-/** Request bodies past this many bytes answer 413 (64 MiB). */
-export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** Request bodies past this many bytes answer 413 (64 GiB: an NDJSON submission streams, in bounded memory). */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 ** 3;
+/** JSON bodies past this many bytes answer 413 (64 MiB: a JSON body is parsed whole). */
+export const DEFAULT_MAX_JSON_BYTES = 64 * 1024 * 1024;
 /** Jobs with more seeds than this answer 413. */
-export const DEFAULT_MAX_SEEDS = 1_000_000;
+export const DEFAULT_MAX_SEEDS = 50_000_000;
 
 export interface AppOptions {
   /** when set, every route but `/healthz` and the dashboard page needs `Authorization: Bearer <token>` */
   token?: string;
-  /** bytes a request body may have (default 64 MiB) */
+  /** bytes a request body may have (default 64 GiB) */
   maxBodyBytes?: number;
-  /** seeds a job may have (default 1,000,000) */
+  /** bytes a JSON body may have (default 64 MiB) */
+  maxJsonBytes?: number;
+  /** seeds a job may have (default 50,000,000) */
   maxSeeds?: number;
   log?: Logger;
   /** the workflows seeds are checked against (default: the built-in ones) */
@@ -55,7 +59,7 @@ export function createApp(node: ClusterNode, opts: AppOptions = {}): Hono {
   app.get("/", (c) => c.html(DASHBOARD_HTML));
 
   app.use(bearerAuth({ token: opts.token }));
-  app.use(bodyLimit({ maxBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES }));
+  app.use(bodyLimit({ maxBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, maxJsonBytes: opts.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES }));
 
   app.route(
     "/v1/jobs",

@@ -1,10 +1,11 @@
 import { z } from "zod";
 import { configIssues, validate } from "../config/load.ts";
-import type { JobSubmission } from "../cluster/types.ts";
+import type { CheckedSeed, ClusterNode, JobSubmission } from "../cluster/types.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
 import { parseSeedLine } from "../seeds/seeds.ts";
-import { readLines } from "../util/lines.ts";
+import { IdSet } from "../util/idset.ts";
+import { LineTooLongError, readLines } from "../util/lines.ts";
 import { HttpError } from "./http-error.ts";
 import { type JobSettings, JobSettingsSchema } from "./job-settings.ts";
 
@@ -16,44 +17,55 @@ export interface SubmissionLimits {
   maxSeeds: number;
 }
 
+/** Characters a line of a streamed submission may have; a seed is at most about 1 MB (NATS's message limit). */
+export const MAX_SEED_LINE_CHARS = 4 * 1024 * 1024;
+
 /**
  * Checks seed lines one at a time against a workflow's seed schema and keeps
  * the good ones. Every bad line is counted; the first MAX_REPORTED_LINES are
  * named. Duplicate seed ids are bad lines too: two tasks with one id could
- * never both get their row.
+ * never both get their row. Ids are remembered as hashes (IdSet), so a
+ * streamed job of millions of seeds is checked in a few bytes per seed.
  */
 export class SeedCheck {
-  /** the seeds to submit, as received (lines or objects), blank lines left out */
+  /** the seeds to submit, as received (lines or objects), blank lines left out; only when kept */
   readonly seeds: unknown[] = [];
   readonly problems: string[] = [];
   bad = 0;
-  #firstLine = new Map<string, number>();
+  good = 0;
+  readonly #ids = new IdSet();
 
   constructor(
     readonly workflow: AnyWorkflow,
     readonly limits: SubmissionLimits,
+    /** keep the good seeds in `seeds` (a whole body); a stream hands each on instead */
+    private readonly keep = true,
   ) {}
 
-  /** Check one seed (its line number counts from 1); `raw` is what is submitted when it is good. */
-  add(text: string, line: number, raw: unknown = text): void {
+  /**
+   * Check one seed (its line number counts from 1); `raw` is what is
+   * submitted when it is good. Returns the seed when it is good.
+   */
+  add(text: string, line: number, raw: unknown = text): CheckedSeed | undefined {
     const parsed = parseSeedLine(text, line, this.workflow.seedSchema);
-    if (parsed === null) return;
-    if (this.seeds.length + this.bad >= this.limits.maxSeeds) {
+    if (parsed === null) return undefined;
+    if (this.good + this.bad >= this.limits.maxSeeds) {
       throw new HttpError(413, `too many seeds: a job may have at most ${this.limits.maxSeeds}`);
     }
     let problem: string | undefined;
     if (!parsed.ok) problem = parsed.error;
     else {
-      const first = this.#firstLine.get(parsed.id);
-      if (first !== undefined) problem = `seed line ${line}: duplicate seed id "${parsed.id}" (first on line ${first})`;
-      else this.#firstLine.set(parsed.id, line);
+      const first = this.#ids.add(parsed.id, line);
+      if (first !== 0) problem = `seed line ${line}: duplicate seed id "${parsed.id}" (first on line ${first})`;
     }
-    if (problem === undefined) {
-      this.seeds.push(raw);
-      return;
+    if (problem === undefined && parsed.ok) {
+      this.good++;
+      if (this.keep) this.seeds.push(raw);
+      return { id: parsed.id, line, seed: parsed.seed };
     }
     this.bad++;
-    if (this.problems.length < MAX_REPORTED_LINES) this.problems.push(problem);
+    if (problem !== undefined && this.problems.length < MAX_REPORTED_LINES) this.problems.push(problem);
+    return undefined;
   }
 
   /** Throws the 400 naming the bad lines, or one for an empty job. */
@@ -61,14 +73,14 @@ export class SeedCheck {
     if (this.bad > 0) {
       const details = [...this.problems];
       if (this.bad > this.problems.length) details.push(`and ${this.bad - this.problems.length} more`);
-      const total = this.seeds.length + this.bad;
+      const total = this.good + this.bad;
       throw new HttpError(
         400,
         `${this.bad} of ${total} seed lines are bad for workflow "${this.workflow.name}" (nothing was submitted):\n${details.join("\n")}`,
         { details },
       );
     }
-    if (this.seeds.length === 0) throw new HttpError(400, "the job has no seeds");
+    if (this.good === 0) throw new HttpError(400, "the job has no seeds");
   }
 }
 
@@ -124,21 +136,31 @@ function breather(): Promise<void> {
   return new Promise((r) => setImmediate(r));
 }
 
+/** Whether a request's body is a JSON submission (else it is NDJSON, streamed). */
+export function isJsonBody(req: Request): boolean {
+  return (req.headers.get("content-type") ?? "").split(";")[0]?.trim().toLowerCase() === "application/json";
+}
+
+/** A submission read whole (a JSON body), or the head of an NDJSON one whose seed lines are still to come. */
+export type ReadSubmission =
+  | { kind: "whole"; submission: JobSubmission }
+  | { kind: "stream"; workflow: AnyWorkflow; settings: JobSettings; lines: AsyncIterable<string> };
+
 /**
- * Read and validate a submission: a JSON body `{workflow, seeds[], config?}`
- * (content type application/json), or any other body as NDJSON, one seed per
- * line, with `?workflow=` and optional `?config=` (JSON). NDJSON is checked
- * line by line as it streams in. Nothing is submitted unless every seed is
- * good: a 400 names the bad lines, a 413 answers too many seeds.
+ * Read a submission: a JSON body `{workflow, seeds[], config?}` (content
+ * type application/json), checked whole; or any other body as NDJSON, one
+ * seed per line, with `?workflow=` and optional `?config=` (JSON), whose
+ * workflow and settings are checked here and whose lines are left to
+ * {@link submitStream}. Nothing is submitted unless every seed is good: a
+ * 400 names the bad lines, a 413 answers too many seeds.
  */
 export async function readSubmission(
   req: Request,
   query: { workflow?: string; config?: string },
   registry: Registry,
   limits: SubmissionLimits,
-): Promise<JobSubmission> {
-  const type = (req.headers.get("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
-  if (type === "application/json") {
+): Promise<ReadSubmission> {
+  if (isJsonBody(req)) {
     const parsed = JsonSubmissionSchema.safeParse(await readJsonBody(req));
     if (!parsed.success) throw new HttpError(400, `body: ${configIssues(parsed.error)}`);
     const body = parsed.data;
@@ -155,17 +177,47 @@ export async function readSubmission(
       if ((i & 4095) === 4095) await breather();
     }
     check.finish();
-    return { workflow: workflow.name, seeds: check.seeds, config: settings };
+    return { kind: "whole", submission: { workflow: workflow.name, seeds: check.seeds, config: settings } };
   }
   const workflow = workflowOf(registry, query.workflow);
   const settings = checkSettings(workflow, parseConfigParam(query.config));
   if (!req.body) throw new HttpError(400, "the job has no seeds (empty body)");
-  const check = new SeedCheck(workflow, limits);
+  return { kind: "stream", workflow, settings, lines: readLines(req.body, MAX_SEED_LINE_CHARS) };
+}
+
+/**
+ * Check an NDJSON submission's lines as they stream in and hand each good
+ * seed to the node at once, so a job of tens of millions of seeds never sits
+ * in memory (only a hash of each id does, to find duplicates). The job
+ * starts once the last line is in and every line was good; on the first bad
+ * line storing stops, the rest is still checked (to name every bad line, up
+ * to MAX_REPORTED_LINES) and the job is dropped as if never submitted.
+ */
+export async function submitStream(
+  node: ClusterNode,
+  s: Extract<ReadSubmission, { kind: "stream" }>,
+  limits: SubmissionLimits,
+): Promise<{ id: string; total: number }> {
+  const check = new SeedCheck(s.workflow, limits, false);
+  const intake = await node.intake({ workflow: s.workflow.name, config: s.settings });
   let line = 0;
-  for await (const text of readLines(req.body)) {
-    check.add(text, ++line);
-    if ((line & 4095) === 4095) await breather();
+  let started = false;
+  try {
+    try {
+      for await (const text of s.lines) {
+        const seed = check.add(text, ++line);
+        if (seed && check.bad === 0) await intake.add(seed);
+        if ((line & 4095) === 4095) await breather();
+      }
+    } catch (err) {
+      if (err instanceof LineTooLongError) throw new HttpError(413, `seed line ${err.line} is longer than ${err.maxChars} characters`);
+      throw err;
+    }
+    check.finish();
+    const r = await intake.commit();
+    started = true;
+    return r;
+  } finally {
+    if (!started) await intake.abort().catch(() => undefined);
   }
-  check.finish();
-  return { workflow: workflow.name, seeds: check.seeds, config: settings };
 }

@@ -42,8 +42,9 @@ export class AdmissionManager {
   sync(rec: JobRecord): void {
     if (this.#closed) return;
     const active = this.#active.get(rec.id);
-    // A job whose budget is reached admits nothing more; its tasks in flight finish.
-    if (isLive(rec) && rec.budgetReached === undefined) {
+    // A job whose budget is reached admits nothing more (its tasks in flight finish);
+    // one whose seeds are still streaming in admits nothing yet (it may still be refused whole).
+    if (isLive(rec) && rec.budgetReached === undefined && !(rec.streamed && rec.state === "submitting")) {
       if (active) return;
       const rt = this.o.table.runtime(rec);
       if (!rt) return;

@@ -66,8 +66,10 @@ export const JoinConfigSchema = z.strictObject({
   prices: PricesSchema.default({}),
   limits: z
     .strictObject({
-      /** request bodies past this many bytes answer 413 */
+      /** request bodies past this many bytes answer 413 (NDJSON submissions stream; default 64 GiB) */
       maxBodyBytes: z.number().int().positive().optional(),
+      /** JSON bodies past this many bytes answer 413 (parsed whole; default 64 MiB) */
+      maxJsonBytes: z.number().int().positive().optional(),
       /** jobs with more seeds answer 413 */
       maxSeeds: z.number().int().positive().optional(),
     })

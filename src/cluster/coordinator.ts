@@ -99,7 +99,8 @@ export class Coordinator {
   async #check(rec: JobRecord): Promise<void> {
     const { store, results } = this.o;
     if (rec.state === "submitting") {
-      if (this.#acceptorGone(rec) || Date.now() - rec.createdAt > (this.o.submitTimeoutMs ?? 600_000)) {
+      // A job being streamed in says it is alive now and then (its updatedAt); one left silent was abandoned.
+      if (this.#acceptorGone(rec) || Date.now() - rec.updatedAt > (this.o.submitTimeoutMs ?? 600_000)) {
         await this.#end(rec, "cancelled", `the node that accepted the job (${rec.acceptedBy}) stopped before all its seeds were stored`);
         this.#acceptorMissing.delete(rec.id);
       }

@@ -1,4 +1,4 @@
-import type { JobRecord, JobStore } from "../bus/nats/index.ts";
+import { type JobRecord, type JobStore, jobKey } from "../bus/nats/index.ts";
 import { type JobRuntime, makeJobRuntime } from "../engine/job.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -32,7 +32,9 @@ export class JobTable {
     await this.#resync();
     this.#stopWatch = this.store.watch(
       (rec) => this.set(rec),
-      () => {},
+      (key) => {
+        for (const id of this.#recs.keys()) if (jobKey(id) === key) this.forget(id);
+      },
     );
     this.#timer = setInterval(() => void this.#resync(), resyncMs);
   }
@@ -44,7 +46,11 @@ export class JobTable {
 
   async #resync(): Promise<void> {
     try {
-      for (const rec of await this.store.list()) this.set(rec);
+      const listed = await this.store.list();
+      for (const rec of listed) this.set(rec);
+      // A job being submitted that is no longer listed was refused and removed (the watch may have missed it).
+      const ids = new Set(listed.map((r) => r.id));
+      for (const rec of [...this.#recs.values()]) if (rec.state === "submitting" && !ids.has(rec.id)) this.forget(rec.id);
     } catch (err) {
       this.log.debug({ err: describe(err) }, "cannot read the jobs bucket");
     }
@@ -57,6 +63,14 @@ export class JobTable {
     if (old && !isLive(old) && isLive(rec)) return; // a job never comes back to life
     this.#recs.set(rec.id, rec);
     this.onChange(rec);
+  }
+
+  /** A job taken out of the bucket (a streamed submission refused): as if it had never been. */
+  forget(id: string): void {
+    const rec = this.#recs.get(id);
+    this.#recs.delete(id);
+    this.#runtimes.delete(id);
+    if (rec) this.onChange({ ...rec, state: "cancelled", updatedAt: rec.updatedAt + 1 });
   }
 
   get(id: string): JobRecord | undefined {

@@ -30,8 +30,9 @@ import { isLive, JobTable } from "./jobs.ts";
 import { prometheusText } from "./metrics.ts";
 import { isManaged, PeerEndpoints } from "./peers.ts";
 import { FigureCache, jobStatus, sumCounters, sumSpent } from "./status.ts";
-import { prepareJob } from "./submit.ts";
-import type { ClusterNode, JobStatus, JobSubmission, Member } from "./types.ts";
+import { StreamIntake } from "./intake.ts";
+import { prepareHead, prepareJob } from "./submit.ts";
+import type { ClusterNode, JobIntake, JobStatus, JobSubmission, Member } from "./types.ts";
 
 /** How often the member view is read again. */
 const MEMBERS_REFRESH_MS = 2000;
@@ -318,6 +319,19 @@ class ClusterNodeImpl implements RunningClusterNode {
         await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(attempt, 5))));
       }
     }
+  }
+
+  async intake(job: Omit<JobSubmission, "seeds">): Promise<JobIntake> {
+    if (this.#closing) throw new Error("this node is leaving the cluster");
+    return new StreamIntake({
+      head: prepareHead(job, this.#registry),
+      store: this.#nats.jobs,
+      node: this.name,
+      maxMessageBytes: this.#nats.link.maxPayload() - 4096,
+      log: this.#log,
+      onRecord: (rec) => this.#table.set(rec),
+      onRemoved: (id) => this.#table.forget(id),
+    });
   }
 
   async submit(job: JobSubmission): Promise<{ id: string; total: number }> {

@@ -54,12 +54,16 @@ interface GoodSeed {
   seed: Record<string, unknown>;
 }
 
-/**
- * Check a submission once, whole: the workflow, the settings, the
- * workflow's options, every seed (JSON object, seed schema, unique id, size).
- * Throws ConfigError or SeedBatchError naming what is wrong.
- */
-export function prepareJob(sub: JobSubmission, registry: Registry, node: string, maxMessageBytes: number): PreparedJob {
+/** A job's workflow, id and complete settings, checked (its options by the workflow's schema). */
+export interface JobHead {
+  workflow: AnyWorkflow;
+  id: string;
+  settings: JobRecord["settings"];
+  runtime: ReturnType<typeof makeJobRuntime>;
+}
+
+/** Check a job's workflow and settings; throws ConfigError naming what is wrong. */
+export function prepareHead(sub: Omit<JobSubmission, "seeds">, registry: Registry): JobHead {
   const workflow: AnyWorkflow = registry.get(sub.workflow);
   const s = validate(SubmitSettingsSchema, sub.config ?? {}, "job config");
   if (s.workflow !== undefined && s.workflow !== workflow.name) {
@@ -77,6 +81,40 @@ export function prepareJob(sub: JobSubmission, registry: Registry, node: string,
   };
   // Validates the workflow's options (ConfigError names the bad one).
   const runtime = makeJobRuntime({ id, workflow, options: settings.options, seed: settings.seed, maxSteps: settings.maxSteps, stepRetries: settings.stepRetries });
+  return { workflow, id, settings, runtime };
+}
+
+/** The role a workflow's tasks start at, from one of its seeds (any role when that seed cannot start). */
+export function entryRole(head: JobHead, seed: Record<string, unknown>): string {
+  try {
+    return head.workflow.start(seed, head.runtime.config).next;
+  } catch {
+    // A seed the workflow cannot start gets a failed row at admission; any role will do as the entry.
+    return Object.keys(head.workflow.roles)[0] as string;
+  }
+}
+
+/** A seed's messages, one per trial. */
+export function* seedMessages(job: string, trials: number, g: { id: string; line: number; seed: Record<string, unknown> }): Generator<SeedMessage> {
+  for (let trial = 0; trial < trials; trial++) {
+    yield { v: 1, job, id: trials > 1 ? `${g.id}#${trial}` : g.id, trial, line: g.line, seed: g.seed };
+  }
+}
+
+/** A seed too large for one NATS message, or undefined. */
+export function seedSizeProblem(seed: Record<string, unknown>, line: number, maxMessageBytes: number): string | undefined {
+  const bytes = encode(seed).length;
+  return bytes > maxMessageBytes ? `seed line ${line}: ${bytes} bytes, more than the ${maxMessageBytes} a seed may have` : undefined;
+}
+
+/**
+ * Check a submission once, whole: the workflow, the settings, the
+ * workflow's options, every seed (JSON object, seed schema, unique id, size).
+ * Throws ConfigError or SeedBatchError naming what is wrong.
+ */
+export function prepareJob(sub: JobSubmission, registry: Registry, node: string, maxMessageBytes: number): PreparedJob {
+  const head = prepareHead(sub, registry);
+  const { workflow, id, settings } = head;
 
   const good: GoodSeed[] = [];
   const errors: SeedError[] = [];
@@ -96,9 +134,9 @@ export function prepareJob(sub: JobSubmission, registry: Registry, node: string,
       return;
     }
     seen.set(parsed.id, line);
-    const bytes = encode(parsed.seed).length;
-    if (bytes > maxMessageBytes) {
-      errors.push(new SeedError(`seed line ${line}: ${bytes} bytes, more than the ${maxMessageBytes} a seed may have`, line));
+    const tooLarge = seedSizeProblem(parsed.seed, line, maxMessageBytes);
+    if (tooLarge) {
+      errors.push(new SeedError(tooLarge, line));
       return;
     }
     good.push({ id: parsed.id, line, seed: parsed.seed });
@@ -106,12 +144,7 @@ export function prepareJob(sub: JobSubmission, registry: Registry, node: string,
   if (errors.length > 0) throw new SeedBatchError(errors);
   if (good.length === 0) throw new SeedBatchError([new SeedError("the job has no seeds", 0)]);
 
-  let entry: string = Object.keys(workflow.roles)[0] as string;
-  try {
-    entry = workflow.start((good[0] as GoodSeed).seed, runtime.config).next;
-  } catch {
-    // A seed the workflow cannot start gets a failed row at admission; any role will do as the entry.
-  }
+  const entry = entryRole(head, (good[0] as GoodSeed).seed);
   const now = Date.now();
   const record: JobRecord = {
     v: 1,
@@ -129,11 +162,7 @@ export function prepareJob(sub: JobSubmission, registry: Registry, node: string,
   return {
     record,
     *tasks() {
-      for (const g of good) {
-        for (let trial = 0; trial < trials; trial++) {
-          yield { v: 1, job: id, id: trials > 1 ? `${g.id}#${trial}` : g.id, trial, line: g.line, seed: g.seed };
-        }
-      }
+      for (const g of good) yield* seedMessages(id, trials, g);
     },
   };
 }

@@ -10,6 +10,27 @@ export interface JobSubmission {
   config?: Record<string, unknown>;
 }
 
+/** One seed, checked against its workflow's seed schema (id unique in its job). */
+export interface CheckedSeed {
+  id: string;
+  /** its line in the submission, from 1 */
+  line: number;
+  seed: Record<string, unknown>;
+}
+
+/**
+ * A job whose seeds are handed over one at a time (a streamed submission):
+ * stored as they come, in bounded memory; no task starts before `commit`.
+ */
+export interface JobIntake {
+  /** Store one seed (all its trials); waits while the store is behind. */
+  add(seed: CheckedSeed): Promise<void>;
+  /** Every seed is in: the job starts. */
+  commit(): Promise<{ id: string; total: number }>;
+  /** Drop what was stored: the job is as if never submitted. */
+  abort(): Promise<void>;
+}
+
 export type JobState = "running" | "done" | "cancelled";
 
 /** A job as any node reports it. */
@@ -63,6 +84,8 @@ export interface ClusterNode {
   readonly name: string;
   /** Store a job's seeds durably and start it; resolves with its id. Bad seeds reject with SeedError(s). */
   submit(job: JobSubmission): Promise<{ id: string; total: number }>;
+  /** Open a job whose seeds are streamed in (validated settings, as `submit` takes them). */
+  intake(job: Omit<JobSubmission, "seeds">): Promise<JobIntake>;
   jobs(): Promise<JobStatus[]>;
   job(id: string): Promise<JobStatus | undefined>;
   /** true when the job existed and is now cancelled */

@@ -72,6 +72,7 @@ export function overriding(node: ClusterNode, over: Partial<ClusterNode>): Clust
   return {
     name: over.name ?? node.name,
     submit: over.submit ?? ((j) => node.submit(j)),
+    intake: over.intake ?? ((j) => node.intake(j)),
     jobs: over.jobs ?? (() => node.jobs()),
     job: over.job ?? ((id) => node.job(id)),
     cancel: over.cancel ?? ((id) => node.cancel(id)),

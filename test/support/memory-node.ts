@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { builtinWorkflows } from "../../plugins/index.ts";
 import { LocalBus } from "../../src/bus/local.ts";
-import type { ClusterNode, JobState, JobStatus, JobSubmission, Member } from "../../src/cluster/types.ts";
+import type { ClusterNode, JobIntake, JobState, JobStatus, JobSubmission, Member } from "../../src/cluster/types.ts";
 import { validate } from "../../src/config/load.ts";
 import { Admission } from "../../src/engine/admission.ts";
 import { Engine } from "../../src/engine/engine.ts";
@@ -160,6 +160,16 @@ export class MemoryNode implements ClusterNode {
       },
     });
     for (const w of this.registry.all()) this.#engine.hostWorkflow(w, () => opts.slots ?? 64);
+  }
+
+  /** Streamed seeds are gathered, then submitted whole (this node keeps its jobs in memory anyway). */
+  async intake(job: Omit<JobSubmission, "seeds">): Promise<JobIntake> {
+    const seeds: Record<string, unknown>[] = [];
+    return {
+      add: async (s) => void seeds.push(s.seed),
+      commit: () => this.submit({ ...job, seeds }),
+      abort: async () => {},
+    };
   }
 
   async submit(sub: JobSubmission): Promise<{ id: string; total: number }> {

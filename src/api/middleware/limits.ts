@@ -4,6 +4,8 @@ import { HttpError } from "../http-error.ts";
 export interface BodyLimitOptions {
   /** bytes a request body may have at most */
   maxBytes: number;
+  /** bytes a JSON body may have at most (it is parsed whole, unlike NDJSON, which streams); default maxBytes */
+  maxJsonBytes?: number;
 }
 
 function tooLarge(max: number): HttpError {
@@ -18,10 +20,11 @@ function tooLarge(max: number): HttpError {
  * whole body first) and the handler keeps streaming line by line.
  */
 export function bodyLimit(opts: BodyLimitOptions): MiddlewareHandler {
-  const max = opts.maxBytes;
   return async function limitBody(c, next) {
     const raw = c.req.raw;
     if (!raw.body) return next();
+    const json = (raw.headers.get("content-type") ?? "").split(";")[0]?.trim().toLowerCase() === "application/json";
+    const max = json ? Math.min(opts.maxBytes, opts.maxJsonBytes ?? opts.maxBytes) : opts.maxBytes;
     const declared = raw.headers.get("content-length");
     if (declared !== null && Number(declared) > max) throw tooLarge(max);
     let seen = 0;

@@ -4,7 +4,7 @@ import type { Logger } from "../../log.ts";
 import type { Registry } from "../../plugin/registry.ts";
 import { HttpError } from "../http-error.ts";
 import { ndjsonStream } from "../ndjson.ts";
-import { readSubmission, type SubmissionLimits } from "../submission.ts";
+import { readSubmission, type SubmissionLimits, submitStream } from "../submission.ts";
 
 export interface JobRoutesOptions {
   node: ClusterNode;
@@ -47,14 +47,9 @@ export function jobRoutes(opts: JobRoutesOptions): Hono {
   const jobs = new Hono();
 
   jobs.post("/", async (c) => {
-    const submission = await readSubmission(
-      c.req.raw,
-      { workflow: c.req.query("workflow"), config: c.req.query("config") },
-      registry,
-      limits,
-    );
-    const { id, total } = await node.submit(submission);
-    log?.info({ job: id, workflow: submission.workflow, seeds: submission.seeds.length, total }, "job submitted");
+    const read = await readSubmission(c.req.raw, { workflow: c.req.query("workflow"), config: c.req.query("config") }, registry, limits);
+    const { id, total } = read.kind === "whole" ? await node.submit(read.submission) : await submitStream(node, read, limits);
+    log?.info({ job: id, workflow: read.kind === "whole" ? read.submission.workflow : read.workflow.name, total }, "job submitted");
     return c.json({ id, total } satisfies SubmitResponse, 201, { Location: `/v1/jobs/${encodeURIComponent(id)}` });
   });
 

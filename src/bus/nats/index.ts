@@ -7,7 +7,7 @@ export { Hold, Keeper, parseAckSubject, type Delivery } from "./holds.ts";
 export { JobStore, type SeedProgress } from "./jobstore.ts";
 export { LATENCY_BUCKETS_MS, LatencyHistogram } from "./latency.ts";
 export { Membership } from "./membership.ts";
-export { Buckets, hopMsgId, SAFE_NAME, safeName, Streams, Subjects, taskToken } from "./names.ts";
+export { Buckets, hopMsgId, jobKey, SAFE_NAME, safeName, Streams, Subjects, taskToken } from "./names.ts";
 export { type NatsCluster, openNatsCluster } from "./open.ts";
 export { Puller, type PullerOptions, type SlotPool } from "./puller.ts";
 export { addToTally, emptyTally, ResultStore, type ResultStats, type StoreOutcome } from "./results.ts";

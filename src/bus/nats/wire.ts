@@ -98,6 +98,8 @@ export const JobRecordSchema = z.object({
   /** exact counts, set when the job is done */
   final: JobTallySchema.optional(),
   reason: z.string().optional(),
+  /** seeds streamed in: no task is admitted before the last one is stored and the job is running */
+  streamed: z.boolean().optional(),
   /** set once the cluster's spending reached the job's budget: no new task is admitted */
   budgetReached: z.string().optional(),
 });
