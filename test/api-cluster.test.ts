@@ -131,6 +131,15 @@ describe.skipIf(missing !== undefined)("api over the NATS cluster node", () => {
     }
     expect([rows, ids.size]).toEqual([N, N]);
 
+    // purged: the job and its rows are gone from every node
+    const del = await appB.request("/v1/jobs/streamed?purge=1", { method: "DELETE", headers: auth });
+    expect(await json(del)).toEqual({ id: "streamed", state: "purged" });
+    await until(async () => (await a.job("streamed")) === undefined, 15_000, "the purged job to leave the other node's view");
+    expect((await appA.request("/v1/jobs/streamed/results", { headers: auth })).status).toBe(404);
+    let left = 0;
+    for await (const _ of b.results("streamed")) left++;
+    expect(left).toBe(0);
+
     // bad lines far into a stream: a 400 naming them, and no job anywhere
     const bad = [...lines.slice(0, 1500), "{oops\n", ...lines.slice(1500, 3000), lines[10] as string];
     const refused = await post(bad.join(""), "refused");

@@ -403,6 +403,18 @@ class ClusterNodeImpl implements RunningClusterNode {
     return true;
   }
 
+  async purge(id: string): Promise<boolean> {
+    const rec = await this.#table.fetch(id);
+    if (!rec) return false;
+    if (isLive(rec)) await this.cancel(id, `purged on ${this.name}`);
+    const rows = await this.#nats.results.purge(id);
+    await this.#nats.jobs.dropCounters(id);
+    await this.#nats.jobs.remove(id);
+    this.#table.forget(id);
+    this.#log.info({ job: id, rows }, "job purged");
+    return true;
+  }
+
   results(id: string): AsyncIterable<string> {
     return this.#nats.results.rows(id, async () => isLive(await this.#table.fetch(id)));
   }

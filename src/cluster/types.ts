@@ -90,6 +90,8 @@ export interface ClusterNode {
   job(id: string): Promise<JobStatus | undefined>;
   /** true when the job existed and is now cancelled */
   cancel(id: string): Promise<boolean>;
+  /** Remove a job and everything of it (its rows too), cancelling it first if it runs; false for an unknown job. */
+  purge(id: string): Promise<boolean>;
   /** the dataset, one JSON row per line (no newline), exactly one per finished task */
   results(id: string): AsyncIterable<string>;
   members(): Promise<Member[]>;

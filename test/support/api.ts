@@ -76,6 +76,7 @@ export function overriding(node: ClusterNode, over: Partial<ClusterNode>): Clust
     jobs: over.jobs ?? (() => node.jobs()),
     job: over.job ?? ((id) => node.job(id)),
     cancel: over.cancel ?? ((id) => node.cancel(id)),
+    purge: over.purge ?? ((id) => node.purge(id)),
     results: over.results ?? ((id) => node.results(id)),
     members: over.members ?? (() => node.members()),
     metrics: over.metrics ?? (() => node.metrics()),

@@ -242,6 +242,14 @@ export class MemoryNode implements ClusterNode {
     return true;
   }
 
+  async purge(id: string): Promise<boolean> {
+    const job = this.#jobs.get(id);
+    if (!job) return false;
+    if (job.state === "running") job.end("cancelled");
+    this.#jobs.delete(id);
+    return true;
+  }
+
   async *results(id: string): AsyncIterable<string> {
     const job = this.#jobs.get(id);
     if (!job) return;

@@ -69,6 +69,12 @@ export function jobRoutes(opts: JobRoutesOptions): Hono {
   jobs.delete("/:id", async (c) => {
     const id = c.req.param("id");
     const job = await jobOr404(node, id);
+    const purge = c.req.query("purge");
+    if (purge !== undefined && purge !== "0" && purge !== "false") {
+      await node.purge(id);
+      log?.info({ job: id }, "job purged");
+      return c.json({ id, state: "purged" });
+    }
     if (!(await node.cancel(id))) {
       const now = await node.job(id);
       throw new HttpError(409, `job "${id}" is already ${now?.state ?? job.state}`);

@@ -204,6 +204,11 @@ export class JobStore {
   }
 
   /** Every node's counters of a job. */
+  /** Drop every node's counters of a job. */
+  async dropCounters(job: string): Promise<void> {
+    await this.link.jsm.streams.purge(`KV_${Buckets.stats}`, { filter: `$KV.${Buckets.stats}.${jobStatsKeys(job)}` });
+  }
+
   async counters(job: string): Promise<NodeCounters[]> {
     const out: NodeCounters[] = [];
     const kv: KV = this.buckets.stats;

@@ -114,6 +114,12 @@ export class ResultStore {
     }
   }
 
+  /** Drop a job's rows for good (its dataset is gone); how many were dropped. */
+  async purge(job: string): Promise<number> {
+    const r = await this.link.jsm.streams.purge(Streams.rows, { filter: Subjects.jobRows(job) });
+    return r.purged;
+  }
+
   /** Whether the task has its row. */
   async exists(job: string, id: string): Promise<boolean> {
     const m = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: Subjects.row(job, id) });
