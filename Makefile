@@ -1,7 +1,7 @@
 # matrixd: `make demo` and `make test` do all set-up on a fresh machine.
 BUN := node_modules/.bin/bun
 TSC := node_modules/.bin/tsc
-APT_PACKAGES := nats-server redis-server bubblewrap docker.io busybox-static chromium
+APT_PACKAGES := nats-server redis-server bubblewrap docker.io busybox-static chromium openssl
 SOURCES := $(shell find cmd src plugins -name '*.ts') package.json
 
 .PHONY: setup system build demo test lint bench seeds clean

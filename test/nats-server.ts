@@ -59,7 +59,7 @@ async function waitReady(proc: Subprocess<"ignore", "pipe", "pipe">, timeoutMs: 
  * Start nats-server (`-js -sd DIR -p PORT -a 127.0.0.1`). Throws a clear
  * error when the binary is missing.
  */
-export async function startNatsServer(opts: { port?: number; storeDir?: string } = {}): Promise<NatsServer> {
+export async function startNatsServer(opts: { port?: number; storeDir?: string; args?: string[] } = {}): Promise<NatsServer> {
   const missing = natsServerMissing();
   if (missing) throw new Error(missing);
   const port = opts.port ?? (await freePort());
@@ -68,7 +68,7 @@ export async function startNatsServer(opts: { port?: number; storeDir?: string }
 
   const start = async () => {
     for (let attempt = 0; ; attempt++) {
-      proc = Bun.spawn([BINARY, "-js", "-sd", storeDir, "-p", String(port), "-a", "127.0.0.1"], {
+      proc = Bun.spawn([BINARY, "-js", "-sd", storeDir, "-p", String(port), "-a", "127.0.0.1", ...(opts.args ?? [])], {
         stdin: "ignore",
         stdout: "pipe",
         stderr: "pipe",

@@ -1,7 +1,7 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
-import { describe } from "../../errors.ts";
+import { ConfigError, describe } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { NatsUnavailableError } from "./errors.ts";
 
@@ -60,9 +60,22 @@ function backoffSince(since: () => number): () => number {
 }
 
 /**
+ * Why a first connection can never succeed as configured (wrong credentials,
+ * a certificate that does not verify), or undefined for a failure worth
+ * trying again (the server is down or still starting).
+ */
+function refusal(err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined;
+  if (err.name === "AuthorizationError" || /authorization violation/i.test(err.message)) return `refused this node's credentials: ${err.message}`;
+  if (/certificate|self[- ]signed|wrong version number|handshake/i.test(err.message)) return `cannot be reached over TLS as configured: ${err.message}`;
+  return undefined;
+}
+
+/**
  * Connect to NATS, retrying the first connection forever (with backoff and a
  * log line per attempt) and then reconnecting forever; every status change
- * of the connection is logged.
+ * of the connection is logged. Credentials or TLS settings the server
+ * refuses throw ConfigError at once, since trying again cannot help.
  */
 export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
   const log = opts.log;
@@ -93,6 +106,8 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
       nc = await connect(options);
       break;
     } catch (err) {
+      const refused = refusal(err);
+      if (refused) throw new ConfigError(`NATS at ${opts.servers.join(",")} ${refused} (nats.user/pass, nats.token or nats.tls in the config)`);
       const wait = Math.min(5000, 250 * 2 ** Math.min(attempt - 1, 5));
       log.warn({ servers: opts.servers, attempt, retryInMs: wait, err: describe(err) }, "cannot connect to NATS, trying again");
       await new Promise((r) => setTimeout(r, wait));
