@@ -225,6 +225,13 @@ export const DASHBOARD_HTML = `<!doctype html>
     }).join(", ");
   }
 
+  function statePill(j) {
+    var attrs = { cls: "pill " + j.state, text: j.state + (j.budgetReached ? " (budget)" : "") };
+    var why = j.budgetReached || j.reason;
+    if (why) attrs.title = why;
+    return el("span", attrs);
+  }
+
   function drawJobs(list) {
     var body = document.querySelector("#jobs tbody");
     var now = Date.now();
@@ -240,7 +247,7 @@ export const DASHBOARD_HTML = `<!doctype html>
       return el("tr", { "data-job": j.id },
         el("td", { cls: "mono", title: "accepted by " + j.acceptedBy, text: j.id }),
         el("td", { text: j.workflow }),
-        el("td", null, el("span", { cls: "pill " + j.state, text: j.state })),
+        el("td", null, statePill(j)),
         el("td", null, bar, el("div", { cls: "dim", text: num(done) + " / " + num(j.total) + " (" + pct(done, j.total).toFixed(1) + "%)" + eta })),
         el("td", { cls: "num", text: num(j.ok) }),
         el("td", { cls: "num", text: num(j.failed) }),
