@@ -14,6 +14,13 @@ export interface FleetSettings {
   decodeTps: number;
   /** sim-llm options passed as flags, e.g. { "agree-rate": 0.3 } */
   flags: Record<string, number>;
+  /**
+   * Model names served, each by its own servers (model -> servers; they sum
+   * to `servers`), e.g. { small: 1, large: 2 } for a workflow that asks a
+   * small model and a large one by name. Absent: every server serves the
+   * sim's default name and any request may go to any server.
+   */
+  models?: Record<string, number>;
 }
 
 /** Cumulative counters summed over the fleet. */
@@ -28,6 +35,8 @@ export interface FleetCounters {
 export interface Fleet {
   /** OpenAI base URLs, `http://host:port/v1` */
   urls: string[];
+  /** the model each server of `urls` serves, when the settings name models */
+  models: (string | undefined)[];
   /** fleet ceiling, tokens per second (from the servers' /metrics) */
   ceilingTps: number;
   pid: number;
@@ -37,28 +46,45 @@ export interface Fleet {
   stop(): Promise<void>;
 }
 
-/** Start the fleet and wait until every server answers /metrics. */
+/** Start the fleet (one sim-llm process per model) and wait until every server answers /metrics. */
 export async function startFleet(matrixd: string[], s: FleetSettings): Promise<Fleet> {
-  const args = [
-    ...matrixd,
-    "sim-llm",
-    "--port",
-    "0",
-    "--servers",
-    String(s.servers),
-    "--slots",
-    String(s.slots),
-    "--decode-tps",
-    String(s.decodeTps),
-  ];
-  for (const [k, v] of Object.entries(s.flags)) args.push(`--${k}`, String(v));
-  const proc = track(Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "inherit" }));
-  const bases = await readUrls(proc, s.servers);
+  const groups: [string | undefined, number][] = s.models ? Object.entries(s.models) : [[undefined, s.servers]];
+  const total = groups.reduce((a, [, n]) => a + n, 0);
+  if (total !== s.servers) throw new Error(`fleet: the models' servers (${total}) must sum to servers (${s.servers})`);
+  const procs: Subprocess<"ignore", "pipe", "inherit">[] = [];
+  const stop = async () => {
+    for (const p of procs) p.kill("SIGTERM");
+    const timer = setTimeout(() => {
+      for (const p of procs) p.kill("SIGKILL");
+    }, 5000);
+    await Promise.all(procs.map((p) => p.exited));
+    clearTimeout(timer);
+  };
+  const bases: string[] = [];
+  const models: (string | undefined)[] = [];
+  try {
+    for (const [model, servers] of groups) {
+      if (servers < 1) continue;
+      const args = [...matrixd, "sim-llm", "--port", "0", "--servers", String(servers), "--slots", String(s.slots), "--decode-tps", String(s.decodeTps)];
+      if (model !== undefined) args.push("--model", model);
+      for (const [k, v] of Object.entries(s.flags)) args.push(`--${k}`, String(v));
+      const proc = track(Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "inherit" }));
+      procs.push(proc);
+      for (const b of await readUrls(proc, servers)) {
+        bases.push(b);
+        models.push(model);
+      }
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   const ceilings = await Promise.all(bases.map(async (b) => gauge(await metricsText(b), "sim:ceiling_tokens_per_second")));
   return {
     urls: bases.map((b) => `${b}/v1`),
+    models,
     ceilingTps: ceilings.reduce((a, b) => a + b, 0),
-    pid: proc.pid,
+    pid: procs[0]?.pid ?? 0,
     async counters() {
       const texts = await Promise.all(bases.map(metricsText));
       const sum = (name: string) => texts.reduce((a, t) => a + gauge(t, name), 0);
@@ -73,12 +99,7 @@ export async function startFleet(matrixd: string[], s: FleetSettings): Promise<F
       const texts = await Promise.all(bases.map(metricsText));
       return texts.reduce((a, t) => a + gauge(t, "vllm:num_requests_running"), 0);
     },
-    async stop() {
-      proc.kill("SIGTERM");
-      const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
-      await proc.exited;
-      clearTimeout(timer);
-    },
+    stop,
   };
 }
 
