@@ -41,8 +41,9 @@ test: setup system build
 lint: setup
 	$(TSC) --noEmit -p .
 
+# make bench [SCENARIO=reasoning-extract|tool-use] (coral by default)
 bench: build
-	$(BUN) bench/main.ts
+	$(BUN) bench/main.ts $(SCENARIO)
 
 clean:
 	rm -rf dist out

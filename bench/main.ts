@@ -1,40 +1,54 @@
 /**
  * The benchmark (`make bench`, `matrixd bench [SCENARIO] [--quick]`): matrixd
  * single node against the batch-level, central and job-queue baselines, side
- * by side in one run on one simulated fleet, then the scale figures. Writes
- * bench/results/latest.{json,md,svg} and prints the table. See
- * /BENCHMARK.md of the shared design notes for the method.
+ * by side in one run on one simulated fleet, then (for coral) the scale
+ * figures. Writes bench/results/latest.{json,md,svg} for coral and
+ * bench/results/SCENARIO.{json,md,svg} for the others, and prints the table.
+ * See /BENCHMARK.md of the shared design notes for the method.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { builtinWorkflows } from "../plugins/index.ts";
+import { createEnvService, parseEnvConfig } from "../src/env/index.ts";
+import { silentLogger } from "../src/log.ts";
 import { startFleet } from "./fleet.ts";
 import { type MachineInfo, machineInfo } from "./machine.ts";
 import { type BenchContext, MODES, type ModeName, type ModeResult, runMode } from "./modes.ts";
 import { makePlan, type Plan } from "./plan.ts";
 import { bunCommand, matrixdCommand, repoRoot, stopAll } from "./proc.ts";
-import { type BenchResults, qualityWarnings, renderMarkdown, renderSvg, renderTable } from "./report.ts";
+import { type BenchResults, fleetLabel, qualityWarnings, renderMarkdown, renderSvg, renderTable } from "./report.ts";
 import { runScale } from "./scale.ts";
 
 export const BENCH_HELP = `matrixd bench: matrixd against its baselines on one simulated fleet, side by side
 
 usage: matrixd bench [SCENARIO] [--quick] [options]
 
-  SCENARIO           workflow to compare modes on (default coral)
+  SCENARIO           workflow to compare modes on: coral (default), reasoning-extract, tool-use
   --quick            small sizes, a few seconds per mode (a smoke test)
   --seeds FILE       seed file (default configs/seeds/SCENARIO.jsonl)
-  --tasks N          seeds in the side-by-side run (default 3000; quick 60)
+  --tasks N          seed lines in the side-by-side run (coral 3000, reasoning-extract 2200,
+                     tool-use 60; quick 60, 300, 10)
+  --trials N         tasks per seed line, in every mode (tool-use 4, quick 2; others 1)
+  --env DRIVER       environments of the workflows that run tools (tool-use), in every mode:
+                     bwrap (default) or docker
+  --env-capacity N   environments each mode holds at once (tool-use 64, quick 20)
   --modes LIST       modes to run, comma-separated (default matrixd,batch,central,jobqueue)
   --no-sweep         skip the sweep; use the first setting of each mode
-  --no-scale         skip the scale figures
+  --no-scale         skip the scale figures (they run with coral only)
   --fetch-limit N    set BUN_CONFIG_MAX_HTTP_REQUESTS=N for every mode (Bun's fetch
                      runs at most 256 requests at once unless told otherwise)
   --out DIR          where results go (default bench/results)
   --keep             keep the temporary folder (datasets of every mode) and print its path
 
-Writes DIR/latest.json, DIR/latest.md and DIR/latest.svg, and prints the table.`;
+Writes DIR/latest.json, DIR/latest.md and DIR/latest.svg for coral, DIR/SCENARIO.json,
+.md and .svg for the other scenarios, and prints the table.`;
+
+/** The base name of a scenario's result files: coral's are the "latest" ones. */
+export function resultsName(scenario: string): string {
+  return scenario === "coral" ? "latest" : scenario;
+}
 
 /** Run the benchmark; returns the exit code. */
 export async function runBench(argv: string[]): Promise<number> {
@@ -46,6 +60,9 @@ export async function runBench(argv: string[]): Promise<number> {
       quick: { type: "boolean" },
       seeds: { type: "string" },
       tasks: { type: "string" },
+      trials: { type: "string" },
+      env: { type: "string" },
+      "env-capacity": { type: "string" },
       modes: { type: "string" },
       "no-sweep": { type: "boolean" },
       "no-scale": { type: "boolean" },
@@ -60,14 +77,25 @@ export async function runBench(argv: string[]): Promise<number> {
     return 0;
   }
   const scenario = positionals[0] ?? "coral";
-  if (!builtinWorkflows.some((w) => w.name === scenario)) {
+  const workflow = builtinWorkflows.find((w) => w.name === scenario);
+  if (!workflow) {
     console.error(`matrixd bench: unknown scenario "${scenario}" (built in: ${builtinWorkflows.map((w) => w.name).join(", ")})`);
     return 2;
   }
+  const driver = f.env ?? "bwrap";
+  if (driver !== "bwrap" && driver !== "docker") {
+    console.error(`matrixd bench: --env must be "bwrap" or "docker", got "${driver}"`);
+    return 2;
+  }
+  const envDriver: "bwrap" | "docker" = driver;
   const root = repoRoot();
-  const plan = makePlan(f.quick === true);
+  const plan = makePlan(f.quick === true, scenario);
   if (f.tasks) plan.tasks = positiveInt("tasks", f.tasks);
+  if (f.trials) plan.trials = positiveInt("trials", f.trials);
+  if (f["env-capacity"]) plan.envCapacity = positiveInt("env-capacity", f["env-capacity"]);
   plan.sweepTasks = Math.min(plan.sweepTasks, plan.tasks);
+  // Environments only for workflows with a role that runs in one.
+  const envConfig = Object.values(workflow.roles).some((r) => r.kind === "env") ? { driver: envDriver, capacity: plan.envCapacity } : undefined;
   const modes = (f.modes ?? MODES.join(",")).split(",").map((m) => m.trim()) as ModeName[];
   for (const m of modes) {
     if (!MODES.includes(m)) {
@@ -84,7 +112,7 @@ export async function runBench(argv: string[]): Promise<number> {
   log(`matrixd bench ${scenario}${plan.quick ? " (quick)" : ""}: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB, commit ${machine.commit}`);
   const tmp = mkdtempSync(join(tmpdir(), "matrixd-bench-"));
   try {
-    return await benchIn(tmp, { f, scenario, root, plan, modes, outDir, env, log, machine });
+    return await benchIn(tmp, { f, scenario, root, plan, modes, outDir, env, envConfig, log, machine });
   } finally {
     if (f.keep) log(`kept: ${tmp}`);
     else rmSync(tmp, { recursive: true, force: true });
@@ -99,28 +127,33 @@ interface BenchSetup {
   modes: ModeName[];
   outDir: string;
   env: Record<string, string>;
+  envConfig: BenchContext["envConfig"];
   log: (line: string) => void;
   machine: MachineInfo;
 }
 
 /** The run itself, in its temporary folder `tmp`. */
 async function benchIn(tmp: string, setup: BenchSetup): Promise<number> {
-  const { f, scenario, root, plan, modes, outDir, env, log, machine } = setup;
+  const { f, scenario, root, plan, modes, outDir, env, envConfig, log, machine } = setup;
   const matrixd = matrixdCommand(root);
   const bun = bunCommand(root);
 
   const allSeeds = readFileSync(f.seeds ?? join(root, "configs", "seeds", `${scenario}.jsonl`), "utf8").split("\n").filter((l) => l.trim());
   if (allSeeds.length < plan.tasks) log(`  only ${allSeeds.length} seeds: the run uses them all`);
+  /** The first n seed lines, and the tasks they make (n x trials). */
   const seedFile = (n: number, name: string) => {
     const path = join(tmp, `${name}.jsonl`);
     writeFileSync(path, `${allSeeds.slice(0, n).join("\n")}\n`);
-    return { path, n: Math.min(n, allSeeds.length) };
+    return { path, n: Math.min(n, allSeeds.length) * plan.trials };
   };
   const main = seedFile(plan.tasks, "seeds");
   const sweepSeeds = seedFile(plan.sweepTasks, "sweep-seeds");
 
+  if (envConfig) await checkEnvs(envConfig);
   const fleet = await startFleet(matrixd, plan.fleet);
-  log(`  fleet: ${plan.fleet.servers} x ${plan.fleet.slots} slots, ceiling ${Math.round(fleet.ceilingTps)} tokens/s (pid ${fleet.pid})`);
+  log(`  fleet: ${fleetLabel(plan.fleet)}, ceiling ${Math.round(fleet.ceilingTps)} tokens/s (pid ${fleet.pid})`);
+  if (plan.trials > 1) log(`  ${plan.trials} trials of each seed`);
+  if (envConfig) log(`  environments: ${envConfig.driver}, ${envConfig.capacity} per mode`);
   const ctx: BenchContext = {
     root,
     matrixd,
@@ -129,8 +162,10 @@ async function benchIn(tmp: string, setup: BenchSetup): Promise<number> {
     endpointConcurrency: plan.endpointConcurrency,
     tmp,
     workflow: scenario,
-    options: {},
+    options: plan.options,
     jobSeed: 1,
+    trials: plan.trials,
+    envConfig,
     env,
     log,
   };
@@ -166,7 +201,7 @@ async function benchIn(tmp: string, setup: BenchSetup): Promise<number> {
   } finally {
     await fleet.stop();
   }
-  if (!f["no-scale"]) scale = await runScale({ root, matrixd, tmp, plan, env, log });
+  if (!f["no-scale"] && plan.scaleFigures) scale = await runScale({ root, matrixd, tmp, plan, env, log });
 
   const results: BenchResults = {
     scenario,
@@ -177,19 +212,29 @@ async function benchIn(tmp: string, setup: BenchSetup): Promise<number> {
     fetchLimit: env.BUN_CONFIG_MAX_HTTP_REQUESTS ? Number(env.BUN_CONFIG_MAX_HTTP_REQUESTS) : null,
     tasks: main.n,
     sweepTasks: sweepSeeds.n,
+    trials: plan.trials,
+    options: plan.options,
+    envs: envConfig ?? null,
     modes: final,
     sweep,
     scale,
     warnings: qualityWarnings(final),
   };
+  const name = resultsName(scenario);
   mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(join(outDir, "latest.md"), renderMarkdown(results));
-  writeFileSync(join(outDir, "latest.svg"), renderSvg(results));
+  writeFileSync(join(outDir, `${name}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(outDir, `${name}.md`), renderMarkdown(results, `${name}.svg`));
+  writeFileSync(join(outDir, `${name}.svg`), renderSvg(results));
   console.log(renderTable(results));
   for (const w of results.warnings) console.log(`WARNING: ${w}`);
-  log(`results: ${join(outDir, "latest.json")}, latest.md, latest.svg`);
+  log(`results: ${join(outDir, `${name}.json`)}, ${name}.md, ${name}.svg`);
   return code;
+}
+
+/** Fail at once, with the driver's reason, when the environments cannot be had on this machine. */
+async function checkEnvs(config: NonNullable<BenchContext["envConfig"]>): Promise<void> {
+  const envs = await createEnvService(parseEnvConfig({ ...config, node: `bench-check-${process.pid}` }), silentLogger);
+  await envs.close();
 }
 
 function positiveInt(name: string, v: string): number {

@@ -33,6 +33,14 @@ export interface BenchContext {
   workflow: string;
   options: Record<string, unknown>;
   jobSeed: number;
+  /** tasks per seed (`matrixd run --trials`), the same in every mode */
+  trials: number;
+  /**
+   * The environment service's config (driver, capacity...) for workflows
+   * that run tools; every mode opens its own service with it, under a node
+   * name of its own. Absent: no environments.
+   */
+  envConfig?: { driver: "bwrap" | "docker"; capacity: number } & Record<string, unknown>;
   /** extra environment of every mode's process */
   env: Record<string, string>;
   log: (line: string) => void;
@@ -43,6 +51,7 @@ export interface ModeResult {
   /** e.g. "B=64 K=4" */
   label: string;
   setting: Record<string, number>;
+  /** tasks of the run: seed lines x trials */
   seeds: number;
   exitCode: number;
   wallS: number;
@@ -104,14 +113,20 @@ export async function runMode(
   const label = settingLabel(mode, setting);
   let cmd: string[];
   let redis: Awaited<ReturnType<typeof startRedis>> | undefined;
+  const endpoints = ctx.fleet.urls.map((url, i) => {
+    const model = ctx.fleet.models[i];
+    return { url, maxConcurrency: ctx.endpointConcurrency, ...(model === undefined ? {} : { models: [model] }) };
+  });
+  // Each mode's environments under a node name of their own, so no run can take another's for leftovers.
+  const env = ctx.envConfig ? { ...ctx.envConfig, node: `bench-${tag}-${process.pid}` } : undefined;
   if (mode === "matrixd") {
     const config = join(ctx.tmp, `${tag}.config.json`);
-    const endpoints = ctx.fleet.urls.map((url) => ({ url, maxConcurrency: ctx.endpointConcurrency }));
     writeFileSync(
       config,
-      JSON.stringify({ options: ctx.options, seed: ctx.jobSeed, concurrency: setting.concurrency, llm: { endpoints } }),
+      JSON.stringify({ options: ctx.options, seed: ctx.jobSeed, concurrency: setting.concurrency, trials: ctx.trials, llm: { endpoints }, ...(env ? { env } : {}) }),
     );
-    cmd = [...ctx.matrixd, "run", "--workflow", ctx.workflow, "--seeds", seedsPath, "--out", out, "--config", config];
+    cmd = [...ctx.matrixd, "run", "--workflow", ctx.workflow, "--seeds", seedsPath, "--out", out, "--config", config, "--trials", String(ctx.trials)];
+    if (env) cmd.push("--env", env.driver);
   } else {
     const extra: Record<string, string> = {};
     if (mode === "jobqueue") {
@@ -124,7 +139,9 @@ export async function runMode(
       out,
       options: ctx.options,
       seed: ctx.jobSeed,
-      endpoints: ctx.fleet.urls.map((url) => ({ url, maxConcurrency: ctx.endpointConcurrency })),
+      endpoints,
+      trials: ctx.trials,
+      ...(env ? { env } : {}),
       setting,
       extra,
     };
@@ -148,8 +165,8 @@ export async function runMode(
   try {
     // The baselines get the fetch limit matrixd sets for itself (cmd/env.ts), so every mode's LLM client can
     // keep as many requests in flight; --fetch-limit (in ctx.env) overrides it for every mode.
-    const env = mode === "matrixd" ? ctx.env : { BUN_CONFIG_MAX_HTTP_REQUESTS: MATRIXD_FETCH_LIMIT, ...ctx.env };
-    proc = await measure(cmd, { env, cwd: ctx.root });
+    const procEnv = mode === "matrixd" ? ctx.env : { BUN_CONFIG_MAX_HTTP_REQUESTS: MATRIXD_FETCH_LIMIT, ...ctx.env };
+    proc = await measure(cmd, { env: procEnv, cwd: ctx.root });
     redisUsage = redis?.usage();
   } finally {
     clearInterval(sampler);

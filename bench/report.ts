@@ -15,8 +15,15 @@ export interface BenchResults {
   fleet: FleetSettings & { ceilingTps: number };
   endpointConcurrency: number;
   fetchLimit: number | null;
+  /** tasks of the side-by-side run and of each sweep point (seed lines x trials) */
   tasks: number;
   sweepTasks: number;
+  /** tasks per seed line */
+  trials?: number;
+  /** the workflow's options, the same in every mode */
+  options?: Record<string, unknown>;
+  /** the environment service every mode opened (driver, capacity), or null */
+  envs?: { driver: string; capacity: number } | null;
   /** the side-by-side run, matrixd first */
   modes: ModeResult[];
   /** every sweep point of the baselines */
@@ -61,6 +68,7 @@ function modeRows(r: BenchResults): string[][] {
     "mode",
     "setting",
     "tokens/s",
+    "prompt tokens/s",
     "tasks/s",
     "utilization",
     "util. to 90%",
@@ -77,6 +85,7 @@ function modeRows(r: BenchResults): string[][] {
     MODE_TITLES[m.mode],
     m.label,
     f0(m.tokensPerS),
+    f0(m.promptTokens / m.wallS),
     f1(m.tasksPerS),
     f3(m.utilization),
     f3(m.utilization90),
@@ -127,11 +136,19 @@ function textTable(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd()).join("\n");
 }
 
+/** "4 x 64 slots", or "3 x 32 slots (small 1, large 2)" when the servers serve models by name. */
+export function fleetLabel(fl: FleetSettings): string {
+  const models = fl.models ? ` (${Object.entries(fl.models).map(([m, n]) => `${m} ${n}`).join(", ")})` : "";
+  return `${fl.servers} x ${fl.slots} slots${models}`;
+}
+
 function setupLine(r: BenchResults): string {
   const m = r.machine;
   const fl = r.fleet;
+  const trials = (r.trials ?? 1) > 1 ? ` (${r.trials} trials of each seed)` : "";
+  const envs = r.envs ? `; ${r.envs.capacity} ${r.envs.driver} environments per mode` : "";
   return (
-    `${r.scenario}, ${r.tasks} tasks; fleet ${fl.servers} x ${fl.slots} slots, ceiling ${f0(fl.ceilingTps)} tokens/s; ` +
+    `${r.scenario}, ${r.tasks} tasks${trials}; fleet ${fleetLabel(fl)}, ceiling ${f0(fl.ceilingTps)} tokens/s${envs}; ` +
     `LLM client cap ${r.endpointConcurrency} per endpoint${r.fetchLimit ? `, BUN_CONFIG_MAX_HTTP_REQUESTS=${r.fetchLimit}` : ""}. ` +
     `${m.date.slice(0, 10)}, ${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB, commit ${m.commit}${m.dirty ? " (+ local changes)" : ""}`
   );
@@ -143,7 +160,7 @@ export function renderTable(r: BenchResults): string {
   return parts.join("\n");
 }
 
-export function renderMarkdown(r: BenchResults): string {
+export function renderMarkdown(r: BenchResults, svgName = "latest.svg"): string {
   const parts = [
     `# matrixd benchmark: ${r.scenario}${r.quick ? " (quick)" : ""}`,
     "",
@@ -153,11 +170,12 @@ export function renderMarkdown(r: BenchResults): string {
       "Util. to 90% is the same over the time until 90% of the mode's tokens were generated (the fleet's counters read every 0.5 s): " +
       `the bulk of the job, without the drain at its end, when only the longest tasks are left (p99 task latency ${f1(r.modes[0]?.latencyP99S ?? Number.NaN)} s here). ` +
       "The ratios (x mode) are of tokens/s over the whole run. Latency is from a task's first step to its row. Peak RSS and CPU seconds are of the mode's own process " +
-      "(for the job queue, redis-server's are shown beside). Hops/s counts steps (one hop each).",
+      "(for the job queue, redis-server's are shown beside). Hops/s counts steps (one hop each). " +
+      "Tokens/s are generated tokens; prompt tokens/s, the prompt tokens the servers were sent, the same way.",
     "",
     markdownTable(modeRows(r)),
     "",
-    "![utilization per mode](latest.svg)",
+    `![utilization per mode](${svgName})`,
     "",
     `## Sweep (${r.sweepTasks} tasks each; each mode's setting with the most tokens/s is chosen)`,
     "",
@@ -191,7 +209,7 @@ export function renderSvg(r: BenchResults): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="13">`,
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
     `<text x="${left}" y="22" font-size="15" font-weight="bold">${esc(`${r.scenario}: utilization of the fleet ceiling (${f0(r.fleet.ceilingTps)} tokens/s)`)}</text>`,
-    `<text x="${left}" y="40" fill="#555">${esc(`${r.tasks} tasks, ${r.fleet.servers} x ${r.fleet.slots} slots, ${r.machine.date.slice(0, 10)}, ${r.machine.cores} cores`)}</text>`,
+    `<text x="${left}" y="40" fill="#555">${esc(`${r.tasks} tasks, ${fleetLabel(r.fleet)}, ${r.machine.date.slice(0, 10)}, ${r.machine.cores} cores`)}</text>`,
   ];
   for (const t of [0, 0.25, 0.5, 0.75, 1]) {
     const gx = x(t).toFixed(1);

@@ -5,14 +5,22 @@
  * `map_batches` pattern). For coral a stage is one dialogue step (teacher,
  * extractor, matcher, student, ...) of every task still talking.
  * Settings: `batch`, `inflight`.
+ *
+ * With environments (tool-use) every task of a batch holds one from its first
+ * step to its end, and a batch moves on only when all its tasks have taken
+ * their step, so `batch` x `inflight` must not exceed the environment
+ * capacity: a batch short of environments would wait forever.
  */
 import type { TaskState } from "../../src/protocol/task.ts";
 import { BaselineRun, runBaseline, setting } from "./common.ts";
 
 runBaseline(async (spec) => {
-  const run = new BaselineRun(spec, "batch");
+  const run = await BaselineRun.open(spec, "batch");
   const size = setting(spec, "batch");
   const inflight = setting(spec, "inflight");
+  if (run.envs && size * inflight > run.envs.capacity) {
+    throw new Error(`batch ${size} x inflight ${inflight} is more than the ${run.envs.capacity} environments: batches would wait on each other forever`);
+  }
   const source = run.tasks();
 
   /** The next batch of seeds, or an empty one at the end. */

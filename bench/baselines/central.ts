@@ -6,7 +6,7 @@
 import { BaselineRun, Limit, runBaseline, setting } from "./common.ts";
 
 runBaseline(async (spec) => {
-  const run = new BaselineRun(spec, "central");
+  const run = await BaselineRun.open(spec, "central");
   const limit = new Limit(setting(spec, "concurrency"));
   const running = new Set<Promise<void>>();
   for await (const state of run.tasks()) {

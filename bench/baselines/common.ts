@@ -5,7 +5,10 @@
  *
  * A baseline is a process started by the benchmark with `--spec FILE`; it
  * writes one row per task to the spec's output and, at the end, one JSON line
- * (a BaselineReport) on stdout.
+ * (a BaselineReport) on stdout. When the spec has an `env` section the
+ * process opens its own environment service with it (the settings matrixd
+ * gets, capacity included) and hands it to the agents as `ctx.services.env`,
+ * as `matrixd run --env` does.
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -16,6 +19,8 @@ import { type JobRuntime, makeJobRuntime } from "../../src/engine/job.ts";
 import { buildRow, seedErrorRow } from "../../src/engine/row.ts";
 import { afterStepError, applyStep, nextAfterStep, stepRandom } from "../../src/engine/step.ts";
 import { describe } from "../../src/errors.ts";
+import { createEnvService, parseEnvConfig } from "../../src/env/index.ts";
+import type { EnvService } from "../../src/env/types.ts";
 import { createLlmClient, type LlmClient } from "../../src/llm/index.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { AgentContext, StepResult, TaskLlm } from "../../src/plugin/api.ts";
@@ -34,7 +39,13 @@ export const BaselineSpecSchema = z.strictObject({
   options: z.record(z.string(), z.unknown()).default({}),
   /** the job's random seed */
   seed: z.number().int().default(0),
-  endpoints: z.array(z.strictObject({ url: z.string().min(1), maxConcurrency: z.number().int().positive() })).default([]),
+  endpoints: z
+    .array(z.strictObject({ url: z.string().min(1), maxConcurrency: z.number().int().positive(), models: z.array(z.string().min(1)).min(1).optional() }))
+    .default([]),
+  /** tasks per seed, ids suffixed #0, #1... when more than one (as `matrixd run --trials`) */
+  trials: z.number().int().positive().default(1),
+  /** the environment service's config (driver, capacity, node...); absent: no environments */
+  env: z.record(z.string(), z.unknown()).optional(),
   /** the baseline's own knobs (batch size, concurrency, ...) */
   setting: z.record(z.string(), z.number()).default({}),
   /** baseline-specific extras (the Redis URL of the job queue) */
@@ -65,12 +76,19 @@ export function setting(spec: BaselineSpec, name: string): number {
   return v;
 }
 
-/** One baseline run: the job, the LLM client, the output, and the way to run a task's step. */
+/** Runs opened in this process, closed by `runBaseline` when the main fails. */
+const openRuns = new Set<BaselineRun>();
+
+/** One baseline run: the job, the LLM client, the environments, the output, and the way to run a task's step. */
 export class BaselineRun {
   readonly job: JobRuntime;
   readonly llm: LlmClient | undefined;
+  /** the environment service, when the spec asks for one */
+  envs: EnvService | undefined;
   readonly sink: JsonlSink;
   readonly node: string;
+  #services: Record<string, unknown> = {};
+  #closed = false;
   rows = 0;
   ok = 0;
   failed = 0;
@@ -88,6 +106,22 @@ export class BaselineRun {
     this.llm = spec.endpoints.length > 0 ? createLlmClient({ endpoints: spec.endpoints }, { log: silentLogger }) : undefined;
     this.sink = new JsonlSink(spec.out);
     this.node = node;
+    openRuns.add(this);
+  }
+
+  /** A run with its environment service open (when the spec has one). */
+  static async open(spec: BaselineSpec, node: string): Promise<BaselineRun> {
+    const run = new BaselineRun(spec, node);
+    if (spec.env) {
+      try {
+        run.envs = await createEnvService(parseEnvConfig(spec.env), silentLogger);
+      } catch (err) {
+        await run.close();
+        throw err;
+      }
+      run.#services = { env: run.envs };
+    }
+    return run;
   }
 
   /**
@@ -96,17 +130,21 @@ export class BaselineRun {
    */
   async *tasks(): AsyncGenerator<TaskState> {
     const wf = this.job.workflow;
+    const trials = this.spec.trials;
     let lineNo = 0;
     for await (const text of fileLines(this.spec.seeds)) {
       lineNo++;
       const parsed = parseSeedLine(text, lineNo, wf.seedSchema);
       if (!parsed) continue;
-      if (!parsed.ok) {
-        this.seedErrors++;
-        this.#write(seedErrorRow(parsed.id, parsed.seed, parsed.error, { id: this.job.id, workflow: wf.name, configHash: this.job.configHash }));
-        continue;
+      for (let trial = 0; trial < trials; trial++) {
+        const id = trials > 1 ? `${parsed.id}#${trial}` : parsed.id;
+        if (!parsed.ok) {
+          this.seedErrors++;
+          this.#write(seedErrorRow(id, parsed.seed, parsed.error, { id: this.job.id, workflow: wf.name, configHash: this.job.configHash }, trial));
+          continue;
+        }
+        yield Engine.newTask(this.job, id, trial, trials > 1 ? structuredClone(parsed.seed) : parsed.seed);
       }
-      yield Engine.newTask(this.job, parsed.id, 0, parsed.seed);
     }
   }
 
@@ -150,10 +188,9 @@ export class BaselineRun {
     await this.#end(state, reason);
   }
 
-  /** Flush the output and print the report line. */
+  /** Flush the output, close the LLM client and the environments, and print the report line. */
   async finish(): Promise<BaselineReport> {
-    this.sink.close();
-    await this.llm?.close();
+    await this.close();
     const report: BaselineReport = {
       rows: this.rows,
       ok: this.ok,
@@ -163,6 +200,19 @@ export class BaselineRun {
     };
     console.log(JSON.stringify(report));
     return report;
+  }
+
+  /** Flush the output, close the LLM client and release every environment. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    openRuns.delete(this);
+    this.sink.close();
+    try {
+      await this.llm?.close();
+    } finally {
+      await this.envs?.close();
+    }
   }
 
   #context(state: TaskState): AgentContext {
@@ -177,7 +227,7 @@ export class BaselineRun {
       config: this.job.config,
       random: stepRandom(this.job, state),
       node: this.node,
-      services: {},
+      services: this.#services,
     };
   }
 
@@ -242,8 +292,10 @@ export function runBaseline(main: (spec: BaselineSpec) => Promise<void>): void {
   }
   main(spec).then(
     () => process.exit(0),
-    (err) => {
+    async (err) => {
       console.error(`baseline: ${describe(err)}`);
+      // Environments are released even when the run fails.
+      await Promise.allSettled([...openRuns].map((r) => r.close()));
       process.exit(1);
     },
   );

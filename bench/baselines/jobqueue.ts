@@ -5,16 +5,22 @@
  * and enqueues the task's next hop (the whole state as the job's data) or
  * writes its row. Setting: `concurrency` (the worker's concurrent jobs).
  * The Redis URL comes in `extra.redis`.
+ *
+ * With environments (tool-use) a task holds one from its first hop to its
+ * row, so seeds go into the queue only while an environment is free (the way
+ * matrixd's cluster admits such jobs): enqueued all at once, their first hops
+ * would take every worker, each waiting for an environment, while the next
+ * hops of the tasks holding them wait in the queue behind.
  */
 import { type Job, Queue, Worker } from "bullmq";
 import { TaskStateSchema } from "../../src/protocol/task.ts";
-import { BaselineRun, runBaseline, setting } from "./common.ts";
+import { BaselineRun, Limit, runBaseline, setting } from "./common.ts";
 
 const QUEUE = "hops";
 const ADD_CHUNK = 1000;
 
 runBaseline(async (spec) => {
-  const run = new BaselineRun(spec, "jobqueue");
+  const run = await BaselineRun.open(spec, "jobqueue");
   const url = new URL(spec.extra.redis ?? "redis://127.0.0.1:6379");
   const connection = { host: url.hostname, port: Number(url.port), maxRetriesPerRequest: null };
   const queue = new Queue(QUEUE, { connection, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
@@ -26,6 +32,7 @@ runBaseline(async (spec) => {
     finished = resolve;
   });
   let enqueued = false;
+  const gate = run.envs ? new Limit(run.envs.capacity) : undefined;
   const checkDone = () => {
     if (enqueued && run.rows >= total) finished();
   };
@@ -41,7 +48,10 @@ runBaseline(async (spec) => {
         // A hop that cannot be enqueued still ends its task with a row.
         await run.fail(state, `enqueue: ${err instanceof Error ? err.message : String(err)}`);
       }
-      if (state.next === null) checkDone();
+      if (state.next === null) {
+        gate?.give();
+        checkDone();
+      }
     },
     { connection, concurrency: setting(spec, "concurrency") },
   );
@@ -54,6 +64,13 @@ runBaseline(async (spec) => {
     chunk = [];
   };
   for await (const state of run.tasks()) {
+    if (gate) {
+      await gate.take();
+      run.admit(state);
+      await queue.add(state.next as string, state);
+      total++;
+      continue;
+    }
     run.admit(state);
     chunk.push({ name: state.next as string, data: state });
     total++;
