@@ -172,7 +172,8 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
   })();
 
   const js = jetstream(conn, { timeout: 5_000 });
-  const jsm = await jetstreamManager(conn, { timeout: 5_000 });
+  // No API check here: JetStream may not be up yet (a starting cluster); the first setup request waits for it.
+  const jsm = await jetstreamManager(conn, { timeout: 5_000, checkAPI: false });
   return {
     nc: conn,
     js,

@@ -1,4 +1,6 @@
+import { describe } from "../../errors.ts";
 import { type NatsConnectOptions, type NatsLink, connectNats } from "./connection.ts";
+import { isNatsUnavailable } from "./errors.ts";
 import { JobStore } from "./jobstore.ts";
 import { Membership } from "./membership.ts";
 import { ResultStore } from "./results.ts";
@@ -27,6 +29,25 @@ export interface NatsCluster {
 }
 
 /**
+ * Run `setup` until JetStream answers it: failures that mean "not ready
+ * yet" (timeouts, no responders, JetStream not enabled yet) are tried again
+ * with backoff and a log line each, until `opts.signal` aborts; anything
+ * else is thrown.
+ */
+async function untilJetStreamAnswers<T>(opts: NatsConnectOptions, setup: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await setup();
+    } catch (err) {
+      if (!isNatsUnavailable(err) || opts.signal?.aborted) throw err;
+      const wait = Math.min(5000, 250 * 2 ** Math.min(attempt - 1, 5));
+      opts.log.warn({ attempt, retryInMs: wait, err: describe(err) }, "JetStream is not answering yet; trying again");
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+/**
  * Connect, create the streams and buckets when missing (with `replicas`
  * copies each, default 1), bring existing ones up to `replicas` where the
  * server allows it, and open the job, result and membership stores.
@@ -36,9 +57,13 @@ export async function openNatsCluster(opts: NatsConnectOptions & { timings: Clus
   const link = await connectNats(opts);
   try {
     checkReplicasPossible(link, replicas);
-    await ensureStreams(link, replicas);
-    const buckets = await openBuckets(link, opts.timings, replicas);
-    await reconcileReplicas(link, [...Object.values(Streams), ...BUCKET_STREAMS], replicas, opts.log);
+    // A NATS cluster that is starting has no JetStream leader yet: wait for it rather than give up.
+    const buckets = await untilJetStreamAnswers(opts, async () => {
+      await ensureStreams(link, replicas);
+      const b = await openBuckets(link, opts.timings, replicas);
+      await reconcileReplicas(link, [...Object.values(Streams), ...BUCKET_STREAMS], replicas, opts.log);
+      return b;
+    });
     return {
       link,
       timings: opts.timings,

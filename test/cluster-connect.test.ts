@@ -5,18 +5,22 @@ import { builtinWorkflows } from "../plugins/index.ts";
 import { type ClusterNodeOptions, startClusterNode } from "../src/cluster/node.ts";
 import { ConfigError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
-import { TEST_TIMINGS, waitJob } from "./cluster-helpers.ts";
+import { connect } from "@nats-io/transport-node";
+import { freePort } from "../src/util/net.ts";
+import { TEST_TIMINGS, waitJob, waitUntil } from "./cluster-helpers.ts";
 import { coralSeeds, tempDir } from "./helpers.ts";
-import { natsServerMissing, startNatsServer } from "./nats-server.ts";
+import { type NatsServer, natsServerMissing, startNatsServer } from "./nats-server.ts";
 
 /**
- * NATS credentials from the config, against real nats-servers that require
- * them: user and password, a token, TLS with the cluster's own CA. Refused
- * credentials fail at once with a config error naming the cause.
+ * How a node connects: NATS credentials from the config, against real
+ * nats-servers that require them (user and password, a token, TLS with the
+ * cluster's own CA), where refused credentials fail at once with a config
+ * error naming the cause; and a node started before JetStream is up, which
+ * waits for it.
  */
 
 const missing = natsServerMissing() ?? (spawnSync(["openssl", "version"]).exitCode === 0 ? undefined : "openssl is not installed");
-if (missing) console.warn(`cluster-auth: ${missing}; skipped`);
+if (missing) console.warn(`cluster-connect: ${missing}; skipped`);
 const tmp = tempDir("matrixd-auth-");
 afterAll(() => tmp.remove());
 
@@ -84,6 +88,45 @@ describe.skipIf(missing !== undefined)("NATS credentials", () => {
       expect(err.message).toContain("cannot be reached over TLS as configured: unable to verify the first certificate");
     } finally {
       await srv.close();
+    }
+  }, 60_000);
+});
+
+describe.skipIf(missing !== undefined)("NATS not ready at start", () => {
+  test("cluster - a node started while the server has no JetStream waits for it, then runs a job", async () => {
+    const port = await freePort();
+    // The same address first without JetStream (a server still starting, or a cluster without a leader yet).
+    const bare = Bun.spawn(["nats-server", "-p", String(port), "-a", "127.0.0.1"], { stdout: "ignore", stderr: "ignore" });
+    let srv: NatsServer | undefined;
+    try {
+      await waitUntil("the bare server to listen", async () => {
+        try {
+          (await connect({ servers: `nats://127.0.0.1:${port}` })).close();
+          return true;
+        } catch {
+          return false;
+        }
+      }, 10_000);
+      let started = false;
+      const starting = startClusterNode({ name: "early", nats: { servers: [`nats://127.0.0.1:${port}`] }, workflows: builtinWorkflows, log: silentLogger, timings: TEST_TIMINGS, heartbeatMs: 500 }).then((n) => {
+        started = true;
+        return n;
+      });
+      await Bun.sleep(1500);
+      expect(started).toBe(false);
+      bare.kill("SIGKILL");
+      await bare.exited;
+      srv = await startNatsServer({ port });
+      const node = await starting;
+      try {
+        const { id } = await node.submit({ workflow: "coral-dummy", seeds: coralSeeds(10, "e") });
+        expect((await waitJob(node, id, 30_000)).ok).toBe(10);
+      } finally {
+        await node.close();
+      }
+    } finally {
+      bare.kill("SIGKILL");
+      await srv?.close();
     }
   }, 60_000);
 });
