@@ -6,7 +6,7 @@ import pino from "pino";
 import { BUCKET_STREAMS } from "../src/bus/nats/setup.ts";
 import { openNatsCluster, Streams } from "../src/bus/nats/index.ts";
 import { comparable } from "./engine-cases.ts";
-import { type JoinProcess, metric, spawnJoin } from "./cluster-procs.ts";
+import { type JoinProcess, metric, spawnJoin, waitDone } from "./cluster-procs.ts";
 import { coralSeeds, matrixdBin, readRows, runProcess, tempDir, writeLines } from "./helpers.ts";
 import { natsServerMissing, type NatsServerCluster, startNatsCluster, startNatsServer } from "./nats-server.ts";
 
@@ -39,26 +39,6 @@ let reference: any[] = [];
 const procs: JoinProcess[] = [];
 
 const logs = () => procs.map((p) => `--- ${p.name}\n${p.log(1500)}`).join("\n");
-
-/** Poll live nodes until the job ends; bounded. */
-async function waitDone(id: string, timeoutMs = 45_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    for (const p of procs.filter((x) => x.alive)) {
-      try {
-        const st = await p.job(id);
-        last = st;
-        if (st.state !== "running") return st;
-        break;
-      } catch (err) {
-        last = String(err);
-      }
-    }
-    await Bun.sleep(200);
-  }
-  throw new Error(`job ${id} did not end in ${timeoutMs} ms; last: ${JSON.stringify(last)}\n${logs()}`);
-}
 
 /** Replicas of each of matrixd's streams and buckets, by stream name. */
 async function replicasOf(): Promise<Record<string, number>> {
@@ -176,7 +156,7 @@ describe.skipIf(missing !== undefined)("matrixd on a 3-server NATS cluster with 
     await nats.stop(victim, "SIGKILL");
     expect(before).toBeLessThan(N);
 
-    const st = await waitDone(id);
+    const st = await waitDone(procs, id, 45_000);
     expect(st.state).toBe("done");
     expect(st.ok + st.failed).toBe(N);
     const rows = await c.results(id);
@@ -205,7 +185,7 @@ describe.skipIf(missing !== undefined)("matrixd on a 3-server NATS cluster with 
     // A new job, with the server still gone, runs to a complete dataset too.
     const more = coralSeeds(300, "s");
     const next = await b.submit("coral", more, JOB);
-    expect((await waitDone(next.id)).state).toBe("done");
+    expect((await waitDone(procs, next.id, 45_000)).state).toBe("done");
     const moreRows = await a.results(next.id);
     expect(moreRows.length).toBe(more.length);
     expect(new Set(moreRows.map((r) => r.id)).size).toBe(more.length);

@@ -5,7 +5,7 @@ import { encode } from "../src/protocol/codec.ts";
 import { silentLogger } from "../src/log.ts";
 import { comparable } from "./engine-cases.ts";
 import { coralSeeds, matrixdBin, readRows, runProcess, tempDir, writeLines } from "./helpers.ts";
-import { type JoinProcess, metric, spawnJoin } from "./cluster-procs.ts";
+import { type JoinProcess, metric, spawnJoin, waitDone } from "./cluster-procs.ts";
 import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
 
 /**
@@ -37,26 +37,6 @@ async function join(extra: Record<string, unknown> = {}): Promise<JoinProcess> {
   return p;
 }
 
-/** Poll a node (or any live one) until the job ends; bounded. */
-async function waitDone(id: string, timeoutMs = 90_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    for (const p of procs.filter((x) => x.alive)) {
-      try {
-        const st = await p.job(id);
-        last = st;
-        if (st.state !== "running") return st;
-        break;
-      } catch (err) {
-        last = String(err);
-      }
-    }
-    await Bun.sleep(200);
-  }
-  throw new Error(`job ${id} did not end in ${timeoutMs} ms; last: ${JSON.stringify(last)}\n${procs.map((p) => `--- ${p.name}\n${p.log(1500)}`).join("\n")}`);
-}
-
 /** Wait until the job has at least `rows` rows (as a live node counts them). */
 async function waitRows(p: JoinProcess, id: string, rows: number, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -76,7 +56,7 @@ async function waitRows(p: JoinProcess, id: string, rows: number, timeoutMs = 60
 
 /** The dataset is complete, has one row per task, and equals `matrixd run`'s. */
 async function checkDataset(p: JoinProcess, id: string): Promise<void> {
-  const st = await waitDone(id);
+  const st = await waitDone(procs, id, 90_000);
   expect(st.state).toBe("done");
   const rows = await p.results(id);
   expect(rows.length).toBe(N);

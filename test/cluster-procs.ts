@@ -91,6 +91,26 @@ export class JoinProcess {
   }
 }
 
+/** Poll the live nodes until the job ends (any live node answers); bounded, and the error shows each node's log tail. */
+export async function waitDone(procs: readonly JoinProcess[], id: string, timeoutMs: number): Promise<JobStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    for (const p of procs.filter((x) => x.alive)) {
+      try {
+        const st = await p.job(id);
+        last = st;
+        if (st.state !== "running") return st;
+        break;
+      } catch (err) {
+        last = String(err);
+      }
+    }
+    await Bun.sleep(200);
+  }
+  throw new Error(`job ${id} did not end in ${timeoutMs} ms; last: ${JSON.stringify(last)}\n${procs.map((p) => `--- ${p.name}\n${p.log(1500)}`).join("\n")}`);
+}
+
 /** The value of a Prometheus sample (summed over its label sets matching `labels`). */
 export function metric(text: string, name: string, labels = ""): number {
   let sum = 0;

@@ -16,6 +16,11 @@ const missing = natsServerMissing();
 const tmp = tempDir();
 afterAll(() => tmp.remove());
 
+/** A bubblewrap environment service for a node, its state under the test's folder. */
+function bwrapEnv(node: string, capacity: number): Promise<EnvService> {
+  return createEnvService(parseEnvConfig({ driver: "bwrap", node, stateDir: join(tmp.dir, node), capacity }), silentLogger);
+}
+
 /** A cluster node with its own environment service and an LLM client to the shared sim. */
 function startEnvNode(name: string, env: EnvService, srv: NatsServer, sim: SimServer): Promise<RunningClusterNode> {
   return startClusterNode({
@@ -42,7 +47,7 @@ describe.skipIf(missing !== undefined)("cluster with environments", () => {
     sim = await startSim({ slots: 4, timeScale: 0.01 });
     chmodSync(tmp.dir, 0o755);
     for (const name of ["tu-a", "tu-b"]) {
-      const env = await createEnvService(parseEnvConfig({ driver: "bwrap", node: name, stateDir: join(tmp.dir, name), capacity: 8 }), silentLogger);
+      const env = await bwrapEnv(name, 8);
       envs.push(env);
       nodes.push(await startEnvNode(name, env, srv, sim));
     }
@@ -85,7 +90,7 @@ describe.skipIf(missing !== undefined)("cluster with environments: a node leaves
 
   test("cluster - tasks whose environments were on a node that left start over on another node; every row ok, one per task", async () => {
     const open = async (name: string) => {
-      const env = await createEnvService(parseEnvConfig({ driver: "bwrap", node: name, stateDir: join(tmp.dir, name), capacity: 8 }), silentLogger);
+      const env = await bwrapEnv(name, 8);
       return { env, node: await startEnvNode(name, env, srv, sim) };
     };
     const stay = await open("tl-a");
@@ -152,9 +157,7 @@ describe.skipIf(missing !== undefined)("cluster admission with few environments"
       ["tg-a", 2],
       ["tg-b", 8],
     ] as const) {
-      const env = watched(
-        await createEnvService(parseEnvConfig({ driver: "bwrap", node: name, stateDir: join(tmp.dir, name), capacity }), silentLogger),
-      );
+      const env = watched(await bwrapEnv(name, capacity));
       envs.push(env);
       nodes.push(await startEnvNode(name, env, srv, sim));
     }
