@@ -141,16 +141,17 @@ export class StreamIntake implements JobIntake {
     this.#touched = Date.now();
     const rec = this.#rec;
     if (!rec) return;
+    const seen = this.#seeds * rec.settings.trials;
+    let updated: JobRecord | undefined;
     try {
-      const seen = this.#seeds * rec.settings.trials;
-      const updated = await this.#o.store.update(rec.id, (r) =>
+      updated = await this.#o.store.update(rec.id, (r) =>
         r.state === "submitting" ? { ...r, total: seen, updatedAt: Math.max(Date.now(), r.updatedAt + 1) } : undefined,
       );
-      if (updated) this.#o.onRecord(updated);
-      if (updated && updated.state !== "submitting") throw new Error(`job "${rec.id}" ended while its seeds were stored: ${updated.reason ?? ""}`);
     } catch (err) {
-      if (err instanceof Error && err.message.startsWith(`job "${rec.id}" ended`)) throw err;
       this.#o.log.warn({ job: rec.id, err: describe(err) }, "cannot update the record of a job being stored");
+      return;
     }
+    if (updated) this.#o.onRecord(updated);
+    if (updated && updated.state !== "submitting") throw new Error(`job "${rec.id}" ended while its seeds were stored: ${updated.reason ?? ""}`);
   }
 }
