@@ -6,8 +6,8 @@ import pino from "pino";
 import { BUCKET_STREAMS } from "../src/bus/nats/setup.ts";
 import { openNatsCluster, Streams } from "../src/bus/nats/index.ts";
 import { comparable } from "./engine-cases.ts";
-import { type JoinProcess, metric, spawnJoin, waitDone } from "./cluster-procs.ts";
-import { coralSeeds, matrixdBin, readRows, runProcess, tempDir, writeLines } from "./helpers.ts";
+import { type JoinProcess, metric, referenceRun, spawnJoin, waitDone } from "./cluster-procs.ts";
+import { coralSeeds, matrixdBin, runProcess, tempDir } from "./helpers.ts";
 import { natsServerMissing, type NatsServerCluster, startNatsCluster, startNatsServer } from "./nats-server.ts";
 
 /**
@@ -63,18 +63,10 @@ function capturingLogger(): { log: pino.Logger; lines: () => Record<string, unkn
 
 describe.skipIf(missing !== undefined)("matrixd on a 3-server NATS cluster with replicas 3", () => {
   beforeAll(async () => {
-    const bin = await matrixdBin();
     nats = await startNatsCluster();
     nc = await connect({ servers: nats.urls });
     jsm = await jetstreamManager(nc);
-    writeLines(tmp.path("seeds.jsonl"), seeds);
-    writeFileSync(tmp.path("run.json"), JSON.stringify({ sim: SIM, ...JOB }));
-    const r = await runProcess(
-      [bin, "run", "--workflow", "coral", "--seeds", tmp.path("seeds.jsonl"), "--out", tmp.path("run.jsonl"), "--llm", "sim", "--config", tmp.path("run.json")],
-      { timeoutMs: 60_000 },
-    );
-    if (r.code !== 0) throw new Error(`matrixd run failed: ${r.stderr}`);
-    reference = readRows(tmp.path("run.jsonl"));
+    reference = await referenceRun(tmp.dir, seeds, { sim: SIM, ...JOB }, 60_000);
     expect(reference.length).toBe(N);
   }, 90_000);
 

@@ -1,11 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
 import { openNatsCluster } from "../src/bus/nats/index.ts";
 import { encode } from "../src/protocol/codec.ts";
 import { silentLogger } from "../src/log.ts";
 import { comparable } from "./engine-cases.ts";
-import { coralSeeds, matrixdBin, readRows, runProcess, tempDir, writeLines } from "./helpers.ts";
-import { type JoinProcess, metric, spawnJoin, waitDone } from "./cluster-procs.ts";
+import { coralSeeds, tempDir } from "./helpers.ts";
+import { type JoinProcess, metric, referenceRun, spawnJoin, waitDone } from "./cluster-procs.ts";
 import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
 
 /**
@@ -68,15 +67,7 @@ async function checkDataset(p: JoinProcess, id: string): Promise<void> {
 describe.skipIf(missing !== undefined)("cluster of matrixd join processes", () => {
   beforeAll(async () => {
     srv = await startNatsServer();
-    const bin = await matrixdBin();
-    writeLines(tmp.path("seeds.jsonl"), seeds);
-    writeFileSync(tmp.path("run.json"), JSON.stringify({ sim: SIM, ...JOB }));
-    const r = await runProcess(
-      [bin, "run", "--workflow", "coral", "--seeds", tmp.path("seeds.jsonl"), "--out", tmp.path("run.jsonl"), "--llm", "sim", "--config", tmp.path("run.json")],
-      { timeoutMs: 120_000 },
-    );
-    if (r.code !== 0) throw new Error(`matrixd run failed: ${r.stderr}`);
-    reference = readRows(tmp.path("run.jsonl"));
+    reference = await referenceRun(tmp.dir, seeds, { sim: SIM, ...JOB }, 120_000);
     expect(reference.length).toBe(N);
   }, 180_000);
 

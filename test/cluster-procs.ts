@@ -2,7 +2,7 @@ import type { Subprocess } from "bun";
 import { closeSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { JobStatus, Member } from "../src/cluster/types.ts";
-import { matrixdBin } from "./helpers.ts";
+import { matrixdBin, readRows, runProcess, writeLines } from "./helpers.ts";
 
 /** One `matrixd join` process of the compiled binary, with its HTTP API on a free loopback port. */
 export class JoinProcess {
@@ -89,6 +89,22 @@ export class JoinProcess {
     const res = await this.#fetch("GET", "/metrics", 10_000);
     return res.text();
   }
+}
+
+/**
+ * The dataset `matrixd run` (the compiled binary, the in-process sim) makes
+ * of coral `seeds` with `config`, written in `dir`: the reference a cluster's
+ * dataset for the same seeds and settings must equal.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: rows read back
+export async function referenceRun(dir: string, seeds: readonly unknown[], config: Record<string, unknown>, timeoutMs: number): Promise<any[]> {
+  const bin = await matrixdBin();
+  writeLines(join(dir, "seeds.jsonl"), seeds);
+  writeFileSync(join(dir, "run.json"), JSON.stringify(config));
+  const out = join(dir, "run.jsonl");
+  const r = await runProcess([bin, "run", "--workflow", "coral", "--seeds", join(dir, "seeds.jsonl"), "--out", out, "--llm", "sim", "--config", join(dir, "run.json")], { timeoutMs });
+  if (r.code !== 0) throw new Error(`matrixd run failed: ${r.stderr}`);
+  return readRows(out);
 }
 
 /** Poll the live nodes until the job ends (any live node answers); bounded, and the error shows each node's log tail. */

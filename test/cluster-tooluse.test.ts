@@ -36,28 +36,39 @@ function startEnvNode(name: string, env: EnvService, srv: NatsServer, sim: SimSe
   });
 }
 
-describe.skipIf(missing !== undefined)("cluster with environments", () => {
-  let srv: NatsServer;
-  let sim: SimServer;
-  const nodes: RunningClusterNode[] = [];
-  const envs: EnvService[] = [];
+/**
+ * For the describe it is called in: a nats-server, a sim with `simSlots`,
+ * and one node per `[name, environments]` with its own bwrap environments
+ * (as `wrap` returns them); all started before the tests and stopped after.
+ */
+function envCluster<E extends EnvService>(
+  sim: { slots: number; timeScale: number },
+  specs: readonly (readonly [string, number])[],
+  wrap: (env: EnvService) => E,
+) {
+  const f = { srv: undefined as unknown as NatsServer, sim: undefined as unknown as SimServer, nodes: [] as RunningClusterNode[], envs: [] as E[] };
   beforeAll(async () => {
-    srv = await startNatsServer();
-    // Few LLM slots: hops overflow to the other node unless a task is pinned to its environment.
-    sim = await startSim({ slots: 4, timeScale: 0.01 });
+    f.srv = await startNatsServer();
+    f.sim = await startSim(sim);
     chmodSync(tmp.dir, 0o755);
-    for (const name of ["tu-a", "tu-b"]) {
-      const env = await bwrapEnv(name, 8);
-      envs.push(env);
-      nodes.push(await startEnvNode(name, env, srv, sim));
+    for (const [name, capacity] of specs) {
+      const env = wrap(await bwrapEnv(name, capacity));
+      f.envs.push(env);
+      f.nodes.push(await startEnvNode(name, env, f.srv, f.sim));
     }
   }, 30_000);
   afterAll(async () => {
-    for (const n of nodes) await n.close();
-    for (const e of envs) await e.close();
-    await sim?.stop();
-    await srv?.close();
+    for (const n of f.nodes) await n.close();
+    for (const e of f.envs) await e.close();
+    await f.sim?.stop();
+    await f.srv?.close();
   });
+  return f;
+}
+
+describe.skipIf(missing !== undefined)("cluster with environments", () => {
+  // Few LLM slots: hops overflow to the other node unless a task is pinned to its environment.
+  const { nodes, envs } = envCluster({ slots: 4, timeScale: 0.01 }, [["tu-a", 8], ["tu-b", 8]], (e) => e);
 
   test("cluster - a tool-use task stays on the node holding its environment; every row ok; environments released", async () => {
     const seeds = readFileSync(join(ROOT, "configs/seeds/tool-use.jsonl"), "utf8").split("\n").filter(Boolean).slice(0, 24);
@@ -76,22 +87,13 @@ describe.skipIf(missing !== undefined)("cluster with environments", () => {
 });
 
 describe.skipIf(missing !== undefined)("cluster with environments: a node leaves mid-job", () => {
-  let srv: NatsServer;
-  let sim: SimServer;
-  beforeAll(async () => {
-    srv = await startNatsServer();
-    sim = await startSim({ slots: 8, timeScale: 0.02 });
-    chmodSync(tmp.dir, 0o755);
-  }, 30_000);
-  afterAll(async () => {
-    await sim?.stop();
-    await srv?.close();
-  });
+  // Its nodes start in the test, one of them to leave.
+  const f = envCluster({ slots: 8, timeScale: 0.02 }, [], (e) => e);
 
   test("cluster - tasks whose environments were on a node that left start over on another node; every row ok, one per task", async () => {
     const open = async (name: string) => {
       const env = await bwrapEnv(name, 8);
-      return { env, node: await startEnvNode(name, env, srv, sim) };
+      return { env, node: await startEnvNode(name, env, f.srv, f.sim) };
     };
     const stay = await open("tl-a");
     const leave = await open("tl-b");
@@ -145,29 +147,7 @@ function watched(env: EnvService): EnvService & { waited: number; most: number }
 }
 
 describe.skipIf(missing !== undefined)("cluster admission with few environments", () => {
-  let srv: NatsServer;
-  let sim: SimServer;
-  const nodes: RunningClusterNode[] = [];
-  const envs: ReturnType<typeof watched>[] = [];
-  beforeAll(async () => {
-    srv = await startNatsServer();
-    sim = await startSim({ slots: 16, timeScale: 0.01 });
-    chmodSync(tmp.dir, 0o755);
-    for (const [name, capacity] of [
-      ["tg-a", 2],
-      ["tg-b", 8],
-    ] as const) {
-      const env = watched(await bwrapEnv(name, capacity));
-      envs.push(env);
-      nodes.push(await startEnvNode(name, env, srv, sim));
-    }
-  }, 30_000);
-  afterAll(async () => {
-    for (const n of nodes) await n.close();
-    for (const e of envs) await e.close();
-    await sim?.stop();
-    await srv?.close();
-  });
+  const { nodes, envs } = envCluster({ slots: 16, timeScale: 0.01 }, [["tg-a", 2], ["tg-b", 8]], watched);
 
   test("cluster - a node admits a tool-use task only while it has a free environment; no setup step waits", async () => {
     const seeds = readFileSync(join(ROOT, "configs/seeds/tool-use.jsonl"), "utf8").split("\n").filter(Boolean).slice(0, 16);
