@@ -1,6 +1,6 @@
 import type { Logger } from "../src/log.ts";
 import { UsageError } from "../src/errors.ts";
-import { DEFAULT_ENDPOINT, LlmConfigSchema, type LlmEndpointConfig, type LlmSection } from "../src/llm/config.ts";
+import { DEFAULT_ENDPOINT, LlmConfigSchema, type LlmEndpointInput, type LlmSection, LlmSectionSchema } from "../src/llm/config.ts";
 import { createLlmClient } from "../src/llm/index.ts";
 import type { ManagedLlmClient } from "../src/llm/types.ts";
 import { feedSupervisor } from "../src/services/feed.ts";
@@ -32,10 +32,11 @@ export async function openLlm(args: {
   const flags = args.flags ?? [];
   const supervise = args.supervise ?? [];
   if (flags.length === 0 && !args.llm && supervise.length === 0) return undefined;
-  const base: LlmSection = args.llm ?? LlmConfigSchema.parse({});
+  // no `llm:` section lists no endpoint: the default URL is only for a client given nothing at all
+  const base: LlmSection = args.llm ?? LlmSectionSchema.parse({});
   const stops: (() => Promise<void>)[] = [];
   const supervisors: Supervisor[] = [];
-  let endpoints: LlmEndpointConfig[] = base.endpoints ?? [DEFAULT_ENDPOINT];
+  let endpoints: LlmEndpointInput[] = base.endpoints ?? [DEFAULT_ENDPOINT];
   if (flags.length > 0 || supervise.length > 0) {
     // the config's endpoints when it lists some, never the default URL
     endpoints = flags.length === 0 ? [...(base.endpoints ?? [])] : [];
@@ -44,18 +45,24 @@ export async function openLlm(args: {
       await sup.start();
       supervisors.push(sup);
       stops.push(() => sup.stop());
-      endpoints.push({ url: sup.url, maxConcurrency: spec.maxConcurrency, ...(spec.model ? { models: [spec.model] } : {}) });
+      const slots = sup.slots;
+      endpoints.push({
+        url: sup.url,
+        maxConcurrency: spec.maxConcurrency,
+        kind: spec.kind,
+        ...(slots ? { slots } : {}),
+        ...(spec.model ? { models: [spec.model] } : {}),
+      });
     }
     for (const f of flags) {
       if (f === "sim") {
         const sim = await startSim(validate(SimOptionsSchema, args.sim ?? {}, "config sim"));
         stops.push(() => sim.stop());
-        endpoints.push({ url: `${sim.url}/v1`, maxConcurrency: Math.max(64, sim.options.slots * 2), metrics: true });
+        endpoints.push({ url: `${sim.url}/v1`, kind: "vllm", metrics: true });
         args.log.info({ url: sim.url, ceiling: sim.ceilingTps }, "started the in-process simulated LLM");
       } else if (/^https?:\/\//.test(f)) {
-        // Requests past the server's slots wait in its own queue, which keeps it saturated;
-        // adaptive concurrency cuts this when the server pushes back.
-        endpoints.push({ url: f, maxConcurrency: 1024 });
+        // its kind, slots and load are found out; the limit follows them
+        endpoints.push({ url: f });
       } else {
         throw new UsageError(`--llm must be "sim" or an http(s) URL, got "${f}"`);
       }

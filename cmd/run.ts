@@ -6,7 +6,7 @@ import { Accounting, type UsageTotals } from "../src/engine/accounting.ts";
 import { makeJobRuntime } from "../src/engine/job.ts";
 import { formatProgress } from "../src/engine/progress.ts";
 import { type RunProgress, type RunSummary, runJob } from "../src/engine/run.ts";
-import { UsageError } from "../src/errors.ts";
+import { type LlmError, UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
@@ -86,6 +86,12 @@ export async function runMain(argv: string[]): Promise<number> {
   const total = (await countLines(f.seeds)) * trials;
 
   const abort = new AbortController();
+  // a run whose first LLM calls all fail with a configuration error stops instead of failing every task alike
+  let fatal: LlmError | undefined;
+  const unfatal = svc.llm?.client.onFatal((err) => {
+    fatal = err;
+    abort.abort();
+  });
   let signals = 0;
   const onSignal = (sig: string) => {
     signals++;
@@ -131,9 +137,14 @@ export async function runMain(argv: string[]): Promise<number> {
     if (tty) process.stderr.write("\r\x1b[K");
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    unfatal?.();
     await svc.close();
   }
   console.log(formatSummary(workflow.name, summary, f.out));
+  if (fatal) {
+    process.stderr.write(`matrixd run: stopped: ${fatal.message}\n`);
+    return 2;
+  }
   if (summary.budgetReached) {
     process.stderr.write(`matrixd run: ${summary.budgetReached}; no new tasks were admitted (run again with the same --out and a larger budget to go on)\n`);
     return 1;

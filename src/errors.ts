@@ -18,17 +18,24 @@ export class CodecError extends Error {
   override name = "CodecError";
 }
 
-/** An LLM request that failed after its retries (or could not be retried). */
+/**
+ * An LLM request that failed after its retries (or could not be retried).
+ * `problem` says when the request itself cannot succeed as sent: "config"
+ * (a bad field, an unknown model, a server started without a flag it
+ * needs) or "context" (the prompt does not fit the server's context).
+ */
 export class LlmError extends Error {
   override name = "LlmError";
+  readonly problem: "config" | "context" | undefined;
   constructor(
     message: string,
     readonly status: number | undefined,
     readonly endpoint: string | undefined,
     readonly retryable: boolean,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; problem?: "config" | "context" },
   ) {
     super(message, options);
+    this.problem = options?.problem;
   }
 }
 

@@ -35,7 +35,9 @@ describe("llm client", () => {
     expect(r.text).toBe("hi there");
     expect(r.usage).toEqual({ prompt: 7, completion: 2 });
     expect(r.endpoint).toBe(s.url);
-    expect(r.model).toBe("served-model");
+    // booked under the endpoint's first model (the request named none); the server's own name is kept beside
+    expect(r.model).toBe("test-model");
+    expect(r.servedModel).toBe("served-model");
     expect(r.finishReason).toBe("stop");
     expect(r.attempts).toBe(1);
     expect(r.toolCalls).toEqual([]);
@@ -88,7 +90,7 @@ describe("llm client", () => {
     const err = await c.chat(hello).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LlmError);
     if (!(err instanceof LlmError)) throw err;
-    expect(err.message).toBe(`LLM request failed after 4 attempts: ${s.url} answered 503 Service Unavailable`);
+    expect(err.message).toBe(`LLM request failed after 4 attempts: ${s.url} answered 503 Service Unavailable: "busy"`);
     expect(err.status).toBe(503);
     expect(err.endpoint).toBe(s.url);
     expect(s.hits).toBe(4);
@@ -304,7 +306,7 @@ describe("llm config", () => {
     const c = parseLlmConfig({ endpoints: [{ url: "http://127.0.0.1:8000" }, { url: "http://h:1/v1/" }] });
     expect(c.endpoints.map((e) => e.url)).toEqual(["http://127.0.0.1:8000/v1", "http://h:1/v1"]);
     expect(c).toMatchObject({ timeoutMs: 600_000, retries: 6, backoffMs: 250, maxBackoffMs: 20_000, adaptive: true, structuredRetries: 2 });
-    expect(c.endpoints[0]?.maxConcurrency).toBe(256);
+    expect(c.endpoints[0]?.maxConcurrency).toBe(1024);
     expect(parseLlmConfig({}).endpoints).toHaveLength(1);
   });
 

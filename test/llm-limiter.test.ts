@@ -75,7 +75,7 @@ describe("llm limiter", () => {
 
 describe("llm endpoint state", () => {
   test("llm endpoint - goes down after repeated failures and sends its queue elsewhere", async () => {
-    const ep = new Endpoint({ url: "http://x/v1", maxConcurrency: 1 });
+    const ep = new Endpoint({ url: "http://x/v1", maxConcurrency: 1, kind: "auto" });
     ep.slots.acquire(waiter());
     const queued = ep.slots.acquire(waiter())?.catch((e: unknown) => e);
     for (let i = 1; i < FAILS_TO_DOWN; i++) expect(ep.onFailure(0, 60_000)).toBe(false);
@@ -94,14 +94,14 @@ describe("llm endpoint state", () => {
   });
 
   test("llm endpoint - cool-down is capped", () => {
-    const ep = new Endpoint({ url: "http://x/v1", maxConcurrency: 1 });
+    const ep = new Endpoint({ url: "http://x/v1", maxConcurrency: 1, kind: "auto" });
     for (let i = 0; i < 30; i++) ep.onFailure(0, 5000);
     expect(ep.isDown(4999)).toBe(true);
     expect(ep.isDown(5000)).toBe(false);
   });
 
   test("llm endpoint - AIMD cuts once per epoch, never below 1, and grows per window", () => {
-    const ep = new Endpoint({ url: "http://x/v1", maxConcurrency: 4 });
+    const ep = new Endpoint({ url: "http://x/v1", maxConcurrency: 4, kind: "auto" });
     expect(ep.onOverload(0, true)).toBe(true);
     expect(ep.slots.limit).toBe(2);
     expect(ep.onOverload(0, true)).toBe(false);
@@ -136,7 +136,7 @@ describe("llm wire", () => {
 
   test("llm wire - parses completions and rejects what is not one", () => {
     const ok = parseCompletion(JSON.stringify({ choices: [{ message: { content: null }, finish_reason: "length" }] }));
-    expect(ok).toEqual({ ok: true, value: { text: "", toolCalls: [], finishReason: "length", model: undefined, prompt: 0, completion: 0 } });
+    expect(ok).toEqual({ ok: true, value: { text: "", toolCalls: [], finishReason: "length", model: undefined, prompt: 0, completion: 0, reasoning: undefined, reasoningTokens: undefined } });
     const empty = parseCompletion(JSON.stringify({ choices: [] }));
     expect(empty.ok).toBe(false);
     if (!empty.ok) expect(empty.problem).toStartWith("not a chat completion (choices:");

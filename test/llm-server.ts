@@ -25,7 +25,10 @@ export interface ScriptedServer {
  * Start a server answering `POST /v1/chat/completions` with `reply`, and
  * `GET /v1/models` with `models` (404 when not given).
  */
-export function startServer(reply: Reply, opts: { models?: string[] } = {}): ScriptedServer {
+export function startServer(
+  reply: Reply,
+  opts: { models?: string[]; /** other GET routes, by path (e.g. `/props`, `/metrics`) */ routes?: Record<string, () => Response> } = {},
+): ScriptedServer {
   const state: ScriptedServer = {
     url: "",
     hits: 0,
@@ -44,6 +47,8 @@ export function startServer(reply: Reply, opts: { models?: string[] } = {}): Scr
     idleTimeout: 30,
     async fetch(req) {
       const path = new URL(req.url).pathname;
+      const route = req.method === "GET" ? opts.routes?.[path] : undefined;
+      if (route) return route();
       if (path === "/v1/models" && req.method === "GET") {
         if (!opts.models) return new Response("not found", { status: 404 });
         return Response.json({ object: "list", data: opts.models.map((id) => ({ id, object: "model" })) });

@@ -49,8 +49,12 @@ export class PeerEndpoints {
       if (eps.length === 0 && !this.#sources.has(source)) continue;
       seen.add(source);
       const inputs: LlmEndpointInput[] = eps.map((e) => {
-        const input: LlmEndpointInput = { url: e.url, maxConcurrency: Math.max(1, e.maxConcurrency ?? e.limit) };
+        // its load comes with the member's heartbeat: polling it from every node would crowd a
+        // server with a few HTTP threads (llama.cpp); its kind and slots come along too
+        const input: LlmEndpointInput = { url: e.url, maxConcurrency: Math.max(1, e.maxConcurrency ?? e.limit), metrics: false };
         if (e.models.length > 0) input.models = e.models;
+        if (e.kind) input.kind = e.kind;
+        if (e.serverSlots !== undefined) input.slots = e.serverSlots;
         return input;
       });
       try {

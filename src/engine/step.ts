@@ -43,6 +43,7 @@ export function applyStep(
         turn.usage = llm.usage;
         turn.endpoint = llm.endpoint;
         turn.model = llm.model;
+        if (llm.reasoning) turn.reasoning = llm.reasoning;
         if (tokens) {
           tokens.promptTokens += llm.usage.prompt;
           tokens.completionTokens += llm.usage.completion;

@@ -1,3 +1,4 @@
+import type { ErrorClass } from "./dialect/types.ts";
 import type { Cancellable } from "./limiter.ts";
 
 /** Rejection reason of a wait cut short by abort or close. */
@@ -13,12 +14,18 @@ export class AttemptFailure {
     /** e.g. `answered 503 Service Unavailable`, following the endpoint URL */
     readonly detail: string,
     readonly retryAfterMs: number | undefined,
+    /** what an error answer means (its dialect's reading of status and words) */
+    readonly cls: ErrorClass = "transient",
   ) {}
 
+  /** Whether trying again may help: not for a request the server can never take as sent. */
   get retryable(): boolean {
-    if (this.kind !== "status") return true;
-    const s = this.status ?? 0;
-    return s === 408 || s === 429 || s >= 500;
+    return this.kind !== "status" || this.cls === "transient" || this.cls === "overload";
+  }
+
+  /** Why the request cannot succeed as sent, when that is what the answer says. */
+  get problem(): "config" | "context" | undefined {
+    return this.kind === "status" && (this.cls === "config" || this.cls === "context") ? this.cls : undefined;
   }
 }
 

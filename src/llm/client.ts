@@ -4,14 +4,15 @@ import { type LlmConfig, type LlmConfigInput, type LlmEndpointInput, parseLlmCon
 import { AttemptFailure, Call, INTERRUPTED } from "./call.ts";
 import { type Endpoint, type LoadReport, REDIRECT } from "./endpoint.ts";
 import { EndpointSet, parseEndpoints } from "./endpoint-set.ts";
-import { exchange, type FetchLike, loadModelList, type Transport } from "./exchange.ts";
+import { discover } from "./discover.ts";
+import { exchange, type FetchLike, type Transport } from "./exchange.ts";
 import { sleep } from "./limiter.ts";
 import { MetricsPoller } from "./poller.ts";
 import { Router } from "./router.ts";
 import { credit, penalize } from "./standing.ts";
 import { Tries } from "./tries.ts";
 import type { ChatOptions, ChatRequest, ChatResult, EndpointInfo, ManagedLlmClient } from "./types.ts";
-import { buildChatBody, estimateTokens } from "./wire.ts";
+import { buildChatBody, estimateTokens, promptTokensAtLeast } from "./wire.ts";
 
 export type { FetchLike } from "./exchange.ts";
 
@@ -32,6 +33,8 @@ export class LlmAbortError extends LlmError {
 const MAX_MOVES = 3;
 /** While every endpoint for a model is out, a waiting request looks again this often. */
 const RECHECK_MS = 1_000;
+/** Calls failing with a configuration error, none answered, after which the client says it cannot work. */
+const FATAL_AFTER = 3;
 /** The source name of endpoints from the client's config. */
 const CONFIG_SOURCE = "config";
 
@@ -48,8 +51,13 @@ export class LlmClientImpl implements ManagedLlmClient {
   private readonly transport: Transport;
   private readonly log: Logger;
   private readonly closing = new AbortController();
-  private modelsReady = true;
-  private modelsLoading: Promise<void> | null = null;
+  /** every endpoint has been looked at (kind, info, models) */
+  private allDiscovered = true;
+  private discovering: Promise<void> | null = null;
+  /** answers received, and calls that failed with a configuration error before any answer */
+  private answered = 0;
+  private configFailures = 0;
+  private readonly fatalListeners = new Set<(err: LlmError) => void>();
   private closed = false;
 
   constructor(
@@ -65,7 +73,11 @@ export class LlmClientImpl implements ManagedLlmClient {
     this.poller = new MetricsPoller(() => this.set.list, (ep, up) => this.health(ep, up), this.log);
     this.set = new EndpointSet((list, added) => {
       this.router.setEndpoints(list);
-      if (added.some((e) => !e.modelsKnown)) this.modelsReady = false;
+      if (added.length > 0) {
+        this.allDiscovered = false;
+        // look at new endpoints now, not at the first request: their metrics are read once their kind is known
+        if (this.set) void this.discoverAll();
+      }
       this.poller.ensure(added);
     });
     this.set.set(CONFIG_SOURCE, config.endpoints);
@@ -156,8 +168,9 @@ export class LlmClientImpl implements ManagedLlmClient {
    * Read the metrics of the endpoints that are polled now rather than at
    * the next second (e.g. before sizing role slots with `llmCapacity`).
    */
-  refreshLoad(): Promise<void> {
-    return this.poller.refresh();
+  async refreshLoad(): Promise<void> {
+    if (this.undiscovered()) await this.discoverAll();
+    await this.poller.refresh();
   }
 
   private health(ep: Endpoint, up: boolean): void {
@@ -202,7 +215,8 @@ export class LlmClientImpl implements ManagedLlmClient {
     const key = this.config.affinity ? affinity : undefined;
     const tries = new Tries(retries);
     let body = "";
-    let bodyModel: string | undefined | null = null;
+    /** the model and dialect the body was built for */
+    let bodyFor: string | null = null;
     /** when this request found no endpoint up for its model */
     let outSince = -1;
 
@@ -211,7 +225,7 @@ export class LlmClientImpl implements ManagedLlmClient {
 
     for (;;) {
       if (call.stop) throw this.stopped(call, tries.last);
-      if (!this.modelsReady) await this.wait(this.loadModels(), call, tries.last);
+      if (!this.allDiscovered && this.undiscovered()) await this.wait(this.discoverAll(), call, tries.last);
       const ep = next ?? this.router.pick(req.model, key, performance.now());
       next = undefined;
       if (ep === undefined) {
@@ -252,7 +266,8 @@ export class LlmClientImpl implements ManagedLlmClient {
         // an abort may land between the slot's grant and this continuation
         if (call.stop) throw INTERRUPTED;
         let now = performance.now();
-        let wait = (ep.isDown(now) ? ep.downUntil : 0) - now;
+        if (ep.contextTokens !== undefined) this.checkContext(req, ep);
+        let wait = Math.max(ep.isDown(now) ? ep.downUntil : 0, ep.holdUntil) - now;
         if (ep.rpm) {
           wait = Math.max(wait, ep.rpm.take(1, now));
           tookRequest = true;
@@ -265,9 +280,10 @@ export class LlmClientImpl implements ManagedLlmClient {
 
         tries.attempts++;
         const model = req.model ?? ep.defaultModel;
-        if (model !== bodyModel) {
-          body = buildChatBody(req, model);
-          bodyModel = model;
+        const forWhom = `${model ?? ""}\n${ep.dialect?.kind ?? ""}`;
+        if (forWhom !== bodyFor) {
+          body = buildChatBody(req, model, ep.dialect);
+          bodyFor = forWhom;
         }
         sent = true;
         const epoch = ep.epoch;
@@ -276,16 +292,25 @@ export class LlmClientImpl implements ManagedLlmClient {
           const done = await exchange(this.transport, ep, body, call);
           const ms = performance.now() - t0;
           credit(ep, done, { sentTokens, ms, adaptive, log: this.log });
-          return {
+          this.answered++;
+          // usage is booked under the name asked for: servers answer with their own (llama.cpp: gpt-3.5-turbo)
+          const asked = model ?? done.model ?? "";
+          const result: ChatResult = {
             text: done.text,
             toolCalls: done.toolCalls,
             finishReason: done.finishReason,
-            usage: { prompt: done.prompt, completion: done.completion },
+            usage:
+              done.reasoningTokens === undefined
+                ? { prompt: done.prompt, completion: done.completion }
+                : { prompt: done.prompt, completion: done.completion, reasoning: done.reasoningTokens },
             endpoint: ep.url,
-            model: done.model ?? model ?? "",
+            model: asked,
             ms: performance.now() - started,
             attempts: tries.attempts,
           };
+          if (done.reasoning !== undefined) result.reasoning = done.reasoning;
+          if (done.model !== undefined && done.model !== asked) result.servedModel = done.model;
+          return result;
         } catch (err) {
           if (!(err instanceof AttemptFailure) || call.stop) throw err;
           now = performance.now();
@@ -298,6 +323,7 @@ export class LlmClientImpl implements ManagedLlmClient {
             continue;
           }
           penalize(ep, err, { epoch, now, adaptive, maxBackoffMs, log: this.log });
+          if (err.problem === "config") this.onConfigFailure(ep, err.detail);
           tries.spend(ep, err);
           this.log.debug({ endpoint: ep.url, attempt: tries.attempts, reason: err.detail }, "LLM request retried");
         }
@@ -318,6 +344,46 @@ export class LlmClientImpl implements ManagedLlmClient {
     }
   }
 
+  /**
+   * Call `fn` once the client concludes that its endpoints cannot serve the
+   * requests as they are sent: the first FATAL_AFTER calls all failed with
+   * a configuration error (an unknown model, a bad field, a server started
+   * without a flag the request needs) and none was answered. A run stops
+   * on it instead of failing every task the same way. Returns the way to
+   * stop listening.
+   */
+  onFatal(fn: (err: LlmError) => void): () => void {
+    this.fatalListeners.add(fn);
+    return () => this.fatalListeners.delete(fn);
+  }
+
+  private onConfigFailure(ep: Endpoint, detail: string): void {
+    if (this.answered > 0 || ++this.configFailures !== FATAL_AFTER) return;
+    const err = new LlmError(
+      `every LLM request so far (${FATAL_AFTER}) failed with a configuration error, none was answered: ${ep.url} ${detail}`,
+      undefined,
+      ep.url,
+      false,
+      { problem: "config" },
+    );
+    this.log.error({ endpoint: ep.url, reason: detail }, err.message);
+    for (const fn of this.fatalListeners) fn(err);
+  }
+
+  /** Refuse, before sending, a prompt that cannot fit the endpoint's context (llama.cpp would cut it silently). */
+  private checkContext(req: ChatRequest, ep: Endpoint): void {
+    const ctx = ep.contextTokens ?? Infinity;
+    const prompt = promptTokensAtLeast(req);
+    if (prompt < ctx) return;
+    throw new LlmError(
+      `LLM request not sent: its prompt of about ${prompt} tokens does not fit the ${ctx}-token context of ${ep.url}`,
+      undefined,
+      ep.url,
+      false,
+      { problem: "context" },
+    );
+  }
+
   /** The error of a request that waited `waitOnlineMs` for an endpoint to come back. */
   private noneUp(model: string | undefined, tries: Tries): LlmError {
     const out = this.set.list.filter((e) => e.serves(model)).map((e) => e.url);
@@ -330,13 +396,31 @@ export class LlmClientImpl implements ManagedLlmClient {
     );
   }
 
-  /** Ask endpoints without configured models what they serve, once for all requests waiting. */
-  private loadModels(): Promise<void> {
-    this.modelsLoading ??= Promise.all(this.set.list.filter((e) => !e.modelsKnown).map((e) => loadModelList(this.transport, e, this.closing.signal, this.log))).then(() => {
-      this.modelsLoading = null;
-      this.modelsReady = this.set.list.every((e) => e.modelsKnown);
+  /** Whether an endpoint is still to be looked at now; notes when none is left. */
+  private undiscovered(): boolean {
+    const now = performance.now();
+    let left = false;
+    for (const e of this.set.list) {
+      if (e.discovered) continue;
+      left = true;
+      if (now >= e.discoverAfter) return true;
+    }
+    if (!left) this.allDiscovered = true;
+    return false;
+  }
+
+  /** Look at every endpoint not yet known (kind, slots, context, models), once for all requests waiting. */
+  private discoverAll(): Promise<void> {
+    const now = performance.now();
+    this.discovering ??= Promise.all(
+      this.set.list.filter((e) => !e.discovered && now >= e.discoverAfter).map(async (e) => {
+        await discover(this.transport, e, this.closing.signal, this.log);
+        if (e.discovered) this.poller.ensure([e]);
+      }),
+    ).then(() => {
+      this.discovering = null;
     });
-    return this.modelsLoading;
+    return this.discovering;
   }
 
   /**

@@ -1,25 +1,46 @@
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
+import { KIND_SETTINGS } from "./dialect/types.ts";
 
-/** One OpenAI-compatible server (vLLM, SGLang, llama.cpp, a hosted API). */
+const envVarName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name");
+
+/** One OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI, a hosted API). */
 export const LlmEndpointConfigSchema = z.strictObject({
   /** base URL, e.g. `http://10.0.0.5:8000/v1`; a bare `http://host:port` gets `/v1` */
   url: z.url({ protocol: /^https?$/ }).transform(normalizeBaseUrl),
   /** models it serves; when absent they are read from `GET {url}/models` on first use */
   models: z.array(z.string().min(1)).min(1).optional(),
-  /** most requests in flight at once (the adaptive limit never goes above it) */
-  maxConcurrency: z.number().int().positive().default(256),
+  /**
+   * the server's kind, which decides how its load is read, which field
+   * carries structured output and what its errors mean; `auto` finds it
+   * out once (from /v1/models, /props, /get_server_info, /info, /metrics)
+   */
+  kind: z.enum(KIND_SETTINGS).default("auto"),
+  /**
+   * sequences the server runs at once, when it does not say so itself
+   * (vLLM's `--max-num-seqs`); llama.cpp, SGLang and TGI tell theirs
+   */
+  slots: z.number().int().positive().optional(),
+  /**
+   * most requests in flight at once, whatever else is known. Below it the
+   * limit follows what the server can run (its slots plus a short queue)
+   * and what it reports of its queue and latency.
+   */
+  maxConcurrency: z.number().int().positive().default(1024),
   /** requests per minute */
   rpm: z.number().positive().optional(),
   /** tokens (prompt + completion) per minute */
   tpm: z.number().positive().optional(),
   /**
-   * read the server's own load (vLLM's running and waiting requests) from its
-   * Prometheus metrics every second: `true` for `/metrics` on the URL's
-   * host, or the metrics URL itself. An endpoint whose metrics cannot be
-   * reached (connection refused) is taken out until they answer again.
+   * read the server's own load from its Prometheus metrics every second:
+   * by default where its kind keeps them (`/metrics` on the URL's host;
+   * hosted APIs have none), `false` for never, or the metrics URL itself.
+   * An endpoint whose metrics refuse connections is taken out until they
+   * answer again.
    */
   metrics: z.union([z.boolean(), z.url({ protocol: /^https?$/ })]).optional(),
+  /** the environment variable holding its API key, sent as `Authorization: Bearer ...` */
+  apiKeyEnv: envVarName.optional(),
 });
 export type LlmEndpointConfig = z.infer<typeof LlmEndpointConfigSchema>;
 /** An endpoint as a caller writes it (defaults not yet applied). */
@@ -37,11 +58,11 @@ const EndpointListSchema = z
   });
 
 /** The endpoint a client gets when it is given none: a local vLLM's default port. */
-export const DEFAULT_ENDPOINT = { url: "http://127.0.0.1:8000/v1", maxConcurrency: 256 };
+export const DEFAULT_ENDPOINT = { url: "http://127.0.0.1:8000/v1" };
 
 /** The LLM client's settings; every field has a default. */
 export const LlmConfigSchema = z.strictObject({
-  endpoints: EndpointListSchema.default([DEFAULT_ENDPOINT]),
+  endpoints: EndpointListSchema.prefault([DEFAULT_ENDPOINT]),
   /** per attempt, from sending the request to the last byte of the answer */
   timeoutMs: z.number().int().positive().default(600_000),
   /** retries after the first attempt, on 429, 5xx, timeouts and network errors */
@@ -63,8 +84,10 @@ export const LlmConfigSchema = z.strictObject({
    * unreachable); vLLM may take minutes to load
    */
   waitOnlineMs: z.number().int().nonnegative().default(900_000),
-  /** sent as `Authorization: Bearer ...` */
+  /** sent as `Authorization: Bearer ...` to endpoints without their own key (for programs; config files name a variable) */
   apiKey: z.string().min(1).optional(),
+  /** the environment variable holding the API key of endpoints without their own `apiKeyEnv` */
+  apiKeyEnv: envVarName.optional(),
 });
 export type LlmConfig = z.infer<typeof LlmConfigSchema>;
 export type LlmConfigInput = z.input<typeof LlmConfigSchema>;
@@ -74,7 +97,11 @@ export type LlmConfigInput = z.input<typeof LlmConfigSchema>;
  * endpoints left out when the user lists none (the node's endpoints then
  * come from `--llm` and `--supervise`, not a default URL).
  */
-export const LlmSectionSchema = LlmConfigSchema.extend({ endpoints: EndpointListSchema.optional() });
+export const LlmSectionSchema = LlmConfigSchema.extend({
+  endpoints: EndpointListSchema.optional(),
+  // a key written in a config file ends up in backups, diffs and job records
+  apiKey: z.never({ error: "an API key does not belong in a config file: put it in an environment variable and name it with apiKeyEnv" }).optional(),
+});
 export type LlmSection = z.infer<typeof LlmSectionSchema>;
 
 /**

@@ -3,7 +3,10 @@
  * limit, its rate limits and its counters.
  */
 import type { LlmEndpointConfig } from "./config.ts";
+import { dialectFor } from "./dialect/kinds.ts";
+import type { Dialect, RateLimitReport, ServerInfo, ServerKind } from "./dialect/types.ts";
 import { Semaphore, TokenBucket } from "./limiter.ts";
+import { Pacer } from "./pacing.ts";
 import type { EndpointInfo } from "./types.ts";
 
 /** Consecutive failures (network errors, 5xx, nonsense) before an endpoint is taken out. */
@@ -28,6 +31,9 @@ export interface LoadReport {
   slots?: number;
 }
 
+/** A remaining budget below this share of a hosted API's limit holds requests until its reset. */
+const RATE_RESERVE = 0.02;
+
 /** Thrown to requests queued on an endpoint that just went down, so they choose again. */
 export const REDIRECT: unique symbol = Symbol("redirect");
 
@@ -43,6 +49,31 @@ export class Endpoint {
   modelsKnown = false;
   maxConcurrency: number;
   readonly slots: Semaphore;
+  /** the limit from the server's slots, queue and latency */
+  readonly pacer: Pacer;
+  /** the limit after 429s and timeouts (AIMD); the semaphore's is the lower of this and the pacer's */
+  private aimd: number;
+  /** how the server is spoken to; undefined until an `auto` endpoint is found out */
+  dialect: Dialect | undefined;
+  /** the server's kind was given or found out */
+  kindKnown = false;
+  /** its kind, slots and context were looked for (see discover.ts) */
+  discovered = false;
+  /** an endpoint that answered nothing is looked at again after then (performance.now ms) */
+  discoverAfter = 0;
+  /** why the kind is what it is, for the log and /v1/cluster */
+  kindWhy = "";
+  /** tokens of context per sequence, when the server says */
+  contextTokens: number | undefined;
+  /** the server's build or version, when it says */
+  version: string | undefined;
+  /** `Bearer ...` from the endpoint's own key variable */
+  readonly authorization: string | undefined;
+  /** metric names its kind should have had and its metrics lacked (said once) */
+  missingMetrics: string[] = [];
+  /** hosted rate limits: nothing is sent before then (performance.now ms) */
+  holdUntil = 0;
+  private readonly metricsSetting: LlmEndpointConfig["metrics"];
   readonly rpm: TokenBucket | undefined;
   readonly tpm: TokenBucket | undefined;
   /** rendezvous-hash salt, from the URL so every node ranks endpoints alike */
@@ -67,8 +98,8 @@ export class Endpoint {
   promptTokens = 0;
   completionTokens = 0;
 
-  /** `{origin}/metrics` (or the configured URL) when the client polls the server's load */
-  readonly metricsUrl: string | undefined;
+  /** where the client polls the server's load (its kind's metrics, or the configured URL) */
+  metricsUrl: string | undefined;
   /** someone reports its health (a supervisor, the metrics poller, the cluster) */
   managed = false;
   /** the last health report: false takes it out until a report says it is back */
@@ -79,6 +110,8 @@ export class Endpoint {
   removed = false;
   /** who listed it (config, supervisor, cluster...); it is dropped when none does */
   readonly sources = new Set<string>();
+  /** metrics that refuse connections take it out (the config asked for them) */
+  readonly healthFromMetrics: boolean;
   /** consecutive metrics polls that could not connect */
   pollFails = 0;
 
@@ -95,13 +128,70 @@ export class Endpoint {
     this.chatUrl = `${config.url}/chat/completions`;
     this.modelsUrl = `${config.url}/models`;
     this.maxConcurrency = config.maxConcurrency;
-    this.slots = new Semaphore(config.maxConcurrency);
+    this.aimd = config.maxConcurrency;
+    this.pacer = new Pacer(config.maxConcurrency, config.slots);
+    this.slots = new Semaphore(this.pacer.limit);
     this.rpm = config.rpm === undefined ? undefined : new TokenBucket(config.rpm);
     this.tpm = config.tpm === undefined ? undefined : new TokenBucket(config.tpm);
     this.salt = fnv1a(config.url);
     if (config.models) this.setModels(config.models);
-    this.metricsUrl = config.metrics === true ? `${new URL(config.url).origin}/metrics` : config.metrics || undefined;
-    if (this.metricsUrl) this.managed = true;
+    this.metricsSetting = config.metrics;
+    if (typeof config.metrics === "string") this.metricsUrl = config.metrics;
+    // metrics asked for by name are a health signal too; those read by default only tell the load
+    this.healthFromMetrics = config.metrics !== undefined && config.metrics !== false;
+    if (this.healthFromMetrics) this.managed = true;
+    if (config.metrics === true) this.metricsUrl = `${new URL(config.url).origin}/metrics`;
+    const key = config.apiKeyEnv ? process.env[config.apiKeyEnv] : undefined;
+    this.authorization = key ? `Bearer ${key}` : undefined;
+    if (config.kind !== "auto") this.setKind(config.kind, "configured");
+  }
+
+  /**
+   * Its kind is known: its dialect, where its metrics are (unless the config
+   * says), and how its limit is paced.
+   */
+  setKind(kind: ServerKind, why: string): void {
+    this.dialect = dialectFor(kind);
+    this.kindKnown = true;
+    this.kindWhy = why;
+    this.pacer.setKind(kind);
+    if (this.metricsSetting === undefined || this.metricsSetting === true) {
+      this.metricsUrl = this.dialect.metricsUrl(this.url);
+      if (this.metricsUrl && this.metricsSetting === true) this.managed = true;
+    }
+    this.applyLimit();
+  }
+
+  /** What the server said of itself on its info routes. */
+  setInfo(info: ServerInfo): void {
+    if (info.contextTokens !== undefined && info.contextTokens > 0) this.contextTokens = info.contextTokens;
+    if (info.version) this.version = info.version;
+    if (info.slots !== undefined && info.slots > 0) {
+      this.serverSlots = info.slots;
+      this.pacer.setSlots(info.slots);
+      this.applyLimit();
+    }
+  }
+
+  /** Its metrics are not there (404, 501): stop asking. */
+  noMetrics(): void {
+    this.metricsUrl = undefined;
+  }
+
+  /** A hosted API's rate-limit headers: hold requests when a budget is about spent, until its reset. */
+  rateLimited(r: RateLimitReport, now: number): void {
+    let until = 0;
+    const spent = (left: number | undefined, limit: number | undefined) =>
+      left !== undefined && left <= Math.max(0, (limit ?? 0) * RATE_RESERVE);
+    if (spent(r.remainingRequests, r.limitRequests) && r.resetRequestsMs !== undefined) until = Math.max(until, now + r.resetRequestsMs);
+    if (spent(r.remainingTokens, r.limitTokens) && r.resetTokensMs !== undefined) until = Math.max(until, now + r.resetTokensMs);
+    if (until > this.holdUntil) this.holdUntil = until;
+  }
+
+  /** The semaphore's limit: the pacer's, cut by AIMD. */
+  private applyLimit(): void {
+    const limit = Math.max(1, Math.min(this.aimd, this.pacer.limit));
+    if (limit !== this.slots.limit) this.slots.setLimit(limit);
   }
 
   /** Take a new listing of the same URL: its models and concurrency cap. */
@@ -109,7 +199,9 @@ export class Endpoint {
     if (config.models) this.setModels(config.models);
     if (config.maxConcurrency !== this.maxConcurrency) {
       this.maxConcurrency = config.maxConcurrency;
-      if (this.slots.limit > config.maxConcurrency) this.slots.setLimit(config.maxConcurrency);
+      this.pacer.cap = config.maxConcurrency;
+      this.aimd = Math.min(this.aimd, config.maxConcurrency);
+      this.applyLimit();
     }
   }
 
@@ -145,7 +237,13 @@ export class Endpoint {
     this.serverWaiting = load.waiting;
     this.ownAtReport = this.slots.inFlight;
     this.reportedAt = now;
-    if (load.slots !== undefined && load.slots > 0) this.serverSlots = load.slots;
+    if (load.slots !== undefined && load.slots > 0) {
+      this.serverSlots = load.slots;
+      this.pacer.setSlots(load.slots);
+    }
+    this.pacer.onLoad(load, this.ownAtReport, this.others(now));
+    if (this.pacer.slots === undefined && this.serverWaiting > 0) this.serverSlots = Math.max(1, load.running);
+    this.applyLimit();
   }
 
   /** Requests at the server that are not this client's, by its last fresh report. */
@@ -189,14 +287,16 @@ export class Endpoint {
   }
 
   /** A good answer: the endpoint is healthy and, when adaptive, may take one more request per window. */
-  onSuccess(ms: number, adaptive: boolean): void {
+  onSuccess(ms: number, adaptive: boolean, completion = 0, now = performance.now()): void {
     this.fails = 0;
     this.latencyMs = this.latencyMs === 0 ? ms : this.latencyMs + LATENCY_WEIGHT * (ms - this.latencyMs);
-    const limit = this.slots.limit;
-    if (adaptive && limit < this.maxConcurrency && ++this.okRun >= limit) {
+    if (!adaptive) return;
+    this.pacer.onAnswer(ms, completion, this.slots.inFlight, now);
+    if (this.aimd < this.maxConcurrency && ++this.okRun >= this.slots.limit) {
       this.okRun = 0;
-      this.slots.setLimit(limit + 1);
+      this.aimd = Math.min(this.maxConcurrency, Math.max(this.aimd, this.slots.limit) + 1);
     }
+    this.applyLimit();
   }
 
   /**
@@ -207,7 +307,8 @@ export class Endpoint {
     if (!adaptive || sentEpoch !== this.epoch) return false;
     this.epoch++;
     this.okRun = 0;
-    this.slots.setLimit(Math.max(1, Math.floor(this.slots.limit * AIMD_CUT)));
+    this.aimd = Math.max(1, Math.floor(this.slots.limit * AIMD_CUT));
+    this.applyLimit();
     return true;
   }
 
@@ -248,6 +349,9 @@ export class Endpoint {
       maxConcurrency: this.maxConcurrency,
       ...(now - this.reportedAt < STALE_MS ? { serverRunning: this.serverRunning, serverWaiting: this.serverWaiting } : {}),
       ...(this.serverSlots !== undefined ? { serverSlots: this.serverSlots } : {}),
+      ...(this.dialect ? { kind: this.dialect.kind } : {}),
+      ...(this.contextTokens !== undefined ? { contextTokens: this.contextTokens } : {}),
+      ...(this.missingMetrics.length > 0 ? { missingMetrics: this.missingMetrics } : {}),
     };
   }
 }

@@ -1,4 +1,5 @@
 import type { Logger } from "../log.ts";
+import type { ErrorClass } from "./dialect/types.ts";
 import { AttemptFailure, type Call, INTERRUPTED } from "./call.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { type Completion, ModelListSchema, describeNetworkError, parseCompletion, parseRetryAfter, serverMessage } from "./wire.ts";
@@ -15,6 +16,11 @@ export interface Transport {
 }
 
 const MODELS_TIMEOUT_MS = 10_000;
+
+/** The headers of a request to `ep`: its own API key, when it has one, over the client's. */
+export function headersFor(t: Transport, ep: Endpoint): Record<string, string> {
+  return ep.authorization ? { ...t.headers, authorization: ep.authorization } : t.headers;
+}
 
 /**
  * One chat completion exchange with an endpoint: resolves with the
@@ -34,7 +40,7 @@ export async function exchange(t: Transport, ep: Endpoint, body: string, call: C
   let text: string;
   try {
     // Bun's own idle timer (5 min) would cut long generations; the deadline is ours
-    res = await t.fetch(ep.chatUrl, { method: "POST", headers: t.headers, body, signal: ctl.signal, timeout: false });
+    res = await t.fetch(ep.chatUrl, { method: "POST", headers: headersFor(t, ep), body, signal: ctl.signal, timeout: false });
     text = await res.text();
   } catch (err) {
     if (call.stop) throw INTERRUPTED;
@@ -45,6 +51,8 @@ export async function exchange(t: Transport, ep: Endpoint, body: string, call: C
     call.ctl = null;
     call.timedOut = false;
   }
+  const limits = ep.dialect?.readRateLimit?.(res.headers, Date.now());
+  if (limits) ep.rateLimited(limits, performance.now());
   if (res.ok) {
     const parsed = parseCompletion(text);
     if (parsed.ok) return parsed.value;
@@ -52,8 +60,17 @@ export async function exchange(t: Transport, ep: Endpoint, body: string, call: C
   }
   const status = `${res.status} ${res.statusText}`.trim();
   const retryAfter = parseRetryAfter(res.headers.get("retry-after"));
-  const detail = res.status >= 500 || res.status === 429 ? `answered ${status}` : `answered ${status}: ${serverMessage(text)}`;
-  throw new AttemptFailure("status", res.status, detail, retryAfter);
+  const words = serverMessage(text);
+  const cls = ep.dialect ? ep.dialect.classifyError(res.status, words) : defaultClass(res.status);
+  throw new AttemptFailure("status", res.status, words ? `answered ${status}: ${words}` : `answered ${status}`, retryAfter, cls);
+}
+
+/** What an error status means from a server of unknown kind. */
+function defaultClass(status: number): ErrorClass {
+  if (status === 429) return "overload";
+  if (status === 413) return "context";
+  if (status === 408 || status >= 500) return "transient";
+  return "config";
 }
 
 /**
@@ -63,7 +80,7 @@ export async function exchange(t: Transport, ep: Endpoint, body: string, call: C
 export async function loadModelList(t: Transport, ep: Endpoint, closing: AbortSignal, log: Logger): Promise<void> {
   try {
     const signal = AbortSignal.any([closing, AbortSignal.timeout(Math.min(MODELS_TIMEOUT_MS, t.timeoutMs))]);
-    const res = await t.fetch(ep.modelsUrl, { headers: t.headers, signal });
+    const res = await t.fetch(ep.modelsUrl, { headers: headersFor(t, ep), signal });
     const text = await res.text();
     if (!res.ok) throw new Error(`answered ${res.status} ${res.statusText}`.trim());
     const parsed = ModelListSchema.safeParse(JSON.parse(text));

@@ -1,5 +1,4 @@
 import type { Logger } from "../log.ts";
-import { vllmLoad } from "../services/prom.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { describeNetworkError } from "./wire.ts";
 
@@ -71,23 +70,38 @@ export class MetricsPoller {
     if (!url || ep.removed) return;
     try {
       const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(POLL_TIMEOUT_MS)]);
-      const res = await fetch(url, { signal });
+      const res = await fetch(url, { signal, ...(ep.authorization ? { headers: { authorization: ep.authorization } } : {}) });
       const text = await res.text();
       if (this.stopped) return;
+      if (res.status === 404 || res.status === 501) {
+        // llama.cpp without --metrics answers 501; a server without the route, 404: its load stays unseen
+        ep.noMetrics();
+        ep.missingMetrics = ["(no metrics at all)"];
+        this.log.warn({ endpoint: ep.url, status: res.status, url }, "LLM endpoint has no metrics: its load is not seen (start llama.cpp with --metrics, SGLang with --enable-metrics)");
+        return;
+      }
       if (!res.ok) {
         this.log.debug({ endpoint: ep.url, status: res.status }, "cannot read LLM endpoint metrics");
         return;
       }
-      ep.observe(vllmLoad(text), performance.now());
       ep.pollFails = 0;
-      this.onHealth(ep, true);
+      if (ep.healthFromMetrics) this.onHealth(ep, true);
+      // metrics read before the kind is known would be read with the wrong names
+      if (!ep.dialect) return;
+      const load = ep.dialect.parseLoad(text);
+      if (load.missing.length > 0 && ep.missingMetrics.length === 0) {
+        this.log.warn({ endpoint: ep.url, kind: ep.dialect?.kind, missing: load.missing }, "LLM endpoint metrics lack the names its kind publishes: its load is not seen");
+      }
+      ep.missingMetrics = load.missing;
+      // zeros read for names that are not there are no load report
+      if (load.missing.length === 0) ep.observe(load, performance.now());
     } catch (err) {
       if (this.stopped) return;
       const why = describeNetworkError(err);
       // a timeout is a busy server, not a dead one
       if (!/refused|reset|closed|ECONN|Unable to connect/i.test(why)) return;
       if (++ep.pollFails === POLL_FAILS_OUT) this.log.warn({ endpoint: ep.url, reason: why }, "LLM endpoint metrics unreachable");
-      if (ep.pollFails >= POLL_FAILS_OUT) this.onHealth(ep, false);
+      if (ep.pollFails >= POLL_FAILS_OUT && ep.healthFromMetrics) this.onHealth(ep, false);
     }
   }
 }

@@ -19,10 +19,10 @@ export function penalize(
   f: AttemptFailure,
   o: { epoch: number; now: number; adaptive: boolean; maxBackoffMs: number; log: Logger },
 ): void {
-  const s = f.status ?? 0;
-  const overload = f.kind === "timeout" || s === 429;
-  const broken = f.kind === "network" || f.kind === "nonsense" || (f.kind === "status" && s >= 500);
-  if (!overload && !broken && !f.retryable) return;
+  const overload = f.kind === "timeout" || (f.kind === "status" && f.cls === "overload");
+  const broken = f.kind === "network" || f.kind === "nonsense" || (f.kind === "status" && f.cls === "transient");
+  // a request the server cannot take as sent says nothing of the server
+  if (!overload && !broken) return;
   // an overloaded endpoint still takes work when the others are fuller; a broken one hardly
   ep.penalize(o.now, Math.max(PENALTY_MS, f.retryAfterMs ?? 0), broken ? BROKEN_PENALTY_LOAD : 1);
   if (overload && ep.onOverload(o.epoch, o.adaptive)) {
@@ -36,7 +36,7 @@ export function penalize(
 /** What an answer does: the endpoint is up, its limit may grow, and its token counts and budget are settled. */
 export function credit(ep: Endpoint, done: Completion, o: { sentTokens: number; ms: number; adaptive: boolean; log: Logger }): void {
   if (ep.fails >= FAILS_TO_DOWN) o.log.info({ endpoint: ep.url }, "LLM endpoint up again");
-  ep.onSuccess(o.ms, o.adaptive);
+  ep.onSuccess(o.ms, o.adaptive, done.completion);
   ep.promptTokens += done.prompt;
   ep.completionTokens += done.completion;
   // the estimate was charged up front; settle with what was really used

@@ -47,7 +47,10 @@ export class Tries {
 
   /** After the endpoint was penalized: throw when the request must end, else count the retry. */
   spend(ep: Endpoint, f: AttemptFailure): void {
-    if (!f.retryable) throw new LlmError(`LLM request rejected: ${ep.url} ${f.detail}`, f.status, ep.url, false);
+    if (!f.retryable) {
+      const problem = f.problem;
+      throw new LlmError(`LLM request rejected: ${ep.url} ${f.detail}`, f.status, ep.url, false, problem ? { problem } : undefined);
+    }
     this.counted++;
     this.retryAfterMs = f.retryAfterMs ?? 0;
     if ((f.kind === "nonsense" && ++this.nonsense > NONSENSE_RETRIES) || this.counted > this.retries) {

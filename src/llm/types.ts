@@ -1,5 +1,7 @@
+import type { LlmError } from "../errors.ts";
 import type { ToolCall, Usage } from "../protocol/task.ts";
 import type { LlmEndpointInput } from "./config.ts";
+import type { ServerKind } from "./dialect/types.ts";
 import type { LoadReport } from "./endpoint.ts";
 
 /** A chat message in the OpenAI chat completions shape. */
@@ -34,12 +36,17 @@ export interface ChatRequest {
 /** One completed chat call. */
 export interface ChatResult {
   text: string;
+  /** a reasoning model's thinking (`reasoning_content`), kept apart from the text */
+  reasoning?: string;
   toolCalls: ToolCall[];
   finishReason: string;
   usage: Usage;
   /** base URL of the endpoint that answered */
   endpoint: string;
+  /** the model asked for (or, when the request named none, the one the endpoint lists first) */
   model: string;
+  /** the model name in the server's answer, when it differs (llama.cpp says `gpt-3.5-turbo` whatever it serves) */
+  servedModel?: string;
   ms: number;
   /** 1 when the first try succeeded */
   attempts: number;
@@ -76,8 +83,10 @@ export interface ManagedLlmClient extends LlmClient {
   reportLoad(url: string, load: LoadReport): boolean;
   /** whether an endpoint is up; one reported down is never chosen; false for an unknown URL */
   setHealth(url: string, up: boolean): boolean;
-  /** read the polled endpoints' metrics now */
+  /** find out what new endpoints are (kind, slots, context) and read the polled endpoints' metrics now */
   refreshLoad(): Promise<void>;
+  /** `fn` hears once that the first calls all failed with a configuration error, none answered */
+  onFatal(fn: (err: LlmError) => void): () => void;
 }
 
 export interface EndpointInfo {
@@ -99,6 +108,12 @@ export interface EndpointInfo {
   /** running and waiting requests the server itself reported lately (its /metrics), all clients together */
   serverRunning?: number;
   serverWaiting?: number;
-  /** sequences the server runs at once, when its metrics say */
+  /** sequences the server runs at once, when it says (or, when it does not, what it ran while it queued) */
   serverSlots?: number;
+  /** the server's kind, once given or found out */
+  kind?: ServerKind;
+  /** tokens of context per sequence, when the server says */
+  contextTokens?: number;
+  /** load metrics its kind should publish and it does not: its load is not seen */
+  missingMetrics?: string[];
 }

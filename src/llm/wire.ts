@@ -4,31 +4,36 @@
  */
 import { z } from "zod";
 import type { ToolCall } from "../protocol/task.ts";
-import type { ChatRequest } from "./types.ts";
+import type { Dialect } from "./dialect/types.ts";
+import type { ChatRequest, ToolSpec } from "./types.ts";
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /**
- * The JSON body of `POST /chat/completions`. Structured output is also
- * spelled the vLLM way: a `json_schema` response format is kept (OpenAI and
- * recent vLLM read it) and repeated as `guided_json`; a `regex` format, which
- * only vLLM knows, is sent as `guided_regex` alone.
+ * The JSON body of `POST /chat/completions`, in the endpoint's dialect:
+ * structured output in the field its server honours (with the schema
+ * rewritten where its grammar converter chokes), tools as it takes them,
+ * the completion cap under the name it wants. Without a dialect (a server
+ * not yet known), structured output is spelled both the OpenAI and the
+ * vLLM way.
  */
-export function buildChatBody(req: ChatRequest, model: string | undefined): string {
+export function buildChatBody(req: ChatRequest, model: string | undefined, dialect?: Dialect): string {
   const body: Record<string, unknown> = {};
   if (model !== undefined) body.model = model;
   body.messages = req.messages;
-  if (req.max_tokens !== undefined) body.max_tokens = req.max_tokens;
+  if (req.max_tokens !== undefined) body[dialect?.maxTokensField ?? "max_tokens"] = req.max_tokens;
   if (req.temperature !== undefined) body.temperature = req.temperature;
   if (req.top_p !== undefined) body.top_p = req.top_p;
   if (req.seed !== undefined) body.seed = req.seed;
   if (req.stop !== undefined) body.stop = req.stop;
-  if (req.tools !== undefined) body.tools = req.tools;
+  if (req.tools !== undefined) body.tools = dialect ? req.tools.map((t) => toolFor(t, dialect)) : req.tools;
   if (req.tool_choice !== undefined) body.tool_choice = req.tool_choice;
   const format = req.response_format;
-  if (isRecord(format) && format.type === "regex" && typeof format.pattern === "string") {
+  if (dialect && isRecord(format)) {
+    dialect.applyFormat(body, formatFor(format, dialect));
+  } else if (isRecord(format) && format.type === "regex" && typeof format.pattern === "string") {
     body.guided_regex = format.pattern;
   } else if (format !== undefined) {
     body.response_format = format;
@@ -38,6 +43,38 @@ export function buildChatBody(req: ChatRequest, model: string | undefined): stri
   }
   body.stream = false;
   return JSON.stringify(body);
+}
+
+/** Tools as a dialect takes them, made once per tool object and kind (workflows reuse theirs). */
+const toolCache = new WeakMap<ToolSpec, Map<string, ToolSpec>>();
+
+function toolFor(tool: ToolSpec, dialect: Dialect): ToolSpec {
+  let byKind = toolCache.get(tool);
+  const known = byKind?.get(dialect.kind);
+  if (known) return known;
+  const fn = tool.function;
+  const fixed: ToolSpec = {
+    type: "function",
+    function: {
+      name: fn.name,
+      // llama.cpp answers 500 for a tool without one
+      ...(fn.description !== undefined ? { description: fn.description } : dialect.toolsNeedDescription ? { description: fn.name } : {}),
+      ...(fn.parameters !== undefined ? { parameters: dialect.rewriteSchema(fn.parameters) } : {}),
+    },
+  };
+  if (!byKind) toolCache.set(tool, (byKind = new Map()));
+  byKind.set(dialect.kind, fixed);
+  return fixed;
+}
+
+/** A response format with its JSON Schema rewritten for the dialect. */
+function formatFor(format: Record<string, unknown>, dialect: Dialect): Record<string, unknown> {
+  const js = format.json_schema;
+  if (format.type === "json_schema" && isRecord(js) && isRecord(js.schema)) {
+    return { ...format, json_schema: { ...js, schema: dialect.rewriteSchema(js.schema) } };
+  }
+  if (isRecord(format.schema)) return { ...format, schema: dialect.rewriteSchema(format.schema) };
+  return format;
 }
 
 const WireToolCallSchema = z.object({
@@ -56,6 +93,9 @@ const CompletionSchema = z.object({
       z.object({
         message: z.object({
           content: z.string().nullish(),
+          // vLLM, SGLang and llama.cpp (--reasoning-format) name it reasoning_content; recent vLLM also reasoning
+          reasoning_content: z.string().nullish(),
+          reasoning: z.string().nullish(),
           tool_calls: z.array(WireToolCallSchema).nullish(),
         }),
         finish_reason: z.string().nullish(),
@@ -66,6 +106,7 @@ const CompletionSchema = z.object({
     .object({
       prompt_tokens: z.number().nonnegative(),
       completion_tokens: z.number().nonnegative(),
+      completion_tokens_details: z.object({ reasoning_tokens: z.number().nonnegative().nullish() }).nullish(),
     })
     .nullish(),
 });
@@ -73,11 +114,14 @@ const CompletionSchema = z.object({
 /** A chat completion as the client uses it. */
 export interface Completion {
   text: string;
+  reasoning: string | undefined;
   toolCalls: ToolCall[];
   finishReason: string;
   model: string | undefined;
   prompt: number;
   completion: number;
+  /** reasoning tokens, of the completion, when the server says */
+  reasoningTokens: number | undefined;
 }
 
 /** The parsed answer, or what was wrong with it. */
@@ -105,10 +149,11 @@ export function parseCompletion(text: string): ParsedCompletion {
   const wireCalls = choice.message.tool_calls;
   let toolCalls = NO_TOOL_CALLS;
   if (wireCalls && wireCalls.length > 0) {
-    toolCalls = wireCalls.map((c, i) => {
+    toolCalls = wireCalls.map((c) => {
       const args = c.function.arguments;
       return {
-        id: c.id ?? `call_${i}`,
+        // llama.cpp sends id "": the dataset's call ids must still be unique
+        id: c.id ? c.id : newCallId(),
         name: c.function.name,
         arguments: args === undefined ? "{}" : typeof args === "string" ? args : JSON.stringify(args),
       };
@@ -118,13 +163,20 @@ export function parseCompletion(text: string): ParsedCompletion {
     ok: true,
     value: {
       text: choice.message.content ?? "",
+      reasoning: choice.message.reasoning_content || choice.message.reasoning || undefined,
       toolCalls,
       finishReason: choice.finish_reason ?? (toolCalls.length > 0 ? "tool_calls" : "stop"),
       model: data.model,
       prompt: Math.round(data.usage?.prompt_tokens ?? 0),
       completion: Math.round(data.usage?.completion_tokens ?? 0),
+      reasoningTokens: data.usage?.completion_tokens_details?.reasoning_tokens ?? undefined,
     },
   };
+}
+
+/** A tool-call id for a server that gave none: `call_` and 24 random hex digits, as OpenAI's look. */
+export function newCallId(): string {
+  return `call_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
 }
 
 /** The model names of a `GET /models` answer (`{ data: [{ id }] }`). */
@@ -143,8 +195,21 @@ export function parseRetryAfter(value: string | null, nowEpochMs = Date.now()): 
   return Number.isNaN(at) ? undefined : Math.max(0, at - nowEpochMs);
 }
 
-/** The server's own words from an error answer: OpenAI's `error.message`, else the body's start. */
+/** Longest server message kept in an error (llama.cpp repeats the whole tools list in some). */
+const MESSAGE_CHARS = 300;
+
+/**
+ * The server's own words from an error answer, shortened: OpenAI's
+ * `error.message` (vLLM, llama.cpp), SGLang's `message`, TGI's `error`,
+ * else the body's start; "" for an empty body.
+ */
 export function serverMessage(text: string): string {
+  const words = rawServerMessage(text);
+  return words.length > MESSAGE_CHARS ? `${words.slice(0, MESSAGE_CHARS)}...` : words;
+}
+
+function rawServerMessage(text: string): string {
+  if (text.trim() === "") return "";
   try {
     const json: unknown = JSON.parse(text);
     if (isRecord(json)) {
@@ -189,4 +254,18 @@ export function estimateTokens(req: ChatRequest, defaultCompletion = 256): numbe
     if (m.tool_calls) for (const c of m.tool_calls) chars += c.function.arguments.length + c.function.name.length;
   }
   return Math.ceil(chars / 4) + (req.max_tokens ?? defaultCompletion);
+}
+
+/**
+ * A prompt's tokens counted low (five characters a token, where English
+ * text takes about four), so that a prompt refused for its length surely
+ * is too long.
+ */
+export function promptTokensAtLeast(req: ChatRequest): number {
+  let chars = 0;
+  for (const m of req.messages) {
+    if (m.content) chars += m.content.length;
+    if (m.tool_calls) for (const c of m.tool_calls) chars += c.function.arguments.length + c.function.name.length;
+  }
+  return Math.floor(chars / 5);
 }

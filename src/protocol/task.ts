@@ -4,6 +4,8 @@ import { z } from "zod";
 export const UsageSchema = z.object({
   prompt: z.number().int().nonnegative(),
   completion: z.number().int().nonnegative(),
+  /** of the completion, tokens a reasoning model spent thinking, when the server says */
+  reasoning: z.number().int().nonnegative().optional(),
 });
 export type Usage = z.infer<typeof UsageSchema>;
 
@@ -19,6 +21,8 @@ export type ToolCall = z.infer<typeof ToolCallSchema>;
 export const TurnSchema = z.object({
   role: z.string(),
   text: z.string(),
+  /** a reasoning model's thinking; kept with the turn, not sent back to the model unless the workflow does */
+  reasoning: z.string().optional(),
   toolCalls: z.array(ToolCallSchema).optional(),
   toolCallId: z.string().optional(),
   usage: UsageSchema.optional(),

@@ -4,7 +4,8 @@ import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { readLines } from "../util/lines.ts";
 import { freePort } from "../util/net.ts";
-import { type ServerLoad, vllmLoad } from "./prom.ts";
+import { dialectFor, probeKind } from "../llm/dialect/kinds.ts";
+import { type Dialect, KIND_SETTINGS, type ServerLoad } from "../llm/dialect/types.ts";
 
 /** One supervised LLM server: a command serving the OpenAI API on `{port}`. */
 export const SuperviseSchema = z.strictObject({
@@ -26,12 +27,27 @@ export const SuperviseSchema = z.strictObject({
   maxBackoffMs: z.number().int().positive().default(60_000),
   /** SIGTERM, then SIGKILL after this long */
   graceMs: z.number().int().positive().default(10_000),
-  /** requests in flight the client sends it at most */
-  maxConcurrency: z.number().int().positive().default(256),
+  /** requests in flight the client sends it at most (below, the limit follows its slots) */
+  maxConcurrency: z.number().int().positive().default(1024),
+  /** the server's kind; `auto` finds it out once it answers */
+  kind: z.enum(KIND_SETTINGS).default("auto"),
+  /** sequences it runs at once; by default read from the command (`--max-num-seqs`, `--parallel`...) or the server */
+  slots: z.number().int().positive().optional(),
 });
 export type SuperviseSpec = z.infer<typeof SuperviseSchema>;
 
 export type SupervisorState = "starting" | "ready" | "restarting" | "stopped";
+
+/**
+ * The sequences a server command runs at once, when it says: vLLM
+ * `--max-num-seqs`, llama.cpp `--parallel`/`-np`, SGLang
+ * `--max-running-requests`, TGI `--max-concurrent-requests`.
+ */
+export function slotsOfCommand(command: string): number | undefined {
+  const m = /(?:^|\s)(?:--max-num-seqs|--parallel|-np|--max-running-requests|--max-concurrent-requests)(?:=|\s+)(\d+)(?=\s|$)/.exec(command);
+  const n = m ? Number(m[1]) : NaN;
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
 
 /** The command that re-runs this matrixd as a guard (compiled binary or `bun cmd/matrixd.ts`). */
 export function guardCommand(): string[] {
@@ -61,6 +77,13 @@ export class Supervisor {
   #wake: (() => void) | undefined;
   #readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   #loop: Promise<void> | undefined;
+  #dialect: Dialect | undefined;
+  /**
+   * A count that grows while the server answers requests (the client's
+   * answers from it); a health probe that times out while it grows finds the
+   * server busy, not dead.
+   */
+  progress: (() => number) | undefined;
 
   constructor(
     readonly spec: SuperviseSpec,
@@ -180,6 +203,7 @@ export class Supervisor {
       await this.#sleep(250);
     }
     if (exited || this.#stopped) return false;
+    await this.#findKind();
     // the first load comes with the news that it is up, so capacity is known at once
     await this.#readMetrics();
     this.healthy = true;
@@ -188,11 +212,17 @@ export class Supervisor {
     for (const w of this.#readyWaiters.splice(0)) w.resolve();
 
     let failures = 0;
+    let answers = this.progress?.() ?? 0;
     while (!exited && !this.#stopped) {
       await this.#sleep(1_000);
       if (exited || this.#stopped) break;
-      const [healthy] = await Promise.all([this.#healthy(), this.#readMetrics()]);
+      const [probe] = await Promise.all([this.#probe(), this.#readMetrics()]);
       if (exited || this.#stopped) break;
+      const now = this.progress?.() ?? 0;
+      // a probe that times out while requests are being answered meets a busy server, not a dead one
+      const healthy = probe === "ok" || (probe === "slow" && now > answers);
+      if (probe === "slow" && healthy) this.log.debug({ service: this.name }, "health probe timed out while the server answers requests: busy");
+      answers = now;
       this.healthy = healthy;
       this.#changed();
       failures = healthy ? 0 : failures + 1;
@@ -206,22 +236,48 @@ export class Supervisor {
   }
 
   async #healthy(): Promise<boolean> {
+    return (await this.#probe()) === "ok";
+  }
+
+  /** One /health probe: answered ok, timed out ("slow"), or failed (refused, an error status). */
+  async #probe(): Promise<"ok" | "slow" | "failed"> {
     try {
       const res = await fetch(`http://127.0.0.1:${this.port}/health`, {
         signal: AbortSignal.timeout(this.spec.healthTimeoutMs),
       });
       await res.arrayBuffer();
-      return res.ok;
-    } catch {
-      return false;
+      return res.ok ? "ok" : "failed";
+    } catch (err) {
+      return err instanceof Error && err.name === "TimeoutError" ? "slow" : "failed";
     }
   }
 
+  /** The server's kind, given or found out once it answers; its slots from the command when it says them there. */
+  async #findKind(): Promise<void> {
+    if (this.#dialect) return;
+    let kind = this.spec.kind;
+    if (kind === "auto") {
+      const found = await probeKind(this.url, { timeoutMs: this.spec.healthTimeoutMs });
+      kind = found.kind;
+      this.log.info({ service: this.name, kind, why: found.why }, "the LLM server's kind");
+    }
+    this.#dialect = dialectFor(kind);
+  }
+
+  /** Sequences the server runs at once: the spec's, else what its command line sets. */
+  get slots(): number | undefined {
+    return this.spec.slots ?? slotsOfCommand(this.spec.command);
+  }
+
   async #readMetrics(): Promise<void> {
+    const url = this.#dialect?.metricsUrl(this.url);
+    if (!url) return;
     try {
-      const res = await fetch(`http://127.0.0.1:${this.port}/metrics`, { signal: AbortSignal.timeout(2_000) });
-      if (res.ok) this.load = vllmLoad(await res.text());
-      else await res.arrayBuffer();
+      const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      if (res.ok) {
+        const load = this.#dialect?.parseLoad(await res.text());
+        if (load && load.missing.length === 0) this.load = load;
+      } else await res.arrayBuffer();
     } catch (err) {
       this.log.debug({ service: this.name, err: describe(err) }, "cannot read metrics");
     }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { SERVER_KINDS } from "../../llm/dialect/types.ts";
 import { TaskStateSchema } from "../../protocol/task.ts";
 
 /**
@@ -134,6 +135,8 @@ const EndpointInfoSchema = z.looseObject({
   completionTokens: z.number(),
   waiting: z.number().optional(),
   latencyMs: z.number().optional(),
+  kind: z.enum(SERVER_KINDS).optional(),
+  contextTokens: z.number().optional(),
 });
 
 /** A member's heartbeat in the members bucket (the shape of `Member` in src/cluster/types.ts). */
