@@ -244,11 +244,8 @@ export class NatsBusImpl implements Bus {
   /** A slot was freed: run what waits for one, and let the pullers ask for more. */
   #pump(role: RoleSlots): void {
     while (role.overflow.length > 0 && !this.#draining) {
+      if (!role.hasRoomForQueued()) break;
       const next = role.overflow.shift() as Waiting;
-      if (!role.hasRoom()) {
-        role.overflow.unshift(next);
-        break;
-      }
       this.#run(role, next.state, next.hold);
     }
     role.wake();

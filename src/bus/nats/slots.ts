@@ -139,6 +139,16 @@ export class RoleSlots implements SlotPool {
     return !this.group || keepsGroupSlot || this.group.free() > 0;
   }
 
+  /**
+   * Whether the first of the tasks queued here may start now. The queue is
+   * not counted against it, as it is for newcomers: with as many queued as
+   * there are slots (the slots just shrank) nothing would ever start.
+   */
+  hasRoomForQueued(): boolean {
+    if (this.busy + this.reserved >= this.slots) return false;
+    return !this.group || this.group.free() > 0;
+  }
+
   /** A step starts: it holds a slot (and a group slot unless it brought one). */
   take(keepsGroupSlot: boolean): void {
     this.busy++;
