@@ -1,11 +1,12 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { ConfigError } from "../src/errors.ts";
 import { createEnvService, parseEnvConfig, type EnvService } from "../src/env/index.ts";
 import { silentLogger } from "../src/log.ts";
-import { envSuite, eventually, hostProcesses } from "./env-suite.ts";
-import { ROOT, runProcess, tempDir } from "./helpers.ts";
+import { instanceAlive, isInstanceId, newInstanceId } from "../src/env/instance.ts";
+import { envSuite, hostProcesses, startHeldRun } from "./env-suite.ts";
+import { ROOT, runProcess, tempDir, waitFor } from "./helpers.ts";
 
 /** per-test limit: generous, as the machine may be shared and busy */
 const T = 30_000;
@@ -29,6 +30,34 @@ async function bwrapUnavailable(): Promise<string | undefined> {
     return String(err);
   }
   return undefined;
+}
+
+/** The work folder of an environment: `<stateDir>/<node>/<instance>/<env id>`. */
+async function envFolder(node: string, env: string): Promise<string> {
+  const runs = readdirSync(join(stateDir, node));
+  const found = runs.map((r) => join(stateDir, node, r, env)).find((p) => existsSync(p));
+  if (!found) throw new Error(`no folder of environment ${env} under ${join(stateDir, node)}`);
+  return found;
+}
+
+/** The cgroup folders (any hierarchy) of a process that are an environment's, by its id. */
+async function cgroupDirsOf(pid: number, env: string): Promise<string[]> {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n");
+  const out: string[] = [];
+  for (const line of lines) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (!m || !m[2]?.includes(env)) continue;
+    const controllers = m[1] ?? "";
+    const mount = controllers === "" ? (existsSync("/sys/fs/cgroup/unified/cgroup.procs") ? "unified" : "") : controllers.split(",")[0]!;
+    const dir = join("/sys/fs/cgroup", mount, m[2]);
+    if (existsSync(dir)) out.push(dir);
+  }
+  return out;
+}
+
+/** This boot's id as instance ids carry it. */
+function bootPrefix(): string {
+  return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").replace(/-/g, "").slice(0, 8);
 }
 
 const skip = await bwrapUnavailable();
@@ -69,20 +98,38 @@ describe.skipIf(skip !== undefined)("env bwrap", () => {
     }
   }, 30_000);
 
-  test("env bwrap - a node that starts again removes what its earlier run left", async () => {
+  test("env bwrap - a run that died leaves its folder, cgroup and processes to the next run of its name; a live run's stay", async () => {
     const node = `left-${process.pid}`;
-    const first = await make({ node });
-    const env = await first.acquire("t", { files: { "state.json": "{}" } });
-    const hanging = env.exec(["sleep", "316"], { timeoutMs: 60_000 }).catch((e: unknown) => e);
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000316")).length > 0)).toBe(true);
-    const folder = join(stateDir, node, env.id);
-    expect(existsSync(folder)).toBe(true);
-    // `first` stands for a run that died without releasing: a new service with the same node name cleans up.
+    const live = await make({ node });
+    const kept = await live.acquire("t");
+    const dead = await startHeldRun({ driver: "bwrap", node, stateDir, rootfs }, ["sleep", "316"]);
+    const sleeper = await waitFor("the dead run's sandbox", async () => (await hostProcesses("sleep\u0000316"))[0]);
+    const cgroups = await cgroupDirsOf(sleeper, dead.env);
+    const folder = await envFolder(node, dead.env);
+    expect(existsSync(join(folder, "state.json"))).toBe(true);
+    await dead.kill();
+    // Stands in for a sandbox process that outlived its run: its command line names the run's folder.
+    const straggler = Bun.spawn(["tail", "-f", join(folder, "state.json")], { stdout: "ignore", stderr: "ignore" });
+    // A folder of a run whose pid is now another process's (this one's), and one of an older layout.
+    const reused = join(stateDir, node, `${process.pid}-1-${bootPrefix()}-abcdef`, "0123456789ab");
+    const older = join(stateDir, node, "ba9876543210");
+    mkdirSync(reused, { recursive: true });
+    mkdirSync(older, { recursive: true });
+    const before = readdirSync(join(stateDir, node)).length;
+    expect(before).toBe(4);
     await make({ node });
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000316")).length === 0)).toBe(true);
-    expect(existsSync(folder)).toBe(false);
-    await hanging;
-    await first.close();
+    await straggler.exited;
+    expect(straggler.signalCode).toBe("SIGKILL");
+    expect(existsSync(dirname(folder))).toBe(false);
+    expect(existsSync(dirname(reused))).toBe(false);
+    expect(existsSync(older)).toBe(false);
+    for (const dir of cgroups) expect(existsSync(dir)).toBe(false);
+    // Left: the live run's folder and the new run's.
+    expect(readdirSync(join(stateDir, node))).toHaveLength(2);
+    expect(existsSync(await envFolder(node, kept.id))).toBe(true);
+    // An exec joins its environment's cgroup first: it would fail had the cgroup gone.
+    expect((await kept.exec(["echo", "ok"])).stdout).toBe("ok\n");
+    await kept.release();
   }, 30_000);
 
   test("env bwrap - the state folder and other work folders are out of sight", async () => {
@@ -99,6 +146,23 @@ describe.skipIf(skip !== undefined)("env bwrap", () => {
       await env.release();
     }
   }, T);
+});
+
+describe("env instance", () => {
+  test("env instance - a run is alive while its process is, and not once its pid or boot is another's", async () => {
+    const mine = newInstanceId();
+    expect(isInstanceId(mine)).toBe(true);
+    expect(instanceAlive(mine)).toBe(true);
+    const [pid, start, boot, random] = mine.split("-");
+    // the same pid with another start time: a later process that took the pid
+    expect(instanceAlive(`${pid}-${Number(start) + 1}-${boot}-${random}`)).toBe(false);
+    expect(instanceAlive(`${pid}-${start}-${boot === "00000000" ? "11111111" : "00000000"}-${random}`)).toBe(false);
+    const gone = Bun.spawn(["true"]);
+    await gone.exited;
+    expect(instanceAlive(`${gone.pid}-${start}-${boot}-${random}`)).toBe(false);
+    expect(instanceAlive("0123456789ab")).toBe(false);
+    expect(isInstanceId("0123456789ab")).toBe(false);
+  });
 });
 
 describe("env config", () => {

@@ -4,7 +4,7 @@ import Docker from "dockerode";
 import { createEnvService, parseEnvConfig, type EnvService } from "../src/env/index.ts";
 import { silentLogger } from "../src/log.ts";
 import { startDockerd, type Dockerd } from "./dockerd.ts";
-import { envSuite, eventually, hostProcesses } from "./env-suite.ts";
+import { envSuite, eventually, hostProcesses, startHeldRun } from "./env-suite.ts";
 import { ROOT, runProcess } from "./helpers.ts";
 
 /** per-test limit: generous, as the machine may be shared and busy */
@@ -75,22 +75,33 @@ describe.skipIf(!engine)("env docker", () => {
     expect(await eventually(async () => (await hostProcesses("sleep\u0000317")).length === 0)).toBe(true);
   }, T);
 
-  test("env docker - a node that starts again removes the containers its earlier run left, and only those", async () => {
+  test("env docker - a node's start removes the containers of its runs that are over, and only those", async () => {
     const mine = `left-${process.pid}`;
-    const other = `other-${process.pid}`;
-    const first = await make({ node: mine });
-    const neighbour = await make({ node: other });
-    const left = await first.acquire("t");
-    const kept = await neighbour.acquire("t");
-    await left.exec(["sh", "-c", "sleep 318 >/dev/null 2>&1 &"]);
-    // `first` stands for a run that died without releasing.
+    const live = await make({ node: mine });
+    const neighbour = await make({ node: `other-${process.pid}` });
+    const kept = await live.acquire("t");
+    const theirs = await neighbour.acquire("t");
+    const dead = await startHeldRun({ driver: "docker", node: mine, socketPath: engine?.socketPath }, ["sh", "-c", "sleep 318 >/dev/null 2>&1 &"]);
+    expect(await eventually(async () => (await hostProcesses("sleep\u0000318")).length > 0)).toBe(true);
+    // A container of an older version's run: labelled with the node only.
+    const older = await docker.createContainer({ Image: "matrixd/tooluse:latest", Labels: { "matrixd.node": mine }, HostConfig: { NetworkMode: "none" } });
     await make({ node: mine });
-    expect(await containerOf(left.id)).toBeUndefined();
+    // The held run is alive: its container stays.
+    expect(await containerOf(dead.env)).toBeDefined();
+    expect(await older.inspect().catch(() => undefined)).toBeUndefined();
+    await dead.kill();
+    // Containers outlive the process that made them: the next start removes the dead run's.
+    expect(await containerOf(dead.env)).toBeDefined();
+    await make({ node: mine });
+    expect(await containerOf(dead.env)).toBeUndefined();
     expect(await eventually(async () => (await hostProcesses("sleep\u0000318")).length === 0)).toBe(true);
-    expect(await containerOf(kept.id)).toBeDefined();
     expect((await kept.exec(["echo", "ok"])).stdout).toBe("ok\n");
-    await first.close();
-  }, T);
+    expect((await theirs.exec(["echo", "ok"])).stdout).toBe("ok\n");
+    const info = await (await containerOf(kept.id))!.inspect();
+    expect(info.Config.Labels["matrixd.instance"]).toMatch(/^\d+-\d+-[0-9a-f]{8}-[0-9a-f]{6}$/);
+    await kept.release();
+    await theirs.release();
+  }, 60_000);
 
   test("env docker - an image that is not there is an error, never a pull", async () => {
     const envs: EnvService = await make();

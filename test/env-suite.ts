@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { networkInterfaces } from "node:os";
 import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
 import { createEnvService, parseEnvConfig, EnvError, TRUNCATED_MARKER, type EnvConfigInput, type EnvService } from "../src/env/index.ts";
 import { silentLogger } from "../src/log.ts";
 
@@ -42,6 +43,47 @@ export async function eventually(check: () => Promise<boolean> | boolean, ms = 5
 }
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** A run of a node in a process of its own, holding one environment (test/fixtures/env-run.ts). */
+export interface HeldRun {
+  /** the environment it holds */
+  env: string;
+  pid: number;
+  /** SIGKILL it (a run that dies without releasing) and wait until it is gone */
+  kill(): Promise<void>;
+}
+
+const held: HeldRun[] = [];
+afterAll(async () => {
+  for (const r of held.splice(0)) await r.kill();
+});
+
+/** Start a run of `config` in another process, running `cmd` in its environment without waiting. */
+export async function startHeldRun(config: EnvConfigInput, cmd: string[] = []): Promise<HeldRun> {
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "fixtures/env-run.ts"), JSON.stringify(config), JSON.stringify(cmd)], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const run: HeldRun = {
+    env: "",
+    pid: proc.pid,
+    kill: async () => {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+  };
+  held.push(run);
+  const reader = proc.stdout.getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error(`the held run exited before its environment was ready: ${await new Response(proc.stderr).text()}`);
+    out += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  run.env = (JSON.parse(out.slice(0, out.indexOf("\n"))) as { env: string }).env;
+  return run;
+}
 
 export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) => Promise<EnvService> } {
   const d = opts.driver;
@@ -317,6 +359,42 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     await expect(pool.acquire("t3")).rejects.toMatchObject({ code: "closed" });
     await expect(env.exec(["true"])).rejects.toMatchObject({ code: "released" });
     expect(pool.inUse()).toBe(0);
+  }, T);
+
+  test(`env ${d} - two runs of one node name at once: the second's start leaves the first's sandboxes working`, async () => {
+    const node = `twin-${d}-${process.pid}`;
+    const first = await make({ node });
+    const env = await first.acquire("t");
+    // An environment runs one operation at a time: the long one gets its own.
+    const busy = await first.acquire("t");
+    const hanging = busy.exec(["sleep", "331"], { timeoutMs: 60_000 });
+    const other = await startHeldRun({ ...opts.base, node }, ["sleep", "332"]);
+    expect(await eventually(async () => (await hostProcesses("sleep\u0000331")).length > 0 && (await hostProcesses("sleep\u0000332")).length > 0)).toBe(true);
+    await make({ node });
+    expect((await env.exec(["echo", "still here"])).stdout).toBe("still here\n");
+    await Bun.sleep(200);
+    expect(await hostProcesses("sleep\u0000331")).not.toHaveLength(0);
+    expect(await hostProcesses("sleep\u0000332")).not.toHaveLength(0);
+    await busy.release();
+    expect(await hanging.catch((e: EnvError) => e.code)).toBe("released");
+    await env.release();
+    await other.kill();
+    // What the killed run left goes with the next start of the name.
+    await make({ node });
+    expect(await eventually(async () => (await hostProcesses("sleep\u0000332")).length === 0)).toBe(true);
+  }, T);
+
+  test(`env ${d} - a run that died leaves sandboxes the next run of its name removes, and a live run's stay`, async () => {
+    const node = `died-${d}-${process.pid}`;
+    const live = await make({ node });
+    const kept = await live.acquire("t");
+    const dead = await startHeldRun({ ...opts.base, node }, ["sh", "-c", "sleep 333 & sleep 334"]);
+    expect(await eventually(async () => (await hostProcesses("sleep\u0000333")).length > 0)).toBe(true);
+    await dead.kill();
+    await make({ node });
+    expect(await eventually(async () => (await hostProcesses("sleep\u0000333")).length === 0 && (await hostProcesses("sleep\u0000334")).length === 0)).toBe(true);
+    expect((await kept.exec(["echo", "ok"])).stdout).toBe("ok\n");
+    await kept.release();
   }, T);
 
   return { make };

@@ -2,6 +2,7 @@ import { existsSync, lstatSync, readlinkSync } from "node:fs";
 import { chmod, chown, mkdir, readFile, readdir, rm, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
+import { instanceAlive, isInstanceId, newInstanceId } from "./instance.ts";
 import { detectCgroups, type Cgroups, type EnvCgroup } from "./cgroup.ts";
 import { readWorkFile, writeWorkFile, type Owner } from "./hostfs.ts";
 import type { Driver, DriverEnv, DriverExec, ResolvedSpec } from "./pool.ts";
@@ -22,6 +23,11 @@ import { CappedOutput, KILLED_EXIT_CODE, TIMEOUT_EXIT_CODE, baseEnv, newEnvId } 
  * namespace that dies with the exec; memory, processes and CPU are bounded by
  * the environment's cgroup where the machine allows, else by rlimits.
  *
+ * State lives in `<stateDir>/<node>/<instance>/<env id>`: one folder per run
+ * (src/env/instance.ts), as runs of one node name may overlap on a host. At
+ * start a run removes the folders, processes and cgroups of the node's runs
+ * that are over, and never those of a run still alive.
+ *
  * The command runs as the namespace's PID 1 (`--as-pid-1`): with bwrap's own
  * init in between, bwrap exits before reaping that init, which then waits as
  * a zombie for the host's init, still counted against the pids limit.
@@ -35,27 +41,65 @@ const HOST_ETC = ["alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "
 const FORK_FAILED = /can't fork|Resource temporarily unavailable|fork: retry|Cannot fork/i;
 const NO_MEMORY = /Cannot allocate memory|out of memory|memory exhausted|MemoryError|bad_alloc/i;
 
-/** Checks bwrap runs here and prepares the node's state folder. */
+/** Checks bwrap runs here and prepares this run's state folder. */
 export async function createBwrapDriver(config: EnvConfig, log: Logger): Promise<Driver> {
   const asRoot = process.getuid?.() === 0;
-  const uids = asRoot ? new HostUids(config.node) : undefined;
+  const instance = newInstanceId();
+  // Host uids by run, not by node name: two runs of one name must not share uids either.
+  const uids = asRoot ? new HostUids(instance) : undefined;
   const nodeDir = join(config.stateDir, config.node);
+  const runDir = join(nodeDir, instance);
   if (config.rootfs && !existsSync(join(config.rootfs, "bin"))) {
     throw new EnvError(`bwrap rootfs ${config.rootfs} has no bin folder: build one with configs/env/build-image.sh --rootfs DIR --no-import`, "unavailable");
   }
-  await mkdir(nodeDir, { recursive: true, mode: 0o711 });
+  await makeRunDir(runDir);
   await chmod(config.stateDir, 0o711).catch(() => undefined);
-  await chmod(nodeDir, 0o711);
-  const cgroups = await detectCgroups(config.node, config.cgroup, log);
+  await chmod(nodeDir, 0o711).catch(() => undefined);
+  await chmod(runDir, 0o711);
+  let cgroups: Cgroups;
+  try {
+    cgroups = await detectCgroups(config.node, instance, config.cgroup, log);
+  } catch (err) {
+    await rm(runDir, { recursive: true, force: true });
+    throw err;
+  }
   if (cgroups.mode === "none") {
     log.warn({ reason: cgroups.describe }, "bwrap limits: rlimits (RLIMIT_AS for memory, RLIMIT_NPROC for processes); no cgroup limits");
   } else {
     log.info({ cgroups: cgroups.describe }, `bwrap limits: ${cgroups.describe}`);
   }
   if (!uids) log.warn("bwrap: not root, so every environment runs as this node's own uid (RLIMIT_NPROC would count the node's processes: not set)");
-  const driver = new BwrapDriver(config, log, nodeDir, uids, cgroups, rootArgs(config.rootfs));
-  await driver.selfTest();
+  const driver = new BwrapDriver(config, log, { node: nodeDir, run: runDir, instance }, uids, cgroups, rootArgs(config.rootfs));
+  try {
+    await driver.selfTest();
+  } catch (err) {
+    await driver.close();
+    throw err;
+  }
   return driver;
+}
+
+/**
+ * Make this run's folder. Another run of the node that closes removes the
+ * node's folder once it is empty, maybe just between the making of it and of
+ * this run's folder inside: then make both again.
+ */
+async function makeRunDir(runDir: string): Promise<void> {
+  for (let round = 0; ; round++) {
+    try {
+      await mkdir(runDir, { recursive: true, mode: 0o711 });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || round >= 4) throw err;
+    }
+  }
+}
+
+/** The folders of one run: the node's, this run's in it, and this run's instance id (its name). */
+interface RunDirs {
+  node: string;
+  run: string;
+  instance: string;
 }
 
 /** The read-only root: a root folder, or the host's system folders. */
@@ -79,7 +123,7 @@ class BwrapDriver implements Driver {
   constructor(
     readonly config: EnvConfig,
     readonly log: Logger,
-    readonly nodeDir: string,
+    readonly dirs: RunDirs,
     readonly uids: HostUids | undefined,
     readonly cgroups: Cgroups,
     readonly root: string[],
@@ -99,16 +143,32 @@ class BwrapDriver implements Driver {
     }
   }
 
+  /**
+   * Remove what the node's runs that are over left: their sandboxes'
+   * processes, cgroups and folders. A run still alive (this one, or another
+   * run of the same node name) is left alone. A name in the node's folder
+   * that is no run's (an older layout's environment folder) is a leftover.
+   */
   async cleanupLeftovers(): Promise<number> {
-    await killProcessesMentioning(`${this.nodeDir}/`);
-    const cgroups = await this.cgroups.cleanupLeftovers().catch(() => 0);
-    const names = await readdir(this.nodeDir).catch(() => [] as string[]);
-    for (const name of names) await rm(join(this.nodeDir, name), { recursive: true, force: true });
-    return Math.max(names.length, cgroups);
+    const isLeftover = (name: string) => name !== this.dirs.instance && !instanceAlive(name);
+    const names = (await readdir(this.dirs.node).catch(() => [] as string[])).filter(isLeftover);
+    let envs = 0;
+    for (const name of names) {
+      const dir = join(this.dirs.node, name);
+      // bwrap's command line names the work folder it binds: that finds the run's sandboxes.
+      await killProcessesMentioning(`${dir}/`);
+      envs += isInstanceId(name) ? (await readdir(dir).catch(() => [] as string[])).length : 1;
+      await rm(dir, { recursive: true, force: true });
+    }
+    const cgroups = await this.cgroups.cleanupLeftovers(isLeftover).catch((err) => {
+      this.log.warn({ err: String(err) }, "cgroups left by an earlier run not removed");
+      return 0;
+    });
+    return Math.max(envs, cgroups);
   }
 
   async create(id: string, spec: ResolvedSpec): Promise<BwrapEnv> {
-    const dir = join(this.nodeDir, id);
+    const dir = join(this.dirs.run, id);
     await mkdir(dir, { mode: 0o700 });
     let cgroup: EnvCgroup | undefined;
     const owner = this.uids?.take();
@@ -133,7 +193,9 @@ class BwrapDriver implements Driver {
   async close(): Promise<void> {
     await Promise.all([...this.envs].map((e) => e.destroy()));
     await this.cgroups.close();
-    await rmdir(this.nodeDir).catch(() => undefined);
+    await rm(this.dirs.run, { recursive: true, force: true });
+    // Fails while another run of the node has its folder there, as it should.
+    await rmdir(this.dirs.node).catch(() => undefined);
   }
 }
 
@@ -320,17 +382,17 @@ async function childrenOf(pid: number): Promise<number[]> {
 }
 
 /**
- * Host uids for environments: a block of 8192 above 2^30, chosen by the node's
- * name, far from the system's users and the usual subordinate-id ranges.
+ * Host uids for environments: a block of 8192 above 2^30, chosen by the run's
+ * instance id, far from the system's users and the usual subordinate-id ranges.
  */
 class HostUids {
   private readonly base: number;
   private readonly free: number[] = [];
   private next = 0;
 
-  constructor(node: string) {
+  constructor(instance: string) {
     let h = 0x811c9dc5;
-    for (const ch of node) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+    for (const ch of instance) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
     this.base = 0x40000000 + (h % 65536) * 8192;
   }
 

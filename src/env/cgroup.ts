@@ -1,15 +1,18 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, readdir, rmdir, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { Logger } from "../log.ts";
+import { isInstanceId } from "./instance.ts";
 import { sleep } from "./util.ts";
 
 /**
  * Memory, process and CPU limits for bwrap environments through cgroups: one
- * cgroup per environment, under `matrixd-<node>` in a tree this process may
- * write. cgroup v2 (unified, with the memory and pids controllers) is used
- * when the machine has it; else the v1 memory and pids hierarchies (and cpu
- * when mounted); else none, and the bwrap driver falls back on rlimits.
+ * cgroup per environment, under `matrixd-<node>/<instance>` in a tree this
+ * process may write (one folder per run: runs of one node name may overlap,
+ * and each clean-up touches only the folders of runs that are over).
+ * cgroup v2 (unified, with the memory and pids controllers) is used when the
+ * machine has it; else the v1 memory and pids hierarchies (and cpu when
+ * mounted); else none, and the bwrap driver falls back on rlimits.
  */
 
 export interface CgroupLimits {
@@ -40,9 +43,13 @@ export interface Cgroups {
   /** one line for the log: what limits apply and where */
   readonly describe: string;
   create(id: string, limits: CgroupLimits): Promise<EnvCgroup>;
-  /** Kill and remove cgroups an earlier run of this node left; returns how many. */
-  cleanupLeftovers(): Promise<number>;
-  /** Remove the node's own (empty) cgroup folders. */
+  /**
+   * Kill and remove the cgroups of this node's runs that are over: the run
+   * folders (and folders of an older layout) for which `isLeftover(name)`
+   * holds. Returns how many environments' cgroups were removed.
+   */
+  cleanupLeftovers(isLeftover: (name: string) => boolean): Promise<number>;
+  /** Remove this run's (empty) cgroup folders, and the node's when no other run uses it. */
   close(): Promise<void>;
 }
 
@@ -50,10 +57,11 @@ const ROOT = "/sys/fs/cgroup";
 
 /**
  * Find where this process may make limited cgroups.
+ * @param instance this run's id (src/env/instance.ts): its cgroups go in a folder of that name
  * @param setting "auto", "off", or a cgroup v2 folder delegated to this process
  */
-export async function detectCgroups(node: string, setting: string, log: Logger): Promise<Cgroups> {
-  const group = `matrixd-${node}`;
+export async function detectCgroups(node: string, instance: string, setting: string, log: Logger): Promise<Cgroups> {
+  const group = { node: `matrixd-${node}`, instance };
   if (setting === "off") return noCgroups("cgroups turned off by config");
   const own = await ownCgroups();
   if (existsSync(join(ROOT, "cgroup.controllers")) || (setting !== "auto" && setting.startsWith("/"))) {
@@ -147,7 +155,48 @@ async function removeDir(dir: string): Promise<void> {
   }
 }
 
-async function tryV2(base: string, group: string): Promise<Cgroups | undefined> {
+/** The node's cgroup folder name and this run's folder name in it. */
+interface Group {
+  node: string;
+  instance: string;
+}
+
+/** `dir` and every folder below it, deepest first (the order cgroups can be removed in). */
+async function treeDeepestFirst(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const e of entries) if (e.isDirectory()) out.push(...(await treeDeepestFirst(join(dir, e.name))));
+  out.push(dir);
+  return out;
+}
+
+/** Folders of a tree that stand for environments (not a run's own folder). */
+function envCount(dirs: readonly string[]): number {
+  return dirs.filter((d) => !isInstanceId(basename(d))).length;
+}
+
+/** The names in `dir` that are folders and leftovers. */
+async function leftoverNames(dir: string, isLeftover: (name: string) => boolean): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  return entries.filter((d) => d.isDirectory() && isLeftover(d.name)).map((d) => d.name);
+}
+
+/**
+ * Run `setup` again when a folder it works in vanished: another run of the
+ * node that closes removes the node's folder once it is empty, which may be
+ * between this run's making of it and of its own folder inside.
+ */
+async function whileVanishing(setup: () => Promise<void>): Promise<void> {
+  for (let round = 0; ; round++) {
+    try {
+      return await setup();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || round >= 4) throw err;
+    }
+  }
+}
+
+async function tryV2(base: string, group: Group): Promise<Cgroups | undefined> {
   const available = await readWords(join(base, "cgroup.controllers"));
   if (!available.includes("memory") || !available.includes("pids")) return undefined;
   const want = ["memory", "pids", ...(available.includes("cpu") ? ["cpu"] : [])];
@@ -155,9 +204,16 @@ async function tryV2(base: string, group: string): Promise<Cgroups | undefined> 
   const missing = want.filter((c) => !enabled.includes(c));
   // Fails with EBUSY where `base` holds processes itself (the no-internal-process rule).
   if (missing.length > 0) await writeFile(join(base, "cgroup.subtree_control"), missing.map((c) => `+${c}`).join(" "));
-  const top = join(base, group);
-  await mkdir(top, { recursive: true });
-  await writeFile(join(top, "cgroup.subtree_control"), want.map((c) => `+${c}`).join(" "));
+  const nodeTop = join(base, group.node);
+  const top = join(nodeTop, group.instance);
+  const controllers = want.map((c) => `+${c}`).join(" ");
+  // Both levels hand the controllers down: the run's folder holds the environments' cgroups.
+  await whileVanishing(async () => {
+    await mkdir(nodeTop, { recursive: true });
+    await writeFile(join(nodeTop, "cgroup.subtree_control"), controllers);
+    await mkdir(top, { recursive: true });
+    await writeFile(join(top, "cgroup.subtree_control"), controllers);
+  });
   const hasCpu = want.includes("cpu");
   const canKill = existsSync(join(top, "cgroup.kill"));
 
@@ -186,45 +242,59 @@ async function tryV2(base: string, group: string): Promise<Cgroups | undefined> 
       if (hasCpu) await writeFile(join(dir, "cpu.max"), `${Math.round(limits.cpus * 100_000)} 100000`);
       return make(dir);
     },
-    cleanupLeftovers: async () => {
-      const names = await readdir(top, { withFileTypes: true });
-      const dirs = names.filter((d) => d.isDirectory()).map((d) => join(top, d.name));
-      for (const dir of dirs) {
-        await make(dir).kill();
-        await removeDir(dir);
+    cleanupLeftovers: async (isLeftover) => {
+      let count = 0;
+      for (const name of await leftoverNames(nodeTop, isLeftover)) {
+        const dir = join(nodeTop, name);
+        const dirs = await treeDeepestFirst(dir);
+        // cgroup.kill of a folder kills the whole tree below it at once.
+        if (canKill) await writeFile(join(dir, "cgroup.kill"), "1").catch(() => undefined);
+        await killProcs(dirs);
+        for (const d of dirs) await removeDir(d);
+        count += envCount(dirs);
       }
-      return dirs.length;
+      return count;
     },
-    close: () => rmdir(top).catch(() => undefined),
+    close: async () => {
+      await rmdir(top).catch(() => undefined);
+      // Fails while another run of the node has its folder there, as it should.
+      await rmdir(nodeTop).catch(() => undefined);
+    },
   };
 }
 
-async function tryV1(own: Map<string, string>, group: string): Promise<Cgroups | undefined> {
+async function tryV1(own: Map<string, string>, group: Group): Promise<Cgroups | undefined> {
   const tops: Record<"memory" | "pids" | "cpu" | "unified", string | undefined> = {
     memory: undefined,
     pids: undefined,
     cpu: undefined,
     unified: undefined,
   };
+  const makeTop = async (nodeTop: string): Promise<string> => {
+    const top = join(nodeTop, group.instance);
+    await whileVanishing(() => mkdir(top, { recursive: true }).then(() => undefined));
+    return top;
+  };
   for (const c of ["memory", "pids", "cpu"] as const) {
     const mount = join(ROOT, c);
     if (!existsSync(join(mount, "cgroup.procs"))) continue;
-    const top = join(mount, own.get(c) ?? "/", group);
     try {
-      await mkdir(top, { recursive: true });
-      tops[c] = top;
+      tops[c] = await makeTop(join(mount, own.get(c) ?? "/", group.node));
     } catch {
       // not writable: that limit is not available
     }
   }
-  if (!tops.memory || !tops.pids) return undefined;
+  if (!tops.memory || !tops.pids) {
+    for (const top of Object.values(tops)) if (top) await rmdir(top).catch(() => undefined);
+    return undefined;
+  }
   // The v2 tree of a hybrid machine carries no controllers but can kill a whole cgroup at once.
   const unified = join(ROOT, "unified");
   if (existsSync(join(unified, "cgroup.procs"))) {
-    const top = join(unified, own.get("") ?? "/", group);
     try {
-      await mkdir(top, { recursive: true });
+      const top = await makeTop(join(unified, own.get("") ?? "/", group.node));
       if (existsSync(join(top, "cgroup.kill"))) tops.unified = top;
+      else await rmdir(top).catch(() => undefined);
     } catch {
       // no kill switch: processes are killed one by one
     }
@@ -271,20 +341,27 @@ async function tryV1(own: Map<string, string>, group: string): Promise<Cgroups |
       if (tops.unified) await mkdir(join(tops.unified, id));
       return cg;
     },
-    cleanupLeftovers: async () => {
-      const ids = new Set<string>();
-      for (const k of present) {
-        for (const d of await readdir(tops[k] as string, { withFileTypes: true })) if (d.isDirectory()) ids.add(d.name);
+    cleanupLeftovers: async (isLeftover) => {
+      const nodeTops = present.map((k) => dirname(tops[k] as string));
+      const names = new Set<string>();
+      for (const nodeTop of nodeTops) for (const name of await leftoverNames(nodeTop, isLeftover)) names.add(name);
+      let count = 0;
+      for (const name of names) {
+        if (tops.unified) await writeFile(join(dirname(tops.unified), name, "cgroup.kill"), "1").catch(() => undefined);
+        const trees = await Promise.all(nodeTops.map((t) => treeDeepestFirst(join(t, name))));
+        const dirs = trees.flat().filter((d) => existsSync(d));
+        await killProcs(dirs);
+        for (const d of dirs) await removeDir(d);
+        count += Math.max(0, ...trees.map(envCount));
       }
-      for (const id of ids) {
-        const cg = make(id);
-        await cg.kill();
-        await cg.remove();
-      }
-      return ids.size;
+      return count;
     },
     close: async () => {
-      for (const k of present) await rmdir(tops[k] as string).catch(() => undefined);
+      for (const k of present) {
+        await rmdir(tops[k] as string).catch(() => undefined);
+        // Fails while another run of the node has its folder there, as it should.
+        await rmdir(dirname(tops[k] as string)).catch(() => undefined);
+      }
     },
   };
 }

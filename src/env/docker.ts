@@ -3,6 +3,7 @@ import type { Logger } from "../log.ts";
 import { DockerEvents, collectExec } from "./docker-stream.ts";
 import { makeTar, tarFits } from "./tar.ts";
 import type { Driver, DriverEnv, DriverExec, ResolvedSpec } from "./pool.ts";
+import { instanceAlive, newInstanceId } from "./instance.ts";
 import { EnvError, type EnvConfig, type ExecResult, type KillReason } from "./types.ts";
 import { CappedOutput, KILLED_EXIT_CODE, TIMEOUT_EXIT_CODE, baseEnv, sleep } from "./util.ts";
 
@@ -10,8 +11,10 @@ import { CappedOutput, KILLED_EXIT_CODE, TIMEOUT_EXIT_CODE, baseEnv, sleep } fro
  * Environments as Docker containers, through dockerode. Each one: no network,
  * every capability dropped, no-new-privileges, a read-only root with a tmpfs
  * work folder at /work (and /tmp), limits on memory (no swap), CPU and
- * processes, running as 65534:65534, labelled with the node's name so the
- * node's next start removes what it left. The container idles under the
+ * processes, running as 65534:65534, labelled with the node's name and the
+ * run's instance id (src/env/instance.ts): runs of one node name may overlap
+ * on a host, so a run's start removes the node's containers whose run is
+ * over, never those of a run still alive. The container idles under the
  * image's own command (busybox `init` in matrixd/tooluse, which also reaps
  * orphans); every exec goes through the exec API. Images are never pulled.
  */
@@ -30,6 +33,7 @@ const KILL_ALL = `${COUNT_FN}c; b=$n; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 
 const COUNT = `${COUNT_FN}c; echo "$n $n"`;
 const NODE_LABEL = "matrixd.node";
 const ENV_LABEL = "matrixd.env";
+const INSTANCE_LABEL = "matrixd.instance";
 
 /** Connects to the engine, checks the image is there, watches for OOM kills. */
 export async function createDockerDriver(config: EnvConfig, log: Logger): Promise<Driver> {
@@ -63,6 +67,8 @@ class DockerDriver implements Driver {
   readonly name = "docker" as const;
   private readonly envs = new Set<DockerEnv>();
   private readonly images = new Set<string>();
+  /** this run's id, on every container it makes */
+  readonly instance = newInstanceId();
 
   constructor(
     readonly docker: Docker,
@@ -73,8 +79,17 @@ class DockerDriver implements Driver {
     this.images.add(config.image);
   }
 
+  /**
+   * Remove the node's containers whose run is over. The instance id is
+   * judged on this host (its pid and start time), where the engine's socket
+   * is: a container with no instance label is an older run's, so a leftover.
+   */
   async cleanupLeftovers(): Promise<number> {
-    const left = await this.docker.listContainers({ all: true, filters: { label: [`${NODE_LABEL}=${this.config.node}`] } });
+    const listed = await this.docker.listContainers({ all: true, filters: { label: [`${NODE_LABEL}=${this.config.node}`] } });
+    const left = listed.filter((c) => {
+      const instance = c.Labels?.[INSTANCE_LABEL];
+      return instance !== this.instance && (instance === undefined || !instanceAlive(instance));
+    });
     await Promise.all(left.map((c) => removeContainer(this.docker.getContainer(c.Id))));
     return left.length;
   }
@@ -93,7 +108,7 @@ class DockerDriver implements Driver {
         User: USER,
         WorkingDir: "/work",
         Env: Object.entries(baseEnv(SANDBOX_PATH)).map(([k, v]) => `${k}=${v}`),
-        Labels: { [NODE_LABEL]: this.config.node, [ENV_LABEL]: id },
+        Labels: { [NODE_LABEL]: this.config.node, [INSTANCE_LABEL]: this.instance, [ENV_LABEL]: id },
         NetworkDisabled: true,
         HostConfig: {
           NetworkMode: "none",

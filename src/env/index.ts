@@ -41,7 +41,8 @@ export function parseEnvConfig(input: unknown): EnvConfig {
 
 /**
  * Start the node's environment service with the configured driver: checks the
- * driver can run here, removes environments an earlier run of this node left.
+ * driver can run here, removes environments the node's runs that are over
+ * left (a run of the same node name still alive on this host keeps its own).
  *
  * @throws EnvError "unavailable" when the driver cannot run on this machine
  *   (no Docker engine at the socket, image missing, bwrap failing), with the reason
@@ -61,7 +62,7 @@ export async function createEnvService(config: EnvConfig, log: Logger): Promise<
   const envLog = log.child({ service: "env", driver: config.driver });
   const driver: Driver = config.driver === "docker" ? await createDockerDriver(config, envLog) : await createBwrapDriver(config, envLog);
   const left = await driver.cleanupLeftovers();
-  if (left > 0) envLog.info({ count: left }, "removed environments left by an earlier run");
+  if (left > 0) envLog.info({ count: left }, "removed environments left by earlier runs that are over");
   envLog.info({ capacity: config.capacity }, "environment service ready");
   return new EnvPoolImpl(driver, config.capacity, { ...config.limits, image: config.image }, envLog);
 }

@@ -43,7 +43,7 @@ export interface DriverEnv {
 /** A way of making sandboxes: docker or bwrap. */
 export interface Driver {
   readonly name: "docker" | "bwrap";
-  /** Remove what an earlier run of this node left; returns how many environments. */
+  /** Remove what the node's runs that are over left, never what a live run holds; returns how many environments. */
   cleanupLeftovers(): Promise<number>;
   create(id: string, spec: ResolvedSpec): Promise<DriverEnv>;
   close(): Promise<void>;

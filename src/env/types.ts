@@ -112,7 +112,11 @@ export const EnvConfigSchema = z.strictObject({
   driver: z.enum(["docker", "bwrap"]).default("bwrap"),
   /** most environments alive at once on this node */
   capacity: z.number().int().positive().max(4096).default(16),
-  /** this node's name: docker labels and the bwrap state folder carry it, so a restart finds its leftovers */
+  /**
+   * this node's name: docker labels and the bwrap state folder carry it, with
+   * each run's instance id beside it, so a restart removes what the node's
+   * runs that are over left, and runs of one name that overlap leave each other alone
+   */
   node: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, _ . - only").default(defaultNodeName()),
   /** docker: the engine's unix socket */
   socketPath: z.string().min(1).default("/var/run/docker.sock"),
@@ -120,7 +124,7 @@ export const EnvConfigSchema = z.strictObject({
   image: z.string().min(1).default("matrixd/tooluse:latest"),
   /** bwrap: a root folder to bind read-only as `/`; absent: the host's /usr, /bin, /lib* and a few /etc files */
   rootfs: z.string().min(1).optional(),
-  /** bwrap: where work folders live (one sub-folder per node) */
+  /** bwrap: where work folders live (`<node>/<instance>/<env id>`) */
   stateDir: z.string().min(1).default(join(tmpdir(), "matrixd-env")),
   /** bwrap: a delegated cgroup v2 folder to create per-exec cgroups under; "auto" finds one; "off" uses rlimits */
   cgroup: z.string().min(1).default("auto"),
