@@ -1,8 +1,9 @@
 import { z } from "zod";
-import { LlmError } from "../../src/errors.ts";
-import { chatJson } from "../../src/llm/structured.ts";
+import { describe, LlmError } from "../../src/errors.ts";
+import { chatJson, StructuredReplyError, sumUsage } from "../../src/llm/structured.ts";
 import type { ChatResult, LlmClient } from "../../src/llm/types.ts";
-import { defineWorkflow, type AgentContext, type Role } from "../../src/plugin/api.ts";
+import { defineWorkflow, type AgentContext, type Role, type TurnInput } from "../../src/plugin/api.ts";
+import type { Usage } from "../../src/protocol/task.ts";
 import { fnv1a } from "../../src/util/hash.ts";
 import { type DocSeed, DocSeedSchema, drop, extractMetrics, extractOutput, nextStage, pass } from "./flow.ts";
 import { guessLanguage, isEnglishTag } from "./lang.ts";
@@ -89,26 +90,49 @@ const filter: Role<ReasoningExtractConfig> = {
   },
 };
 
+/** The calls of one structured step that were answered: their tokens, how many, the last reply. */
+interface Answered {
+  usage: Usage;
+  tries: number;
+  last: ChatResult;
+}
+
 /**
  * The task's LLM as `chatJson` wants it, remembering whether a call itself
  * failed: that is an LLM outage (the task fails), while replies that never
- * fit the schema are the document's fault (it is dropped).
+ * fit the schema are the document's fault (it is dropped). It also keeps
+ * what the calls before an outage answered, so their tokens still reach the
+ * row.
  */
-function structuredClient(ctx: Ctx): { client: LlmClient; callError: () => unknown } {
+function structuredClient(ctx: Ctx): { client: LlmClient; callError: () => unknown; answered: () => Answered | undefined } {
   let callError: unknown;
+  let answered: Answered | undefined;
   const client: LlmClient = {
     chat: async (req) => {
+      let res: ChatResult;
       try {
-        return await ctx.llm.chat(req);
+        res = await ctx.llm.chat(req);
       } catch (err) {
         callError = err;
         throw err;
       }
+      const usage = answered ? sumUsage(answered.usage, res.usage) : res.usage;
+      answered = { usage, tries: (answered?.tries ?? 0) + 1, last: res };
+      return res;
     },
     endpoints: () => [],
     close: async () => {},
   };
-  return { client, callError: () => callError };
+  return { client, callError: () => callError, answered: () => answered };
+}
+
+/**
+ * The one turn of the score stage: the last reply, carrying the tokens and
+ * the count of every try, the refused ones too (the row's usage and the run's
+ * totals are summed from turns).
+ */
+function scoreTurn(spent: Answered): TurnInput {
+  return { text: spent.last.text.trim(), llm: { ...spent.last, usage: spent.usage, attempts: spent.tries } };
 }
 
 const score: Role<ReasoningExtractConfig> = {
@@ -116,7 +140,7 @@ const score: Role<ReasoningExtractConfig> = {
   model: (c) => c.scoreModel,
   async run(state, ctx) {
     const seed = state.seed as DocSeed;
-    const { client, callError } = structuredClient(ctx);
+    const { client, callError, answered } = structuredClient(ctx);
     const req = {
       model: ctx.config.scoreModel,
       messages: stageMessages(SCORE_SYSTEM, excerpt(seed.text, ctx.config.maxDocChars)),
@@ -125,18 +149,25 @@ const score: Role<ReasoningExtractConfig> = {
       seed: requestSeed(state.id, state.trial, "score"),
       response_format: SCORES_RESPONSE_FORMAT,
     };
-    const retries = ctx.config.scoreRetries;
     let got;
     try {
-      got = await chatJson(client, req, ScoresSchema, { retries });
+      got = await chatJson(client, req, ScoresSchema, { retries: ctx.config.scoreRetries });
     } catch (err) {
-      if (err === callError() || !(err instanceof LlmError)) throw err;
-      return { vars: drop("score", `no valid scores: ${err.message}`, { scoreTries: retries + 1 }) };
+      if (err instanceof StructuredReplyError) {
+        const spent = { usage: err.usage, tries: err.tries, last: err.result };
+        return { turns: [scoreTurn(spent)], vars: drop("score", `no valid scores: ${err.message}`, { scoreTries: err.tries }) };
+      }
+      const spent = answered();
+      // An outage after refused replies fails the task as a thrown LlmError
+      // would, with a turn so the row keeps their tokens. On shutdown the
+      // error goes up: the task then gets no row and runs again elsewhere.
+      if (err === callError() && err instanceof LlmError && spent && !ctx.signal.aborted) {
+        return { turns: [scoreTurn(spent)], fail: describe(err) };
+      }
+      throw err;
     }
     const overall = overallScore(got.value);
-    // The turn carries the tokens of every try, the refused ones too.
-    const llm: ChatResult = { ...got.result, usage: got.usage, attempts: got.tries };
-    const turns = [{ text: got.result.text.trim(), llm }];
+    const turns = [scoreTurn({ usage: got.usage, tries: got.tries, last: got.result })];
     const vars = { scores: got.value, overall, scoreTries: got.tries };
     if (overall < ctx.config.threshold) {
       return { turns, vars: drop("score", `score ${overall} is below the threshold ${ctx.config.threshold}`, vars) };

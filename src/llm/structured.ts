@@ -21,6 +21,26 @@ export interface ChatJsonResult<T> {
   tries: number;
 }
 
+/**
+ * Every try's reply failed the schema. The replies were answered all the
+ * same, so their tokens are spent: `usage` sums every try and `result` is the
+ * last reply, for the caller to record what the calls cost.
+ */
+export class StructuredReplyError extends LlmError {
+  override name = "StructuredReplyError";
+  constructor(
+    message: string,
+    /** tokens of every try */
+    readonly usage: Usage,
+    /** calls made */
+    readonly tries: number,
+    /** the last (invalid) reply */
+    readonly result: ChatResult,
+  ) {
+    super(message, undefined, result.endpoint, false);
+  }
+}
+
 /** The parsed reply or what is wrong with it. */
 export type JsonReply<T> = { ok: true; value: T } | { ok: false; problem: string };
 
@@ -58,8 +78,9 @@ export function parseJsonReply<T>(text: string, schema: z.ZodType<T>): JsonReply
  * so servers with guided decoding keep to it. An invalid reply is answered
  * with what was wrong and asked again, up to `retries` times.
  *
- * @throws LlmError naming the validation problem when every try failed, or
- *   the client's own LlmError when a call fails
+ * @throws StructuredReplyError (an LlmError) naming the validation problem
+ *   when every try failed, with the tokens of all tries; or the client's own
+ *   error when a call fails
  *
  * @example
  * ```ts
@@ -74,22 +95,20 @@ export async function chatJson<T>(
   opts: ChatJsonOptions = {},
 ): Promise<ChatJsonResult<T>> {
   const retries = opts.retries ?? client.structuredRetries ?? 2;
-  let prompt = 0;
-  let completion = 0;
+  let usage: Usage = { prompt: 0, completion: 0 };
   let current = req;
   for (let tries = 1; ; tries++) {
     const result = await client.chat(current, opts);
-    prompt += result.usage.prompt;
-    completion += result.usage.completion;
+    usage = sumUsage(usage, result.usage);
     const reply = parseJsonReply(result.text, schema);
-    if (reply.ok) return { value: reply.value, result, usage: { prompt, completion }, tries };
+    if (reply.ok) return { value: reply.value, result, usage, tries };
     const cut = result.finishReason === "length" ? " (the reply was cut off at max_tokens)" : "";
     if (tries > retries) {
-      throw new LlmError(
+      throw new StructuredReplyError(
         `LLM reply from ${result.endpoint} failed its schema after ${tries} ${tries === 1 ? "try" : "tries"}: ${reply.problem}${cut}`,
-        undefined,
-        result.endpoint,
-        false,
+        usage,
+        tries,
+        result,
       );
     }
     // telling the model what was wrong gives it a different prompt, so a
@@ -100,4 +119,11 @@ export async function chatJson<T>(
     ];
     current = { ...req, messages: [...req.messages, ...feedback] };
   }
+}
+
+/** Two calls' tokens together; reasoning tokens are kept when either call reported them. */
+export function sumUsage(a: Usage, b: Usage): Usage {
+  const out: Usage = { prompt: a.prompt + b.prompt, completion: a.completion + b.completion };
+  if (a.reasoning !== undefined || b.reasoning !== undefined) out.reasoning = (a.reasoning ?? 0) + (b.reasoning ?? 0);
+  return out;
 }
