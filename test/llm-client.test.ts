@@ -43,7 +43,7 @@ describe("llm client", () => {
     expect(r.toolCalls).toEqual([]);
   });
 
-  test("llm client - sends an OpenAI body with the bearer key and vLLM guided decoding fields", async () => {
+  test("llm client - sends an OpenAI body with the bearer key and vLLM's structured-output fields", async () => {
     const s = server(() => completion("{}"));
     const c = client([s.url], { apiKey: "sk-test" });
     const schema = { type: "object", properties: { a: { type: "number" } } };
@@ -52,8 +52,10 @@ describe("llm client", () => {
     const [first, second] = s.bodies;
     expect(first).toMatchObject({ model: "test-model", messages: hello.messages, max_tokens: 9, temperature: 0, seed: 4, stream: false });
     expect(first?.response_format).toEqual({ type: "json_schema", json_schema: { name: "x", schema } });
-    expect(first?.guided_json).toEqual(schema);
+    // vLLM reads response_format json_schema on every version; guided_json is gone since v0.12
+    expect(first?.guided_json).toBeUndefined();
     expect(second?.guided_regex).toBe("yes|no");
+    expect(second?.structured_outputs).toEqual({ regex: "yes|no" });
     expect(second?.response_format).toBeUndefined();
     expect(s.headers[0]?.get("authorization")).toBe("Bearer sk-test");
     expect(s.headers[0]?.get("content-type")).toBe("application/json");

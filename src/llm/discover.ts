@@ -1,5 +1,5 @@
 import type { Logger } from "../log.ts";
-import { probeKind } from "./dialect/kinds.ts";
+import { probeKind } from "./dialect/index.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { headersFor, loadModelList, type Transport } from "./exchange.ts";
 import { describeNetworkError } from "./wire.ts";

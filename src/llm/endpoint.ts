@@ -3,7 +3,7 @@
  * limit, its rate limits and its counters.
  */
 import type { LlmEndpointConfig } from "./config.ts";
-import { dialectFor } from "./dialect/kinds.ts";
+import { dialectFor } from "./dialect/index.ts";
 import type { Dialect, RateLimitReport, ServerInfo, ServerKind } from "./dialect/types.ts";
 import { Semaphore, TokenBucket } from "./limiter.ts";
 import { Pacer } from "./pacing.ts";

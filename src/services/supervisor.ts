@@ -4,7 +4,7 @@ import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { readLines } from "../util/lines.ts";
 import { freePort } from "../util/net.ts";
-import { dialectFor, probeKind } from "../llm/dialect/kinds.ts";
+import { dialectFor, probeKind } from "../llm/dialect/index.ts";
 import { type Dialect, KIND_SETTINGS, type ServerLoad } from "../llm/dialect/types.ts";
 
 /** One supervised LLM server: a command serving the OpenAI API on `{port}`. */
