@@ -257,7 +257,7 @@ sim:slots{model_name="m"} 16
       sha: null,
       docker_label: null,
     };
-    expect(read(tgi, tgiInfo)).toEqual({ slots: 128, contextTokens: 8192, version: "3.3.6" });
+    expect(read(tgi, tgiInfo)).toEqual({ maxRequests: 128, contextTokens: 8192, version: "3.3.6" });
     for (const d of [vllm, sglang, llamacpp, tgi]) {
       for (const junk of [null, "ok", [1, 2], { total_slots: "two", data: "none", max_concurrent_requests: -1, internal_states: "x" }]) {
         expect(read(d, junk)).toEqual({});
@@ -615,7 +615,7 @@ describe("llm dialect probes", () => {
     expect(s.hits.every((h) => h.authorization === "Bearer k")).toBe(true);
   });
 
-  test("llm dialect - probeKind finds a vLLM and its context, a TGI and its slots", async () => {
+  test("llm dialect - probeKind finds a vLLM and its context, a TGI and its admission cap", async () => {
     const v = serve({
       "/v1/models": () => Response.json({ object: "list", data: [{ id: "Qwen/Qwen3-8B", object: "model", owned_by: "vllm", max_model_len: 40960 }] }),
       "/metrics": () => new Response(VLLM_TEXT),
@@ -630,7 +630,7 @@ describe("llm dialect probes", () => {
     expect(await probeKind(t.base)).toEqual({
       kind: "tgi",
       why: "/info model_id, max_concurrent_requests",
-      info: { slots: 128, contextTokens: 4096, version: "3.3.6" },
+      info: { maxRequests: 128, contextTokens: 4096, version: "3.3.6" },
       models: ["tgi-model"],
       answered: true,
     });

@@ -178,6 +178,8 @@ export class LlmClientImpl implements ManagedLlmClient {
     if (!ep.report(up, now)) return;
     if (up) {
       this.log.info({ endpoint: ep.url }, "LLM endpoint back");
+      // one that was not up to be looked at is looked at now
+      if (!ep.discovered) ep.discoverAfter = 0;
       this.set.wake();
     } else {
       this.log.warn({ endpoint: ep.url }, "LLM endpoint out");

@@ -19,10 +19,12 @@ const RETRY_MS = 10_000;
 export async function discover(t: Transport, ep: Endpoint, closing: AbortSignal, log: Logger): Promise<void> {
   const signal = AbortSignal.any([closing, AbortSignal.timeout(PROBE_TIMEOUT_MS)]);
   const headers = headersFor(t, ep);
+  let silent = false;
   try {
     if (!ep.kindKnown) {
       const found = await probeKind(ep.url, { fetch: t.fetch, headers, signal, timeoutMs: PROBE_TIMEOUT_MS });
       if (!found.answered) {
+        silent = true;
         ep.discoverAfter = performance.now() + RETRY_MS;
         return;
       }
@@ -49,6 +51,7 @@ export async function discover(t: Transport, ep: Endpoint, closing: AbortSignal,
     ep.discoverAfter = performance.now() + RETRY_MS;
     log.debug({ endpoint: ep.url, reason: describeNetworkError(err) }, "cannot find out what the LLM endpoint is");
   } finally {
-    if (!ep.modelsKnown) await loadModelList(t, ep, closing, log);
+    // a server that answered nothing is asked for its models with the rest, once it is up
+    if (!ep.modelsKnown && !silent) await loadModelList(t, ep, closing, log);
   }
 }

@@ -166,6 +166,10 @@ export class Endpoint {
   setInfo(info: ServerInfo): void {
     if (info.contextTokens !== undefined && info.contextTokens > 0) this.contextTokens = info.contextTokens;
     if (info.version) this.version = info.version;
+    if (info.maxRequests !== undefined && info.maxRequests > 0 && info.maxRequests < this.pacer.cap) {
+      this.pacer.cap = info.maxRequests;
+      this.applyLimit();
+    }
     if (info.slots !== undefined && info.slots > 0) {
       this.serverSlots = info.slots;
       this.pacer.setSlots(info.slots);

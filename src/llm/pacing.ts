@@ -11,8 +11,9 @@
  *   `--max-num-seqs`): start low, grow while the server queues nothing and
  *   the limit is used, and once it queues, take what it runs then as its
  *   slots;
- * - nothing reported (hosted APIs): start low and move on latency, cutting
- *   when the time per generated token climbs well above the best seen.
+ * - nothing reported by a hosted API: start at 8,
+ *   grow while the time per generated token stays near the best seen, cut
+ *   when it climbs well above it.
  * 429s and timeouts cut the limit further (AIMD, in Endpoint).
  */
 import type { ServerKind } from "./dialect/types.ts";
@@ -20,13 +21,17 @@ import type { ServerKind } from "./dialect/types.ts";
 /** The queue allowed past the slots, as a share of them (at least MIN_QUEUE). */
 export const QUEUE_SHARE = 0.25;
 const MIN_QUEUE = 2;
-/** Where the limit starts when the server's slots are unknown. */
-const START_UNKNOWN = 64;
+/**
+ * Where the limit starts when nothing tells the server's state (no slots,
+ * no metrics): low, so that the first answers time an unloaded server.
+ */
+const START_UNSEEN = 8;
 const GROW = 1.25;
 /** Latency rule: cut when ms per token passes this many times the best seen, grow below the second. */
 const SLOW = 2.5;
 const FAST = 1.5;
 const LATENCY_WEIGHT = 0.1;
+const LATENCY_CUT = 0.75;
 /** Latency moves the limit at most this often. */
 const LATENCY_STEP_MS = 1_000;
 
@@ -108,12 +113,20 @@ export class Pacer {
     if (per < this.bestPerToken) this.bestPerToken = per;
     if (now - this.lastMove < LATENCY_STEP_MS) return;
     if (this.perToken > SLOW * this.bestPerToken && inFlight > 1) {
-      this.paced = Math.max(1, Math.floor(this.paced * 0.9));
+      this.paced = Math.max(1, Math.floor(this.paced * LATENCY_CUT));
       this.lastMove = now;
-    } else if (this.perToken < FAST * this.bestPerToken && inFlight >= this.paced && this.paced < this.cap) {
-      this.paced++;
+    } else if (this.perToken < FAST * this.bestPerToken && inFlight >= this.paced - 1 && this.paced < this.cap) {
+      // as fast as unloaded with the limit used: there is more room
+      this.paced = Math.min(this.cap, Math.ceil(this.paced * GROW) + 1);
       this.lastMove = now;
     }
+  }
+
+  /** Nothing will tell the server's load (a hosted API): start low and let latency lead. */
+  private unseen(): void {
+    if (this.startedLow || this.slots !== undefined || this.reported) return;
+    this.startedLow = true;
+    this.paced = Math.max(1, Math.min(this.cap, START_UNSEEN));
   }
 
   private refit(others: number): void {
@@ -121,9 +134,9 @@ export class Pacer {
     if (slots !== undefined) {
       this.paced = slots + queueAllowance(this.kind, slots) - others;
     } else if (this.kind === "openai" && !this.startedLow) {
-      // a hosted API says nothing of its capacity: start modestly, let latency and rate limits lead
-      this.startedLow = true;
-      this.paced = START_UNKNOWN;
+      // a hosted API says nothing of its capacity: start low, let latency and rate limits lead
+      this.unseen();
+      return;
     }
     this.paced = Math.max(1, Math.min(this.cap, this.paced));
   }

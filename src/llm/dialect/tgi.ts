@@ -53,7 +53,8 @@ function readInfo(json: unknown): ServerInfo {
   const p = InfoAnswer.safeParse(json);
   if (!p.success) return {};
   const info: ServerInfo = {};
-  if (p.data.max_concurrent_requests !== undefined) info.slots = p.data.max_concurrent_requests;
+  // an admission cap (429 past it), far above the batch it runs: its slots are seen from its queue instead
+  if (p.data.max_concurrent_requests !== undefined) info.maxRequests = p.data.max_concurrent_requests;
   if (p.data.max_total_tokens !== undefined) info.contextTokens = p.data.max_total_tokens;
   if (p.data.version !== undefined) info.version = p.data.version;
   return info;

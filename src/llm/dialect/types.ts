@@ -35,6 +35,8 @@ export interface ServerLoad {
 export interface ServerInfo {
   /** sequences run at once: llama.cpp `/props` total_slots, SGLang max_running_requests, TGI max_concurrent_requests */
   slots?: number;
+  /** requests it admits at once, past which it refuses (TGI's max_concurrent_requests): a cap, not its batch */
+  maxRequests?: number;
   /** tokens of context per sequence (prompt + completion): llama.cpp n_ctx, vLLM max_model_len, ... */
   contextTokens?: number;
   /** the build or version, for the log */
