@@ -58,7 +58,7 @@ export async function openLlm(args: {
       if (f === "sim") {
         const sim = await startSim(validate(SimOptionsSchema, args.sim ?? {}, "config sim"));
         stops.push(() => sim.stop());
-        endpoints.push({ url: `${sim.url}/v1`, kind: "vllm", metrics: true });
+        endpoints.push({ url: `${sim.url}/v1`, kind: sim.options.kind, metrics: true });
         args.log.info({ url: sim.url, ceiling: sim.ceilingTps }, "started the in-process simulated LLM");
       } else if (/^https?:\/\//.test(f)) {
         // its kind, slots and load are found out; the limit follows them

@@ -120,7 +120,7 @@ describe("cluster parts", () => {
       member("b", [ep("http://10.0.0.2:8000/v1"), ep("http://127.0.0.1:9000/v1"), ep("http://10.0.0.1:8000/v1")]),
       member("c", [ep("http://10.0.0.3:8000/v1", false)]),
     ]);
-    expect(sources.get("member:b")).toEqual([{ url: "http://10.0.0.2:8000/v1", maxConcurrency: 64, models: ["m"] }]);
+    expect(sources.get("member:b")).toEqual([{ url: "http://10.0.0.2:8000/v1", maxConcurrency: 64, metrics: false, models: ["m"] }]);
     expect(sources.has("member:c")).toBe(false);
     expect(loads).toEqual(["http://10.0.0.2:8000/v1"]);
     peers.update([member("me", [])]);

@@ -41,7 +41,16 @@ export interface KindFound {
 }
 
 /** What servers put in `owned_by` (vLLM, SGLang, llama.cpp); matrixd's simulator speaks vLLM. */
-const OWNERS: Readonly<Record<string, ServerKind>> = { vllm: "vllm", sglang: "sglang", llamacpp: "llamacpp", matrixd: "vllm" };
+// OpenAI lists its models as owned by "system", "openai" or "openai-internal"
+const OWNERS: Readonly<Record<string, ServerKind>> = {
+  vllm: "vllm",
+  sglang: "sglang",
+  llamacpp: "llamacpp",
+  matrixd: "vllm",
+  system: "openai",
+  openai: "openai",
+  "openai-internal": "openai",
+};
 /** The prefixes of each kind's metric names. */
 const METRIC_PREFIXES: readonly [string, ServerKind][] = [
   ["vllm:", "vllm"],
