@@ -1,13 +1,14 @@
 import { ConfigError, UsageError, describe } from "../src/errors.ts";
 import { startSimFleet } from "../src/sim/fleet.ts";
-import type { SimOptions } from "../src/sim/options.ts";
+import { SIM_KINDS, type SimOptions } from "../src/sim/options.ts";
 import type { SimServer } from "../src/sim/server.ts";
 import { intFlag, numFlag, parseCommand } from "./args.ts";
 
-export const SIM_LLM_HELP = `matrixd sim-llm: a simulated GPU LLM server (OpenAI chat completions, vLLM metrics)
+export const SIM_LLM_HELP = `matrixd sim-llm: a simulated GPU LLM server (OpenAI chat completions, as vLLM, SGLang, llama.cpp, TGI or a hosted API speak it)
 
 usage: matrixd sim-llm --port N [options]
 
+  --kind K              server to impersonate: vllm, sglang, llamacpp, tgi, openai (default vllm)
   --port N              first port (0 = a random port for each server; default 0)
   --servers K           servers in this process, on ports N..N+K-1 (default 1)
   --host H              address to listen on (default 127.0.0.1)
@@ -30,6 +31,16 @@ usage: matrixd sim-llm --port N [options]
   --rate-limit-rate P   share of requests answered 429 (default 0)
   --die-after SEC       exit with code 3 after SEC seconds (default: never)
   --no-prefix-cache     no prefix caching
+  --context-tokens N    context per sequence: prompt (+ max_tokens where the kind counts it) (default 131072)
+  --reasoning           a reasoning model: answers carry thinking, as the kind returns it
+  --api-key KEY         requests must carry "Authorization: Bearer KEY" (as the kind checks it)
+  --no-sim-metrics      /metrics without the sim:* series (openai: no /metrics at all)
+  --no-metrics          llamacpp: /metrics answers 501, as without llama-server's --metrics
+  --no-jinja            llamacpp: requests with tools are refused, as without --jinja
+  --http-threads N      llamacpp: HTTP requests handled at once, on every route (default slots + 2)
+  --max-concurrent-requests N  tgi: past N in flight, 429 "Model is overloaded" (default 128)
+  --rpm N               openai: requests per minute (default: no limit)
+  --tpm N               openai: tokens per minute (default: no limit)
   --help                this text
 
 Prints one line per server, then runs until SIGINT or SIGTERM.`;
@@ -57,6 +68,17 @@ const FLAGS = {
   "rate-limit-rate": { type: "string" },
   "die-after": { type: "string" },
   "no-prefix-cache": { type: "boolean" },
+  kind: { type: "string" },
+  "context-tokens": { type: "string" },
+  reasoning: { type: "boolean" },
+  "api-key": { type: "string" },
+  "no-sim-metrics": { type: "boolean" },
+  "no-metrics": { type: "boolean" },
+  "no-jinja": { type: "boolean" },
+  "http-threads": { type: "string" },
+  "max-concurrent-requests": { type: "string" },
+  rpm: { type: "string" },
+  tpm: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -78,6 +100,20 @@ const NUMERIC: [flag: keyof typeof FLAGS, option: keyof SimOptions][] = [
   ["bad-tool-call-rate", "badToolCallRate"],
   ["error-rate", "errorRate"],
   ["rate-limit-rate", "rateLimitRate"],
+  ["context-tokens", "contextTokens"],
+  ["http-threads", "httpThreads"],
+  ["max-concurrent-requests", "maxConcurrentRequests"],
+  ["rpm", "rpm"],
+  ["tpm", "tpm"],
+];
+
+/** Boolean flags that turn an option off (or on) */
+const SWITCHES: [flag: keyof typeof FLAGS, option: keyof SimOptions, value: boolean][] = [
+  ["no-prefix-cache", "prefixCache", false],
+  ["no-sim-metrics", "simMetrics", false],
+  ["no-metrics", "metrics", false],
+  ["no-jinja", "jinja", false],
+  ["reasoning", "reasoning", true],
 ];
 
 /** Options from the command line; throws UsageError naming a bad flag. */
@@ -96,7 +132,12 @@ function optionsFrom(argv: string[]): { opts: SimOptions; servers: number; dieAf
   }
   if (values.host !== undefined) opts.host = values.host;
   if (values.model !== undefined) opts.model = values.model;
-  if (values["no-prefix-cache"]) opts.prefixCache = false;
+  for (const [flag, option, value] of SWITCHES) if (values[flag]) opts[option] = value;
+  if (values.kind !== undefined) {
+    if (!(SIM_KINDS as readonly string[]).includes(values.kind)) throw new UsageError(`--kind must be one of ${SIM_KINDS.join(", ")}, got "${values.kind}"`);
+    opts.kind = values.kind;
+  }
+  if (values["api-key"] !== undefined) opts.apiKey = values["api-key"];
   const dieAfter = numFlag("die-after", values["die-after"]) ?? 0;
   if (dieAfter < 0) throw new UsageError(`--die-after must be 0 or more seconds, got "${values["die-after"]}"`);
   const servers = intFlag("servers", values.servers) ?? 1;
@@ -135,7 +176,7 @@ export async function simLlmMain(argv: string[]): Promise<number> {
   for (const s of servers) {
     const o = s.options;
     console.log(
-      `sim-llm listening on ${s.url} (model ${o.model}, slots ${o.slots}, ceiling ${Math.round(s.ceilingTps)} tok/s)`,
+      `sim-llm listening on ${s.url} (model ${o.model}, slots ${o.slots}, ceiling ${Math.round(s.ceilingTps)} tok/s${o.kind === "vllm" ? "" : `, kind ${o.kind}`})`,
     );
   }
   let dieTimer: ReturnType<typeof setTimeout> | undefined;

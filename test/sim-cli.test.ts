@@ -68,6 +68,25 @@ describe("sim-llm command", () => {
     }
   }, 20_000);
 
+  test("sim-llm cli - --kind and its flags set the server's protocol", async () => {
+    const proc = spawnSim(["--kind", "llamacpp", "--slots", "3", "--no-metrics", "--context-tokens", "4096", "--reasoning"]);
+    try {
+      const [line] = await readLines(proc.stdout, 1);
+      const url = /listening on (http:\/\/\S+) \(.*, kind llamacpp\)$/.exec(line ?? "")?.[1];
+      expect(url).toBeDefined();
+      expect((await fetch(`${url}/metrics`)).status).toBe(501);
+      const props = (await (await fetch(`${url}/props`)).json()) as { total_slots: number; default_generation_settings: { n_ctx: number } };
+      expect(props.total_slots).toBe(3);
+      expect(props.default_generation_settings.n_ctx).toBe(4096);
+      const r = await complete(url!, { messages: [{ role: "user", content: "hello" }] });
+      expect((r.choices[0]!.message as { reasoning_content?: string }).reasoning_content).toBeDefined();
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+    } finally {
+      proc.kill("SIGKILL");
+    }
+  }, 20_000);
+
   test("sim-llm cli - --die-after exits with code 3", async () => {
     const proc = spawnSim(["--die-after", "0.2"]);
     try {
@@ -89,6 +108,9 @@ describe("sim-llm command", () => {
       [["--port", "70000"], "--port"],
       [["--servers", "0"], "--servers"],
       [["--die-after", "-1"], "--die-after"],
+      [["--kind", "ollama"], "--kind"],
+      [["--context-tokens", "4"], "--context-tokens"],
+      [["--rpm", "-1"], "--rpm"],
     ] as const) {
       const { code, err } = await stderrOf(() => simLlmMain([...args]));
       expect(code).toBe(2);
@@ -106,5 +128,6 @@ describe("sim-llm command", () => {
       console.log = orig;
     }
     expect(lines.join("\n")).toContain("--decode-tps");
+    expect(lines.join("\n")).toContain("--kind K");
   }, 20_000);
 });

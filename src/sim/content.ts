@@ -1,7 +1,7 @@
-import { Rng, countWords, fnv1a, fnvInt, hex32, mix32, normal } from "./hash.ts";
+import { Rng, countWords, fnv1a, fnvInt, hex32, mix32, normal, uniform } from "./hash.ts";
 import type { ResolvedSimOptions } from "./options.ts";
 import { type ChatBody, type SimMessage, maxTokensOf, messageText, stopsOf } from "./request.ts";
-import type { Skill, SkillAnswer, SkillInput } from "./skills/types.ts";
+import type { OutputConstraint, Skill, SkillAnswer, SkillInput } from "./skills/types.ts";
 import { FILLER_WORDS } from "./words.ts";
 
 /**
@@ -14,6 +14,8 @@ import { FILLER_WORDS } from "./words.ts";
 const SALT_LEN = 1;
 const SALT_FILLER = 2;
 const SALT_CALL_ID = 3;
+const SALT_THINK_LEN = 4;
+const SALT_THINK_TEXT = 5;
 const LANE_B = 0x6c62272e;
 
 /** A request with its hashes and token counts. */
@@ -37,10 +39,26 @@ export interface Composed {
   /** null for a tool call */
   text: string | null;
   toolCall: { id: string; name: string; arguments: string } | undefined;
-  /** decode steps; equals the word count of the text (of name + arguments for a tool call) */
+  /** a reasoning model's thinking, decoded before the answer; null when there is none */
+  reasoning: string | null;
+  /** decode steps of the thinking (its word count), included in `tokens` */
+  reasoningTokens: number;
+  /** decode steps; the word count of the thinking plus that of the text (of name + arguments for a tool call) */
   tokens: number;
   finishReason: "stop" | "length" | "tool_calls";
+  /** the request's stop string that ended the text, or null */
+  stopSequence: string | null;
   skill: string;
+}
+
+/**
+ * What the server made of the request beyond its messages: the output
+ * constraint it honours (each kind reads its own fields), and whether the
+ * tools are out of play (llama.cpp when their grammar fails to build).
+ */
+export interface AnswerView {
+  constraint?: OutputConstraint;
+  toolsOff?: boolean;
 }
 
 function messageHash(m: SimMessage, text: string, seed: number): number {
@@ -135,9 +153,19 @@ export function wordEnds(text: string): Uint32Array {
   return out;
 }
 
-/** Answers a prepared request with the first skill that matches (else filler text). */
-export function composeAnswer(p: PreparedRequest, o: ResolvedSimOptions, skills: readonly Skill[]): Composed {
-  const input: SkillInput = { body: p.body, options: o, hash: p.hash, texts: p.texts };
+/** Thinking words of a reasoning model for this request: 12 to 51, deterministic. */
+function thinkingLength(hash: number): number {
+  return 12 + Math.floor(uniform(hash, SALT_THINK_LEN) * 40);
+}
+
+/**
+ * Answers a prepared request with the first skill that matches (else filler
+ * text). With `o.reasoning`, thinking words come first; they take decode
+ * steps and count against the request's output cap like any other token.
+ */
+export function composeAnswer(p: PreparedRequest, o: ResolvedSimOptions, skills: readonly Skill[], view: AnswerView = {}): Composed {
+  const body = view.toolsOff && p.body.tools ? { ...p.body, tools: undefined, tool_choice: undefined } : p.body;
+  const input: SkillInput = { body, options: o, hash: p.hash, texts: p.texts, constraint: view.constraint };
   let answer: SkillAnswer = { kind: "text", final: "" };
   let skill = "generic";
   for (const s of skills) {
@@ -148,13 +176,25 @@ export function composeAnswer(p: PreparedRequest, o: ResolvedSimOptions, skills:
       break;
     }
   }
-  const cap = Math.min(maxTokensOf(p.body) ?? Infinity, o.maxLen);
+  let cap = Math.min(maxTokensOf(p.body) ?? Infinity, o.maxLen);
+  let reasoning: string | null = null;
+  let thought = 0;
+  if (o.reasoning) {
+    thought = Math.min(thinkingLength(p.hash), cap);
+    reasoning = fillerText(mix32(p.hash ^ SALT_THINK_TEXT), thought);
+    cap -= thought;
+    if (cap <= 0) {
+      return { text: "", toolCall: undefined, reasoning, reasoningTokens: thought, tokens: thought, finishReason: "length", stopSequence: null, skill };
+    }
+  }
   if (answer.kind === "tool") {
     const toolCall = { id: `call_${hex32(mix32(p.hash ^ SALT_CALL_ID))}`, name: answer.name, arguments: answer.arguments };
-    return { text: null, toolCall, tokens: 1 + countWords(answer.arguments), finishReason: "tool_calls", skill };
+    const tokens = thought + 1 + countWords(answer.arguments);
+    return { text: null, toolCall, reasoning, reasoningTokens: thought, tokens, finishReason: "tool_calls", stopSequence: null, skill };
   }
   let text: string;
   let finishReason: Composed["finishReason"] = "stop";
+  let stopSequence: string | null = null;
   if (answer.kind === "exact") {
     text = answer.text;
     if (countWords(text) > cap) {
@@ -173,14 +213,20 @@ export function composeAnswer(p: PreparedRequest, o: ResolvedSimOptions, skills:
   const stops = stopsOf(p.body);
   if (stops.length > 0) {
     let cut = -1;
+    let hit: string | null = null;
     for (const s of stops) {
       const i = text.indexOf(s);
-      if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+      if (i >= 0 && (cut < 0 || i < cut)) {
+        cut = i;
+        hit = s;
+      }
     }
     if (cut >= 0) {
       text = text.slice(0, cut);
       finishReason = "stop";
+      stopSequence = hit;
     }
   }
-  return { text, toolCall: undefined, tokens: Math.max(1, countWords(text)), finishReason, skill };
+  const tokens = thought + Math.max(1, countWords(text));
+  return { text, toolCall: undefined, reasoning, reasoningTokens: thought, tokens, finishReason, stopSequence, skill };
 }

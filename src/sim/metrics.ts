@@ -1,13 +1,14 @@
-import type { EngineCounters } from "./engine.ts";
+import type { SimLive } from "./kinds/types.ts";
 
 /**
- * Prometheus text with vLLM's metric names (and a `model_name` label), so
- * that whatever reads a real vLLM server's load reads this one the same way,
- * plus two `sim:` series from which utilization can be read off the server.
+ * What the HTTP side counts, and the Prometheus text helpers the kinds'
+ * /metrics share. Each kind renders its own server's series; the `sim:`
+ * series (the simulator's own figures, from which utilization can be read
+ * off the server) come after them, whatever the kind.
  */
 
 /** Latency buckets, seconds: vLLM's, with finer ones below since the sim runs time-scaled. */
-const LATENCY_BUCKETS = [
+export const LATENCY_BUCKETS = [
   0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680,
 ];
 
@@ -33,64 +34,62 @@ export class ServerCounters {
   }
 }
 
-/** Everything /metrics shows. */
-export interface MetricsInput {
-  model: string;
-  slots: number;
-  ceilingTps: number;
-  engine: EngineCounters;
-  server: ServerCounters;
-  prefixQueries: number;
-  prefixHits: number;
-}
-
-function esc(v: string): string {
+/** A label value, escaped for the text exposition. */
+export function esc(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
-function num(v: number): string {
+/** A sample value as Prometheus writes it. */
+export function num(v: number): string {
   return Number.isFinite(v) ? String(v) : v > 0 ? "+Inf" : v < 0 ? "-Inf" : "NaN";
 }
 
-/** Renders the Prometheus text exposition. */
-export function renderMetrics(m: MetricsInput): string {
-  const label = `model_name="${esc(m.model)}"`;
-  const out: string[] = [];
-  const one = (name: string, type: string, help: string, value: number): void => {
-    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name}{${label}} ${num(value)}`);
-  };
-  const e = m.engine;
-  one("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", e.running);
-  one("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", e.waiting);
-  one("vllm:gpu_cache_usage_perc", "gauge", "GPU KV-cache usage. 1 means 100 percent usage.", e.running / m.slots);
-  one("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", e.running / m.slots);
-  one("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", e.promptTokens);
-  one("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", e.generationTokens);
-  one("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.", m.prefixQueries);
-  one("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.", m.prefixHits);
-  out.push(
-    "# HELP vllm:request_success_total Count of successfully processed requests.",
-    "# TYPE vllm:request_success_total counter",
-  );
-  for (const [reason, n] of Object.entries(m.server.success)) {
-    out.push(`vllm:request_success_total{finished_reason="${esc(reason)}",${label}} ${n}`);
+/** Collects series: HELP, TYPE and samples, in order. */
+export class PromText {
+  private readonly out: string[] = [];
+
+  /** A series with one sample; `labels` is the inside of the braces ("" for none). */
+  one(name: string, type: string, help: string, value: number, labels = ""): this {
+    this.out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, labels ? `${name}{${labels}} ${num(value)}` : `${name} ${num(value)}`);
+    return this;
   }
-  const h = "vllm:e2e_request_latency_seconds";
-  out.push(`# HELP ${h} Histogram of end to end request latency in seconds.`, `# TYPE ${h} histogram`);
-  let cum = 0;
-  for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-    cum += m.server.latencyBuckets[i]!;
-    out.push(`${h}_bucket{le="${LATENCY_BUCKETS[i]}",${label}} ${cum}`);
+
+  /** HELP and TYPE lines only; samples follow with `line`. */
+  head(name: string, type: string, help: string): this {
+    this.out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    return this;
   }
-  out.push(`${h}_bucket{le="+Inf",${label}} ${m.server.latencyCount}`);
-  out.push(`${h}_sum{${label}} ${m.server.latencySum}`, `${h}_count{${label}} ${m.server.latencyCount}`);
-  one("sim:ceiling_tokens_per_second", "gauge", "Most generated tokens per second of wall time (every slot busy).", m.ceilingTps);
-  one("sim:slots", "gauge", "Sequences decoded at once at most.", m.slots);
-  one("sim:running_seconds_total", "counter", "Integral over wall time of running/slots, seconds.", e.runningSeconds);
-  one("sim:requests_total", "counter", "Chat completion requests received.", m.server.requests);
-  one("sim:rejected_requests_total", "counter", "Chat completion requests refused as invalid (400, 404, 413).", m.server.rejected);
-  out.push("# HELP sim:injected_errors_total Errors answered on purpose.", "# TYPE sim:injected_errors_total counter");
-  for (const [code, n] of Object.entries(m.server.injected)) out.push(`sim:injected_errors_total{code="${code}",${label}} ${n}`);
-  out.push("");
-  return out.join("\n");
+
+  line(s: string): this {
+    this.out.push(s);
+    return this;
+  }
+
+  /** The exposition, ending with a newline. */
+  text(): string {
+    return this.out.join("\n") + "\n";
+  }
 }
+
+/** The `sim:` series: capacity, utilization, and the counters every kind shares. */
+export function simSeries(p: PromText, live: SimLive): void {
+  const label = `model_name="${esc(live.o.model)}"`;
+  const e = live.engine();
+  const s = live.server;
+  p.one("sim:ceiling_tokens_per_second", "gauge", "Most generated tokens per second of wall time (every slot busy).", live.ceilingTps, label);
+  p.one("sim:slots", "gauge", "Sequences decoded at once at most.", live.o.slots, label);
+  p.one("sim:running_seconds_total", "counter", "Integral over wall time of running/slots, seconds.", e.runningSeconds, label);
+  p.one("sim:running", "gauge", "Sequences decoding now.", e.running, label);
+  p.one("sim:waiting", "gauge", "Requests queued for a slot.", e.waiting, label);
+  p.one("sim:prompt_tokens_total", "counter", "Prompt tokens of the requests admitted.", e.promptTokens, label);
+  p.one("sim:generation_tokens_total", "counter", "Tokens generated.", e.generationTokens, label);
+  p.one("sim:requests_total", "counter", "Chat completion requests received.", s.requests, label);
+  p.one("sim:rejected_requests_total", "counter", "Chat completion requests refused as invalid (400, 404, 413...).", s.rejected, label);
+  p.head("sim:injected_errors_total", "counter", "Errors answered on purpose.");
+  for (const [code, n] of Object.entries(s.injected)) p.line(`sim:injected_errors_total{code="${code}",${label}} ${n}`);
+  p.one("sim:http_busy", "gauge", "HTTP threads busy (llama.cpp's pool; 0 for other kinds).", live.http.busy, label);
+  p.one("sim:http_waiting", "gauge", "HTTP requests waiting for a thread (llama.cpp's pool; 0 for other kinds).", live.http.waiting, label);
+}
+
+/** The Prometheus content type every kind answers /metrics with. */
+export const PROM_HEADERS = { "content-type": "text/plain; version=0.0.4; charset=utf-8" };

@@ -3,6 +3,11 @@ import { ConfigError } from "../errors.ts";
 
 const rate = z.number().min(0).max(1);
 
+/** The servers the sim can impersonate; each answers with that server's own protocol surface. */
+export const SIM_KINDS = ["vllm", "sglang", "llamacpp", "tgi", "openai"] as const;
+/** One of SIM_KINDS. */
+export type SimKind = (typeof SIM_KINDS)[number];
+
 /**
  * Settings of one simulated LLM server. Every field has a default, so `{}`
  * is a valid configuration: a 256-slot server whose ceiling is about 80,000
@@ -51,6 +56,28 @@ export const SimOptionsSchema = z
     host: z.string().min(1).default("127.0.0.1"),
     /** 0 = a random free port */
     port: z.number().int().min(0).max(65535).default(0),
+    /** which server to impersonate (protocol surface only: capacity, content and skills are the same) */
+    kind: z.enum(SIM_KINDS).default("vllm"),
+    /** tokens of context per sequence (vLLM max_model_len, llama.cpp per-slot n_ctx, ...) */
+    contextTokens: z.number().int().min(16).max(100_000_000).default(131_072),
+    /** llama.cpp: whether /metrics is on (its --metrics); else it answers 501 */
+    metrics: z.boolean().default(true),
+    /** llama.cpp: its --jinja; without it requests with tools are refused */
+    jinja: z.boolean().default(true),
+    /** llama.cpp: HTTP threads (--threads-http), requests handled at once on every route; 0 = slots + 2 */
+    httpThreads: z.number().int().min(0).max(1_000_000).default(0),
+    /** TGI: --max-concurrent-requests; past it requests get 429 "Model is overloaded" */
+    maxConcurrentRequests: z.number().int().min(1).max(10_000_000).default(128),
+    /** hosted API: requests per minute (0 = no limit) */
+    rpm: z.number().int().min(0).default(0),
+    /** hosted API: tokens per minute (0 = no limit) */
+    tpm: z.number().int().min(0).default(0),
+    /** when set, requests must carry `Authorization: Bearer <apiKey>` (as each server checks it) */
+    apiKey: z.string().min(1).optional(),
+    /** a reasoning model: answers carry thinking (reasoning_content, as each kind returns it) */
+    reasoning: z.boolean().default(false),
+    /** whether /metrics also carries the sim:* series (and openai gets a /metrics of them alone) */
+    simMetrics: z.boolean().default(true),
     /** request bodies larger than this are answered 413 */
     maxBodyBytes: z
       .number()
@@ -70,7 +97,10 @@ export const SimOptionsSchema = z
 /** Options as a caller writes them (all optional). */
 export type SimOptions = z.input<typeof SimOptionsSchema>;
 
-/** Options after defaults, with `timeScale` already derived from `decodeTps` when that is set. */
+/**
+ * Options after defaults, with `timeScale` already derived from `decodeTps`
+ * when that is set and `httpThreads` filled in (never 0).
+ */
 export type ResolvedSimOptions = z.output<typeof SimOptionsSchema>;
 
 /** Decode rate with every slot busy, tokens per second of virtual time. */
@@ -97,7 +127,9 @@ export function resolveSimOptions(opts: SimOptions = {}): ResolvedSimOptions {
     const where = issue && issue.path.length > 0 ? issue.path.join(".") : "options";
     throw new ConfigError(`Bad sim-llm option ${where}: ${issue?.message ?? "invalid"}`);
   }
-  const o = parsed.data;
-  if (o.decodeTps > 0) return { ...o, timeScale: virtualCeiling(o) / o.decodeTps };
+  const o = { ...parsed.data };
+  // llama.cpp's --threads-http default is max(parallel + 2, cores - 1); the sim takes parallel + 2
+  if (o.httpThreads === 0) o.httpThreads = o.slots + 2;
+  if (o.decodeTps > 0) o.timeScale = virtualCeiling(o) / o.decodeTps;
   return o;
 }

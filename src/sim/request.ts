@@ -38,12 +38,12 @@ const ToolChoiceSchema = z.union([
   z.looseObject({ type: z.literal("function"), function: z.looseObject({ name: z.string() }) }),
 ]);
 
-const ResponseFormatSchema = z.looseObject({
-  type: z.enum(["text", "json_object", "json_schema"]),
-  json_schema: z
-    .looseObject({ name: z.string().optional(), schema: z.record(z.string(), z.unknown()).optional() })
-    .optional(),
-});
+/**
+ * Only its `type` is common ground: each server kind reads (or rejects) the
+ * rest of `response_format` its own way, TGI's `{type: "json", value}` as
+ * much as OpenAI's `{type: "json_schema", json_schema}`.
+ */
+const ResponseFormatSchema = z.looseObject({ type: z.string() });
 
 const positiveInt = z.number().int().positive().nullable().optional();
 

@@ -1,73 +1,16 @@
-import { wordEnds, type Composed } from "./content.ts";
+import { wordEnds } from "./content.ts";
+import type { ReplyInfo, StreamEncoder } from "./kinds/types.ts";
 
 /**
- * Response bodies in the OpenAI chat completions shape, as vLLM writes them:
- * the `chat.completion` object, the SSE stream of `chat.completion.chunk`
- * deltas, and errors.
+ * The streaming side of an answer, whatever the server kind: which words
+ * go out when. The kind's StreamEncoder writes the chunks.
  */
-
-/** Everything an answer's body is made of. */
-export interface ReplyInfo {
-  id: string;
-  created: number;
-  model: string;
-  promptTokens: number;
-  cachedTokens: number;
-  composed: Composed;
-}
-
-/** Error kinds by status, with vLLM's type names. */
-const ERROR_TYPES: Record<number, string> = {
-  400: "BadRequestError",
-  404: "NotFoundError",
-  405: "MethodNotAllowed",
-  413: "RequestEntityTooLarge",
-  429: "RateLimitError",
-  500: "InternalServerError",
-  503: "ServiceUnavailable",
-};
-
-/** An error response: `{error: {message, type, param, code}}`. */
-export function errorResponse(status: number, message: string, param: string | null = null, headers?: Record<string, string>): Response {
-  const body = { error: { message, type: ERROR_TYPES[status] ?? "Error", param, code: status } };
-  return Response.json(body, { status, headers });
-}
-
-function usageOf(r: ReplyInfo): Record<string, unknown> {
-  const c = r.composed.tokens;
-  return {
-    prompt_tokens: r.promptTokens,
-    completion_tokens: c,
-    total_tokens: r.promptTokens + c,
-    prompt_tokens_details: { cached_tokens: r.cachedTokens },
-  };
-}
-
-function toolCallsOf(c: Composed): unknown[] | undefined {
-  const t = c.toolCall;
-  return t ? [{ id: t.id, type: "function", function: { name: t.name, arguments: t.arguments } }] : undefined;
-}
-
-/** The non-streaming answer. */
-export function completionBody(r: ReplyInfo): string {
-  const c = r.composed;
-  const message: Record<string, unknown> = { role: "assistant", content: c.text };
-  const calls = toolCallsOf(c);
-  if (calls) message.tool_calls = calls;
-  return JSON.stringify({
-    id: r.id,
-    object: "chat.completion",
-    created: r.created,
-    model: r.model,
-    choices: [{ index: 0, message, logprobs: null, finish_reason: c.finishReason }],
-    usage: usageOf(r),
-  });
-}
 
 /**
  * One streaming answer. Deltas are cut at word boundaries from the answer
  * fixed up front, so the concatenated deltas equal the non-streaming text;
- * whatever was generated since the last engine tick goes out as one chunk.
+ * whatever was generated since the last engine tick goes out as one chunk
+ * (the thinking first, for a reasoning model, then the text or tool call).
  * The body is a Bun "direct" stream: chunks are written straight to the
  * socket, without the queueing of a default ReadableStream, which cost more
  * than everything else the server does per streamed token.
@@ -79,17 +22,18 @@ export class ChatStream {
   private early: string[] = [];
   private emitted = 0;
   private ends: Uint32Array | undefined;
+  private thinkEnds: Uint32Array | undefined;
   private closed = false;
   private resolveBody: (() => void) | undefined;
-  private readonly head: string;
 
+  /** `onClose` runs once when the stream ends, however it ends */
   constructor(
     private readonly reply: ReplyInfo,
-    private readonly includeUsage: boolean,
+    private readonly enc: StreamEncoder,
     private readonly onCancel: () => void,
+    private readonly onClose?: () => void,
   ) {
-    this.head = `data: {"id":${JSON.stringify(reply.id)},"object":"chat.completion.chunk","created":${reply.created},"model":${JSON.stringify(reply.model)},"choices":[{"index":0,"delta":`;
-    this.send(`{"role":"assistant","content":""}`, null);
+    this.write(enc.open());
     this.readable = new ReadableStream<Uint8Array>({
       type: "direct",
       pull: (c) => {
@@ -115,44 +59,45 @@ export class ChatStream {
     const from = this.emitted;
     this.emitted = generated;
     const c = this.reply.composed;
-    const t = c.toolCall;
-    if (!t) {
-      const piece = this.slice(c.text ?? "", from, generated, generated >= c.tokens);
-      if (piece) this.send(JSON.stringify({ content: piece }), null);
-      this.flush();
-      return;
+    const r = c.reasoningTokens;
+    let out = "";
+    if (from < r) {
+      const to = Math.min(generated, r);
+      this.thinkEnds ??= wordEnds(c.reasoning ?? "");
+      const piece = slice(c.reasoning ?? "", this.thinkEnds, from, to, to >= r);
+      out += this.enc.reasoning(piece, from === 0, to >= r);
     }
-    const parts: unknown[] = [];
-    if (from === 0) parts.push({ index: 0, id: t.id, type: "function", function: { name: t.name, arguments: "" } });
-    const a = Math.max(0, from - 1);
-    const b = generated - 1;
-    if (b > a) {
-      const piece = this.slice(t.arguments, a, b, generated >= c.tokens);
-      if (piece) parts.push({ index: 0, function: { arguments: piece } });
-    }
-    for (const p of parts) this.send(JSON.stringify({ tool_calls: [p] }), null);
+    if (generated > r) out += this.answer(Math.max(0, from - r), generated - r, generated >= c.tokens);
+    if (out) this.write(out);
     this.flush();
   }
 
-  /** Sends the rest, the finish reason, the usage when asked for, and [DONE]. */
+  /** The deltas of answer tokens [from, to): text words, or the tool call's name then its arguments. */
+  private answer(from: number, to: number, last: boolean): string {
+    const c = this.reply.composed;
+    const t = c.toolCall;
+    if (!t) {
+      const text = c.text ?? "";
+      this.ends ??= wordEnds(text);
+      const piece = slice(text, this.ends, from, to, last);
+      return piece ? this.enc.content(piece) : "";
+    }
+    let out = from === 0 ? this.enc.toolName() : "";
+    const a = Math.max(0, from - 1);
+    const b = to - 1;
+    if (b > a) {
+      this.ends ??= wordEnds(t.arguments);
+      const piece = slice(t.arguments, this.ends, a, b, last);
+      if (piece) out += this.enc.toolArgs(piece);
+    }
+    return out;
+  }
+
+  /** Sends the rest, then the kind's end of stream (finish reason, usage, end marker). */
   finish(): void {
     if (this.closed) return;
-    const c = this.reply.composed;
-    this.progress(c.tokens);
-    this.send("{}", c.finishReason);
-    if (this.includeUsage) {
-      const r = this.reply;
-      const usage = JSON.stringify({
-        id: r.id,
-        object: "chat.completion.chunk",
-        created: r.created,
-        model: r.model,
-        choices: [],
-        usage: usageOf(r),
-      });
-      this.write(`data: ${usage}\n\n`);
-    }
-    this.write("data: [DONE]\n\n");
+    this.progress(this.reply.composed.tokens);
+    this.write(this.enc.close());
     this.close();
   }
 
@@ -166,6 +111,7 @@ export class ChatStream {
       // the client is gone already
     }
     this.resolveBody?.();
+    this.onClose?.();
   }
 
   private close(): void {
@@ -177,6 +123,7 @@ export class ChatStream {
       // the client is gone already
     }
     this.resolveBody?.();
+    this.onClose?.();
   }
 
   private cancelled(): void {
@@ -184,23 +131,11 @@ export class ChatStream {
     this.closed = true;
     this.resolveBody?.();
     this.onCancel();
-  }
-
-  /** Words [a, b) of `text`, with the separators before them; to the end when `last`. */
-  private slice(text: string, a: number, b: number, last: boolean): string {
-    this.ends ??= wordEnds(text);
-    const ends = this.ends;
-    const start = a === 0 ? 0 : (ends[a - 1] ?? text.length);
-    const end = last || b >= ends.length ? text.length : ends[b - 1]!;
-    return text.slice(start, end);
-  }
-
-  private send(delta: string, finish: string | null): void {
-    this.write(`${this.head}${delta},"logprobs":null,"finish_reason":${finish === null ? "null" : JSON.stringify(finish)}}]}\n\n`);
+    this.onClose?.();
   }
 
   private write(s: string): void {
-    if (this.closed) return;
+    if (this.closed || !s) return;
     if (!this.controller) {
       this.early.push(s);
       return;
@@ -220,4 +155,11 @@ export class ChatStream {
       this.cancelled();
     }
   }
+}
+
+/** Words [a, b) of `text` (word ends in `ends`), with the separators before them; to the end when `last`. */
+function slice(text: string, ends: Uint32Array, a: number, b: number, last: boolean): string {
+  const start = a === 0 ? 0 : (ends[a - 1] ?? text.length);
+  const end = last || b >= ends.length ? text.length : ends[b - 1]!;
+  return text.slice(start, end);
 }

@@ -1,11 +1,13 @@
 import { answerPrefixKey, composeAnswer, prepareRequest } from "./content.ts";
 import { SeqState, SimEngine, type SimSeq } from "./engine.ts";
 import { uniform } from "./hash.ts";
-import { ServerCounters, renderMetrics } from "./metrics.ts";
-import { ceilingTps, resolveSimOptions, type ResolvedSimOptions, type SimOptions } from "./options.ts";
+import { kindSurface } from "./kinds/index.ts";
+import type { Handler, Lease, Refusal, ReplyInfo, SimLive } from "./kinds/types.ts";
+import { ServerCounters } from "./metrics.ts";
+import { ceilingTps, resolveSimOptions, type ResolvedSimOptions, type SimKind, type SimOptions } from "./options.ts";
 import { PrefixCache } from "./prefix.ts";
 import { ChatBodySchema, describeIssue, type ChatBody } from "./request.ts";
-import { ChatStream, completionBody, errorResponse, type ReplyInfo } from "./respond.ts";
+import { ChatStream } from "./respond.ts";
 import { builtinSkills } from "./skills/index.ts";
 
 /** Live figures of one simulated server, cumulative since it started. */
@@ -30,6 +32,9 @@ export interface SimStats {
   steps: number;
   /** epoch ms */
   startedAt: number;
+  /** HTTP requests being handled, and waiting for a thread (llama.cpp's pool; 0 for other kinds) */
+  httpBusy: number;
+  httpWaiting: number;
 }
 
 /** A running simulated LLM server. */
@@ -37,6 +42,8 @@ export interface SimServer {
   /** `http://HOST:PORT`, no trailing slash; the OpenAI base URL is `${url}/v1` */
   url: string;
   port: number;
+  /** the server kind it impersonates */
+  kind: SimKind;
   options: ResolvedSimOptions;
   /** most generated tokens per second of wall time */
   ceilingTps: number;
@@ -46,8 +53,6 @@ export interface SimServer {
 }
 
 const SALT_INJECT = 401;
-const JSON_HEADERS = { "content-type": "application/json" };
-const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache" };
 
 /** Reads a body of at most `max` bytes; undefined when it is larger. */
 async function readBody(req: Request, max: number): Promise<string | undefined> {
@@ -67,13 +72,18 @@ async function readBody(req: Request, max: number): Promise<string | undefined> 
   return Buffer.concat(chunks).toString("utf8");
 }
 
+/** A lease for servers without an HTTP thread pool: nothing to hold. */
+const NO_LEASE: Lease = { hold() {}, release() {} };
+
 /**
  * Starts one simulated GPU LLM server: an OpenAI-compatible chat completions
- * endpoint with vLLM's metrics and a continuous-batching capacity model.
+ * endpoint with a continuous-batching capacity model, speaking the protocol
+ * of the server kind it was started as (vLLM by default: its metrics, info
+ * routes, errors and fields; see kinds/).
  *
  * @example
  * ```ts
- * const sim = await startSim({ slots: 64, decodeTps: 20000 });
+ * const sim = await startSim({ slots: 64, decodeTps: 20000, kind: "llamacpp" });
  * const res = await fetch(`${sim.url}/v1/chat/completions`, {
  *   method: "POST",
  *   body: JSON.stringify({ messages: [{ role: "user", content: "hi" }] }),
@@ -88,73 +98,87 @@ export async function startSim(opts: SimOptions = {}): Promise<SimServer> {
   const prefix = new PrefixCache(Math.min(1_000_000, o.slots * 64));
   const ceiling = ceilingTps(o);
   const startedAt = Date.now();
+  const live: SimLive = { o, port: o.port, startedAt, ceilingTps: ceiling, engine: () => engine.counters(), server: counters, prefix, http: { busy: 0, waiting: 0 } };
+  const kind = kindSurface(live);
   let injectCounter = 0;
   let replyCounter = 0;
   let stopped = false;
 
-  const refuse = (status: number, message: string, param: string | null = null): Response => {
+  const refuse = (r: Refusal): Response => {
     counters.rejected++;
-    return errorResponse(status, message, param);
+    return kind.refuse(r);
   };
 
-  let port = o.port;
-  const chat = async (req: Request): Promise<Response> => {
+  const chat: Handler = async (req, lease) => {
     counters.requests++;
-    if (stopped) return errorResponse(503, "The server is stopping.");
+    if (stopped) return kind.refuse({ why: "stopping" });
     const raw = await readBody(req, o.maxBodyBytes);
-    if (raw === undefined) return refuse(413, `Request body is larger than ${o.maxBodyBytes} bytes.`);
+    if (raw === undefined) return refuse({ why: "size", max: o.maxBodyBytes });
     let json: unknown;
     try {
       json = JSON.parse(raw);
     } catch (err) {
-      return refuse(400, `Invalid JSON body: ${err instanceof Error ? err.message : String(err)}`);
+      return refuse({ why: "json", detail: err instanceof Error ? err.message : String(err) });
+    }
+    const screened = kind.screen(json);
+    if (screened) {
+      counters.rejected++;
+      return screened;
     }
     const parsed = ChatBodySchema.safeParse(json);
     if (!parsed.success) {
       const { message, param } = describeIssue(parsed.error);
-      return refuse(400, message, param);
+      return refuse({ why: "schema", message, param, missing: /received undefined$/.test(parsed.error.issues[0]?.message ?? "") });
     }
     const body: ChatBody = parsed.data;
-    if (body.model != null && body.model !== o.model) {
-      return refuse(404, `The model \`${body.model}\` does not exist.`, "model");
-    }
     const prep = prepareRequest(body, o.model);
+    const adm = kind.admit(body, prep.promptTokens);
+    if (adm instanceof Response) {
+      counters.rejected++;
+      return adm;
+    }
     if (o.errorRate > 0 || o.rateLimitRate > 0) {
       const u = uniform(prep.hash, SALT_INJECT + injectCounter++);
       if (u < o.errorRate) {
         counters.injected["500"]!++;
-        return errorResponse(500, "Simulated internal server error.");
+        return kind.refuse({ why: "injected", status: 500 });
       }
       if (u < o.errorRate + o.rateLimitRate) {
         counters.injected["429"]!++;
-        return errorResponse(429, "Simulated rate limit: try again shortly.", null, { "retry-after": "1" });
+        return kind.refuse({ why: "injected", status: 429 });
       }
     }
-    const composed = composeAnswer(prep, o, builtinSkills);
-    const cachedTokens = o.prefixCache
-      ? prefix.lookupAndInsert(prep.prefixKeys, prep.prefixTokens, prep.promptTokens)
-      : 0;
+    const composed = composeAnswer(prep, o, builtinSkills, adm);
+    // a prompt the server cut is not the prompt whose prefixes the cache knows
+    const whole = adm.promptTokens === prep.promptTokens;
+    const cachedTokens = o.prefixCache && whole ? prefix.lookupAndInsert(prep.prefixKeys, prep.prefixTokens, prep.promptTokens) : 0;
+    const n = ++replyCounter;
     const reply: ReplyInfo = {
-      id: `chatcmpl-sim${port}-${++replyCounter}`,
+      id: kind.replyId(n),
       created: Math.floor(Date.now() / 1000),
-      model: o.model,
-      promptTokens: prep.promptTokens,
+      model: adm.model,
+      promptTokens: adm.promptTokens,
       cachedTokens,
       composed,
+      toolCallId: composed.toolCall ? kind.toolCallId(prep.hash) : "",
+      includeUsage: body.stream_options?.include_usage === true,
     };
     const finished = (seq: SimSeq): boolean => {
       if (seq.state !== SeqState.DONE) return false;
+      const ms = performance.now() - seq.arrivedAt;
+      reply.elapsedMs = ms;
       counters.success[composed.finishReason === "length" ? "length" : "stop"]!++;
-      counters.observeLatency((performance.now() - seq.arrivedAt) / 1000);
-      if (o.prefixCache) prefix.insert(answerPrefixKey(prep, composed));
+      counters.observeLatency(ms / 1000);
+      kind.done?.(reply, ms / 1000);
+      if (o.prefixCache && whole) prefix.insert(answerPrefixKey(prep, composed));
       return true;
     };
     const aborted = (): void => {
       counters.success.abort!++;
     };
     const seqInput = {
-      promptTokens: prep.promptTokens,
-      prefillTokens: prep.promptTokens - cachedTokens,
+      promptTokens: adm.promptTokens,
+      prefillTokens: adm.promptTokens - cachedTokens,
       len: composed.tokens,
     };
 
@@ -166,88 +190,61 @@ export async function startSim(opts: SimOptions = {}): Promise<SimServer> {
           aborted();
         }
       };
-      const stream = new ChatStream(reply, body.stream_options?.include_usage === true, cancel);
+      // the stream keeps its HTTP thread (llama.cpp) until it ends
+      lease.hold();
+      const stream = new ChatStream(reply, kind.stream(reply), cancel, () => lease.release());
       seq = engine.submit({
         ...seqInput,
         onProgress: (s) => stream.progress(s.generated()),
         onEnd: (s) => (finished(s) ? stream.finish() : stream.fail()),
       });
       req.signal.addEventListener("abort", cancel, { once: true });
-      return new Response(stream.readable, { headers: SSE_HEADERS });
+      return new Response(stream.readable, { headers: adm.headers ? { ...kind.sseHeaders, ...adm.headers } : kind.sseHeaders });
     }
 
+    const headers = adm.headers ? { ...kind.jsonHeaders, ...adm.headers } : kind.jsonHeaders;
     return await new Promise<Response>((resolve) => {
       const seq = engine.submit({
         ...seqInput,
         onEnd: (s) => {
           req.signal.removeEventListener("abort", onAbort);
-          resolve(
-            finished(s)
-              ? new Response(completionBody(reply), { headers: JSON_HEADERS })
-              : errorResponse(503, "The server stopped before answering."),
-          );
+          resolve(finished(s) ? new Response(kind.completion(reply), { headers }) : kind.refuse({ why: "dropped" }));
         },
       });
       function onAbort(): void {
         if (seq.state !== SeqState.WAITING && seq.state !== SeqState.RUNNING) return;
         engine.cancel(seq);
         aborted();
-        resolve(errorResponse(499, "Client closed the request."));
+        resolve(kind.refuse({ why: "gone" }));
       }
       if (req.signal.aborted) onAbort();
       else req.signal.addEventListener("abort", onAbort, { once: true });
     });
   };
 
-  const models = (): Response =>
-    Response.json({
-      object: "list",
-      data: [
-        {
-          id: o.model,
-          object: "model",
-          created: Math.floor(startedAt / 1000),
-          owned_by: "matrixd",
-          root: o.model,
-          parent: null,
-          max_model_len: o.maxLen,
-        },
-      ],
-    });
+  /** A handler behind the kind's gate (API key) when `path` is given, and its HTTP pool. */
+  const serve = (path: string | undefined, h: Handler): ((req: Request) => Response | Promise<Response>) => {
+    const gated: Handler = kind.gate && path !== undefined ? (req, lease) => kind.gate!(req, path) ?? h(req, lease) : h;
+    return kind.wrap ? kind.wrap(gated) : (req) => gated(req, NO_LEASE);
+  };
+  const routes: Record<string, Record<string, (req: Request) => Response | Promise<Response>>> = {
+    "/v1/chat/completions": { POST: serve("/v1/chat/completions", chat) },
+  };
+  for (const [path, h] of Object.entries(kind.routes)) routes[path] = { GET: serve(path, h) };
+  const unrouted = serve(undefined, (req) => {
+    const path = new URL(req.url).pathname;
+    return kind.gate?.(req, path) ?? kind.refuse({ why: "route", method: req.method, path, known: path in routes });
+  });
 
-  const metrics = (): Response =>
-    new Response(
-      renderMetrics({
-        model: o.model,
-        slots: o.slots,
-        ceilingTps: ceiling,
-        engine: engine.counters(),
-        server: counters,
-        prefixQueries: prefix.queries,
-        prefixHits: prefix.hits,
-      }),
-      { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } },
-    );
-
-  const known = new Set(["/v1/chat/completions", "/v1/models", "/health", "/metrics"]);
   const server = Bun.serve({
     hostname: o.host,
     port: o.port,
     // queued requests may wait far longer than Bun's default 10 s idle limit
     idleTimeout: 0,
-    // a safety net only: bodies past maxBodyBytes get a JSON 413 from readBody
+    // a safety net only: bodies past maxBodyBytes get the kind's 413 from readBody
     maxRequestBodySize: o.maxBodyBytes * 2 + 65536,
-    routes: {
-      "/v1/chat/completions": { POST: chat },
-      "/v1/models": { GET: models },
-      "/health": { GET: () => new Response(null, { status: 200 }) },
-      "/metrics": { GET: metrics },
-    },
-    fetch(req) {
-      const path = new URL(req.url).pathname;
-      if (known.has(path)) return errorResponse(405, `Method ${req.method} is not allowed on ${path}.`);
-      return errorResponse(404, `No route ${path}.`);
-    },
+    routes,
+    fetch: unrouted,
   });
 
   let dieTimer: ReturnType<typeof setTimeout> | undefined;
@@ -263,13 +260,15 @@ export async function startSim(opts: SimOptions = {}): Promise<SimServer> {
   };
   if (o.dieAfterSec > 0) dieTimer = setTimeout(() => void stop(), o.dieAfterSec * 1000);
 
-  port = server.port ?? o.port;
+  const port = server.port ?? o.port;
+  live.port = port;
   // a wildcard address is not one to connect to: name loopback instead
   const connectHost = o.host === "0.0.0.0" ? "127.0.0.1" : o.host === "::" ? "::1" : o.host;
   const host = connectHost.includes(":") ? `[${connectHost}]` : connectHost;
   return {
     url: `http://${host}:${port}`,
     port,
+    kind: o.kind,
     options: o,
     ceilingTps: ceiling,
     stop,
@@ -288,6 +287,8 @@ export async function startSim(opts: SimOptions = {}): Promise<SimServer> {
         runningSeconds: e.runningSeconds,
         steps: e.steps,
         startedAt,
+        httpBusy: live.http.busy,
+        httpWaiting: live.http.waiting,
       };
     },
   };

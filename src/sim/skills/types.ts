@@ -1,6 +1,17 @@
 import type { ResolvedSimOptions } from "../options.ts";
 import type { ChatBody } from "../request.ts";
 
+/**
+ * A constraint on the answer's form that the server enforces (structured
+ * output). Each server kind reads it from its own request fields; the skills
+ * only see the result, so a field a kind ignores constrains nothing.
+ */
+export type OutputConstraint =
+  | { type: "json_schema"; schema: Record<string, unknown> }
+  | { type: "json_object" }
+  | { type: "regex"; pattern: string }
+  | { type: "choice"; choices: string[] };
+
 /** What a skill sees of one request; computed once per request. */
 export interface SkillInput {
   body: ChatBody;
@@ -9,6 +20,8 @@ export interface SkillInput {
   hash: number;
   /** the text of each message, in order */
   texts: readonly string[];
+  /** the output constraint the server enforces, if any */
+  constraint?: OutputConstraint;
 }
 
 /**
