@@ -125,13 +125,15 @@ function scaleRows(s: ScaleResults): string[][] {
   return [["figure", "value", "goal", "met"], ...s.figures.map((x) => [x.name, x.value, x.goal ?? "", x.met === undefined ? "" : x.met ? "yes" : "no"])];
 }
 
-function markdownTable(rows: string[][]): string {
+/** A Markdown table; the first row is the head. */
+export function markdownTable(rows: string[][]): string {
   const [head, ...body] = rows;
   if (!head) return "";
   return [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...body.map((r) => `| ${r.join(" | ")} |`)].join("\n");
 }
 
-function textTable(rows: string[][]): string {
+/** A plain-text table with padded columns; the first row is the head. */
+export function textTable(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd()).join("\n");
 }

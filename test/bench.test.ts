@@ -92,4 +92,55 @@ describe("bench", () => {
     },
     120_000,
   );
+
+  test(
+    "bench kinds - quick run: one server per kind and concurrency, one row per task, running share of the slots in [0, 1]",
+    async () => {
+      const out = mkdtempSync(join(tmpdir(), "matrixd-bench-test-"));
+      try {
+        const proc = Bun.spawn([BUN, join(ROOT, "bench", "main.ts"), "kinds", "--quick", "--out", out], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+        const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+        if (code !== 0) console.error(stderr.slice(-3000));
+        expect(code).toBe(0);
+        expect(stdout).toContain("running/slots");
+
+        const results = JSON.parse(readFileSync(join(out, "kinds.json"), "utf8"));
+        expect(results.section).toBe("kinds");
+        expect(results.quick).toBe(true);
+        expect(results.kinds.length).toBeGreaterThan(1);
+        expect(results.kinds).toContain("llamacpp");
+        expect(results.cells.length).toBe(results.kinds.length * results.concurrencies.length);
+        const pairs = results.cells.map((c: { kind: string; concurrency: number }) => `${c.kind}/${c.concurrency}`);
+        expect(new Set(pairs).size).toBe(results.cells.length);
+        for (const c of results.cells) {
+          expect(results.kinds).toContain(c.kind);
+          expect(results.concurrencies).toContain(c.concurrency);
+          expect(c.exitCode).toBe(0);
+          expect(c.tasks).toBe(results.tasks);
+          expect(c.rows).toBe(c.tasks);
+          expect(c.distinct).toBe(c.tasks);
+          expect(c.failed).toBe(0);
+          expect(c.slots).toBe(results.slots);
+          expect(c.genTokens).toBeGreaterThan(0);
+          for (const k of ["runningShare", "runningFull"]) {
+            expect(typeof c[k]).toBe("number");
+            expect(c[k]).toBeGreaterThanOrEqual(0);
+            expect(c[k]).toBeLessThanOrEqual(1);
+          }
+          for (const k of ["tokensPerS", "utilization", "callP99S", "rowsCallP99S"]) expect(Number.isFinite(c[k])).toBe(true);
+          expect(["server", "rows"]).toContain(c.callP99From);
+          expect(c.waitingMean === null || c.waitingMean >= 0).toBe(true);
+          expect(typeof c.healthOk).toBe("boolean");
+          expect(c.healthProbes).toBeGreaterThan(0);
+          expect(c.busySamples).toBeLessThanOrEqual(c.samples);
+        }
+        const md = readFileSync(join(out, "kinds.md"), "utf8");
+        expect(md).toContain("| kind | concurrency |");
+        expect(md.split("\n").filter((l) => /^\| (vllm|sglang|llamacpp|tgi|openai) \|/.test(l)).length).toBe(results.cells.length);
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+    120_000,
+  );
 });
