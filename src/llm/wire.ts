@@ -152,8 +152,8 @@ export function parseCompletion(text: string): ParsedCompletion {
     toolCalls = wireCalls.map((c) => {
       const args = c.function.arguments;
       return {
-        // llama.cpp sends id "": the dataset's call ids must still be unique
-        id: c.id ? c.id : newCallId(),
+        // llama.cpp sends id "" and TGI "0": the dataset's call ids must still be unique
+        id: c.id && !NUMBERING.test(c.id) ? c.id : newCallId(),
         name: c.function.name,
         arguments: args === undefined ? "{}" : typeof args === "string" ? args : JSON.stringify(args),
       };
@@ -173,6 +173,9 @@ export function parseCompletion(text: string): ParsedCompletion {
     },
   };
 }
+
+/** Tool-call "ids" that are only a server's numbering of its calls (TGI's "0"). */
+const NUMBERING = /^\d{1,3}$/;
 
 /** A tool-call id for a server that gave none: `call_` and 24 random hex digits, as OpenAI's look. */
 export function newCallId(): string {
