@@ -103,7 +103,8 @@ export async function startFleet(matrixd: string[], s: FleetSettings): Promise<F
   };
 }
 
-async function readUrls(proc: Subprocess<"ignore", "pipe", "inherit">, n: number): Promise<string[]> {
+/** The URLs of the first `n` "listening on" lines a sim-llm process prints; it is killed if they take over 30 s. */
+export async function readUrls(proc: { stdout: ReadableStream<Uint8Array>; kill(signal?: NodeJS.Signals): void }, n: number): Promise<string[]> {
   const urls: string[] = [];
   const decoder = new TextDecoder();
   let text = "";

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
+import { readUrls } from "./fleet.ts";
 import { type MachineInfo, machineInfo } from "./machine.ts";
 import { bunCommand, matrixdCommand, measure, type ProcResult, repoRoot, stopAll, track } from "./proc.ts";
 import { markdownTable, textTable } from "./report.ts";
@@ -328,21 +329,16 @@ export async function startKindSim(matrixd: string[], kind: Kind, plan: Pick<Kin
   }
 }
 
+/** The one URL the server listens on, or what it said on stderr when it did not start. */
 async function listeningOn(proc: Subprocess<"ignore", "pipe", "pipe">): Promise<string> {
-  const decoder = new TextDecoder();
-  let text = "";
-  const timeout = setTimeout(() => proc.kill("SIGKILL"), 30_000);
   try {
-    for await (const chunk of proc.stdout) {
-      text += decoder.decode(chunk, { stream: true });
-      const m = /listening on (http:\/\/[^\s]+)/.exec(text);
-      if (m) return m[1] as string;
-    }
-  } finally {
-    clearTimeout(timeout);
+    const [url] = await readUrls(proc, 1);
+    if (url) return url;
+  } catch {
+    // said below, with the server's own words
   }
   const err = await new Response(proc.stderr).text();
-  throw new Error(`sim-llm --kind did not start: ${(err || text).trim().split("\n").slice(-2).join(" | ")}`);
+  throw new Error(`sim-llm --kind did not start: ${err.trim().split("\n").slice(-2).join(" | ")}`);
 }
 
 /** Run one cell: start the server, run coral against it, sample, stop the server. */

@@ -672,7 +672,7 @@ describe("llm dialect probes", () => {
         return url.endsWith("/v1/models") ? Response.json({ data: [{ id: "gpt-4o", owned_by: "system" }] }) : new Response("no", { status: 404 });
       },
     });
-    expect(found).toEqual({ kind: "openai", why: "remote https host without server metrics or info routes", info: {}, models: ["gpt-4o"], answered: true });
+    expect(found).toEqual({ kind: "openai", why: "/v1/models owned_by system", info: {}, models: ["gpt-4o"], answered: true });
     expect(asked.sort()).toEqual([
       "https://api.example.com/get_server_info",
       "https://api.example.com/info",

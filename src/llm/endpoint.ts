@@ -291,11 +291,10 @@ export class Endpoint {
   }
 
   /** A good answer: the endpoint is healthy and, when adaptive, may take one more request per window. */
-  onSuccess(ms: number, adaptive: boolean, completion = 0, now = performance.now()): void {
+  onSuccess(ms: number, adaptive: boolean): void {
     this.fails = 0;
     this.latencyMs = this.latencyMs === 0 ? ms : this.latencyMs + LATENCY_WEIGHT * (ms - this.latencyMs);
     if (!adaptive) return;
-    this.pacer.onAnswer(ms, completion, this.slots.inFlight, now);
     if (this.aimd < this.maxConcurrency && ++this.okRun >= this.slots.limit) {
       this.okRun = 0;
       this.aimd = Math.min(this.maxConcurrency, Math.max(this.aimd, this.slots.limit) + 1);

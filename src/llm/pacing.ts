@@ -11,9 +11,8 @@
  *   `--max-num-seqs`): start low, grow while the server queues nothing and
  *   the limit is used, and once it queues, take what it runs then as its
  *   slots;
- * - nothing reported by a hosted API: start at 8,
- *   grow while the time per generated token stays near the best seen, cut
- *   when it climbs well above it.
+ * - nothing reported (a hosted API): start at 64 and let its rate-limit
+ *   headers and 429s lead.
  * 429s and timeouts cut the limit further (AIMD, in Endpoint).
  */
 import type { ServerKind } from "./dialect/types.ts";
@@ -21,19 +20,9 @@ import type { ServerKind } from "./dialect/types.ts";
 /** The queue allowed past the slots, as a share of them (at least MIN_QUEUE). */
 export const QUEUE_SHARE = 0.25;
 const MIN_QUEUE = 2;
-/**
- * Where the limit starts when nothing tells the server's state (no slots,
- * no metrics): low, so that the first answers time an unloaded server.
- */
-const START_UNSEEN = 8;
+/** Where a hosted API's limit starts: it tells nothing of its capacity. */
+const START_UNSEEN = 64;
 const GROW = 1.25;
-/** Latency rule: cut when ms per token passes this many times the best seen, grow below the second. */
-const SLOW = 2.5;
-const FAST = 1.5;
-const LATENCY_WEIGHT = 0.1;
-const LATENCY_CUT = 0.75;
-/** Latency moves the limit at most this often. */
-const LATENCY_STEP_MS = 1_000;
 
 /** The requests beyond `slots` a server of this kind is given, waiting in its queue. */
 export function queueAllowance(kind: ServerKind | undefined, slots: number): number {
@@ -50,9 +39,6 @@ export class Pacer {
   private paced: number;
   private reported = false;
   private startedLow = false;
-  private perToken = 0;
-  private bestPerToken = Infinity;
-  private lastMove = -Infinity;
   kind: ServerKind | undefined;
 
   constructor(
@@ -105,23 +91,6 @@ export class Pacer {
     this.paced = Math.max(1, Math.min(this.cap, this.paced));
   }
 
-  /** A successful answer; moves the limit when nothing else tells the server's state. */
-  onAnswer(ms: number, completion: number, inFlight: number, now: number): void {
-    if (this.reported || this.slots !== undefined) return;
-    const per = ms / Math.max(1, completion);
-    this.perToken = this.perToken === 0 ? per : this.perToken + LATENCY_WEIGHT * (per - this.perToken);
-    if (per < this.bestPerToken) this.bestPerToken = per;
-    if (now - this.lastMove < LATENCY_STEP_MS) return;
-    if (this.perToken > SLOW * this.bestPerToken && inFlight > 1) {
-      this.paced = Math.max(1, Math.floor(this.paced * LATENCY_CUT));
-      this.lastMove = now;
-    } else if (this.perToken < FAST * this.bestPerToken && inFlight >= this.paced - 1 && this.paced < this.cap) {
-      // as fast as unloaded with the limit used: there is more room
-      this.paced = Math.min(this.cap, Math.ceil(this.paced * GROW) + 1);
-      this.lastMove = now;
-    }
-  }
-
   /** Nothing will tell the server's load (a hosted API): start low and let latency lead. */
   private unseen(): void {
     if (this.startedLow || this.slots !== undefined || this.reported) return;
@@ -134,7 +103,7 @@ export class Pacer {
     if (slots !== undefined) {
       this.paced = slots + queueAllowance(this.kind, slots) - others;
     } else if (this.kind === "openai" && !this.startedLow) {
-      // a hosted API says nothing of its capacity: start low, let latency and rate limits lead
+      // a hosted API says nothing of its capacity: its rate limits lead
       this.unseen();
       return;
     }

@@ -36,7 +36,7 @@ export function penalize(
 /** What an answer does: the endpoint is up, its limit may grow, and its token counts and budget are settled. */
 export function credit(ep: Endpoint, done: Completion, o: { sentTokens: number; ms: number; adaptive: boolean; log: Logger }): void {
   if (ep.fails >= FAILS_TO_DOWN) o.log.info({ endpoint: ep.url }, "LLM endpoint up again");
-  ep.onSuccess(o.ms, o.adaptive, done.completion);
+  ep.onSuccess(o.ms, o.adaptive);
   ep.promptTokens += done.prompt;
   ep.completionTokens += done.completion;
   // the estimate was charged up front; settle with what was really used
