@@ -91,7 +91,7 @@ export class Pacer {
     this.paced = Math.max(1, Math.min(this.cap, this.paced));
   }
 
-  /** Nothing will tell the server's load (a hosted API): start low and let latency lead. */
+  /** Nothing will tell the server's load (a hosted API): start at 64 and let its rate limits lead. */
   private unseen(): void {
     if (this.startedLow || this.slots !== undefined || this.reported) return;
     this.startedLow = true;
