@@ -4,12 +4,9 @@
  */
 import { z } from "zod";
 import type { ToolCall } from "../protocol/task.ts";
+import { isRecord } from "./dialect/schema.ts";
 import type { Dialect } from "./dialect/types.ts";
 import type { ChatRequest, ToolSpec } from "./types.ts";
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 /**
  * The JSON body of `POST /chat/completions`, in the endpoint's dialect:
@@ -251,12 +248,17 @@ export function snippet(text: string): string {
  * about four characters a token for the prompt, plus the completion budget.
  */
 export function estimateTokens(req: ChatRequest, defaultCompletion = 256): number {
+  return Math.ceil(promptChars(req) / 4) + (req.max_tokens ?? defaultCompletion);
+}
+
+/** The characters of a request's messages: their texts and tool calls. */
+function promptChars(req: ChatRequest): number {
   let chars = 0;
   for (const m of req.messages) {
     if (m.content) chars += m.content.length;
     if (m.tool_calls) for (const c of m.tool_calls) chars += c.function.arguments.length + c.function.name.length;
   }
-  return Math.ceil(chars / 4) + (req.max_tokens ?? defaultCompletion);
+  return chars;
 }
 
 /**
@@ -265,10 +267,5 @@ export function estimateTokens(req: ChatRequest, defaultCompletion = 256): numbe
  * is too long.
  */
 export function promptTokensAtLeast(req: ChatRequest): number {
-  let chars = 0;
-  for (const m of req.messages) {
-    if (m.content) chars += m.content.length;
-    if (m.tool_calls) for (const c of m.tool_calls) chars += c.function.arguments.length + c.function.name.length;
-  }
-  return Math.floor(chars / 5);
+  return Math.floor(promptChars(req) / 5);
 }
