@@ -3,7 +3,7 @@ import { createApp } from "../src/api/app.ts";
 import { silentLogger } from "../src/log.ts";
 import { coralSeeds } from "./helpers.ts";
 import { gate, json, overriding, testRegistry, until } from "./support/api.ts";
-import { NatsUnavailableError } from "../src/bus/nats/errors.ts";
+import { NatsUnavailableError } from "../src/store/errors.ts";
 import { MemoryNode } from "./support/memory-node.ts";
 
 const TOKEN = "s3cret-token";

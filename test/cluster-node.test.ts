@@ -4,7 +4,7 @@ import { coralDummy } from "../plugins/coral-dummy/index.ts";
 import { SeedBatchError } from "../src/cluster/submit.ts";
 import { ConfigError } from "../src/errors.ts";
 import { defineWorkflow } from "../src/plugin/api.ts";
-import { openNatsCluster } from "../src/bus/nats/index.ts";
+import { openNatsCluster } from "../src/store/index.ts";
 import { createLlmClient } from "../src/llm/index.ts";
 import { silentLogger } from "../src/log.ts";
 import { startSim } from "../src/sim/index.ts";

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { hopMsgId, LatencyHistogram, parseAckSubject, Subjects, taskToken } from "../src/bus/nats/index.ts";
-import { jobToken } from "../src/bus/nats/names.ts";
+import { LatencyHistogram, parseAckSubject } from "../src/bus/nats/index.ts";
+import { hopMsgId, Subjects, taskToken } from "../src/store/index.ts";
+import { jobToken } from "../src/store/names.ts";
 import { JoinConfigSchema, roleSelection } from "../src/cluster/config.ts";
 import { PeerEndpoints } from "../src/cluster/peers.ts";
 import { FigureCache } from "../src/cluster/status.ts";

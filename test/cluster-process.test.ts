@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { openNatsCluster } from "../src/bus/nats/index.ts";
+import { openNatsCluster } from "../src/store/index.ts";
 import { encode } from "../src/protocol/codec.ts";
 import { silentLogger } from "../src/log.ts";
 import { comparable } from "./engine-cases.ts";

@@ -1,8 +1,7 @@
 import { Hono } from "hono";
-import { builtinWorkflows } from "../../plugins/index.ts";
 import type { ClusterNode } from "../cluster/types.ts";
 import type { Logger } from "../log.ts";
-import { Registry } from "../plugin/registry.ts";
+import type { Registry } from "../plugin/registry.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import { errorHandler, notFound } from "./middleware/errors.ts";
@@ -28,8 +27,8 @@ export interface AppOptions {
   /** seeds a job may have (default 50,000,000) */
   maxSeeds?: number;
   log?: Logger;
-  /** the workflows seeds are checked against (default: the built-in ones) */
-  registry?: Registry;
+  /** the workflows seeds are checked against: the node's own */
+  registry: Registry;
 }
 
 /**
@@ -42,12 +41,12 @@ export interface AppOptions {
  *
  * @example
  * ```ts
- * const app = createApp(node, { token: process.env.MATRIXD_TOKEN, log });
+ * const app = createApp(node, { registry, token: process.env.MATRIXD_TOKEN, log });
  * Bun.serve({ hostname: "0.0.0.0", port: 7420, fetch: app.fetch });
  * ```
  */
-export function createApp(node: ClusterNode, opts: AppOptions = {}): Hono {
-  const registry = opts.registry ?? new Registry(builtinWorkflows);
+export function createApp(node: ClusterNode, opts: AppOptions): Hono {
+  const registry = opts.registry;
   const http = new HttpMetrics();
   const app = new Hono();
 

@@ -1,4 +1,4 @@
-import type { JobRecord, JobStore, ResultStore } from "../bus/nats/index.ts";
+import type { JobRecord, JobStore, ResultStore } from "../store/index.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Registry } from "../plugin/registry.ts";

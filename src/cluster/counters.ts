@@ -1,4 +1,4 @@
-import { addToTally, emptyTally, type JobStore, type JobTally } from "../bus/nats/index.ts";
+import { addToTally, emptyTally, type JobStore, type JobTally } from "../store/index.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Metric } from "../plugin/api.ts";

@@ -1,4 +1,4 @@
-import type { JobRecord, JobStore, SeedMessage } from "../bus/nats/index.ts";
+import type { JobRecord, JobStore, SeedMessage } from "../store/index.ts";
 import { describe, SeedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { entryRole, type JobHead, seedMessages, seedSizeProblem } from "./submit.ts";

@@ -1,4 +1,4 @@
-import { type JobRecord, type JobStore, jobKey } from "../bus/nats/index.ts";
+import { type JobRecord, type JobStore, jobKey } from "../store/index.ts";
 import { type JobRuntime, makeJobRuntime } from "../engine/job.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";

@@ -1,4 +1,5 @@
-import type { LinkStats, NatsBusStats, ResultStats } from "../bus/nats/index.ts";
+import type { NatsBusStats } from "../bus/nats/index.ts";
+import type { LinkStats, ResultStats } from "../store/index.ts";
 import { LATENCY_BUCKETS_MS } from "../bus/nats/index.ts";
 import type { RoleLoad } from "../bus/bus.ts";
 import type { EngineStats } from "../engine/engine.ts";

@@ -1,17 +1,8 @@
 import type { EnvService } from "../env/types.ts";
 import type { Bus } from "../bus/bus.ts";
 import { roleKey } from "../bus/bus.ts";
-import {
-  type ClusterTimings,
-  JobStoreError,
-  type MemberRecord,
-  type NatsCluster,
-  NatsBusImpl,
-  type NodeCounters as NodeCountersRecord,
-  type SeedProgress,
-  openNatsCluster,
-  safeName,
-} from "../bus/nats/index.ts";
+import { NatsBusImpl } from "../bus/nats/index.ts";
+import { type ClusterTimings, JobStoreError, type MemberRecord, type NatsCluster, type NodeCounters as NodeCountersRecord, type SeedProgress, openNatsCluster, safeName } from "../store/index.ts";
 import { Engine } from "../engine/engine.ts";
 import { describe } from "../errors.ts";
 import { llmCapacity } from "../llm/capacity.ts";
@@ -22,7 +13,7 @@ import type { AnyWorkflow } from "../plugin/api.ts";
 import { Registry } from "../plugin/registry.ts";
 import type { OutputRow } from "../protocol/task.ts";
 import { VERSION } from "../version.ts";
-import { AdmissionManager } from "./admission.ts";
+import { JobStarter } from "./starter.ts";
 import type { RoleSelection } from "./config.ts";
 import { Coordinator } from "./coordinator.ts";
 import { NodeCounters } from "./counters.ts";
@@ -105,7 +96,7 @@ class ClusterNodeImpl implements RunningClusterNode {
   readonly #log: Logger;
   readonly #opts: ClusterNodeOptions;
   readonly #table: JobTable;
-  readonly #admission: AdmissionManager;
+  readonly #admission: JobStarter;
   readonly #counters: NodeCounters;
   readonly #coordinator: Coordinator;
   readonly #startedAt = Date.now();
@@ -173,7 +164,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       this.bus.defineGate(ENV_GATE, () => env.capacity - env.inUse());
       this.#unhookEnv = env.onRelease?.(() => this.bus.wakeGate(ENV_GATE));
     }
-    this.#admission = new AdmissionManager({
+    this.#admission = new JobStarter({
       bus: this.bus,
       envGate: hasEnv ? ENV_GATE : undefined,
       engine: this.engine,

@@ -1,5 +1,5 @@
-import type { JobRecord, JobTally, NodeCounters, SeedProgress } from "../bus/nats/index.ts";
-import { emptyTally } from "../bus/nats/index.ts";
+import type { JobRecord, JobTally, NodeCounters, SeedProgress } from "../store/index.ts";
+import { emptyTally } from "../store/index.ts";
 import type { Metric } from "../plugin/api.ts";
 import type { JobStatus } from "./types.ts";
 

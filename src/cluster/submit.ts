@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import type { JobRecord, SeedMessage } from "../bus/nats/index.ts";
+import type { JobRecord, SeedMessage } from "../store/index.ts";
 import { validate } from "../config/load.ts";
 import { BudgetSchema } from "../engine/accounting.ts";
 import { makeJobRuntime } from "../engine/job.ts";

@@ -8,7 +8,7 @@ import { parseSeedLine } from "../seeds/seeds.ts";
 import { JsonlSink, scanOutput } from "../sink/jsonl.ts";
 import { fileLines } from "../util/lines.ts";
 import { Accounting, type AccountingReport, type Budget } from "./accounting.ts";
-import { Admission } from "./admission.ts";
+import { InFlightLimit } from "./in-flight.ts";
 import { Engine, type EngineStats } from "./engine.ts";
 import type { JobRuntime } from "./job.ts";
 import { MetricMeans } from "./metrics.ts";
@@ -100,7 +100,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   if (resumed.tornBytes > 0) log.warn({ out: opts.outPath, bytes: resumed.tornBytes }, "dropped a torn last line from the output");
   const done = resumed.done;
   const sink = new JsonlSink(opts.outPath, log);
-  const admission = new Admission(opts.concurrency);
+  const admission = new InFlightLimit(opts.concurrency);
   let ok = okBefore;
   let failed = failedBefore;
 

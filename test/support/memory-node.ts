@@ -3,7 +3,7 @@ import { builtinWorkflows } from "../../plugins/index.ts";
 import { LocalBus } from "../../src/bus/local.ts";
 import type { ClusterNode, JobIntake, JobState, JobStatus, JobSubmission, Member } from "../../src/cluster/types.ts";
 import { validate } from "../../src/config/load.ts";
-import { Admission } from "../../src/engine/admission.ts";
+import { InFlightLimit } from "../../src/engine/in-flight.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { type JobRuntime, makeJobRuntime } from "../../src/engine/job.ts";
 import { MetricMeans } from "../../src/engine/metrics.ts";
@@ -43,7 +43,7 @@ class MemoryJob {
   readonly createdAt = Date.now();
   updatedAt = this.createdAt;
   readonly means: MetricMeans;
-  readonly admission: Admission;
+  readonly admission: InFlightLimit;
   #wake: (() => void)[] = [];
   readonly #stop: Promise<void>;
   #stopNow!: () => void;
@@ -55,7 +55,7 @@ class MemoryJob {
     concurrency: number,
   ) {
     this.means = new MetricMeans(runtime.workflow.metrics ?? []);
-    this.admission = new Admission(concurrency);
+    this.admission = new InFlightLimit(concurrency);
     this.#stop = new Promise((r) => {
       this.#stopNow = r;
     });

@@ -1,7 +1,7 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { isNatsUnavailable, JobStoreError } from "../../bus/nats/errors.ts";
+import { isNatsUnavailable, JobStoreError } from "../../store/index.ts";
 import { ConfigError, CodecError, describe, SeedError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { HttpError } from "../http-error.ts";

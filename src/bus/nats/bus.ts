@@ -5,14 +5,15 @@ import type { Logger } from "../../log.ts";
 import { decodeWith } from "../../protocol/codec.ts";
 import type { TaskState } from "../../protocol/task.ts";
 import { type Bus, type Lease, type RoleLoad, roleKey, type TaskHandler } from "../bus.ts";
-import type { NatsLink } from "./connection.ts";
+import type { NatsLink } from "../../store/connection.ts";
 import { Hold, Keeper, parseAckSubject } from "./holds.ts";
-import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "./names.ts";
+import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "../../store/names.ts";
 import { Puller } from "./puller.ts";
-import { type ClusterTimings, ensureConsumer, ensureStreams, roleConsumerConfig } from "./setup.ts";
-import { AdmissionGate, GatedSlots, RoleSlots, SlotGroup, type Waiting } from "./slots.ts";
+import { type ClusterTimings, ensureConsumer, ensureStreams, roleConsumerConfig } from "../../store/setup.ts";
+import { ShareGate, GatedSlots, RoleSlots, SlotGroup, type Waiting } from "./slots.ts";
 import { type NatsBusStats, newBusStats } from "./stats.ts";
-import { DoneNoticeSchema, type SeedMessage, SeedMessageSchema, type TaskEnvelope, TaskEnvelopeSchema } from "./wire.ts";
+import { type SeedMessage, SeedMessageSchema } from "../../store/records.ts";
+import { DoneNoticeSchema, type TaskEnvelope, TaskEnvelopeSchema } from "./wire.ts";
 
 export interface NatsBusOptions {
   link: NatsLink;
@@ -53,7 +54,7 @@ export class NatsBusImpl implements Bus {
   readonly #log: Logger;
   readonly #roles = new Map<string, RoleSlots>();
   readonly #groups = new Map<string, SlotGroup>();
-  readonly #gates = new Map<string, AdmissionGate>();
+  readonly #gates = new Map<string, ShareGate>();
   readonly #runs = new Map<number, Run>();
   readonly #stranded: Waiting[] = [];
   readonly #localFirst: boolean;
@@ -308,7 +309,7 @@ export class NatsBusImpl implements Bus {
   defineGate(name: string, available: () => number): void {
     const gate = this.#gates.get(name);
     if (gate) gate.available = available;
-    else this.#gates.set(name, new AdmissionGate(name, available));
+    else this.#gates.set(name, new ShareGate(name, available));
   }
 
   /** Shares of a gate were given back: the pullers of its jobs may ask for seeds again. */

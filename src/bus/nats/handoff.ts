@@ -2,10 +2,10 @@ import { describe, TaskError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { encode } from "../../protocol/codec.ts";
 import type { TaskState } from "../../protocol/task.ts";
-import type { NatsLink } from "./connection.ts";
-import { isPayloadTooLarge } from "./errors.ts";
-import { hopMsgId, Subjects } from "./names.ts";
-import { ensureStreams, PUBLISH_TIMEOUT_MS } from "./setup.ts";
+import type { NatsLink } from "../../store/connection.ts";
+import { isPayloadTooLarge } from "../../store/errors.ts";
+import { hopMsgId, Subjects } from "../../store/names.ts";
+import { ensureStreams, PUBLISH_TIMEOUT_MS } from "../../store/setup.ts";
 import type { TaskEnvelope, SeedRef } from "./wire.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -2,8 +2,8 @@ import type { Lease } from "../bus.ts";
 import type { Logger } from "../../log.ts";
 import { describe } from "../../errors.ts";
 import { encode } from "../../protocol/codec.ts";
-import type { NatsLink } from "./connection.ts";
-import { Subjects } from "./names.ts";
+import type { NatsLink } from "../../store/connection.ts";
+import { Subjects } from "../../store/names.ts";
 import type { DoneNotice, SeedRef } from "./wire.ts";
 
 const ACK = "+ACK";

@@ -1,6 +1,6 @@
 import { createInbox, type Msg, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../../log.ts";
-import type { NatsLink } from "./connection.ts";
+import type { NatsLink } from "../../store/connection.ts";
 
 /** The slots a puller asks messages for; shared with the local hops of the same role. */
 export interface SlotPool {

@@ -29,7 +29,7 @@ export class SlotGroup {
  * step that already took its share is counted twice until it ends, so the
  * gate errs on the side of admitting less).
  */
-export class AdmissionGate {
+export class ShareGate {
   /** roles whose steps take a share */
   readonly roles = new Set<RoleSlots>();
   /** shares promised to seed pull requests */
@@ -56,7 +56,7 @@ export class AdmissionGate {
 export class GatedSlots implements SlotPool {
   constructor(
     readonly role: RoleSlots,
-    readonly gate: AdmissionGate,
+    readonly gate: ShareGate,
   ) {}
 
   free(): number {

@@ -1,11 +1,11 @@
 import { z } from "zod";
-import { SERVER_KINDS } from "../../llm/dialect/types.ts";
 import { TaskStateSchema } from "../../protocol/task.ts";
 
 /**
- * The wire messages matrixd puts on NATS besides the task state itself. Each
- * is CBOR (codec.ts) and is decoded and validated once, where it is taken off
- * NATS; anything that fails is counted and dropped.
+ * The bus's own wire messages: a task state handed between nodes and the
+ * notes about admission holds. Each is CBOR (codec.ts), decoded and
+ * validated once where it is taken off NATS; anything that fails is counted
+ * and dropped.
  */
 
 /**
@@ -35,19 +35,6 @@ export const TaskEnvelopeSchema = z.object({
 });
 export type TaskEnvelope = z.infer<typeof TaskEnvelopeSchema>;
 
-/** One task of a job as stored at submit: a seed (validated then) and its trial. */
-export const SeedMessageSchema = z.object({
-  v: z.literal(1),
-  job: z.string().min(1),
-  /** task id: the seed's id, suffixed `#trial` when the job has several trials */
-  id: z.string().min(1),
-  trial: z.number().int().nonnegative(),
-  /** 1-based position of the seed in the submitted batch */
-  line: z.number().int().positive(),
-  seed: z.record(z.string(), z.unknown()),
-});
-export type SeedMessage = z.infer<typeof SeedMessageSchema>;
-
 /** "The row of this task is stored", sent to the node that admitted it. */
 export const DoneNoticeSchema = z.object({
   v: z.literal(1),
@@ -56,101 +43,3 @@ export const DoneNoticeSchema = z.object({
 });
 export type DoneNotice = z.infer<typeof DoneNoticeSchema>;
 
-/** The settings a job runs with, fixed at submit. */
-export const JobSettingsSchema = z.object({
-  concurrency: z.number().int().positive(),
-  trials: z.number().int().positive(),
-  seed: z.number().int(),
-  maxSteps: z.number().int().positive().optional(),
-  stepRetries: z.number().int().nonnegative(),
-  options: z.record(z.string(), z.unknown()),
-  /** the job admits no new task once the cluster has spent this much (tokens, or dollars at the nodes' prices) */
-  budget: z.object({ tokens: z.number().int().positive().optional(), cost: z.number().positive().optional() }).optional(),
-});
-export type JobSettings = z.infer<typeof JobSettingsSchema>;
-
-export const JobTallySchema = z.object({
-  ok: z.number().int().nonnegative(),
-  failed: z.number().int().nonnegative(),
-  promptTokens: z.number().int().nonnegative(),
-  completionTokens: z.number().int().nonnegative(),
-  /** per workflow metric: [sum, rows counted] */
-  sums: z.record(z.string(), z.tuple([z.number(), z.number().int().nonnegative()])),
-});
-export type JobTally = z.infer<typeof JobTallySchema>;
-
-/**
- * A job as stored in the jobs bucket. `submitting` while its seeds are being
- * stored (nodes may already admit them), `running` once all are, `done` once
- * every task has its row, `cancelled` on request.
- */
-export const JobRecordSchema = z.object({
-  v: z.literal(1),
-  id: z.string().min(1),
-  workflow: z.string().min(1),
-  state: z.enum(["submitting", "running", "done", "cancelled"]),
-  total: z.number().int().nonnegative(),
-  /** the role new tasks start at (admission pulls seeds when it has a free slot) */
-  entry: z.string().min(1),
-  settings: JobSettingsSchema,
-  createdAt: z.number(),
-  updatedAt: z.number(),
-  acceptedBy: z.string(),
-  /** exact counts, set when the job is done */
-  final: JobTallySchema.optional(),
-  reason: z.string().optional(),
-  /** seeds streamed in: no task is admitted before the last one is stored and the job is running */
-  streamed: z.boolean().optional(),
-  /** set once the cluster's spending reached the job's budget: no new task is admitted */
-  budgetReached: z.string().optional(),
-});
-export type JobRecord = z.infer<typeof JobRecordSchema>;
-export type JobRecordState = JobRecord["state"];
-
-/** What one node has stored of one job, written by that node alone. */
-export const NodeCountersSchema = JobTallySchema.extend({
-  v: z.literal(1),
-  node: z.string(),
-  at: z.number(),
-  /** what this node's LLM calls for the job have used so far, call by call (rows count only finished tasks) */
-  spent: z.object({ tokens: z.number().nonnegative(), cost: z.number().nonnegative() }).optional(),
-});
-export type NodeCounters = z.infer<typeof NodeCountersSchema>;
-
-const RoleLoadSchema = z.object({
-  slots: z.number().int().nonnegative(),
-  busy: z.number().int().nonnegative(),
-  queued: z.number().int().nonnegative(),
-});
-
-const EndpointInfoSchema = z.looseObject({
-  url: z.string(),
-  models: z.array(z.string()),
-  inFlight: z.number(),
-  limit: z.number(),
-  healthy: z.boolean(),
-  requests: z.number(),
-  errors: z.number(),
-  promptTokens: z.number(),
-  completionTokens: z.number(),
-  waiting: z.number().optional(),
-  latencyMs: z.number().optional(),
-  kind: z.enum(SERVER_KINDS).optional(),
-  contextTokens: z.number().optional(),
-});
-
-/** A member's heartbeat in the members bucket (the shape of `Member` in src/cluster/types.ts). */
-export const MemberRecordSchema = z.object({
-  node: z.string().min(1),
-  version: z.string(),
-  http: z.string().optional(),
-  roles: z.record(z.string(), RoleLoadSchema),
-  services: z.object({
-    llm: z.array(EndpointInfoSchema),
-    env: z.object({ driver: z.string(), capacity: z.number(), inUse: z.number() }).optional(),
-  }),
-  startedAt: z.number(),
-  seenAt: z.number(),
-  state: z.enum(["running", "draining"]),
-});
-export type MemberRecord = z.infer<typeof MemberRecordSchema>;

@@ -1,4 +1,4 @@
-import { describe } from "../../errors.ts";
+import { describe } from "../errors.ts";
 import { type NatsConnectOptions, type NatsLink, connectNats } from "./connection.ts";
 import { isNatsUnavailable } from "./errors.ts";
 import { JobStore } from "./jobstore.ts";

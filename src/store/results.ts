@@ -1,15 +1,15 @@
 import { type JetStreamClient, type JsMsg, jetstream } from "@nats-io/jetstream";
 import { headers as makeHeaders } from "@nats-io/transport-node";
-import { describe } from "../../errors.ts";
-import type { Logger } from "../../log.ts";
-import type { Metric } from "../../plugin/api.ts";
-import { formatIssues } from "../../protocol/codec.ts";
-import { type OutputRow, OutputRowHeadSchema } from "../../protocol/task.ts";
+import { describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Metric } from "../plugin/api.ts";
+import { formatIssues } from "../protocol/codec.ts";
+import { type OutputRow, OutputRowHeadSchema } from "../protocol/task.ts";
 import type { NatsLink } from "./connection.ts";
 import { ApiCodes, apiErrorCode, isTimeout } from "./errors.ts";
 import { Streams, Subjects } from "./names.ts";
 import { PUBLISH_TIMEOUT_MS } from "./setup.ts";
-import type { JobTally } from "./wire.ts";
+import type { JobTally } from "./records.ts";
 
 const H_STATUS = "Mx-Status";
 /** Tries at making a reader of a job's rows whose request times out, and the time each may take. */

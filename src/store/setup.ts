@@ -8,8 +8,8 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { ConfigError, describe } from "../../errors.ts";
-import type { Logger } from "../../log.ts";
+import { ConfigError, describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import type { NatsLink } from "./connection.ts";
 import { ApiCodes, apiErrorCode, isTimeout } from "./errors.ts";
 import { Buckets, Streams, Subjects } from "./names.ts";

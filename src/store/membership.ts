@@ -1,8 +1,8 @@
 import type { KV } from "@nats-io/kv";
-import { describe } from "../../errors.ts";
-import type { Logger } from "../../log.ts";
-import { decodeWith, encode } from "../../protocol/codec.ts";
-import { type MemberRecord, MemberRecordSchema } from "./wire.ts";
+import { describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { decodeWith, encode } from "../protocol/codec.ts";
+import { type MemberRecord, MemberRecordSchema } from "./records.ts";
 
 /**
  * Who is in the cluster: each node puts its record in a KV bucket whose max

@@ -1,12 +1,12 @@
 import type { KV, KvEntry } from "@nats-io/kv";
-import { describe } from "../../errors.ts";
-import type { Logger } from "../../log.ts";
-import { decodeWith, encode } from "../../protocol/codec.ts";
+import { describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { decodeWith, encode } from "../protocol/codec.ts";
 import type { NatsLink } from "./connection.ts";
 import { ApiCodes, apiErrorCode, JobStoreError } from "./errors.ts";
 import { Buckets, jobKey, jobStatsKeys, seedConsumer, statsKey, Streams, Subjects } from "./names.ts";
 import { bucketKeys, type ClusterBuckets, type ClusterTimings, ensureConsumer, PUBLISH_TIMEOUT_MS, seedConsumerConfig } from "./setup.ts";
-import { type JobRecord, JobRecordSchema, type NodeCounters, NodeCountersSchema, type SeedMessage } from "./wire.ts";
+import { type JobRecord, JobRecordSchema, type NodeCounters, NodeCountersSchema, type SeedMessage } from "./records.ts";
 
 /** How far a job's admission has got, from its seed consumer. */
 export interface SeedProgress {

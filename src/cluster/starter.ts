@@ -1,5 +1,6 @@
 import { roleKey } from "../bus/bus.ts";
-import type { Hold, JobRecord, NatsBusImpl, ResultStore, SeedMessage } from "../bus/nats/index.ts";
+import type { Hold, NatsBusImpl } from "../bus/nats/index.ts";
+import type { JobRecord, ResultStore, SeedMessage } from "../store/index.ts";
 import { Engine } from "../engine/engine.ts";
 import type { JobRuntime } from "../engine/job.ts";
 import { seedErrorRow } from "../engine/row.ts";
@@ -8,7 +9,7 @@ import type { Logger } from "../log.ts";
 import type { OutputRow } from "../protocol/task.ts";
 import { isLive, type JobTable } from "./jobs.ts";
 
-export interface AdmissionOptions {
+export interface StarterOptions {
   bus: NatsBusImpl;
   engine: Engine;
   table: JobTable;
@@ -26,17 +27,17 @@ export interface AdmissionOptions {
 }
 
 /**
- * Admission without a central process: for each live job whose first role
+ * Starting tasks without a central process: for each live job whose first role
  * this node hosts, take the job's seeds from its durable consumer, only for
  * the slots that role has free here. The consumer's ack limit (the job's
  * concurrency) bounds the job's tasks in flight across the whole cluster; a
  * seed is acked only once its task's row is stored.
  */
-export class AdmissionManager {
+export class JobStarter {
   readonly #active = new Map<string, () => Promise<void>>();
   #closed = false;
 
-  constructor(private readonly o: AdmissionOptions) {}
+  constructor(private readonly o: StarterOptions) {}
 
   /** Start or stop taking a job's seeds as its record says. */
   sync(rec: JobRecord): void {

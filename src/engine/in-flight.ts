@@ -3,13 +3,13 @@
  * is reached, `release` frees a place. This bound is what keeps memory flat
  * whatever the size of the seed file.
  */
-export class Admission {
+export class InFlightLimit {
   #inFlight = 0;
   #waiters: (() => void)[] = [];
   #idle: (() => void)[] = [];
 
   constructor(readonly limit: number) {
-    if (!(limit >= 1)) throw new RangeError("admission limit must be at least 1");
+    if (!(limit >= 1)) throw new RangeError("in-flight limit must be at least 1");
   }
 
   get inFlight(): number {

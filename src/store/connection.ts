@@ -1,8 +1,8 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
-import { ConfigError, describe } from "../../errors.ts";
-import type { Logger } from "../../log.ts";
+import { ConfigError, describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import { NatsUnavailableError } from "./errors.ts";
 
 /** How to reach and log in to NATS (from the join config). */

@@ -1,0 +1,26 @@
+/**
+ * The cluster's store in NATS: the connection, the streams and buckets and
+ * their names, job records, seeds, rows, per-node counters and members.
+ * With src/bus/nats/ the only code that speaks to NATS.
+ */
+export { connectNats, type LinkStats, type NatsConnectOptions, type NatsLink } from "./connection.ts";
+export { isNatsUnavailable, JobStoreError, NatsPayloadError, NatsUnavailableError } from "./errors.ts";
+export { JobStore, type SeedProgress } from "./jobstore.ts";
+export { Membership } from "./membership.ts";
+export { Buckets, hopMsgId, jobKey, jobToken, SAFE_NAME, safeName, Streams, Subjects, taskToken } from "./names.ts";
+export { type NatsCluster, openNatsCluster } from "./open.ts";
+export {
+  type JobRecord,
+  JobRecordSchema,
+  type JobRecordState,
+  type JobSettings,
+  JobSettingsSchema,
+  type JobTally,
+  type MemberRecord,
+  MemberRecordSchema,
+  type NodeCounters,
+  type SeedMessage,
+  SeedMessageSchema,
+} from "./records.ts";
+export { addToTally, emptyTally, ResultStore, type ResultStats, type StoreOutcome } from "./results.ts";
+export { BUCKET_STREAMS, type ClusterTimings, ensureStreams } from "./setup.ts";
