@@ -146,7 +146,7 @@ function optionsFrom(argv: string[]): { opts: SimOptions; servers: number; dieAf
 
 /** The flag a bad option came from, for messages that name what the user typed. */
 function flagOf(message: string): string {
-  for (const [flag, option] of NUMERIC) if (message.includes(` ${option}:`)) return message.replace(` ${option}:`, ` --${flag}:`);
+  for (const [flag, option] of NUMERIC) if (message.includes(` "${option}":`)) return message.replace(` "${option}":`, ` --${flag}:`);
   return message;
 }
 

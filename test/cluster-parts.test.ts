@@ -6,7 +6,7 @@ import { JoinConfigSchema, roleSelection } from "../src/cluster/config.ts";
 import { PeerEndpoints } from "../src/cluster/peers.ts";
 import { FigureCache } from "../src/cluster/status.ts";
 import type { Member } from "../src/cluster/types.ts";
-import { configIssues } from "../src/config/load.ts";
+import { formatIssues } from "../src/util/issues.ts";
 import type { LlmEndpointInput } from "../src/llm/config.ts";
 import type { ManagedLlmClient } from "../src/llm/types.ts";
 import { silentLogger } from "../src/log.ts";
@@ -50,7 +50,7 @@ describe("cluster parts", () => {
     const bad = JoinConfigSchema.safeParse({ nats: { servers: ["nats://x:4222"], bogus: 1 }, rolez: {} });
     expect(bad.success).toBe(false);
     if (!bad.success) {
-      const msg = configIssues(bad.error);
+      const msg = formatIssues(bad.error);
       expect(msg).toContain('"nats.bogus"');
       expect(msg).toContain('"rolez"');
     }

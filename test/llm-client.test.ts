@@ -151,7 +151,7 @@ describe("llm client", () => {
     const c = client([s.url], { retries: 0 });
     const err = await c.chat(hello).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LlmError);
-    expect(String(err)).toContain("not a chat completion (choices:");
+    expect(String(err)).toContain("not a chat completion (\"choices\":");
     expect((await c.chat(hello)).text).toBe("ok");
   });
 
@@ -290,7 +290,7 @@ describe("llm client structured output", () => {
     const s = server(() => completion('{"correct": true}'));
     const err = await chatJson(client([s.url], { structuredRetries: 1 }), hello, Verdict).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LlmError);
-    expect(String(err)).toContain("failed its schema after 2 tries: score:");
+    expect(String(err)).toContain("failed its schema after 2 tries: \"score\":");
     expect(s.hits).toBe(2);
   });
 

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Endpoint, FAILS_TO_DOWN, REDIRECT } from "../src/llm/endpoint.ts";
-import { type Cancellable, Semaphore, TokenBucket, sleep } from "../src/llm/limiter.ts";
+import { TokenBucket } from "../src/llm/limiter.ts";
+import { type Cancellable, Semaphore, sleep } from "../src/util/wait.ts";
 import { normalizeBaseUrl } from "../src/llm/config.ts";
 import { buildChatBody, estimateTokens, parseCompletion } from "../src/llm/wire.ts";
 
@@ -139,7 +140,7 @@ describe("llm wire", () => {
     expect(ok).toEqual({ ok: true, value: { text: "", toolCalls: [], finishReason: "length", model: undefined, prompt: 0, completion: 0, reasoning: undefined, reasoningTokens: undefined } });
     const empty = parseCompletion(JSON.stringify({ choices: [] }));
     expect(empty.ok).toBe(false);
-    if (!empty.ok) expect(empty.problem).toStartWith("not a chat completion (choices:");
+    if (!empty.ok) expect(empty.problem).toStartWith("not a chat completion (\"choices\":");
     const long = parseCompletion("x".repeat(1000));
     if (!long.ok) expect(long.problem.length).toBeLessThan(230);
     expect(long.ok).toBe(false);

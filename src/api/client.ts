@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { JobStatus, Member } from "../cluster/types.ts";
-import { formatIssues } from "../protocol/codec.ts";
+import { formatIssues } from "../util/issues.ts";
 
 /** Port of a node's HTTP API when `--http` gives none. */
 export const DEFAULT_HTTP_PORT = 7420;

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { configIssues, validate } from "../config/load.ts";
+import { validate } from "../config/load.ts";
+import { formatIssues } from "../util/issues.ts";
 import type { CheckedSeed, ClusterNode, JobSubmission } from "../cluster/types.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
@@ -103,7 +104,7 @@ function workflowOf(registry: Registry, name: string | undefined): AnyWorkflow {
 /** Validate a job's settings and its workflow options; 400 naming the key otherwise. */
 export function checkSettings(workflow: AnyWorkflow, raw: unknown): JobSettings {
   const parsed = JobSettingsSchema.safeParse(raw ?? {});
-  if (!parsed.success) throw new HttpError(400, `config: ${configIssues(parsed.error)}`);
+  if (!parsed.success) throw new HttpError(400, `config: ${formatIssues(parsed.error)}`);
   const settings = parsed.data;
   if (settings.workflow !== undefined && settings.workflow !== workflow.name) {
     throw new HttpError(400, `config: "workflow" is "${settings.workflow}" but the job is for "${workflow.name}"`);
@@ -162,7 +163,7 @@ export async function readSubmission(
 ): Promise<ReadSubmission> {
   if (isJsonBody(req)) {
     const parsed = JsonSubmissionSchema.safeParse(await readJsonBody(req));
-    if (!parsed.success) throw new HttpError(400, `body: ${configIssues(parsed.error)}`);
+    if (!parsed.success) throw new HttpError(400, `body: ${formatIssues(parsed.error)}`);
     const body = parsed.data;
     const workflow = workflowOf(registry, body.workflow ?? query.workflow);
     const settings = checkSettings(workflow, body.config ?? parseConfigParam(query.config));

@@ -2,6 +2,7 @@ import { existsSync, lstatSync, readlinkSync } from "node:fs";
 import { chmod, chown, mkdir, readFile, readdir, rm, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
+import { fnv1a } from "../util/hash.ts";
 import { instanceAlive, isInstanceId, newInstanceId } from "./instance.ts";
 import { detectCgroups, type Cgroups, type EnvCgroup } from "./cgroup.ts";
 import { readWorkFile, writeWorkFile, type Owner } from "./hostfs.ts";
@@ -391,9 +392,7 @@ class HostUids {
   private next = 0;
 
   constructor(instance: string) {
-    let h = 0x811c9dc5;
-    for (const ch of instance) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
-    this.base = 0x40000000 + (h % 65536) * 8192;
+    this.base = 0x40000000 + (fnv1a(instance) % 65536) * 8192;
   }
 
   take(): Owner {

@@ -1,5 +1,5 @@
 import type { ErrorClass } from "./dialect/types.ts";
-import type { Cancellable } from "./limiter.ts";
+import type { Cancellable } from "../util/wait.ts";
 
 /** Rejection reason of a wait cut short by abort or close. */
 export const INTERRUPTED: unique symbol = Symbol("interrupted");

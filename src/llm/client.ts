@@ -6,7 +6,7 @@ import { type Endpoint, type LoadReport, REDIRECT } from "./endpoint.ts";
 import { EndpointSet, parseEndpoints } from "./endpoint-set.ts";
 import { discover } from "./discover.ts";
 import { exchange, type FetchLike, type Transport } from "./exchange.ts";
-import { sleep } from "./limiter.ts";
+import { sleep } from "../util/wait.ts";
 import { MetricsPoller } from "./poller.ts";
 import { Router } from "./router.ts";
 import { credit, penalize } from "./standing.ts";

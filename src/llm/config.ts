@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { KIND_SETTINGS } from "./dialect/types.ts";
+import { formatIssues } from "../util/issues.ts";
 
 const envVarName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name");
 
@@ -119,9 +120,7 @@ export type LlmSection = z.infer<typeof LlmSectionSchema>;
 export function parseLlmConfig(input: unknown): LlmConfig {
   const parsed = LlmConfigSchema.safeParse(input ?? {});
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
-    throw new ConfigError(`Invalid LLM config: ${where}${issue?.message ?? "invalid"}`);
+    throw new ConfigError(`Invalid LLM config: ${formatIssues(parsed.error, 1)}`);
   }
   return parsed.data;
 }

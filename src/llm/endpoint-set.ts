@@ -1,8 +1,8 @@
 import { ConfigError } from "../errors.ts";
-import { configIssues } from "../config/load.ts";
+import { formatIssues } from "../util/issues.ts";
 import { type LlmEndpointConfig, LlmEndpointConfigSchema, type LlmEndpointInput, normalizeBaseUrl } from "./config.ts";
 import { Endpoint, REDIRECT } from "./endpoint.ts";
-import type { Cancellable } from "./limiter.ts";
+import type { Cancellable } from "../util/wait.ts";
 
 /**
  * The endpoints a client knows, which change at run time: supervised servers
@@ -123,7 +123,7 @@ export function parseEndpoints(inputs: readonly LlmEndpointInput[]): LlmEndpoint
   const seen = new Set<string>();
   return inputs.map((input, i) => {
     const parsed = LlmEndpointConfigSchema.safeParse(input);
-    if (!parsed.success) throw new ConfigError(`LLM endpoint #${i + 1}: ${configIssues(parsed.error)}`);
+    if (!parsed.success) throw new ConfigError(`LLM endpoint #${i + 1}: ${formatIssues(parsed.error)}`);
     if (seen.has(parsed.data.url)) throw new ConfigError(`LLM endpoint #${i + 1}: ${parsed.data.url} is listed twice`);
     seen.add(parsed.data.url);
     return parsed.data;

@@ -5,7 +5,9 @@
 import type { LlmEndpointConfig } from "./config.ts";
 import { dialectFor } from "./dialect/index.ts";
 import type { Dialect, RateLimitReport, ServerInfo, ServerKind } from "./dialect/types.ts";
-import { Semaphore, TokenBucket } from "./limiter.ts";
+import { fnv1a } from "../util/hash.ts";
+import { Semaphore } from "../util/wait.ts";
+import { TokenBucket } from "./limiter.ts";
 import { Pacer } from "./pacing.ts";
 import type { EndpointInfo } from "./types.ts";
 
@@ -357,25 +359,4 @@ export class Endpoint {
       ...(this.missingMetrics.length > 0 ? { missingMetrics: this.missingMetrics } : {}),
     };
   }
-}
-
-/** 32-bit FNV-1a of a string's UTF-16 code units. */
-export function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-
-/** Mix two hashes into a well-spread 32-bit score (rendezvous hashing). */
-export function mix32(a: number, b: number): number {
-  let h = (a ^ Math.imul(b, 0x9e3779b1)) >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }

@@ -1,5 +1,6 @@
 import { LlmError } from "../errors.ts";
-import { type Endpoint, fnv1a, mix32 } from "./endpoint.ts";
+import { fnv1a, mix2 } from "../util/hash.ts";
+import type { Endpoint } from "./endpoint.ts";
 
 /** Affinity keys remembered (task id -> endpoint); the oldest are forgotten first. */
 const STICKY_KEYS = 65_536;
@@ -91,7 +92,7 @@ export class Router {
     let bestScore = -1;
     for (const ep of this.eps) {
       if (!ep.serves(model) || ep.isDown(now) || ep.isOut(now)) continue;
-      const score = mix32(h, ep.salt);
+      const score = mix2(h, ep.salt);
       if (score > bestScore) {
         best = ep;
         bestScore = score;

@@ -3,6 +3,7 @@ import { LlmError } from "../errors.ts";
 import type { Usage } from "../protocol/task.ts";
 import type { ChatMessage, ChatOptions, ChatRequest, ChatResult, LlmClient } from "./types.ts";
 import { snippet } from "./wire.ts";
+import { formatIssues } from "../util/issues.ts";
 
 /** Options of {@link chatJson}. */
 export interface ChatJsonOptions extends ChatOptions {
@@ -65,11 +66,7 @@ export function parseJsonReply<T>(text: string, schema: z.ZodType<T>): JsonReply
   }
   const parsed = schema.safeParse(json);
   if (parsed.success) return { ok: true, value: parsed.data };
-  const problem = parsed.error.issues
-    .slice(0, 3)
-    .map((i) => `${i.path.length > 0 ? i.path.join(".") : "(root)"}: ${i.message}`)
-    .join("; ");
-  return { ok: false, problem };
+  return { ok: false, problem: formatIssues(parsed.error) };
 }
 
 /**

@@ -7,6 +7,7 @@ import type { ToolCall } from "../protocol/task.ts";
 import { isRecord } from "./dialect/schema.ts";
 import type { Dialect } from "./dialect/types.ts";
 import type { ChatRequest, ToolSpec } from "./types.ts";
+import { formatIssues } from "../util/issues.ts";
 
 /**
  * The JSON body of `POST /chat/completions`, in the endpoint's dialect:
@@ -136,9 +137,7 @@ export function parseCompletion(text: string): ParsedCompletion {
   }
   const parsed = CompletionSchema.safeParse(json);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
-    return { ok: false, problem: `not a chat completion (${where}${issue?.message ?? "invalid"}): ${snippet(text)}` };
+    return { ok: false, problem: `not a chat completion (${formatIssues(parsed.error, 1)}): ${snippet(text)}` };
   }
   const data = parsed.data;
   const choice = data.choices[0];

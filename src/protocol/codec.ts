@@ -3,6 +3,7 @@ import { Encoder } from "cbor-x/encode";
 import type { z } from "zod";
 import { CodecError } from "../errors.ts";
 import { TaskStateSchema, type TaskState } from "./task.ts";
+import { formatIssues } from "../util/issues.ts";
 
 const cbor = new Encoder({ useRecords: false, tagUint8Array: false });
 
@@ -35,14 +36,4 @@ export function encodeTask(state: TaskState): Uint8Array {
 
 export function decodeTask(bytes: Uint8Array): TaskState {
   return decodeWith(TaskStateSchema, bytes, "task message");
-}
-
-/** `"history.3.role" must be a string; ...` from a zod error. */
-export function formatIssues(error: z.ZodError, max = 3): string {
-  const parts = error.issues.slice(0, max).map((i) => {
-    const path = i.path.length ? `"${i.path.map(String).join(".")}"` : "value";
-    return `${path}: ${i.message}`;
-  });
-  if (error.issues.length > max) parts.push(`and ${error.issues.length - max} more`);
-  return parts.join("; ");
 }

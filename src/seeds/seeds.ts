@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { formatIssues } from "../protocol/codec.ts";
+import { formatIssues } from "../util/issues.ts";
 import { canonicalJson, hashHex } from "../util/hash.ts";
 
 /** One seed line, parsed: either a valid seed with its id, or the reason it is not one. */

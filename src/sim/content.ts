@@ -1,4 +1,5 @@
-import { Rng, countWords, fnv1a, fnvInt, hex32, mix32, normal, uniform } from "./hash.ts";
+import { countWords, normal, uniform } from "./hash.ts";
+import { FNV_OFFSET, Rng, fnv1a, fnvInt, hex32, mix32 } from "../util/hash.ts";
 import type { ResolvedSimOptions } from "./options.ts";
 import { type ChatBody, type SimMessage, maxTokensOf, messageText, stopsOf } from "./request.ts";
 import type { OutputConstraint, Skill, SkillAnswer, SkillInput } from "./skills/types.ts";
@@ -79,7 +80,7 @@ export function prepareRequest(body: ChatBody, model: string): PreparedRequest {
   const texts = new Array<string>(n);
   const prefixKeys = new Array<number>(n);
   const prefixTokens = new Array<number>(n);
-  let a = 0x811c9dc5;
+  let a = FNV_OFFSET;
   let b = LANE_B;
   let tokens = 0;
   for (let i = 0; i < n; i++) {

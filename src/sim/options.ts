@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
+import { formatIssues } from "../util/issues.ts";
 
 const rate = z.number().min(0).max(1);
 
@@ -123,9 +124,7 @@ export function ceilingTps(o: Pick<ResolvedSimOptions, "slots" | "stepBaseMs" | 
 export function resolveSimOptions(opts: SimOptions = {}): ResolvedSimOptions {
   const parsed = SimOptionsSchema.safeParse(opts);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue && issue.path.length > 0 ? issue.path.join(".") : "options";
-    throw new ConfigError(`Bad sim-llm option ${where}: ${issue?.message ?? "invalid"}`);
+    throw new ConfigError(`Bad sim-llm option ${formatIssues(parsed.error, 1)}`);
   }
   const o = { ...parsed.data };
   // llama.cpp's --threads-http default is max(parallel + 2, cores - 1); the sim takes parallel + 2

@@ -1,7 +1,7 @@
 import { closeSync, existsSync, fsyncSync, openSync, readSync, statSync, truncateSync, writeSync } from "node:fs";
 import { CodecError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { formatIssues } from "../protocol/codec.ts";
+import { formatIssues } from "../util/issues.ts";
 import { type OutputRow, type OutputRowHead, OutputRowHeadSchema } from "../protocol/task.ts";
 
 /** What an existing output file already holds, found when it is opened for resume. */

@@ -3,7 +3,8 @@ import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { ConfigError, describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { NatsUnavailableError } from "./errors.ts";
+import { retry } from "../util/retry.ts";
+import { isAuthRefused, NatsUnavailableError } from "./errors.ts";
 
 /** How to reach and log in to NATS (from the join config). */
 export interface NatsConnectOptions {
@@ -66,7 +67,7 @@ function backoffSince(since: () => number): () => number {
  */
 function refusal(err: unknown): string | undefined {
   if (!(err instanceof Error)) return undefined;
-  if (err.name === "AuthorizationError" || /authorization violation/i.test(err.message)) return `refused this node's credentials: ${err.message}`;
+  if (isAuthRefused(err)) return `refused this node's credentials: ${err.message}`;
   if (/certificate|self[- ]signed|wrong version number|handshake/i.test(err.message)) return `cannot be reached over TLS as configured: ${err.message}`;
   return undefined;
 }
@@ -99,20 +100,24 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
     if (opts.tls.key) options.tls.keyFile = opts.tls.key;
   }
 
-  let nc: NatsConnection | undefined;
-  for (let attempt = 1; ; attempt++) {
-    if (opts.signal?.aborted) throw new NatsUnavailableError(`gave up connecting to NATS at ${opts.servers.join(",")}`);
-    try {
-      nc = await connect(options);
-      break;
-    } catch (err) {
-      const refused = refusal(err);
-      if (refused) throw new ConfigError(`NATS at ${opts.servers.join(",")} ${refused} (nats.user/pass, nats.token or nats.tls in the config)`);
-      const wait = Math.min(5000, 250 * 2 ** Math.min(attempt - 1, 5));
-      log.warn({ servers: opts.servers, attempt, retryInMs: wait, err: describe(err) }, "cannot connect to NATS, trying again");
-      await new Promise((r) => setTimeout(r, wait));
-    }
-  }
+  const nc = await retry(
+    async () => {
+      if (opts.signal?.aborted) throw new NatsUnavailableError(`gave up connecting to NATS at ${opts.servers.join(",")}`);
+      try {
+        return await connect(options);
+      } catch (err) {
+        const refused = refusal(err);
+        if (refused) throw new ConfigError(`NATS at ${opts.servers.join(",")} ${refused} (nats.user/pass, nats.token or nats.tls in the config)`);
+        throw err;
+      }
+    },
+    {
+      baseMs: 250,
+      maxMs: 5000,
+      retryable: (err) => !(err instanceof ConfigError || err instanceof NatsUnavailableError),
+      onRetry: (err, attempt, retryInMs) => log.warn({ servers: opts.servers, attempt, retryInMs, err: describe(err) }, "cannot connect to NATS, trying again"),
+    },
+  );
   log.info({ server: nc.getServer() }, "connected to NATS");
 
   const stats: LinkStats = { connected: true, disconnects: 0, reconnects: 0, errors: 0 };

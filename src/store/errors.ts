@@ -1,3 +1,16 @@
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { jserrors } from "@nats-io/jetstream/internal";
+import {
+  AuthorizationError,
+  ClosedConnectionError,
+  ConnectionError,
+  InvalidArgumentError,
+  NoRespondersError,
+  RequestError,
+  TimeoutError,
+  UserAuthenticationExpiredError,
+} from "@nats-io/transport-node";
+
 /** Errors of the NATS layer; each names what failed, `cause` keeps the client's error. */
 
 /** NATS cannot be reached, or a JetStream request failed after its retries. */
@@ -15,36 +28,50 @@ export class JobStoreError extends Error {
   override name = "JobStoreError";
 }
 
-/** The JetStream API error code of an error, when it is one. */
-export function apiErrorCode(err: unknown): number | undefined {
-  if (err && typeof err === "object" && "code" in err && typeof err.code === "number") return err.code;
-  return undefined;
-}
-
-/** JetStream error codes matrixd reacts to. */
+/** JetStream error codes matrixd reacts to (the client's own table). */
 export const ApiCodes = {
   /** "wrong last sequence": a publish expecting an empty subject found one */
-  wrongLastSequence: 10071,
-  streamNotFound: 10059,
-  consumerNotFound: 10014,
+  wrongLastSequence: JetStreamApiCodes.StreamWrongLastSequence,
+  streamNotFound: JetStreamApiCodes.StreamNotFound,
+  consumerNotFound: JetStreamApiCodes.ConsumerNotFound,
 } as const;
 
-/** True for errors that come from the payload being too large (never worth a retry). */
-export function isPayloadTooLarge(err: unknown): boolean {
-  const msg = err instanceof Error ? err.message.toLowerCase() : String(err).toLowerCase();
-  return msg.includes("max_payload") || msg.includes("max payload") || msg.includes("maximum payload") || msg.includes("message size exceeds");
+/** True when `err` is JetStream's answer with error code `code`. */
+export function isApiError(err: unknown, code: number): boolean {
+  return err instanceof JetStreamApiError && err.code === code;
 }
 
-/** Names of the NATS client's errors that mean "cannot reach NATS or JetStream now", not a bad request. */
-const UNAVAILABLE_NAMES = new Set(["TimeoutError", "NoRespondersError", "RequestError", "ConnectionError", "ClosedConnectionError", "JetStreamNotEnabled"]);
+/**
+ * True for errors that come from the payload being too large (never worth a
+ * retry): the client's own check against the server's `max_payload`, or the
+ * server refusing a message over the stream's or account's limit.
+ */
+export function isPayloadTooLarge(err: unknown): boolean {
+  if (err instanceof InvalidArgumentError) return err.message.includes("max_payload");
+  if (err instanceof JetStreamApiError) return /message size exceeds|maximum payload|max payload/i.test(err.message);
+  return false;
+}
 
 /** True when an error says NATS (or its JetStream) cannot answer now: the caller may try again later. */
 export function isNatsUnavailable(err: unknown): boolean {
-  if (err instanceof NatsUnavailableError) return true;
-  return err instanceof Error && (UNAVAILABLE_NAMES.has(err.name) || apiErrorCode(err) === ApiCodes.streamNotFound);
+  return (
+    err instanceof NatsUnavailableError ||
+    err instanceof TimeoutError ||
+    err instanceof NoRespondersError ||
+    err instanceof RequestError ||
+    err instanceof ConnectionError ||
+    err instanceof ClosedConnectionError ||
+    err instanceof jserrors.JetStreamNotEnabled ||
+    isApiError(err, ApiCodes.streamNotFound)
+  );
 }
 
 /** True when a request got no answer in time. */
 export function isTimeout(err: unknown): boolean {
-  return err instanceof Error && err.name === "TimeoutError";
+  return err instanceof TimeoutError;
+}
+
+/** True when the server refused this client's credentials (trying again cannot help). */
+export function isAuthRefused(err: unknown): boolean {
+  return err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError;
 }

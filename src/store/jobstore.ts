@@ -1,9 +1,11 @@
 import type { KV, KvEntry } from "@nats-io/kv";
 import { describe } from "../errors.ts";
+import { retry } from "../util/retry.ts";
+import { sleep } from "../util/wait.ts";
 import type { Logger } from "../log.ts";
 import { decodeWith, encode } from "../protocol/codec.ts";
 import type { NatsLink } from "./connection.ts";
-import { ApiCodes, apiErrorCode, JobStoreError } from "./errors.ts";
+import { ApiCodes, isApiError, JobStoreError } from "./errors.ts";
 import { Buckets, jobKey, jobStatsKeys, seedConsumer, statsKey, Streams, Subjects } from "./names.ts";
 import { bucketKeys, type ClusterBuckets, type ClusterTimings, ensureConsumer, PUBLISH_TIMEOUT_MS, seedConsumerConfig } from "./setup.ts";
 import { type JobRecord, JobRecordSchema, type NodeCounters, NodeCountersSchema, type SeedMessage } from "./records.ts";
@@ -16,7 +18,6 @@ export interface SeedProgress {
   inFlight: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Jobs in NATS: each job's record (spec and state) in the jobs bucket, its
@@ -48,7 +49,7 @@ export class JobStore {
     try {
       await this.buckets.jobs.create(jobKey(rec.id), encode(rec));
     } catch (err) {
-      if (apiErrorCode(err) === ApiCodes.wrongLastSequence) throw new JobStoreError(`job "${rec.id}" exists already`);
+      if (isApiError(err, ApiCodes.wrongLastSequence)) throw new JobStoreError(`job "${rec.id}" exists already`);
       throw err;
     }
   }
@@ -86,15 +87,11 @@ export class JobStore {
 
   async #publishSeed(s: SeedMessage, index: number): Promise<void> {
     const data = encode(s);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.link.unlessDisconnected(this.link.js.publish(Subjects.seed(s.job), data, { msgID: `${s.job}:${index}`, timeout: PUBLISH_TIMEOUT_MS }));
-        return;
-      } catch (err) {
-        if (attempt >= 5) throw err;
-        await sleep(200 * 2 ** attempt);
-      }
-    }
+    await retry(() => this.link.unlessDisconnected(this.link.js.publish(Subjects.seed(s.job), data, { msgID: `${s.job}:${index}`, timeout: PUBLISH_TIMEOUT_MS })), {
+      tries: 6,
+      baseMs: 200,
+      maxMs: 3200,
+    });
   }
 
   /** Take a job out of the jobs bucket, as if it had never been submitted (its seeds are dropped first). */
@@ -139,7 +136,7 @@ export class JobStore {
         await this.buckets.jobs.update(jobKey(id), encode(next), e.revision);
         return next;
       } catch (err) {
-        if (apiErrorCode(err) !== ApiCodes.wrongLastSequence) throw err;
+        if (!isApiError(err, ApiCodes.wrongLastSequence)) throw err;
         await sleep(5 + Math.random() * 20);
       }
     }
@@ -182,7 +179,7 @@ export class JobStore {
       const info = await this.link.jsm.consumers.info(Streams.seeds, seedConsumer(job));
       return { pending: info.num_pending, inFlight: info.num_ack_pending };
     } catch (err) {
-      if (apiErrorCode(err) === ApiCodes.consumerNotFound) return undefined;
+      if (isApiError(err, ApiCodes.consumerNotFound)) return undefined;
       throw err;
     }
   }
@@ -192,7 +189,7 @@ export class JobStore {
     try {
       await this.link.jsm.consumers.delete(Streams.seeds, seedConsumer(job));
     } catch (err) {
-      if (apiErrorCode(err) !== ApiCodes.consumerNotFound) throw err;
+      if (!isApiError(err, ApiCodes.consumerNotFound)) throw err;
     }
     await this.link.jsm.streams.purge(Streams.seeds, { filter: Subjects.seed(job) });
   }

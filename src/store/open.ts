@@ -1,4 +1,5 @@
 import { describe } from "../errors.ts";
+import { retry } from "../util/retry.ts";
 import { type NatsConnectOptions, type NatsLink, connectNats } from "./connection.ts";
 import { isNatsUnavailable } from "./errors.ts";
 import { JobStore } from "./jobstore.ts";
@@ -34,17 +35,14 @@ export interface NatsCluster {
  * with backoff and a log line each, until `opts.signal` aborts; anything
  * else is thrown.
  */
-async function untilJetStreamAnswers<T>(opts: NatsConnectOptions, setup: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await setup();
-    } catch (err) {
-      if (!isNatsUnavailable(err) || opts.signal?.aborted) throw err;
-      const wait = Math.min(5000, 250 * 2 ** Math.min(attempt - 1, 5));
-      opts.log.warn({ attempt, retryInMs: wait, err: describe(err) }, "JetStream is not answering yet; trying again");
-      await new Promise((r) => setTimeout(r, wait));
-    }
-  }
+function untilJetStreamAnswers<T>(opts: NatsConnectOptions, setup: () => Promise<T>): Promise<T> {
+  return retry(setup, {
+    baseMs: 250,
+    maxMs: 5000,
+    retryable: isNatsUnavailable,
+    giveUp: () => opts.signal?.aborted === true,
+    onRetry: (err, attempt, retryInMs) => opts.log.warn({ attempt, retryInMs, err: describe(err) }, "JetStream is not answering yet; trying again"),
+  });
 }
 
 /**

@@ -3,10 +3,10 @@ import { headers as makeHeaders } from "@nats-io/transport-node";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Metric } from "../plugin/api.ts";
-import { formatIssues } from "../protocol/codec.ts";
+import { formatIssues } from "../util/issues.ts";
 import { type OutputRow, OutputRowHeadSchema } from "../protocol/task.ts";
 import type { NatsLink } from "./connection.ts";
-import { ApiCodes, apiErrorCode, isTimeout } from "./errors.ts";
+import { ApiCodes, isApiError, isTimeout } from "./errors.ts";
 import { Streams, Subjects } from "./names.ts";
 import { PUBLISH_TIMEOUT_MS } from "./setup.ts";
 import type { JobTally } from "./records.ts";
@@ -106,7 +106,7 @@ export class ResultStore {
       this.stats.stored++;
       return { outcome: "stored", row: stored };
     } catch (err) {
-      if (apiErrorCode(err) === ApiCodes.wrongLastSequence) {
+      if (isApiError(err, ApiCodes.wrongLastSequence)) {
         this.stats.duplicates++;
         return { outcome: "duplicate", row: stored };
       }

@@ -9,9 +9,10 @@ import {
 } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { ConfigError, describe } from "../errors.ts";
+import { sleep } from "../util/wait.ts";
 import type { Logger } from "../log.ts";
 import type { NatsLink } from "./connection.ts";
-import { ApiCodes, apiErrorCode, isTimeout } from "./errors.ts";
+import { ApiCodes, isApiError, isTimeout } from "./errors.ts";
 import { Buckets, Streams, Subjects } from "./names.ts";
 
 /** Timings that are baked into the shared consumers and buckets (the first node to create them wins). */
@@ -58,7 +59,7 @@ export async function ensureStreams(link: NatsLink, replicas = 1): Promise<void>
       await link.jsm.streams.info(cfg.name);
       continue;
     } catch (err) {
-      if (apiErrorCode(err) !== ApiCodes.streamNotFound) throw err;
+      if (!isApiError(err, ApiCodes.streamNotFound)) throw err;
     }
     try {
       await link.jsm.streams.add(cfg);
@@ -154,8 +155,6 @@ export function seedConsumerConfig(name: string, subject: string, concurrency: n
 /** Tries at creating a consumer whose create request times out. */
 const CONSUMER_CREATE_TRIES = 5;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /**
  * Create a durable consumer unless it exists (an existing one keeps its
  * settings). A create request that times out is tried again: on a NATS
@@ -170,7 +169,7 @@ export async function ensureConsumer(link: NatsLink, stream: string, cfg: Partia
       await link.jsm.consumers.info(stream, name);
       return;
     } catch (err) {
-      if (apiErrorCode(err) !== ApiCodes.consumerNotFound) throw err;
+      if (!isApiError(err, ApiCodes.consumerNotFound)) throw err;
     }
     try {
       await link.jsm.consumers.add(stream, cfg);

@@ -1,3 +1,5 @@
+import { fnv1a } from "./hash.ts";
+
 /**
  * The ids seen so far and the line each was first seen on, in 12 bytes per
  * slot (a 64-bit hash of the id and the line), so a submission of tens of
@@ -69,15 +71,12 @@ export class IdSet {
 
 /** Two independent 32-bit hashes of a string (FNV-1a, and a multiply-xorshift mix), as one 64-bit hash. */
 function hash64(s: string): [number, number] {
-  let a = 0x811c9dc5;
   let b = 0x9747b28c ^ s.length;
   for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193);
-    b = Math.imul(b ^ c, 0x5bd1e995);
+    b = Math.imul(b ^ s.charCodeAt(i), 0x5bd1e995);
     b ^= b >>> 15;
   }
   b = Math.imul(b ^ (b >>> 13), 0xc2b2ae35);
   b ^= b >>> 16;
-  return [a >>> 0, b >>> 0];
+  return [fnv1a(s), b >>> 0];
 }

@@ -1,4 +1,4 @@
-import { hex32, mix32 } from "../hash.ts";
+import { hex32, mix32 } from "../../util/hash.ts";
 
 /**
  * Ids in the shapes real servers give them (uuid hex, random alphanumerics),

@@ -1,4 +1,5 @@
-import { Rng, pick } from "../hash.ts";
+import { pick } from "../hash.ts";
+import { Rng } from "../../util/hash.ts";
 import { ARG_WORDS } from "../words.ts";
 import { sampleRegex } from "./regex.ts";
 import { plainWords, spacedJson, valueFor } from "./schema.ts";

@@ -1,4 +1,4 @@
-import type { Rng } from "../hash.ts";
+import type { Rng } from "../../util/hash.ts";
 
 /**
  * A string matching a regular expression, for answers under a regex

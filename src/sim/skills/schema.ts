@@ -1,5 +1,5 @@
 import { ARG_WORDS } from "../words.ts";
-import type { Rng } from "../hash.ts";
+import type { Rng } from "../../util/hash.ts";
 
 /**
  * Values made up from a JSON schema (the subset tool parameters and

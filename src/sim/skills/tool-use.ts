@@ -1,4 +1,5 @@
-import { fnv1a, pick, uniform } from "../hash.ts";
+import { pick, uniform } from "../hash.ts";
+import { fnv1a } from "../../util/hash.ts";
 import { messageText } from "../request.ts";
 import { spacedJson } from "./schema.ts";
 import { lastTextOfRole, type Skill, type SkillAnswer, type SkillInput } from "./types.ts";

@@ -1,4 +1,5 @@
-import { Rng, pick, uniform } from "../hash.ts";
+import { pick, uniform } from "../hash.ts";
+import { Rng } from "../../util/hash.ts";
 import type { SimTool } from "../request.ts";
 import { objectFor, plainWords, requiredOf, spacedJson } from "./schema.ts";
 import { lastTextOfRole, type Skill, type SkillInput, type SkillAnswer } from "./types.ts";
