@@ -1,18 +1,19 @@
 import { BENCH_HELP, runBench } from "../bench/main.ts";
 import { stopAll } from "../bench/proc.ts";
 import { UsageError } from "../src/errors.ts";
+import { handleSignals } from "./signals.ts";
 
 export { BENCH_HELP };
 
 /** `matrixd bench [SCENARIO] [--quick] [...]`: returns the exit code. */
 export async function benchMain(argv: string[]): Promise<number> {
   // An interrupted benchmark leaves no sim, redis or mode process behind.
-  const onSignal = () => {
-    stopAll();
-    process.exit(130);
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const offSignals = handleSignals({
+    graceful: () => {
+      stopAll();
+      process.exit(130);
+    },
+  });
   try {
     return await runBench(argv);
   } catch (err) {
@@ -22,7 +23,6 @@ export async function benchMain(argv: string[]): Promise<number> {
     }
     throw err;
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    offSignals();
   }
 }

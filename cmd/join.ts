@@ -8,6 +8,7 @@ import { createLogger } from "../src/log.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
 import { NODE_FLAGS, parseCommand } from "./args.ts";
 import { openNodeServices } from "./services.ts";
+import { handleSignals } from "./signals.ts";
 
 export const JOIN_HELP = `matrixd join: join a cluster over NATS, host agent roles, serve the HTTP API
 
@@ -78,26 +79,27 @@ export async function joinMain(argv: string[]): Promise<number> {
   const abort = new AbortController();
   let node: RunningClusterNode | undefined;
   let server: ReturnType<typeof Bun.serve> | undefined;
-  let leaving: Promise<void> | undefined;
-  const leave = (sig: string) => {
-    if (leaving) {
-      log.warn({ signal: sig }, "second signal: exiting now");
-      process.exit(130);
+  const leave = async (): Promise<void> => {
+    try {
+      await node?.close();
+    } catch (err) {
+      log.error({ err: describe(err) }, "leaving the cluster failed");
     }
-    log.info({ signal: sig }, "leaving the cluster");
-    abort.abort();
-    leaving = (async () => {
-      try {
-        await node?.close();
-      } catch (err) {
-        log.error({ err: describe(err) }, "leaving the cluster failed");
-      }
-      server?.stop(true);
-      await svc.close();
-    })();
+    server?.stop(true);
+    await svc.close();
   };
-  process.on("SIGTERM", () => leave("SIGTERM"));
-  process.on("SIGINT", () => leave("SIGINT"));
+  let askedToLeave = (): void => undefined;
+  const leaveAsked = new Promise<void>((resolve) => {
+    askedToLeave = resolve;
+  });
+  handleSignals({
+    graceful: (signal) => {
+      log.info({ signal }, "leaving the cluster");
+      abort.abort();
+      askedToLeave();
+    },
+    forced: (signal) => log.warn({ signal }, "second signal: exiting now"),
+  });
 
   try {
     node = await startClusterNode({
@@ -121,8 +123,8 @@ export async function joinMain(argv: string[]): Promise<number> {
     if (abort.signal.aborted) return 0;
     throw err;
   }
-  if (leaving) {
-    await leaving;
+  if (abort.signal.aborted) {
+    await leave();
     return 0;
   }
   if (http) {
@@ -141,14 +143,7 @@ export async function joinMain(argv: string[]): Promise<number> {
     log.info({ url }, "HTTP API listening");
   }
   log.info({ node: node.name, nats: servers }, "node running; SIGTERM or SIGINT to leave");
-  await new Promise<void>((resolve) => {
-    const wait = setInterval(() => {
-      if (leaving) {
-        clearInterval(wait);
-        resolve();
-      }
-    }, 100);
-  });
-  await leaving;
+  await leaveAsked;
+  await leave();
   return 0;
 }

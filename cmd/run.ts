@@ -12,6 +12,7 @@ import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
 import { intFlag, NODE_FLAGS, parseCommand } from "./args.ts";
 import { openNodeServices } from "./services.ts";
+import { handleSignals } from "./signals.ts";
 
 export const RUN_HELP = `matrixd run: run a job on this machine, in-process, with no external service
 
@@ -92,19 +93,13 @@ export async function runMain(argv: string[]): Promise<number> {
     fatal = err;
     abort.abort();
   });
-  let signals = 0;
-  const onSignal = (sig: string) => {
-    signals++;
-    if (signals === 1) {
+  const offSignals = handleSignals({
+    graceful: (sig) => {
       process.stderr.write(`\n${sig}: no new tasks; finishing the ones in flight (again to stop now)\n`);
       abort.abort();
-    } else {
-      process.stderr.write(`${sig}: stopping now; run again with the same --out to resume\n`);
-      process.exit(130);
-    }
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+    },
+    forced: (sig) => process.stderr.write(`${sig}: stopping now; run again with the same --out to resume\n`),
+  });
 
   const tty = process.stderr.isTTY === true;
   let timer: ReturnType<typeof setInterval> | undefined;
@@ -135,8 +130,7 @@ export async function runMain(argv: string[]): Promise<number> {
   } finally {
     if (timer) clearInterval(timer);
     if (tty) process.stderr.write("\r\x1b[K");
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    offSignals();
     unfatal?.();
     await svc.close();
   }

@@ -3,6 +3,7 @@ import { startSimFleet } from "../src/sim/fleet.ts";
 import { SIM_KINDS, type SimOptions } from "../src/sim/options.ts";
 import type { SimServer } from "../src/sim/server.ts";
 import { intFlag, numFlag, parseCommand } from "./args.ts";
+import { handleSignals } from "./signals.ts";
 
 export const SIM_LLM_HELP = `matrixd sim-llm: a simulated GPU LLM server (OpenAI chat completions, as vLLM, SGLang, llama.cpp, TGI or a hosted API speak it)
 
@@ -186,16 +187,12 @@ export async function simLlmMain(argv: string[]): Promise<number> {
       process.exit(3);
     }, dieAfter * 1000);
   }
+  let offSignals = (): void => undefined;
   await new Promise<void>((resolve) => {
-    const onSignal = (): void => {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-      resolve();
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
+    offSignals = handleSignals({ graceful: () => resolve() });
   });
   if (dieTimer) clearTimeout(dieTimer);
   await Promise.all(servers.map((s) => s.stop()));
+  offSignals();
   return 0;
 }

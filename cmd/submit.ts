@@ -7,6 +7,7 @@ import { readConfigFile, validate } from "../src/config/load.ts";
 import { JobConfigSchema } from "../src/config/run.ts";
 import { UsageError } from "../src/errors.ts";
 import { intFlag, parseCommand } from "./args.ts";
+import { handleSignals } from "./signals.ts";
 
 export const SUBMIT_HELP = `matrixd submit: send a seed file to a cluster node as a job
 
@@ -110,11 +111,12 @@ export async function submitMain(argv: string[]): Promise<number> {
 /** Poll the job until it ends, showing progress: a live line on a terminal, a line every `every` s otherwise. */
 async function follow(api: ApiClient, id: string, every: number): Promise<JobStatus> {
   const tty = process.stderr.isTTY === true;
-  const onSignal = () => {
-    process.stderr.write(`\njob ${id} goes on in the cluster; see matrixd status --job ${id}\n`);
-    process.exit(130);
-  };
-  process.on("SIGINT", onSignal);
+  const offSignals = handleSignals({
+    graceful: () => {
+      process.stderr.write(`\njob ${id} goes on in the cluster; see matrixd status --job ${id}\n`);
+      process.exit(130);
+    },
+  });
   let lastLine = 0;
   try {
     for (;;) {
@@ -132,7 +134,7 @@ async function follow(api: ApiClient, id: string, every: number): Promise<JobSta
       await Bun.sleep(tty ? 500 : Math.min(1000, every * 1000));
     }
   } finally {
-    process.off("SIGINT", onSignal);
+    offSignals();
   }
 }
 
