@@ -3,6 +3,7 @@ import { chmod, chown, mkdir, readFile, readdir, rm, rmdir } from "node:fs/promi
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { fnv1a } from "../util/hash.ts";
+import { sleep } from "../util/wait.ts";
 import { instanceAlive, isInstanceId, newInstanceId } from "./instance.ts";
 import { detectCgroups, type Cgroups, type EnvCgroup } from "./cgroup.ts";
 import { readWorkFile, writeWorkFile, type Owner } from "./hostfs.ts";
@@ -276,7 +277,7 @@ class BwrapEnv implements DriverEnv {
       this.running.delete(proc);
     }
     // The PID namespace is gone with bwrap, so the pipes close; bound the wait all the same.
-    await Promise.race([reading, new Promise((r) => setTimeout(r, 2000))]);
+    await Promise.race([reading, sleep(2000)]);
     if (this.destroyed) throw new EnvError(`Environment ${this.id} was released`, "released");
     const after = this.cgroup ? await this.cgroup.counters() : undefined;
 
@@ -322,7 +323,7 @@ class BwrapEnv implements DriverEnv {
   private async killAll(): Promise<void> {
     const running = [...this.running];
     for (const p of running) for (const child of await childrenOf(p.pid)) signal(child);
-    await Promise.race([Promise.all(running.map((p) => p.exited)), new Promise((r) => setTimeout(r, 500))]);
+    await Promise.race([Promise.all(running.map((p) => p.exited)), sleep(500)]);
     for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
     await this.cgroup?.kill();
   }
@@ -332,7 +333,7 @@ class BwrapEnv implements DriverEnv {
     this.destroyed = true;
     const running = [...this.running];
     await this.killAll();
-    await Promise.race([Promise.all(running.map((p) => p.exited)), new Promise((r) => setTimeout(r, 5000))]);
+    await Promise.race([Promise.all(running.map((p) => p.exited)), sleep(5000)]);
     await this.cgroup?.remove().catch((err) => this.driver.log.warn({ env: this.id, err: String(err) }, "cgroup not removed"));
     await rm(this.dir, { recursive: true, force: true });
     this.onDestroyed();

@@ -3,7 +3,7 @@ import { mkdir, readFile, readdir, rmdir, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Logger } from "../log.ts";
 import { isInstanceId } from "./instance.ts";
-import { sleep } from "./util.ts";
+import { sleep } from "../util/wait.ts";
 
 /**
  * Memory, process and CPU limits for bwrap environments through cgroups: one

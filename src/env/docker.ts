@@ -5,7 +5,8 @@ import { makeTar, tarFits } from "./tar.ts";
 import type { Driver, DriverEnv, DriverExec, ResolvedSpec } from "./pool.ts";
 import { instanceAlive, newInstanceId } from "./instance.ts";
 import { EnvError, type EnvConfig, type ExecResult, type KillReason } from "./types.ts";
-import { CappedOutput, KILLED_EXIT_CODE, TIMEOUT_EXIT_CODE, baseEnv, sleep } from "./util.ts";
+import { sleep } from "../util/wait.ts";
+import { CappedOutput, KILLED_EXIT_CODE, TIMEOUT_EXIT_CODE, baseEnv } from "./util.ts";
 
 /**
  * Environments as Docker containers, through dockerode. Each one: no network,

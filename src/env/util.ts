@@ -85,8 +85,6 @@ export class Serial {
   }
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /** Variables every exec starts from; the caller's `env` is laid over them. */
 export function baseEnv(path: string): Record<string, string> {
   return { PATH: path, HOME: "/work", PWD: "/work", LANG: "C.UTF-8" };
