@@ -76,7 +76,7 @@ export class LlmClientImpl implements ManagedLlmClient {
       if (added.length > 0) {
         this.allDiscovered = false;
         // look at new endpoints now, not at the first request: their metrics are read once their kind is known
-        if (this.set) void this.discoverAll();
+        void this.discoverAll();
       }
       this.poller.ensure(added);
     });
