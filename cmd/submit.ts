@@ -1,11 +1,10 @@
 import { existsSync, renameSync, rmSync, statSync } from "node:fs";
 import { ApiClient, ApiError, DEFAULT_SERVER } from "../src/api/client.ts";
 import { formatJob, formatJobProgress } from "../src/api/format.ts";
-import { JOB_SETTING_KEYS } from "../src/api/job-settings.ts";
-import type { JobStatus } from "../src/cluster/types.ts";
 import { readConfigFile, validate } from "../src/config/load.ts";
 import { JobConfigSchema } from "../src/config/run.ts";
-import { UsageError } from "../src/errors.ts";
+import { describe, UsageError } from "../src/errors.ts";
+import { type JobStatus, SUBMIT_SETTING_KEYS } from "../src/protocol/job.ts";
 import { intFlag, parseCommand } from "./args.ts";
 import { handleSignals } from "./signals.ts";
 
@@ -32,15 +31,16 @@ exit codes: 0 done, 1 job cancelled or every task failed or a server/network err
 function jobSettings(path: string): { workflow?: string; settings: Record<string, unknown>; dropped: string[] } {
   const raw = readConfigFile(path);
   // The same file works for `run` and `submit`: check it whole, send only the job's part.
-  validate(JobConfigSchema, raw, `config ${path}`);
-  const obj = raw as Record<string, unknown>;
+  const config = validate(JobConfigSchema, raw, `config ${path}`);
+  // Only the keys the file gives are sent (the server fills in the rest), as the file has them.
+  const given: [string, unknown][] = typeof raw === "object" && raw !== null ? Object.entries(raw) : [];
   const settings: Record<string, unknown> = {};
   const dropped: string[] = [];
-  for (const [k, v] of Object.entries(obj)) {
-    if (JOB_SETTING_KEYS.includes(k)) settings[k] = v;
+  for (const [k, v] of given) {
+    if (SUBMIT_SETTING_KEYS.includes(k)) settings[k] = v;
     else dropped.push(k);
   }
-  return { workflow: typeof obj.workflow === "string" ? obj.workflow : undefined, settings, dropped };
+  return { workflow: config.workflow, settings, dropped };
 }
 
 /** `matrixd submit`: returns the exit code. */
@@ -64,8 +64,8 @@ export async function submitMain(argv: string[]): Promise<number> {
     console.log(SUBMIT_HELP);
     return 0;
   }
-  if (positionals.length !== 1) throw new UsageError("submit: give exactly one seed file (see matrixd submit --help)");
-  const file = positionals[0] as string;
+  const [file] = positionals;
+  if (positionals.length !== 1 || file === undefined) throw new UsageError("submit: give exactly one seed file (see matrixd submit --help)");
   if (!existsSync(file) || !statSync(file).isFile()) throw new UsageError(`submit: seed file ${file} does not exist`);
   const every = intFlag("progress-every", f["progress-every"]) ?? 10;
   const cfg = f.config ? jobSettings(f.config) : { settings: {}, dropped: [] };
@@ -147,14 +147,14 @@ async function download(api: ApiClient, id: string, out: string): Promise<number
   try {
     for await (const chunk of await api.results(id)) {
       for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) rows++;
-      if (chunk.length > 0) last = chunk[chunk.length - 1] as number;
+      last = chunk.at(-1) ?? last;
       writer.write(chunk);
     }
     await writer.end();
   } catch (err) {
     await Promise.resolve(writer.end()).catch(() => {});
     rmSync(part, { force: true });
-    throw err instanceof ApiError ? err : new ApiError(0, `dataset download broke off: ${(err as Error).message}`);
+    throw err instanceof ApiError ? err : new ApiError(0, `dataset download broke off: ${describe(err)}`);
   }
   renameSync(part, out);
   return last === 10 ? rows : rows + 1;

@@ -1,6 +1,8 @@
-import { z } from "zod";
-import type { JobStatus, Member } from "../cluster/types.ts";
+import type { z } from "zod";
+import { describe } from "../errors.ts";
+import { type JobStatus, JobStatusSchema } from "../protocol/job.ts";
 import { formatIssues } from "../util/issues.ts";
+import { ClusterResponseSchema, type ClusterResponse, ErrorBodySchema, JobsResponseSchema, type SubmitResponse, SubmitResponseSchema } from "./responses.ts";
 
 /** Port of a node's HTTP API when `--http` gives none. */
 export const DEFAULT_HTTP_PORT = 7420;
@@ -27,65 +29,6 @@ export class ApiError extends Error {
     return this.status >= 400 && this.status < 500 ? 2 : 1;
   }
 }
-
-const num = z.number();
-
-/** What the CLI reads of a job's status; other fields pass through. */
-export const JobStatusSchema = z.looseObject({
-  id: z.string(),
-  workflow: z.string(),
-  state: z.enum(["running", "done", "cancelled"]),
-  total: num,
-  queued: num,
-  running: num,
-  ok: num,
-  failed: num,
-  promptTokens: num,
-  completionTokens: num,
-  rate: num,
-  createdAt: num,
-  updatedAt: num,
-  acceptedBy: z.string(),
-  reason: z.string().optional(),
-  budget: z.looseObject({ tokens: num.optional(), cost: num.optional() }).optional(),
-  spent: z.looseObject({ tokens: num, cost: num }).optional(),
-  budgetReached: z.string().optional(),
-  metrics: z.record(z.string(), num.nullable()).optional(),
-});
-
-const EndpointSchema = z.looseObject({
-  url: z.string(),
-  models: z.array(z.string()),
-  inFlight: num,
-  limit: num,
-  healthy: z.boolean(),
-  requests: num,
-  errors: num,
-  promptTokens: num,
-  completionTokens: num,
-  waiting: num.optional(),
-  latencyMs: num.optional(),
-});
-
-/** What the CLI reads of a member; other fields pass through. */
-export const MemberSchema = z.looseObject({
-  node: z.string(),
-  version: z.string(),
-  http: z.string().optional(),
-  roles: z.record(z.string(), z.looseObject({ slots: num, busy: num, queued: num })),
-  services: z.looseObject({
-    llm: z.array(EndpointSchema),
-    env: z.looseObject({ driver: z.string(), capacity: num, inUse: num }).optional(),
-  }),
-  startedAt: num,
-  seenAt: num,
-  state: z.enum(["running", "draining"]),
-});
-
-const SubmitSchema = z.looseObject({ id: z.string(), total: num });
-const JobsSchema = z.looseObject({ jobs: z.array(JobStatusSchema) });
-const ClusterSchema = z.looseObject({ node: z.string(), members: z.array(MemberSchema) });
-const ErrorSchema = z.looseObject({ error: z.string(), details: z.array(z.string()).optional() });
 
 export interface ClientOptions {
   /** base URL of any node, e.g. http://10.0.0.5:7420 */
@@ -120,7 +63,7 @@ export class ApiClient {
     try {
       res = await fetch(this.server + path, { ...init, headers });
     } catch (err) {
-      throw new ApiError(0, `cannot reach ${this.server}: ${(err as Error).message}`, undefined, { cause: err });
+      throw new ApiError(0, `cannot reach ${this.server}: ${describe(err)}`, undefined, { cause: err });
     }
     if (res.ok) return res;
     const text = await res.text().catch(() => "");
@@ -130,7 +73,7 @@ export class ApiClient {
     } catch {
       body = undefined;
     }
-    const err = ErrorSchema.safeParse(body);
+    const err = ErrorBodySchema.safeParse(body);
     if (err.success) throw new ApiError(res.status, err.data.error, err.data.details);
     throw new ApiError(res.status, `${this.server}${path} answered ${res.status} ${res.statusText}${text ? `: ${text.slice(0, 200)}` : ""}`);
   }
@@ -141,7 +84,7 @@ export class ApiClient {
     try {
       body = await res.json();
     } catch (err) {
-      throw new ApiError(res.status, `${this.server}${path} answered something that is not JSON: ${(err as Error).message}`);
+      throw new ApiError(res.status, `${this.server}${path} answered something that is not JSON: ${describe(err)}`);
     }
     const parsed = schema.safeParse(body);
     if (!parsed.success) throw new ApiError(res.status, `${this.server}${path} answered an unexpected shape: ${formatIssues(parsed.error)}`);
@@ -152,10 +95,10 @@ export class ApiClient {
    * Submit a job: `seeds` is an NDJSON body, one seed per line (a file is
    * sent as it is read, never loaded whole); `config` the job settings.
    */
-  submit(workflow: string, seeds: Blob | ReadableStream<Uint8Array> | string, config?: Record<string, unknown>): Promise<{ id: string; total: number }> {
+  submit(workflow: string, seeds: Blob | ReadableStream<Uint8Array> | string, config?: Record<string, unknown>): Promise<SubmitResponse> {
     const q = new URLSearchParams({ workflow });
     if (config && Object.keys(config).length > 0) q.set("config", JSON.stringify(config));
-    return this.#json(SubmitSchema, `/v1/jobs?${q}`, {
+    return this.#json(SubmitResponseSchema, `/v1/jobs?${q}`, {
       method: "POST",
       headers: { "Content-Type": "application/x-ndjson" },
       body: seeds,
@@ -163,7 +106,7 @@ export class ApiClient {
   }
 
   async jobs(): Promise<JobStatus[]> {
-    return (await this.#json(JobsSchema, "/v1/jobs")).jobs;
+    return (await this.#json(JobsResponseSchema, "/v1/jobs")).jobs;
   }
 
   job(id: string): Promise<JobStatus> {
@@ -181,7 +124,7 @@ export class ApiClient {
     return res.body;
   }
 
-  cluster(): Promise<{ node: string; members: Member[] }> {
-    return this.#json(ClusterSchema, "/v1/cluster");
+  cluster(): Promise<ClusterResponse> {
+    return this.#json(ClusterResponseSchema, "/v1/cluster");
   }
 }

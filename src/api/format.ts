@@ -1,4 +1,5 @@
-import type { JobStatus, Member } from "../cluster/types.ts";
+import type { JobStatus } from "../protocol/job.ts";
+import type { Member } from "../protocol/member.ts";
 
 function n(x: number): string {
   return Math.round(x).toLocaleString("en-US");

@@ -4,11 +4,11 @@ import { formatIssues } from "../util/issues.ts";
 import type { CheckedSeed, ClusterNode, JobSubmission } from "../cluster/types.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
+import { type SubmitSettings, SubmitSettingsSchema } from "../protocol/job.ts";
 import { parseSeedLine } from "../seeds/seeds.ts";
 import { IdSet } from "../util/idset.ts";
 import { LineTooLongError, readLines } from "../util/lines.ts";
 import { HttpError } from "./http-error.ts";
-import { type JobSettings, JobSettingsSchema } from "./job-settings.ts";
 
 /** Bad seed lines named one by one in a 400; past this many, "and N more". */
 export const MAX_REPORTED_LINES = 50;
@@ -102,8 +102,8 @@ function workflowOf(registry: Registry, name: string | undefined): AnyWorkflow {
 }
 
 /** Validate a job's settings and its workflow options; 400 naming the key otherwise. */
-export function checkSettings(workflow: AnyWorkflow, raw: unknown): JobSettings {
-  const parsed = JobSettingsSchema.safeParse(raw ?? {});
+export function checkSettings(workflow: AnyWorkflow, raw: unknown): SubmitSettings {
+  const parsed = SubmitSettingsSchema.safeParse(raw ?? {});
   if (!parsed.success) throw new HttpError(400, `config: ${formatIssues(parsed.error)}`);
   const settings = parsed.data;
   if (settings.workflow !== undefined && settings.workflow !== workflow.name) {
@@ -145,7 +145,7 @@ export function isJsonBody(req: Request): boolean {
 /** A submission read whole (a JSON body), or the head of an NDJSON one whose seed lines are still to come. */
 export type ReadSubmission =
   | { kind: "whole"; submission: JobSubmission }
-  | { kind: "stream"; workflow: AnyWorkflow; settings: JobSettings; lines: AsyncIterable<string> };
+  | { kind: "stream"; workflow: AnyWorkflow; settings: SubmitSettings; lines: AsyncIterable<string> };
 
 /**
  * Read a submission: a JSON body `{workflow, seeds[], config?}` (content

@@ -2,7 +2,7 @@ import type { EnvService } from "../env/types.ts";
 import type { Bus } from "../bus/bus.ts";
 import { roleKey } from "../bus/bus.ts";
 import { NatsBusImpl } from "../bus/nats/index.ts";
-import { type ClusterTimings, JobStoreError, type MemberRecord, type NatsCluster, type NodeCounters as NodeCountersRecord, type SeedProgress, openNatsCluster, safeName } from "../store/index.ts";
+import { type ClusterTimings, JobStoreError, type NatsCluster, type NodeCounters as NodeCountersRecord, type SeedProgress, openNatsCluster, safeName } from "../store/index.ts";
 import { Engine } from "../engine/engine.ts";
 import { describe } from "../errors.ts";
 import { llmCapacity } from "../llm/capacity.ts";
@@ -265,8 +265,8 @@ class ClusterNodeImpl implements RunningClusterNode {
     }
   }
 
-  #memberRecord(): MemberRecord {
-    const rec: MemberRecord = {
+  #memberRecord(): Member {
+    const rec: Member = {
       node: this.name,
       version: VERSION,
       roles: this.bus.load(),

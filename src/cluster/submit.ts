@@ -1,32 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { z } from "zod";
 import type { JobRecord, SeedMessage } from "../store/index.ts";
 import { validate } from "../config/load.ts";
-import { BudgetSchema } from "../engine/accounting.ts";
 import { makeJobRuntime } from "../engine/job.ts";
 import { ConfigError, SeedError } from "../errors.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
 import { encode } from "../protocol/codec.ts";
+import { SubmitSettingsSchema } from "../protocol/job.ts";
 import { parseSeedLine } from "../seeds/seeds.ts";
 import type { JobSubmission } from "./types.ts";
-
-/** The settings a submitted job may carry (`config` of a submission), all optional. */
-export const SubmitSettingsSchema = z.strictObject({
-  workflow: z.string().min(1).optional(),
-  options: z.record(z.string(), z.unknown()).optional(),
-  trials: z.number().int().positive().max(1000).optional(),
-  seed: z.number().int().optional(),
-  maxSteps: z.number().int().positive().optional(),
-  concurrency: z.number().int().positive().optional(),
-  stepRetries: z.number().int().nonnegative().optional(),
-  /** stop admitting the job's tasks once the cluster's LLM calls for it used this many tokens or dollars */
-  budget: BudgetSchema.optional(),
-  job: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "must be letters, digits, '_', '.', '-' (at most 128)")
-    .optional(),
-});
 
 /** Defaults of a job's settings: the same as `matrixd run`, so both give the same dataset. */
 export const JOB_DEFAULTS = { concurrency: 1024, trials: 1, seed: 0, stepRetries: 1 } as const;

@@ -1,5 +1,8 @@
-import type { EndpointInfo } from "../llm/types.ts";
-import type { RoleLoad } from "../bus/bus.ts";
+import type { JobStatus } from "../protocol/job.ts";
+import type { Member } from "../protocol/member.ts";
+
+export type { JobState, JobStatus } from "../protocol/job.ts";
+export type { Member } from "../protocol/member.ts";
 
 /** The settings a submitted job carries (validated once, at submit). */
 export interface JobSubmission {
@@ -29,54 +32,6 @@ export interface JobIntake {
   commit(): Promise<{ id: string; total: number }>;
   /** Drop what was stored: the job is as if never submitted. */
   abort(): Promise<void>;
-}
-
-export type JobState = "running" | "done" | "cancelled";
-
-/** A job as any node reports it. */
-export interface JobStatus {
-  id: string;
-  workflow: string;
-  state: JobState;
-  /** tasks in the job (seeds × trials) */
-  total: number;
-  /** not yet admitted */
-  queued: number;
-  /** admitted, no row yet */
-  running: number;
-  ok: number;
-  failed: number;
-  promptTokens: number;
-  completionTokens: number;
-  /** rows per second over the job's life so far */
-  rate: number;
-  createdAt: number;
-  updatedAt: number;
-  /** node that accepted the job */
-  acceptedBy: string;
-  /** why the job ended as it did (who cancelled it, or the budget it reached) */
-  reason?: string;
-  /** the job's budget, what the cluster's LLM calls for it used so far, and, once reached, that it admits no new tasks */
-  budget?: { tokens?: number; cost?: number };
-  spent?: { tokens: number; cost: number };
-  budgetReached?: string;
-  /** the workflow's quality metrics over the rows so far */
-  metrics?: Record<string, number | null>;
-}
-
-/** One node as the cluster sees it. */
-export interface Member {
-  node: string;
-  version: string;
-  /** base URL of its HTTP API, when it serves one */
-  http?: string;
-  /** hosted roles (`workflow.role`) and their slots */
-  roles: Record<string, RoleLoad>;
-  services: { llm: EndpointInfo[]; env?: { driver: string; capacity: number; inUse: number } };
-  startedAt: number;
-  /** epoch ms of its last heartbeat */
-  seenAt: number;
-  state: "running" | "draining";
 }
 
 /** What the HTTP API and the CLI need from a cluster node. */

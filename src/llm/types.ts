@@ -1,7 +1,7 @@
 import type { LlmError } from "../errors.ts";
+import type { EndpointInfo } from "../protocol/member.ts";
 import type { ToolCall, Usage } from "../protocol/task.ts";
 import type { LlmEndpointInput } from "./config.ts";
-import type { ServerKind } from "./dialect/types.ts";
 import type { LoadReport } from "./endpoint.ts";
 
 /** A chat message in the OpenAI chat completions shape. */
@@ -89,31 +89,5 @@ export interface ManagedLlmClient extends LlmClient {
   onFatal(fn: (err: LlmError) => void): () => void;
 }
 
-export interface EndpointInfo {
-  url: string;
-  models: string[];
-  inFlight: number;
-  limit: number;
-  healthy: boolean;
-  requests: number;
-  errors: number;
-  promptTokens: number;
-  completionTokens: number;
-  /** requests queued in the client for this endpoint */
-  waiting?: number;
-  /** moving average of successful request latency, ms (0 before the first) */
-  latencyMs?: number;
-  /** the most requests in flight it is configured for (the adaptive `limit` stays at or below it) */
-  maxConcurrency?: number;
-  /** running and waiting requests the server itself reported lately (its /metrics), all clients together */
-  serverRunning?: number;
-  serverWaiting?: number;
-  /** sequences the server runs at once, when it says (or, when it does not, what it ran while it queued) */
-  serverSlots?: number;
-  /** the server's kind, once given or found out */
-  kind?: ServerKind;
-  /** tokens of context per sequence, when the server says */
-  contextTokens?: number;
-  /** load metrics its kind should publish and it does not: its load is not seen */
-  missingMetrics?: string[];
-}
+/** One endpoint as this client sees it (the shape members advertise it in). */
+export type { EndpointInfo };

@@ -2,7 +2,7 @@ import type { KV } from "@nats-io/kv";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { decodeWith, encode } from "../protocol/codec.ts";
-import { type MemberRecord, MemberRecordSchema } from "./records.ts";
+import { type Member, MemberSchema } from "../protocol/member.ts";
 
 /**
  * Who is in the cluster: each node puts its record in a KV bucket whose max
@@ -30,7 +30,7 @@ export class Membership {
   ) {}
 
   /** Put the record now and then every `everyMs`, as `record()` reads at the time. */
-  start(record: () => MemberRecord, everyMs: number): Promise<void> {
+  start(record: () => Member, everyMs: number): Promise<void> {
     const beat = async () => {
       try {
         await this.kv.put(this.node, encode(record()));
@@ -60,7 +60,7 @@ export class Membership {
   }
 
   /** Stop the heartbeat and take this node out of the view. */
-  async leave(final?: MemberRecord): Promise<void> {
+  async leave(final?: Member): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     try {
@@ -72,8 +72,8 @@ export class Membership {
   }
 
   /** The members whose heartbeat has not aged out. */
-  async list(): Promise<MemberRecord[]> {
-    const out: MemberRecord[] = [];
+  async list(): Promise<Member[]> {
+    const out: Member[] = [];
     // A key put again while the listing runs comes twice: list each once.
     const keys = new Set<string>();
     for await (const key of await this.keys()) keys.add(key);
@@ -81,7 +81,7 @@ export class Membership {
       const e = await this.kv.get(key);
       if (!e || e.operation !== "PUT") continue;
       try {
-        out.push(decodeWith(MemberRecordSchema, e.value, `member record "${key}"`));
+        out.push(decodeWith(MemberSchema, e.value, `member record "${key}"`));
       } catch (err) {
         this.garbage++;
         this.log.warn({ key, err: describe(err) }, "dropped a member record that is not one");

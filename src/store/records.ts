@@ -1,10 +1,11 @@
 import { z } from "zod";
-import { SERVER_KINDS } from "../llm/dialect/types.ts";
+import { JobSettingsSchema } from "../protocol/job.ts";
 
 /**
  * The records the cluster keeps in NATS: seeds as submitted, jobs, per-node
- * counters, members. Each is CBOR (codec.ts) and is decoded and validated
- * once, where it is read; anything that fails is counted and dropped.
+ * counters, and members (MemberSchema, src/protocol/member.ts). Each is CBOR
+ * (codec.ts) and is decoded and validated once, where it is read; anything
+ * that fails is counted and dropped.
  */
 
 /** One task of a job as stored at submit: a seed (validated then) and its trial. */
@@ -19,19 +20,6 @@ export const SeedMessageSchema = z.object({
   seed: z.record(z.string(), z.unknown()),
 });
 export type SeedMessage = z.infer<typeof SeedMessageSchema>;
-
-/** The settings a job runs with, fixed at submit. */
-export const JobSettingsSchema = z.object({
-  concurrency: z.number().int().positive(),
-  trials: z.number().int().positive(),
-  seed: z.number().int(),
-  maxSteps: z.number().int().positive().optional(),
-  stepRetries: z.number().int().nonnegative(),
-  options: z.record(z.string(), z.unknown()),
-  /** the job admits no new task once the cluster has spent this much (tokens, or dollars at the nodes' prices) */
-  budget: z.object({ tokens: z.number().int().positive().optional(), cost: z.number().positive().optional() }).optional(),
-});
-export type JobSettings = z.infer<typeof JobSettingsSchema>;
 
 export const JobTallySchema = z.object({
   ok: z.number().int().nonnegative(),
@@ -80,41 +68,3 @@ export const NodeCountersSchema = JobTallySchema.extend({
   spent: z.object({ tokens: z.number().nonnegative(), cost: z.number().nonnegative() }).optional(),
 });
 export type NodeCounters = z.infer<typeof NodeCountersSchema>;
-
-const RoleLoadSchema = z.object({
-  slots: z.number().int().nonnegative(),
-  busy: z.number().int().nonnegative(),
-  queued: z.number().int().nonnegative(),
-});
-
-const EndpointInfoSchema = z.looseObject({
-  url: z.string(),
-  models: z.array(z.string()),
-  inFlight: z.number(),
-  limit: z.number(),
-  healthy: z.boolean(),
-  requests: z.number(),
-  errors: z.number(),
-  promptTokens: z.number(),
-  completionTokens: z.number(),
-  waiting: z.number().optional(),
-  latencyMs: z.number().optional(),
-  kind: z.enum(SERVER_KINDS).optional(),
-  contextTokens: z.number().optional(),
-});
-
-/** A member's heartbeat in the members bucket (the shape of `Member` in src/cluster/types.ts). */
-export const MemberRecordSchema = z.object({
-  node: z.string().min(1),
-  version: z.string(),
-  http: z.string().optional(),
-  roles: z.record(z.string(), RoleLoadSchema),
-  services: z.object({
-    llm: z.array(EndpointInfoSchema),
-    env: z.object({ driver: z.string(), capacity: z.number(), inUse: z.number() }).optional(),
-  }),
-  startedAt: z.number(),
-  seenAt: z.number(),
-  state: z.enum(["running", "draining"]),
-});
-export type MemberRecord = z.infer<typeof MemberRecordSchema>;

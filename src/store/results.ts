@@ -158,15 +158,8 @@ export class ResultStore {
         continue;
       }
       const [p, c] = (m.headers?.get(H_USAGE) ?? "0,0").split(",").map((x) => Number(x) || 0);
-      let metrics: Record<string, unknown> | undefined;
       const mh = m.headers?.get(H_METRICS);
-      if (mh) {
-        try {
-          metrics = JSON.parse(mh) as Record<string, unknown>;
-        } catch {
-          metrics = undefined;
-        }
-      }
+      const metrics = mh ? headerMetrics(mh) : undefined;
       addToTally(t, status, p ?? 0, c ?? 0, metrics, defs);
       rows++;
     }
@@ -208,7 +201,7 @@ export class ResultStore {
         if (Number.isFinite(left)) {
           left -= n;
           if (n === 0) break;
-        } else if (n === 0 && !(await (running as () => Promise<boolean>)())) {
+        } else if (n === 0 && !(await running?.())) {
           live = false;
           left = (await consumer.info()).num_pending;
         }
@@ -234,6 +227,18 @@ function rowProblem(text: string): string | undefined {
   }
   const parsed = OutputRowHeadSchema.safeParse(raw);
   return parsed.success ? undefined : formatIssues(parsed.error);
+}
+
+/** A row's metrics from its metrics header, or undefined when the header is not an object of them. */
+function headerMetrics(text: string): Record<string, unknown> | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const parsed = OutputRowHeadSchema.shape.metrics.safeParse(raw);
+  return parsed.success ? parsed.data : undefined;
 }
 
 /** A failed row standing in for one too large to store. */

@@ -14,7 +14,7 @@ import { type Logger, silentLogger } from "../../src/log.ts";
 import { Registry } from "../../src/plugin/registry.ts";
 import type { OutputRow } from "../../src/protocol/task.ts";
 import { parseSeedLine } from "../../src/seeds/seeds.ts";
-import { JobSettingsSchema } from "../../src/api/job-settings.ts";
+import { SubmitSettingsSchema } from "../../src/protocol/job.ts";
 import { VERSION } from "../../src/version.ts";
 
 export interface MemoryNodeOptions {
@@ -175,7 +175,7 @@ export class MemoryNode implements ClusterNode {
   async submit(sub: JobSubmission): Promise<{ id: string; total: number }> {
     if (this.#closed) throw new Error("node is closed");
     const workflow = this.registry.get(sub.workflow);
-    const settings = validate(JobSettingsSchema, sub.config ?? {}, "job config");
+    const settings = validate(SubmitSettingsSchema, sub.config ?? {}, "job config");
     const seeds: Seed[] = [];
     const ids = new Set<string>();
     sub.seeds.forEach((raw, i) => {

@@ -5,13 +5,7 @@ import { isNatsUnavailable, JobStoreError } from "../../store/index.ts";
 import { ConfigError, CodecError, describe, SeedError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { HttpError } from "../http-error.ts";
-
-/** The body of every error response. */
-export interface ErrorBody {
-  error: string;
-  /** one line per problem, when there are several */
-  details?: string[];
-}
+import type { ErrorBody } from "../responses.ts";
 
 export interface ErrorHandlerOptions {
   log?: Logger;

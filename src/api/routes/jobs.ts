@@ -4,6 +4,7 @@ import type { Logger } from "../../log.ts";
 import type { Registry } from "../../plugin/registry.ts";
 import { HttpError } from "../http-error.ts";
 import { ndjsonStream } from "../ndjson.ts";
+import type { CancelResponse, JobsResponse, SubmitResponse } from "../responses.ts";
 import { readSubmission, type SubmissionLimits, submitStream } from "../submission.ts";
 
 export interface JobRoutesOptions {
@@ -11,24 +12,6 @@ export interface JobRoutesOptions {
   registry: Registry;
   limits: SubmissionLimits;
   log?: Logger;
-}
-
-/** What `POST /v1/jobs` answers (201). */
-export interface SubmitResponse {
-  id: string;
-  /** tasks in the job (seeds × trials) */
-  total: number;
-}
-
-/** What `GET /v1/jobs` answers. */
-export interface JobsResponse {
-  jobs: JobStatus[];
-}
-
-/** What `DELETE /v1/jobs/:id` answers (200). */
-export interface CancelResponse {
-  id: string;
-  state: "cancelled";
 }
 
 async function jobOr404(node: ClusterNode, id: string): Promise<JobStatus> {
@@ -73,7 +56,7 @@ export function jobRoutes(opts: JobRoutesOptions): Hono {
     if (purge !== undefined && purge !== "0" && purge !== "false") {
       await node.purge(id);
       log?.info({ job: id }, "job purged");
-      return c.json({ id, state: "purged" });
+      return c.json({ id, state: "purged" } satisfies CancelResponse);
     }
     if (!(await node.cancel(id))) {
       const now = await node.job(id);

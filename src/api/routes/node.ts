@@ -1,13 +1,7 @@
 import { Hono } from "hono";
-import type { ClusterNode, Member } from "../../cluster/types.ts";
+import type { ClusterNode } from "../../cluster/types.ts";
 import type { HttpMetrics } from "../middleware/metrics.ts";
-
-/** What `GET /v1/cluster` answers. */
-export interface ClusterResponse {
-  /** the node that answered */
-  node: string;
-  members: Member[];
-}
+import type { ClusterResponse } from "../responses.ts";
 
 /** `/v1/cluster` and `/metrics`: what the node and its peers look like. */
 export function nodeRoutes(node: ClusterNode, http: HttpMetrics): Hono {

@@ -1,0 +1,41 @@
+import { z } from "zod";
+import { JobStatusSchema } from "../protocol/job.ts";
+import { MemberSchema } from "../protocol/member.ts";
+
+/**
+ * The bodies the HTTP API answers, as the routes send them and the client
+ * checks them. A job's status and a member are the cluster's own shapes
+ * (src/protocol/).
+ */
+
+/** What `POST /v1/jobs` answers (201). */
+export const SubmitResponseSchema = z.object({
+  id: z.string(),
+  /** tasks in the job (seeds × trials) */
+  total: z.number(),
+});
+export type SubmitResponse = z.infer<typeof SubmitResponseSchema>;
+
+/** What `GET /v1/jobs` answers. */
+export const JobsResponseSchema = z.object({ jobs: z.array(JobStatusSchema) });
+export type JobsResponse = z.infer<typeof JobsResponseSchema>;
+
+/** What `DELETE /v1/jobs/:id` answers (200): the job cancelled, or with `?purge=1` gone with its rows. */
+export const CancelResponseSchema = z.object({ id: z.string(), state: z.enum(["cancelled", "purged"]) });
+export type CancelResponse = z.infer<typeof CancelResponseSchema>;
+
+/** What `GET /v1/cluster` answers. */
+export const ClusterResponseSchema = z.object({
+  /** the node that answered */
+  node: z.string(),
+  members: z.array(MemberSchema),
+});
+export type ClusterResponse = z.infer<typeof ClusterResponseSchema>;
+
+/** The body of every error response. */
+export const ErrorBodySchema = z.object({
+  error: z.string(),
+  /** one line per problem, when there are several */
+  details: z.array(z.string()).optional(),
+});
+export type ErrorBody = z.infer<typeof ErrorBodySchema>;

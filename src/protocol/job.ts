@@ -1,0 +1,82 @@
+import { z } from "zod";
+import { BudgetSchema } from "../engine/accounting.ts";
+
+/**
+ * A job's settings and status as the cluster keeps and answers them: the
+ * settings a job runs with (stored in its record), the settings a client may
+ * give (`config` of a submission), and the status every node reports (`GET
+ * /v1/jobs/:id`, read by `matrixd submit` and `matrixd status`).
+ */
+
+/** The settings a job runs with, fixed at submit (the given ones, the defaults for the rest). */
+export const JobSettingsSchema = z.object({
+  /** tasks in flight at most */
+  concurrency: z.number().int().positive(),
+  /** tasks per seed, ids suffixed #0, #1... when more than one */
+  trials: z.number().int().positive().max(1000),
+  /** the seed of the job's deterministic random numbers */
+  seed: z.number().int(),
+  /** step limit per task; by default the workflow's own */
+  maxSteps: z.number().int().positive().optional(),
+  /** tries again of a step that threw something other than an LLM error */
+  stepRetries: z.number().int().nonnegative(),
+  /** the workflow's own config, checked against its schema */
+  options: z.record(z.string(), z.unknown()),
+  /** the job admits no new task once the cluster has spent this much (tokens, or dollars at the nodes' prices) */
+  budget: BudgetSchema.optional(),
+});
+export type JobSettings = z.infer<typeof JobSettingsSchema>;
+
+/**
+ * The settings a client may give a job (`config` of a submission): any of
+ * the job's settings, the job's workflow (which must be the submitted one)
+ * and its id. Only what belongs to one job: a node setting (LLM endpoints,
+ * plugin paths, log level, role slots) is an unknown key, refused.
+ */
+export const SubmitSettingsSchema = z.strictObject({
+  workflow: z.string().min(1).optional(),
+  ...JobSettingsSchema.partial().shape,
+  job: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "must be letters, digits, '_', '.', '-' (at most 128)")
+    .optional(),
+});
+export type SubmitSettings = z.infer<typeof SubmitSettingsSchema>;
+
+/** The keys of SubmitSettingsSchema: what `matrixd submit --config FILE` sends of a config file. */
+export const SUBMIT_SETTING_KEYS: readonly string[] = Object.keys(SubmitSettingsSchema.shape);
+
+export const JobStateSchema = z.enum(["running", "done", "cancelled"]);
+export type JobState = z.infer<typeof JobStateSchema>;
+
+/** A job as any node reports it. */
+export const JobStatusSchema = z.object({
+  id: z.string(),
+  workflow: z.string(),
+  state: JobStateSchema,
+  /** tasks in the job (seeds × trials) */
+  total: z.number(),
+  /** not yet admitted */
+  queued: z.number(),
+  /** admitted, no row yet */
+  running: z.number(),
+  ok: z.number(),
+  failed: z.number(),
+  promptTokens: z.number(),
+  completionTokens: z.number(),
+  /** rows per second over the job's life so far */
+  rate: z.number(),
+  createdAt: z.number(),
+  updatedAt: z.number(),
+  /** node that accepted the job */
+  acceptedBy: z.string(),
+  /** why the job ended as it did (who cancelled it, or the budget it reached) */
+  reason: z.string().optional(),
+  /** the job's budget, what the cluster's LLM calls for it used so far, and, once reached, that it admits no new tasks */
+  budget: JobSettingsSchema.shape.budget,
+  spent: z.object({ tokens: z.number(), cost: z.number() }).optional(),
+  budgetReached: z.string().optional(),
+  /** the workflow's quality metrics over the rows so far */
+  metrics: z.record(z.string(), z.number().nullable()).optional(),
+});
+export type JobStatus = z.infer<typeof JobStatusSchema>;
