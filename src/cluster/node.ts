@@ -190,12 +190,11 @@ class ClusterNodeImpl implements RunningClusterNode {
     const bus = this.bus;
     const select = this.#opts.roles ?? (() => "auto" as const);
     return {
-      kind: bus.kind,
       host: (key, slots, handler) => {
         const dot = key.indexOf(".");
         if (select(key.slice(0, dot), key.slice(dot + 1)) !== undefined) bus.host(key, slots, handler);
       },
-      send: (state, lease) => bus.send(state, lease),
+      send: (state) => bus.send(state),
       load: () => bus.load(),
       close: () => bus.close(),
     };
