@@ -1,13 +1,21 @@
 import type { TaskState } from "../protocol/task.ts";
 
 /**
- * A task's hold on the bus while a node works on it. In the cluster it is the
- * un-acknowledged message that brought the task; in-process it is nothing.
+ * A task's place on the bus while this node works on it. The bus gives one
+ * to the step handler with the task; it goes along with the task from step
+ * to step on this node, and is how the task leaves: handed on to its next
+ * role, or let go once its row is stored. In the cluster it holds the
+ * un-acknowledged messages that brought the task (kept alive on a timer
+ * while it is held); in-process it holds nothing.
  */
 export interface Lease {
-  /** keep the hold alive while a long step runs */
-  touch(): void;
-  /** the task is finished and its row is stored: let go of the hold */
+  /**
+   * Hand the task to the role named in `state.next`: this node when it has
+   * a free slot, else a peer. What the lease holds is let go once the task
+   * is safely handed on.
+   */
+  send(state: TaskState): Promise<void>;
+  /** The task is finished and its row is stored: let go of what the lease holds. */
   done(): Promise<void>;
 }
 
@@ -22,30 +30,20 @@ export interface RoleLoad {
 }
 
 /**
- * Carries task states between roles. The engine only speaks to this; the
- * in-process bus and the NATS bus both implement it.
+ * Carries task states between roles. The engine only speaks to this and to
+ * the leases it hands out; the in-process bus and the NATS bus both
+ * implement it.
  */
 export interface Bus {
-  readonly kind: string;
   /** Take tasks for a role (its `roleKey`) on this node, running at most `slots` handlers at once. */
   host(key: string, slots: number, handler: TaskHandler): void;
-  /**
-   * Hand a task to the role named in `state.next`: this node when it has a
-   * free slot, else a peer. `lease` is the hold the task came with (none for
-   * a new task); the bus lets go of it once the task is safely handed on.
-   */
-  send(state: TaskState, lease?: Lease): Promise<void>;
+  /** Start a task that holds nothing on the bus yet: hand it to the role named in `state.next`, as {@link Lease.send} does. */
+  send(state: TaskState): Promise<void>;
   /** Load of every role hosted here. */
   load(): Record<string, RoleLoad>;
   /** Stop taking tasks; resolves when nothing more will be delivered. */
   close(): Promise<void>;
 }
-
-/** A lease that holds nothing. */
-export const noLease: Lease = {
-  touch() {},
-  done: () => Promise.resolve(),
-};
 
 /** The address of a role on the bus: `workflow.role`. */
 export function roleKey(workflow: string, role: string): string {

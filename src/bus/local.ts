@@ -1,6 +1,6 @@
 import { TaskError } from "../errors.ts";
 import type { TaskState } from "../protocol/task.ts";
-import { type Bus, type Lease, noLease, type RoleLoad, roleKey, type TaskHandler } from "./bus.ts";
+import { type Bus, type Lease, type RoleLoad, roleKey, type TaskHandler } from "./bus.ts";
 
 interface Hosted {
   slots: number;
@@ -16,16 +16,20 @@ interface Hosted {
  * bounded by admission, not here.
  */
 export class LocalBus implements Bus {
-  readonly kind = "local";
   #roles = new Map<string, Hosted>();
   #closed = false;
+  /** Every task's lease: it holds nothing, and hands the task on through this bus. */
+  readonly #lease: Lease = {
+    send: (state) => this.send(state),
+    done: () => Promise.resolve(),
+  };
 
   host(key: string, slots: number, handler: TaskHandler): void {
     if (slots < 1) throw new RangeError(`role "${key}" needs at least one slot`);
     this.#roles.set(key, { slots, busy: 0, handler, queue: [], head: 0 });
   }
 
-  send(state: TaskState, _lease?: Lease): Promise<void> {
+  send(state: TaskState): Promise<void> {
     const hosted = state.next === null ? undefined : this.#roles.get(roleKey(state.workflow, state.next));
     if (!hosted) return Promise.reject(new TaskError(`no node hosts role "${state.next}" of workflow "${state.workflow}"`));
     if (this.#closed) return Promise.reject(new TaskError("bus is closed"));
@@ -43,7 +47,7 @@ export class LocalBus implements Bus {
         h.head = 0;
       }
       h.busy++;
-      h.handler(state, noLease).then(
+      h.handler(state, this.#lease).then(
         () => this.#release(h),
         () => this.#release(h),
       );

@@ -1,5 +1,5 @@
 import { roleKey } from "../bus/bus.ts";
-import type { Hold, NatsBusImpl } from "../bus/nats/index.ts";
+import type { Hold, SeedHandler } from "../bus/nats/index.ts";
 import type { JobRecord, ResultStore, SeedMessage } from "../store/index.ts";
 import { Engine } from "../engine/engine.ts";
 import type { JobRuntime } from "../engine/job.ts";
@@ -9,8 +9,18 @@ import type { Logger } from "../log.ts";
 import type { OutputRow } from "../protocol/task.ts";
 import { isLive, type JobTable } from "./jobs.ts";
 
+/** What the starter asks of the bus: a job's seeds, taken for the free slots of the role its tasks start at. */
+export interface SeedSource {
+  /**
+   * Take the job's seeds, through the gate named `gate` if any; undefined
+   * when this node cannot (it does not host the role, or is leaving).
+   * Returns a function that stops taking them.
+   */
+  admit(job: string, entryKey: string, onSeed: SeedHandler, opts: { gate?: string }): (() => Promise<void>) | undefined;
+}
+
 export interface StarterOptions {
-  bus: NatsBusImpl;
+  bus: SeedSource;
   engine: Engine;
   table: JobTable;
   results: ResultStore;
@@ -81,7 +91,7 @@ export class JobStarter {
     }
     const rt = rec ? this.o.table.runtime(rec) : null;
     if (!rt) {
-      this.o.bus.keeper.giveBack(hold);
+      hold.giveBack();
       return;
     }
     if (!again) {

@@ -1,4 +1,4 @@
-import { type Bus, type Lease, noLease, roleKey } from "../bus/bus.ts";
+import { type Bus, type Lease, roleKey } from "../bus/bus.ts";
 import { describe, LlmError } from "../errors.ts";
 import type { LlmClient } from "../llm/types.ts";
 import type { Logger } from "../log.ts";
@@ -100,7 +100,7 @@ export class Engine {
   async begin(state: TaskState, lease?: Lease): Promise<void> {
     try {
       this.stats.hops++;
-      await this.#opts.bus.send(state, lease);
+      await (lease ?? this.#opts.bus).send(state);
     } catch (err) {
       await this.#fail(state, lease, describe(err));
     }
@@ -129,7 +129,7 @@ export class Engine {
     stats.running++;
     let result: StepResult;
     try {
-      result = await role.run(state, this.#context(state, job, lease));
+      result = await role.run(state, this.#context(state, job));
     } catch (err) {
       stats.running--;
       if (this.#abort.signal.aborted) return;
@@ -145,13 +145,13 @@ export class Engine {
     if (next === null) return this.#finish(state, job, lease);
     try {
       stats.hops++;
-      await this.#opts.bus.send(state, lease);
+      await lease.send(state);
     } catch (err) {
       await this.#fail(state, lease, describe(err));
     }
   }
 
-  #context(state: TaskState, job: JobRuntime, lease: Lease): AgentContext {
+  #context(state: TaskState, job: JobRuntime): AgentContext {
     const llm = this.#opts.llm;
     const signal = this.#abort.signal;
     const acct = this.#opts.accounting;
@@ -159,7 +159,6 @@ export class Engine {
     const taskLlm: TaskLlm = llm
       ? {
           chat: (req) => {
-            lease.touch();
             const call = llm.chat(req, { signal, affinity: state.id });
             if (!acct) return call;
             return call.then((r) => {
@@ -202,7 +201,7 @@ export class Engine {
     this.#opts.log.warn({ task: state.id, pinnedTo: state.pin, restarts: restarts + 1 }, `task started over from its seed: ${why}`);
     try {
       this.stats.hops++;
-      await this.#opts.bus.send(fresh, lease);
+      await lease.send(fresh);
     } catch (err) {
       await this.#fail(fresh, lease, describe(err));
     }
@@ -214,7 +213,7 @@ export class Engine {
     if (!("retry" in outcome)) return this.#fail(state, lease, outcome.fail);
     this.#opts.log.warn({ task: state.id, role: roleName, err: describe(err) }, "step failed, trying again");
     try {
-      await this.#opts.bus.send(state, lease);
+      await lease.send(state);
     } catch (e) {
       await this.#fail(state, lease, describe(e));
     }
@@ -235,7 +234,7 @@ export class Engine {
   async #finish(state: TaskState, job: JobRuntime, lease: Lease | undefined): Promise<void> {
     if (job.workflow.cleanup) {
       try {
-        await job.workflow.cleanup(state, this.#context(state, job, lease ?? noLease));
+        await job.workflow.cleanup(state, this.#context(state, job));
       } catch (err) {
         this.#opts.log.warn({ task: state.id, err: describe(err) }, "task cleanup failed");
       }

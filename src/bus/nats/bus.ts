@@ -4,9 +4,9 @@ import { handOff } from "./handoff.ts";
 import type { Logger } from "../../log.ts";
 import { decodeWith } from "../../protocol/codec.ts";
 import type { TaskState } from "../../protocol/task.ts";
-import { type Bus, type Lease, type RoleLoad, roleKey, type TaskHandler } from "../bus.ts";
+import { type Bus, type RoleLoad, roleKey, type TaskHandler } from "../bus.ts";
 import type { NatsLink } from "../../store/connection.ts";
-import { Hold, Keeper, parseAckSubject } from "./holds.ts";
+import { Hold, type HoldSend, Keeper, parseAckSubject } from "./holds.ts";
 import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "../../store/names.ts";
 import { Puller } from "./puller.ts";
 import { type ClusterTimings, ensureConsumer, ensureStreams, roleConsumerConfig } from "../../store/setup.ts";
@@ -47,7 +47,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * messages only for slots it has free.
  */
 export class NatsBusImpl implements Bus {
-  readonly kind = "nats";
   readonly stats: NatsBusStats = newBusStats();
   readonly keeper: Keeper;
   readonly #o: NatsBusOptions;
@@ -63,6 +62,8 @@ export class NatsBusImpl implements Bus {
   #closed = false;
   #doneSub: Subscription | undefined;
   #garbageLogged = 0;
+  /** What every hold of this bus hands its task on with. */
+  readonly #hop: HoldSend = (state, hold) => this.#send(state, hold);
 
   constructor(opts: NatsBusOptions) {
     this.#o = opts;
@@ -127,7 +128,7 @@ export class NatsBusImpl implements Bus {
       consumer: name,
       pool: role,
       log: this.#log,
-      onMessage: (msg, reserved) => this.#onTask(role, msg, reserved),
+      onMessage: (msg, ack, reserved) => this.#onTask(role, msg, ack, reserved),
       onSilence: async () => {
         await ensureStreams(link, this.#o.replicas);
         await ensureConsumer(link, Streams.tasks, cfg);
@@ -173,9 +174,13 @@ export class NatsBusImpl implements Bus {
     return this.#roles.has(key);
   }
 
-  async send(state: TaskState, lease?: Lease): Promise<void> {
+  /** Start a task that holds nothing yet (the engine's tasks already under way go on through their hold). */
+  send(state: TaskState): Promise<void> {
+    return this.#send(state, new Hold(this.keeper, this.#hop));
+  }
+
+  async #send(state: TaskState, hold: Hold): Promise<void> {
     if (state.next === null) throw new TaskError("a finished task has no next role");
-    const hold = lease instanceof Hold ? lease : new Hold(this.keeper);
     const key = roleKey(state.workflow, state.next);
     const role = this.#roles.get(key);
     const pinnedHere = role !== undefined && state.pin === this.#o.node;
@@ -252,8 +257,7 @@ export class NatsBusImpl implements Bus {
     role.wake();
   }
 
-  #onTask(role: RoleSlots, msg: Msg, reserved: boolean): void {
-    const reply = msg.reply as string;
+  #onTask(role: RoleSlots, msg: Msg, reply: string, reserved: boolean): void {
     if (this.#draining) {
       this.keeper.nak(reply);
       return;
@@ -274,7 +278,7 @@ export class NatsBusImpl implements Bus {
     const state = env.state;
     this.stats.received++;
     this.stats.hopLatency.observe(Math.max(0, Date.now() - env.sent));
-    const hold = new Hold(this.keeper, { ack: reply, mark: hopMsgId(state.job, state.id, state.steps, state.attempts) }, env.seed);
+    const hold = new Hold(this.keeper, this.#hop, { ack: reply, mark: hopMsgId(state.job, state.id, state.steps, state.attempts) }, env.seed);
     const delivery = parseAckSubject(reply);
     if (delivery && delivery.count > 1) {
       this.stats.redelivered++;
@@ -338,7 +342,7 @@ export class NatsBusImpl implements Bus {
       consumer: seedConsumer(job),
       pool: gate ? new GatedSlots(role, gate) : role,
       log: this.#log,
-      onMessage: (msg) => this.#onSeed(job, msg, onSeed),
+      onMessage: (msg, ack) => this.#onSeed(job, msg, ack, onSeed),
     });
     role.pullers.push(puller);
     puller.start();
@@ -348,8 +352,7 @@ export class NatsBusImpl implements Bus {
     };
   }
 
-  #onSeed(job: string, msg: Msg, onSeed: SeedHandler): void {
-    const reply = msg.reply as string;
+  #onSeed(job: string, msg: Msg, reply: string, onSeed: SeedHandler): void {
     if (this.#draining) {
       this.keeper.nak(reply);
       return;
@@ -369,7 +372,7 @@ export class NatsBusImpl implements Bus {
     this.stats.seedsTaken++;
     const ref = { node: this.#o.node, job, id: seed.id, seq: delivery.streamSeq, ack: reply };
     this.keeper.admit(ref);
-    onSeed(seed, new Hold(this.keeper, undefined, ref), delivery.count > 1);
+    onSeed(seed, new Hold(this.keeper, this.#hop, undefined, ref), delivery.count > 1);
   }
 
   #onDone(msg: Msg): void {

@@ -2,6 +2,7 @@ import type { Lease } from "../bus.ts";
 import type { Logger } from "../../log.ts";
 import { describe } from "../../errors.ts";
 import { encode } from "../../protocol/codec.ts";
+import type { TaskState } from "../../protocol/task.ts";
 import type { NatsLink } from "../../store/connection.ts";
 import { Subjects } from "../../store/names.ts";
 import type { DoneNotice, SeedRef } from "./wire.ts";
@@ -33,11 +34,15 @@ export function parseAckSubject(reply: string): Delivery | undefined {
   return { count, streamSeq };
 }
 
+/** Hands a task on from this node, with the hold it has here (the NATS bus's send). */
+export type HoldSend = (state: TaskState, hold: Hold) => Promise<void>;
+
 /**
  * What a task holds on the bus while it is on this node: the un-acked task
  * message it came with (none while it has not left the node that admitted
  * it) and its admission hold (the seed message). The same Hold goes along
- * with the task from step to step on this node.
+ * with the task from step to step on this node. Keep-alives go out for
+ * every hold on the keeper's timer, so a long step need not ask.
  */
 export class Hold implements Lease {
   /** ack subject of the task message this task came with */
@@ -52,6 +57,7 @@ export class Hold implements Lease {
 
   constructor(
     private readonly keeper: Keeper,
+    private readonly hop: HoldSend,
     task?: { ack: string; mark: string },
     seed?: SeedRef,
   ) {
@@ -65,8 +71,15 @@ export class Hold implements Lease {
     return this.state === "held";
   }
 
-  /** Keep-alives go out for every hold on a timer, so a step need not ask. */
-  touch(): void {}
+  /** Hand the task on to its next role; this hold goes with it, or is let go once the task is stored for a peer. */
+  send(state: TaskState): Promise<void> {
+    return this.hop(state, this);
+  }
+
+  /** Give the task back to NATS to be delivered again at once. */
+  giveBack(): void {
+    this.keeper.giveBack(this);
+  }
 
   /** The task's row is stored: let go of the task message and the seed. */
   async done(): Promise<void> {

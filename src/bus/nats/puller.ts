@@ -20,11 +20,12 @@ export interface PullerOptions {
   consumer: string;
   pool: SlotPool;
   /**
-   * A message taken off the consumer. `reserved` is true when a slot was
-   * promised to it (it was released just before the call and the receiver
-   * must take it now); false for a message that came after its request ended.
+   * A message taken off the consumer, with the subject that acks it.
+   * `reserved` is true when a slot was promised to it (it was released just
+   * before the call and the receiver must take it now); false for a message
+   * that came after its request ended.
    */
-  onMessage(msg: Msg, reserved: boolean): void;
+  onMessage(msg: Msg, ack: string, reserved: boolean): void;
   /** requests go unanswered (the consumer may be gone): re-create what is needed */
   onSilence?(): Promise<void>;
   log: Logger;
@@ -178,16 +179,17 @@ export class Puller {
 
   #onMsg(msg: Msg): void {
     const req = this.#current;
-    if (msg.reply) {
+    const ack = msg.reply;
+    if (ack) {
       // A JetStream message: it answers the open request, if any.
       if (req) {
         req.delivered++;
         this.#o.pool.release(1);
         if (req.delivered >= req.batch) req.end("filled");
-        this.#o.onMessage(msg, true);
+        this.#o.onMessage(msg, ack, true);
       } else {
         this.late++;
-        this.#o.onMessage(msg, false);
+        this.#o.onMessage(msg, ack, false);
       }
       return;
     }

@@ -1,0 +1,117 @@
+import { describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Registry } from "../plugin/registry.ts";
+import { JobStoreError, type NatsCluster } from "../store/index.ts";
+import { StreamIntake } from "./intake.ts";
+import { isLive, type JobTable } from "./jobs.ts";
+import { prepareHead, prepareJob } from "./submit.ts";
+import type { JobIntake, JobSubmission } from "./types.ts";
+
+/** Room kept in a NATS message for everything but the seeds it carries. */
+const MESSAGE_HEADROOM = 4096;
+
+export interface JobControlOptions {
+  /** this node's name: it accepts the jobs submitted here and names itself in reasons */
+  node: string;
+  nats: NatsCluster;
+  registry: Registry;
+  /** this node's view of the job records; kept up to date with what it changes */
+  table: JobTable;
+  log: Logger;
+  /** whether the node is leaving: then it takes no new jobs */
+  leaving: () => boolean;
+}
+
+/**
+ * What a client does to jobs through this node: submit one (whole, or with
+ * its seeds streamed in), cancel it, purge it, read its rows. Each change
+ * is a compare-and-set on the job's record, which every node follows.
+ */
+export class JobControl {
+  constructor(private readonly o: JobControlOptions) {}
+
+  /** Open a job whose seeds are streamed in. */
+  async intake(job: Omit<JobSubmission, "seeds">): Promise<JobIntake> {
+    this.#refuseWhenLeaving();
+    const { nats, table } = this.o;
+    return new StreamIntake({
+      head: prepareHead(job, this.o.registry),
+      store: nats.jobs,
+      node: this.o.node,
+      maxMessageBytes: nats.link.maxPayload() - MESSAGE_HEADROOM,
+      log: this.o.log,
+      onRecord: (rec) => table.set(rec),
+      onRemoved: (id) => table.forget(id),
+    });
+  }
+
+  /** Store a job's seeds and start it; a job whose seeds cannot all be stored is cancelled, saying why. */
+  async submit(job: JobSubmission): Promise<{ id: string; total: number }> {
+    this.#refuseWhenLeaving();
+    const { nats, table, node } = this.o;
+    const { jobs } = nats;
+    const prepared = prepareJob(job, this.o.registry, node, nats.link.maxPayload() - MESSAGE_HEADROOM);
+    const rec = prepared.record;
+    // The seed consumer first: nodes start pulling as soon as they see the record.
+    await jobs.openSeeds(rec.id, rec.settings.concurrency);
+    await jobs.create(rec);
+    table.set(rec);
+    let stored: number;
+    try {
+      stored = await jobs.storeSeeds(prepared.tasks());
+    } catch (err) {
+      // Part of a job must not run as if it were the whole: end it, saying why, and tell the caller.
+      const reason = `its seeds could not all be stored on ${node}: ${describe(err)}`;
+      await this.cancel(rec.id, reason).catch((e) => this.o.log.warn({ job: rec.id, err: describe(e) }, "cannot cancel a half-stored job"));
+      throw err;
+    }
+    const running = await jobs.update(rec.id, (r) =>
+      r.state === "submitting" ? { ...r, state: "running", updatedAt: Math.max(Date.now(), r.updatedAt + 1) } : undefined,
+    );
+    if (running) table.set(running);
+    if (running?.state !== "running") {
+      throw new JobStoreError(`job "${rec.id}" ended while its seeds were stored: ${running?.reason ?? "its record is gone"}`);
+    }
+    this.o.log.info({ job: rec.id, workflow: rec.workflow, tasks: stored }, "job stored");
+    return { id: rec.id, total: rec.total };
+  }
+
+  /** Cancel a live job and drop its seeds; false when it is unknown or already over. */
+  async cancel(id: string, reason = `cancelled on ${this.o.node}`): Promise<boolean> {
+    const { jobs } = this.o.nats;
+    let changed = false;
+    const rec = await jobs.update(id, (r) => {
+      if (!isLive(r)) return undefined;
+      changed = true;
+      return { ...r, state: "cancelled", updatedAt: Math.max(Date.now(), r.updatedAt + 1), reason };
+    });
+    if (!rec || !changed) return false;
+    this.o.table.set(rec);
+    await jobs.dropSeeds(id).catch((err) => this.o.log.warn({ job: id, err: describe(err) }, "cannot drop the seeds of a cancelled job"));
+    return true;
+  }
+
+  /** Remove a job with its rows and counters, cancelling it first if it runs; false for an unknown job. */
+  async purge(id: string): Promise<boolean> {
+    const { table, nats } = this.o;
+    const rec = await table.fetch(id);
+    if (!rec) return false;
+    if (isLive(rec)) await this.cancel(id, `purged on ${this.o.node}`);
+    const rows = await nats.results.purge(id);
+    await nats.jobs.dropCounters(id);
+    await nats.jobs.remove(id);
+    table.forget(id);
+    this.o.log.info({ job: id, rows }, "job purged");
+    return true;
+  }
+
+  /** The job's rows, one JSON line each, following the job while it is live. */
+  results(id: string): AsyncIterable<string> {
+    const { table } = this.o;
+    return this.o.nats.results.rows(id, async () => isLive(await table.fetch(id)));
+  }
+
+  #refuseWhenLeaving(): void {
+    if (this.o.leaving()) throw new Error("this node is leaving the cluster");
+  }
+}

@@ -1,0 +1,43 @@
+import { describe } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Registry } from "../plugin/registry.ts";
+import type { OutputRow } from "../protocol/task.ts";
+import type { ResultStore } from "../store/index.ts";
+import type { NodeCounters } from "./counters.ts";
+
+export interface RowWriterOptions {
+  results: ResultStore;
+  counters: NodeCounters;
+  registry: Registry;
+  log: Logger;
+  /** whether the node is leaving: then a row that cannot be stored is not tried again */
+  leaving: () => boolean;
+}
+
+/**
+ * Stores the rows of the tasks this node finishes: once, trying again while
+ * NATS is away, and counted when this node stored the row first (another
+ * node may have stored it before, for a task delivered twice).
+ */
+export class RowWriter {
+  constructor(private readonly o: RowWriterOptions) {}
+
+  /** Store a row; rejects only when the node is leaving and the store failed. */
+  async store(row: OutputRow): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const { outcome, row: stored } = await this.o.results.store(row);
+        if (outcome === "stored") {
+          const { registry } = this.o;
+          const wf = registry.names().includes(row.workflow) ? registry.get(row.workflow) : undefined;
+          this.o.counters.add(stored, wf?.metrics ?? []);
+        }
+        return;
+      } catch (err) {
+        if (this.o.leaving()) throw err;
+        if (attempt % 10 === 0) this.o.log.warn({ task: row.id, attempt, err: describe(err) }, "cannot store a row, trying again");
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(attempt, 5))));
+      }
+    }
+  }
+}
