@@ -7,9 +7,11 @@ import { ConfigError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import { connect } from "@nats-io/transport-node";
 import { freePort } from "../src/util/net.ts";
-import { TEST_TIMINGS, waitJob, waitUntil } from "./cluster-helpers.ts";
-import { coralSeeds, tempDir } from "./helpers.ts";
-import { type NatsServer, natsServerMissing, startNatsServer } from "./nats-server.ts";
+import { TEST_TIMINGS, waitJob } from "./support/cluster-nodes.ts";
+import { waitFor } from "./support/wait.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { tempDir } from "./support/files.ts";
+import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
 
 /**
  * How a node connects: NATS credentials from the config, against real
@@ -99,7 +101,7 @@ describe.skipIf(missing !== undefined)("NATS not ready at start", () => {
     const bare = Bun.spawn(["nats-server", "-p", String(port), "-a", "127.0.0.1"], { stdout: "ignore", stderr: "ignore" });
     let srv: NatsServer | undefined;
     try {
-      await waitUntil("the bare server to listen", async () => {
+      await waitFor("the bare server to listen", async () => {
         try {
           (await connect({ servers: `nats://127.0.0.1:${port}` })).close();
           return true;
