@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import pino from "pino";
 import { BUCKET_STREAMS } from "../src/store/setup.ts";
 import { openNatsCluster, Streams } from "../src/store/index.ts";
 import { comparable } from "./engine-cases.ts";
@@ -10,6 +9,7 @@ import { type JoinProcess, metric, spawnJoin, waitDone } from "./support/join-pr
 import { matrixdBin, referenceRun, runProcess } from "./support/matrixd.ts";
 import { coralSeeds } from "./support/seeds.ts";
 import { tempDir } from "./support/files.ts";
+import { capturingLogger } from "./support/log.ts";
 import { waitFor } from "./support/wait.ts";
 import { type NatsServerCluster, natsServerMissing, startNatsCluster, startNatsServer } from "./support/nats-server.ts";
 
@@ -55,13 +55,6 @@ async function connectedNodes(monitorPort: number): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${monitorPort}/connz?limit=1024`, { signal: AbortSignal.timeout(5000) });
   const body = (await res.json()) as { connections?: { name?: string }[] };
   return (body.connections ?? []).filter((c) => /^q\d$/.test(c.name ?? "")).length;
-}
-
-/** A pino logger that keeps its lines. */
-function capturingLogger(): { log: pino.Logger; lines: () => Record<string, unknown>[] } {
-  const lines: string[] = [];
-  const log = pino({ level: "info" }, { write: (s: string) => void lines.push(s) });
-  return { log, lines: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
 describe.skipIf(missing !== undefined)("matrixd on a 3-server NATS cluster with replicas 3", () => {

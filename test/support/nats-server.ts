@@ -78,11 +78,12 @@ async function waitReady(proc: Subprocess<"ignore", "pipe", "pipe">, timeoutMs: 
 }
 
 /**
- * Start nats-server (`-js -sd DIR -a 127.0.0.1`) on a port it picks itself
+ * Start nats-server (`-js -sd DIR -a 127.0.0.1`, or without `-js` when
+ * `opts.jetstream` is false) on a port it picks itself
  * (`-p -1`, read back from its ports file), or on `opts.port` when given.
  * Throws a clear error when the binary is missing.
  */
-export async function startNatsServer(opts: { port?: number; storeDir?: string; args?: string[] } = {}): Promise<NatsServer> {
+export async function startNatsServer(opts: { port?: number; storeDir?: string; args?: string[]; /** false: a server without JetStream */ jetstream?: boolean } = {}): Promise<NatsServer> {
   const missing = natsServerMissing();
   if (missing) throw new Error(missing);
   const storeDir = opts.storeDir ?? mkdtempSync(join(tmpdir(), "matrixd-nats-"));
@@ -93,7 +94,8 @@ export async function startNatsServer(opts: { port?: number; storeDir?: string; 
   const start = async (): Promise<number> => {
     for (let attempt = 0; ; attempt++) {
       const listen = port === undefined ? ["-p", "-1", "--ports_file_dir", portsDir] : ["-p", String(port)];
-      proc = Bun.spawn([BINARY, "-js", "-sd", storeDir, ...listen, "-a", "127.0.0.1", ...(opts.args ?? [])], {
+      const js = opts.jetstream === false ? [] : ["-js", "-sd", storeDir];
+      proc = Bun.spawn([BINARY, ...js, ...listen, "-a", "127.0.0.1", ...(opts.args ?? [])], {
         stdin: "ignore",
         stdout: "pipe",
         stderr: "pipe",
