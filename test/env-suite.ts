@@ -214,8 +214,11 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
           expect(r.exitCode).not.toBe(0);
         }
       }
-      await Bun.sleep(100);
-      expect(connections).toBe(0);
+      // The host's own connection, made after every attempt ended, is the first the listener sees.
+      const probe = await Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data: () => undefined } });
+      await waitFor("the host's own probe connection", () => connections > 0);
+      probe.end();
+      expect(connections).toBe(1);
       const links = await env.exec(["cat", "/proc/net/dev"]);
       expect(links.stdout).toContain("lo:");
       expect(links.stdout.split("\n").filter((l) => l.includes(":") && !l.includes("lo:"))).toEqual([]);
@@ -236,7 +239,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
       await expect(b.get("secret.txt")).rejects.toMatchObject({ code: "not_found" });
       if (opts.busybox) {
         const held = a.exec(["sleep", "313"], { timeoutMs: 3000 });
-        await Bun.sleep(300);
+        await waitFor("sleep 313 to run", async () => (await hostProcesses("sleep\u0000313")).length > 0);
         const ps = await b.exec(["ps"]);
         expect(ps.stdout).not.toContain("313");
         await held;

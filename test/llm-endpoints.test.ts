@@ -158,9 +158,8 @@ describe("llm affinity", () => {
     await waitFor("three requests", () => a.hits + b.hits === 3);
     // home is now full, the other at 1/2: 2/2 <= 3 x 1/2, so the next one queues at home
     ps.push(c.chat(hello, { affinity: "k" }));
-    await Bun.sleep(20);
+    await waitFor("the fourth request to queue in the client", () => c.endpoints().some((e) => e.waiting === 1));
     expect(a.hits + b.hits).toBe(3);
-    expect(c.endpoints().map((e) => e.waiting)).toContain(1);
     g.open();
     const results = await Promise.all(ps);
     expect(results[2]?.endpoint).toBe(results[3]?.endpoint ?? "");

@@ -89,7 +89,8 @@ describe("llm kinds", () => {
     const c = createLlmClient({ endpoints: [{ url: s.url, maxConcurrency: 1024 }] });
     const calls = Array.from({ length: 40 }, () => c.chat(hello));
     await waitFor("three requests in flight", () => s.active === 3);
-    await Bun.sleep(50);
+    // every call is accounted for: three at the server, the rest queued in the client
+    await waitFor("the other 37 to queue in the client", () => c.endpoints()[0]?.waiting === 37);
     expect(s.active).toBe(3);
     open.open();
     await Promise.all(calls);
