@@ -14,7 +14,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createEnvService, parseEnvConfig, type EnvConfigInput, type EnvService } from "../src/env/index.ts";
 import { silentLogger } from "../src/log.ts";
-import { startDockerd } from "../test/dockerd.ts";
+import { startDockerd } from "../test/support/dockerd.ts";
 
 const ROOT = join(import.meta.dir, "..");
 

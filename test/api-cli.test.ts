@@ -2,8 +2,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, writeFileSync } from "node:fs";
 import { createApp } from "../src/api/app.ts";
 import { silentLogger } from "../src/log.ts";
-import { BUN, coralSeeds, readRows, ROOT, tempDir, writeLines } from "./helpers.ts";
-import { gate, testRegistry, until } from "./support/api.ts";
+import { BUN, ROOT } from "./support/matrixd.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { gate, testRegistry } from "./support/api.ts";
+import { waitFor } from "./support/wait.ts";
 import { MemoryNode } from "./support/memory-node.ts";
 
 const TOKEN = "cli-token";
@@ -100,7 +103,7 @@ describe("api cli", () => {
     expect(sub.stderr).toContain("node settings not sent with the job: sim");
     expect(sub.stderr).toContain("80 tasks submitted");
     const id = sub.stdout.trim();
-    await until(async () => (await node.job(id))?.state === "done", 10_000, "the job");
+    await waitFor("the job", async () => (await node.job(id))?.state === "done", 10_000);
     expect((await node.job(id))?.ok).toBe(80);
   }, 30_000);
 

@@ -4,9 +4,12 @@ import { createApp } from "../src/api/app.ts";
 import { type RunningClusterNode, startClusterNode } from "../src/cluster/node.ts";
 import { silentLogger } from "../src/log.ts";
 import { Registry } from "../src/plugin/registry.ts";
-import { BUN, coralSeeds, readRows, ROOT, tempDir, writeLines } from "./helpers.ts";
-import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
-import { json, until } from "./support/api.ts";
+import { BUN, ROOT } from "./support/matrixd.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
+import { json } from "./support/api.ts";
+import { waitFor } from "./support/wait.ts";
 
 const TOKEN = "cluster-api-token";
 const missing = natsServerMissing();
@@ -72,10 +75,10 @@ describe.skipIf(missing !== undefined)("api over the NATS cluster node", () => {
       const byId = (x: { id: string }, y: { id: string }) => x.id.localeCompare(y.id);
       expect(fromB.sort(byId)).toEqual(rows.sort(byId));
 
-      await until(
+      await waitFor(
+        "both members in the view",
         async () => (await json(await appA.request("/v1/cluster", { headers: auth }))).members.length === 2,
         10_000,
-        "both members in the view",
       );
       const status = await run(["status"]);
       expect(status.code).toBe(0);
@@ -114,7 +117,7 @@ describe.skipIf(missing !== undefined)("api over the NATS cluster node", () => {
     const steps = () => a.engine.stats.steps + b.engine.stats.steps;
     const before = steps();
     const pending = post(body, "streamed");
-    await until(async () => (await b.job("streamed")) !== undefined, 10_000, "the streamed job's record");
+    await waitFor("the streamed job's record", async () => (await b.job("streamed")) !== undefined, 10_000);
     await Bun.sleep(300);
     expect(steps()).toBe(before);
     expect((await b.job("streamed"))?.state).toBe("running");
@@ -122,7 +125,7 @@ describe.skipIf(missing !== undefined)("api over the NATS cluster node", () => {
     const res = await pending;
     expect(res.status).toBe(201);
     expect(await json(res)).toEqual({ id: "streamed", total: N });
-    await until(async () => (await b.job("streamed"))?.state === "done", 60_000, "the streamed job to end");
+    await waitFor("the streamed job to end", async () => (await b.job("streamed"))?.state === "done", 60_000);
     let rows = 0;
     const ids = new Set<string>();
     for await (const line of b.results("streamed")) {
@@ -134,7 +137,7 @@ describe.skipIf(missing !== undefined)("api over the NATS cluster node", () => {
     // purged: the job and its rows are gone from every node
     const del = await appB.request("/v1/jobs/streamed?purge=1", { method: "DELETE", headers: auth });
     expect(await json(del)).toEqual({ id: "streamed", state: "purged" });
-    await until(async () => (await a.job("streamed")) === undefined, 15_000, "the purged job to leave the other node's view");
+    await waitFor("the purged job to leave the other node's view", async () => (await a.job("streamed")) === undefined, 15_000);
     expect((await appA.request("/v1/jobs/streamed/results", { headers: auth })).status).toBe(404);
     let left = 0;
     for await (const _ of b.results("streamed")) left++;
@@ -147,15 +150,15 @@ describe.skipIf(missing !== undefined)("api over the NATS cluster node", () => {
     const rb = await json(refused);
     expect(rb.details).toEqual(["seed line 1501: not JSON (JSON Parse error: Expected '}')", 'seed line 3002: duplicate seed id "s10" (first on line 11)']);
     expect(await a.job("refused")).toBeUndefined();
-    await until(async () => (await b.job("refused")) === undefined, 15_000, "the refused job to leave the other node's view");
+    await waitFor("the refused job to leave the other node's view", async () => (await b.job("refused")) === undefined, 15_000);
     expect((await b.jobs()).map((j) => j.id)).not.toContain("refused");
   }, 120_000);
 
   test("api - the cluster view, metrics, bad seeds and unknown jobs over the real node", async () => {
-    await until(
+    await waitFor(
+      "both members in the view",
       async () => (await json(await appA.request("/v1/cluster", { headers: auth }))).members.length === 2,
       10_000,
-      "both members in the view",
     );
     const cluster = await json(await appA.request("/v1/cluster", { headers: auth }));
     expect(cluster.node).toBe("api-a");

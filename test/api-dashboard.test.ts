@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/api/app.ts";
 import { silentLogger } from "../src/log.ts";
-import { coralSeeds } from "./helpers.ts";
-import { gate, testRegistry, until } from "./support/api.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { gate, testRegistry } from "./support/api.ts";
+import { waitFor } from "./support/wait.ts";
 import { Browser, CHROMIUM, dumpDom, haveChromium } from "./support/chromium.ts";
 import { MemoryNode } from "./support/memory-node.ts";
 
@@ -22,7 +23,7 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
   beforeAll(async () => {
     await node.submit({ workflow: "coral-dummy", seeds: coralSeeds(20), config: { job: "job-done" } });
     await node.submit({ workflow: "gated", seeds: [1, 2, 3].map((n) => ({ id: `w${n}`, n })), config: { job: "job-live" } });
-    await until(async () => (await node.job("job-done"))?.state === "done", 5000, "job-done");
+    await waitFor("job-done", async () => (await node.job("job-done"))?.state === "done", 5000);
     open = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: createApp(node, { registry, log: silentLogger }).fetch });
     guarded = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: createApp(node, { registry, token: TOKEN, log: silentLogger }).fetch });
   });
@@ -72,7 +73,7 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
       expect(await b.eval<string>(`document.querySelector('[data-node="dash-a"]').textContent`)).toContain("dash-a");
 
       await b.eval(`document.querySelector('[data-cancel="job-live"]').click()`);
-      await until(async () => (await node.job("job-live"))?.state === "cancelled", 5000, "the job to be cancelled");
+      await waitFor("the job to be cancelled", async () => (await node.job("job-live"))?.state === "cancelled", 5000);
       expect(b.dialogs.at(-1)).toEqual({ type: "confirm", message: "Cancel job job-live?" });
       await b.waitFor(`document.querySelector('[data-job="job-live"] .pill').textContent === "cancelled"`);
 

@@ -1,8 +1,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/api/app.ts";
 import { silentLogger } from "../src/log.ts";
-import { coralSeeds } from "./helpers.ts";
-import { gate, json, overriding, testRegistry, until } from "./support/api.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { gate, json, overriding, testRegistry } from "./support/api.ts";
+import { waitFor } from "./support/wait.ts";
 import { NatsUnavailableError } from "../src/store/errors.ts";
 import { MemoryNode } from "./support/memory-node.ts";
 
@@ -176,13 +177,13 @@ describe("api routes", () => {
     expect(res.status).toBe(201);
     const { id } = await json(res);
     let st = await json(await open.request(`/v1/jobs/${id}`));
-    await until(
+    await waitFor(
+      "the job to end",
       async () => {
         st = await json(await open.request(`/v1/jobs/${id}`));
         return st.state !== "running";
       },
       10_000,
-      "the job to end",
     );
     expect(st).toMatchObject({ state: "done", total: 3, ok: 3, failed: 0, running: 0, queued: 0 });
     expect(st.metrics.agreement).toBe(1);

@@ -3,8 +3,9 @@ import { createApp } from "../src/api/app.ts";
 import { MAX_SEED_LINE_CHARS } from "../src/api/submission.ts";
 import type { JobStatus } from "../src/cluster/types.ts";
 import { silentLogger } from "../src/log.ts";
-import { coralSeeds } from "./helpers.ts";
-import { gate, json, ndjson, overriding, testRegistry, until } from "./support/api.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { gate, json, ndjson, overriding, testRegistry } from "./support/api.ts";
+import { waitFor } from "./support/wait.ts";
 import { MemoryNode } from "./support/memory-node.ts";
 
 const g = gate();
@@ -48,7 +49,7 @@ async function postJson(a: typeof app, body: unknown, query = ""): Promise<Respo
 }
 
 async function waitDone(id: string) {
-  await until(async () => (await node.job(id))?.state !== "running", 10_000, `job ${id} to finish`);
+  await waitFor(`job ${id} to finish`, async () => (await node.job(id))?.state !== "running", 10_000);
   return node.job(id);
 }
 
@@ -269,6 +270,6 @@ describe("api submit", () => {
     // a few 64 KiB chunks ahead of the reader at most, not the endless source
     expect(produced).toBeLessThan(400);
     await reader.cancel();
-    await until(() => closed, 2000, "the source to be closed");
+    await waitFor("the source to be closed", () => closed, 2000);
   });
 });

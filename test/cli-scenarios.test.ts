@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { matrixdBin, readRows, ROOT, runProcess, tempDir } from "./helpers.ts";
+import { matrixdBin, ROOT, runProcess } from "./support/matrixd.ts";
+import { readRows, tempDir } from "./support/files.ts";
 
 const tmp = tempDir();
 let bin = "";

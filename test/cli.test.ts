@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { startSim } from "../src/sim/index.ts";
-import { coralSeeds, matrixdBin, readRows, runProcess, tempDir, waitFor, writeLines } from "./helpers.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { matrixdBin, runProcess } from "./support/matrixd.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { waitFor } from "./support/wait.ts";
 
 const tmp = tempDir();
 let bin = "";

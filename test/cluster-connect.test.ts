@@ -5,11 +5,12 @@ import { builtinWorkflows } from "../plugins/index.ts";
 import { type ClusterNodeOptions, startClusterNode } from "../src/cluster/node.ts";
 import { ConfigError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
-import { connect } from "@nats-io/transport-node";
-import { freePort } from "../src/util/net.ts";
-import { TEST_TIMINGS, waitJob, waitUntil } from "./cluster-helpers.ts";
-import { coralSeeds, tempDir } from "./helpers.ts";
-import { type NatsServer, natsServerMissing, startNatsServer } from "./nats-server.ts";
+import { TEST_TIMINGS, waitJob } from "./support/cluster-nodes.ts";
+import { waitFor } from "./support/wait.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { tempDir } from "./support/files.ts";
+import { capturingLogger } from "./support/log.ts";
+import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
 
 /**
  * How a node connects: NATS credentials from the config, against real
@@ -94,29 +95,22 @@ describe.skipIf(missing !== undefined)("NATS credentials", () => {
 
 describe.skipIf(missing !== undefined)("NATS not ready at start", () => {
   test("cluster - a node started while the server has no JetStream waits for it, then runs a job", async () => {
-    const port = await freePort();
-    // The same address first without JetStream (a server still starting, or a cluster without a leader yet).
-    const bare = Bun.spawn(["nats-server", "-p", String(port), "-a", "127.0.0.1"], { stdout: "ignore", stderr: "ignore" });
+    // First a server without JetStream (a server still starting, or a cluster without a leader yet).
+    const bare = await startNatsServer({ jetstream: false });
     let srv: NatsServer | undefined;
     try {
-      await waitUntil("the bare server to listen", async () => {
-        try {
-          (await connect({ servers: `nats://127.0.0.1:${port}` })).close();
-          return true;
-        } catch {
-          return false;
-        }
-      }, 10_000);
+      const capture = capturingLogger("warn");
       let started = false;
-      const starting = startClusterNode({ name: "early", nats: { servers: [`nats://127.0.0.1:${port}`] }, workflows: builtinWorkflows, log: silentLogger, timings: TEST_TIMINGS, heartbeatMs: 500 }).then((n) => {
+      const starting = startClusterNode({ name: "early", nats: { servers: [bare.url] }, workflows: builtinWorkflows, log: capture.log, timings: TEST_TIMINGS, heartbeatMs: 500 }).then((n) => {
         started = true;
         return n;
       });
-      await Bun.sleep(1500);
+      const retries = () => capture.lines().filter((l) => /JetStream is not answering/.test(String(l.msg))).length;
+      await waitFor("the node to report JetStream not answering, twice", () => retries() >= 2, 20_000);
       expect(started).toBe(false);
-      bare.kill("SIGKILL");
-      await bare.exited;
-      srv = await startNatsServer({ port });
+      await bare.close();
+      // The same address: the node keeps trying the server it was given, so JetStream must come up there.
+      srv = await startNatsServer({ port: bare.port });
       const node = await starting;
       try {
         const { id } = await node.submit({ workflow: "coral-dummy", seeds: coralSeeds(10, "e") });
@@ -125,7 +119,7 @@ describe.skipIf(missing !== undefined)("NATS not ready at start", () => {
         await node.close();
       }
     } finally {
-      bare.kill("SIGKILL");
+      await bare.close();
       await srv?.close();
     }
   }, 60_000);

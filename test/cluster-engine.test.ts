@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { makeJobRuntime } from "../src/engine/job.ts";
 import { runJob } from "../src/engine/run.ts";
 import { silentLogger } from "../src/log.ts";
-import { readResults, startNodes, waitJob } from "./cluster-helpers.ts";
+import { readResults, startNodes, waitJob } from "./support/cluster-nodes.ts";
 import { type BusRunner, comparable, DETERMINISM_JOB, engineCases, type Row } from "./engine-cases.ts";
-import { readRows, tempDir, writeLines } from "./helpers.ts";
-import { type NatsServer, startNatsServer } from "./nats-server.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { type NatsServer, startNatsServer } from "./support/nats-server.ts";
 
 const tmp = tempDir();
 let srv: NatsServer;

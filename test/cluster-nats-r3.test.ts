@@ -2,13 +2,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import pino from "pino";
 import { BUCKET_STREAMS } from "../src/store/setup.ts";
 import { openNatsCluster, Streams } from "../src/store/index.ts";
 import { comparable } from "./engine-cases.ts";
-import { type JoinProcess, metric, referenceRun, spawnJoin, waitDone } from "./cluster-procs.ts";
-import { coralSeeds, matrixdBin, runProcess, tempDir } from "./helpers.ts";
-import { natsServerMissing, type NatsServerCluster, startNatsCluster, startNatsServer } from "./nats-server.ts";
+import { type JoinProcess, metric, spawnJoin, waitDone } from "./support/join-process.ts";
+import { matrixdBin, referenceRun, runProcess } from "./support/matrixd.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { tempDir } from "./support/files.ts";
+import { capturingLogger } from "./support/log.ts";
+import { waitFor } from "./support/wait.ts";
+import { type NatsServerCluster, natsServerMissing, startNatsCluster, startNatsServer } from "./support/nats-server.ts";
 
 /**
  * matrixd on a 3-server NATS cluster with `nats.replicas: 3`: every stream
@@ -52,13 +55,6 @@ async function connectedNodes(monitorPort: number): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${monitorPort}/connz?limit=1024`, { signal: AbortSignal.timeout(5000) });
   const body = (await res.json()) as { connections?: { name?: string }[] };
   return (body.connections ?? []).filter((c) => /^q\d$/.test(c.name ?? "")).length;
-}
-
-/** A pino logger that keeps its lines. */
-function capturingLogger(): { log: pino.Logger; lines: () => Record<string, unknown>[] } {
-  const lines: string[] = [];
-  const log = pino({ level: "info" }, { write: (s: string) => void lines.push(s) });
-  return { log, lines: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
 describe.skipIf(missing !== undefined)("matrixd on a 3-server NATS cluster with replicas 3", () => {
@@ -133,11 +129,9 @@ describe.skipIf(missing !== undefined)("matrixd on a 3-server NATS cluster with 
     expect(total).toBe(N);
     // Rows stored, counted by the stream itself (the job's status follows a little behind).
     const stored = async () => (await jsm.streams.info(Streams.rows)).state.messages;
-    const deadline = Date.now() + 30_000;
-    while ((await stored()) < N * 0.25) {
-      if (Date.now() > deadline) throw new Error(`job ${id} did not reach ${N * 0.25} rows in 30 s\n${logs()}`);
-      await Bun.sleep(50);
-    }
+    await waitFor(`job ${id} to store ${N * 0.25} rows`, async () => (await stored()) >= N * 0.25, 30_000, 50).catch((err: unknown) => {
+      throw new Error(`${String(err)}\n${logs()}`);
+    });
     // Kill the server most nodes are connected to (they must reconnect to another), the task stream's leader among those.
     const leader = (await jsm.streams.info(Streams.tasks)).cluster?.leader;
     const nodesOn = await Promise.all(nats.servers.map((s) => connectedNodes(s.monitorPort)));
@@ -168,11 +162,10 @@ describe.skipIf(missing !== undefined)("matrixd on a 3-server NATS cluster with 
     // The member bucket has three copies too: every node is still in the view.
     const want = procs.map((p) => p.name).sort();
     const names = async () => (await a.members()).map((m) => m.node).sort();
-    const t = Date.now();
-    while (JSON.stringify(await names().catch(() => [])) !== JSON.stringify(want)) {
-      if (Date.now() - t > 10_000) throw new Error(`member view ${await names().catch(String)} is not ${want} 10 s after the job\n${logs()}`);
-      await Bun.sleep(200);
-    }
+    const whole = async () => JSON.stringify(await names().catch(() => [])) === JSON.stringify(want);
+    await waitFor(`the member view to be ${want} after the job`, whole, 10_000, 200).catch(async (err: unknown) => {
+      throw new Error(`${String(err)}; it is ${await names().catch(String)}\n${logs()}`);
+    });
 
     // A new job, with the server still gone, runs to a complete dataset too.
     const more = coralSeeds(300, "s");

@@ -8,10 +8,11 @@ import { openNatsCluster } from "../src/store/index.ts";
 import { createLlmClient } from "../src/llm/index.ts";
 import { silentLogger } from "../src/log.ts";
 import { startSim } from "../src/sim/index.ts";
-import { readResults, startNodes, TEST_TIMINGS, waitJob, waitUntil } from "./cluster-helpers.ts";
+import { readResults, startNodes, TEST_TIMINGS, waitJob } from "./support/cluster-nodes.ts";
+import { waitFor } from "./support/wait.ts";
 import { comparable, DETERMINISM_JOB } from "./engine-cases.ts";
-import { coralSeeds } from "./helpers.ts";
-import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
 
 const missing = natsServerMissing();
 if (missing) console.warn(`cluster-node: ${missing}; skipped`);
@@ -154,7 +155,7 @@ describe.skipIf(missing !== undefined)("cluster node (in-process, real nats-serv
     try {
       const seeds = Array.from({ length: 80 }, (_, i) => ({ id: `l${i}` }));
       const { id } = await a!.submit({ workflow: "leaving", seeds, config: { concurrency: 40 } });
-      await waitUntil("the leaving node to run steps", () => (watch.now.get("l1") ?? 0) > 0 && (watch.now.get("l2") ?? 0) > 0, 20_000, 5);
+      await waitFor("the leaving node to run steps", () => (watch.now.get("l1") ?? 0) > 0 && (watch.now.get("l2") ?? 0) > 0, 20_000, 5);
       await a!.close();
       expect(a!.bus.stats.handedBack).toBeGreaterThan(0);
       const st = await waitJob(b!, id, 60_000);
@@ -176,10 +177,10 @@ describe.skipIf(missing !== undefined)("cluster node (in-process, real nats-serv
     try {
       const seeds = Array.from({ length: 400 }, (_, i) => ({ id: `c${i}` }));
       const { id } = await a!.submit({ workflow: "cancelled", seeds, config: { concurrency: 20 } });
-      await waitUntil("some rows", async () => ((await b!.job(id))?.ok ?? 0) >= 5, 20_000);
+      await waitFor("some rows", async () => ((await b!.job(id))?.ok ?? 0) >= 5, 20_000);
       expect(await b!.cancel(id)).toBe(true);
       expect(await a!.cancel(id)).toBe(false);
-      await waitUntil("both nodes to let go of the job's seeds", () => a!.bus.keeper.admitted.size + b!.bus.keeper.admitted.size === 0, 10_000);
+      await waitFor("both nodes to let go of the job's seeds", () => a!.bus.keeper.admitted.size + b!.bus.keeper.admitted.size === 0, 10_000);
       const st = await a!.job(id);
       expect(st?.state).toBe("cancelled");
       expect(st?.reason).toBe("cancelled on c2");
@@ -215,7 +216,7 @@ describe.skipIf(missing !== undefined)("cluster node (in-process, real nats-serv
       });
       await ghost.jobs.storeSeeds(coralSeeds(5, "g").map((seed, i) => ({ v: 1 as const, job: id, id: `g${i}`, trial: 0, line: i + 1, seed })));
       await ghost.close();
-      await waitUntil("the half-stored job to end", async () => (await a!.job(id))?.state !== "running", 20_000, 200);
+      await waitFor("the half-stored job to end", async () => (await a!.job(id))?.state !== "running", 20_000, 200);
       const st = await a!.job(id);
       expect(st?.state).toBe("cancelled");
       expect(st?.reason).toContain("(ghost) stopped before all its seeds were stored");

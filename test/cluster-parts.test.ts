@@ -10,7 +10,8 @@ import { formatIssues } from "../src/util/issues.ts";
 import type { LlmEndpointInput } from "../src/llm/config.ts";
 import type { ManagedLlmClient } from "../src/llm/types.ts";
 import { silentLogger } from "../src/log.ts";
-import { matrixdBin, runProcess, tempDir } from "./helpers.ts";
+import { matrixdBin, runProcess } from "./support/matrixd.ts";
+import { tempDir } from "./support/files.ts";
 
 describe("cluster parts", () => {
   test("cluster - a job's figures are read once per interval however many ask; a failed read is not kept", async () => {

@@ -3,9 +3,12 @@ import { openNatsCluster } from "../src/store/index.ts";
 import { encode } from "../src/protocol/codec.ts";
 import { silentLogger } from "../src/log.ts";
 import { comparable } from "./engine-cases.ts";
-import { coralSeeds, tempDir } from "./helpers.ts";
-import { type JoinProcess, metric, referenceRun, spawnJoin, waitDone } from "./cluster-procs.ts";
-import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { tempDir } from "./support/files.ts";
+import { type JoinProcess, metric, spawnJoin, waitDone } from "./support/join-process.ts";
+import { referenceRun } from "./support/matrixd.ts";
+import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
+import { waitFor } from "./support/wait.ts";
 
 /**
  * The cluster as users run it: a real nats-server, `matrixd join` processes
@@ -38,19 +41,20 @@ async function join(extra: Record<string, unknown> = {}): Promise<JoinProcess> {
 
 /** Wait until the job has at least `rows` rows (as a live node counts them). */
 async function waitRows(p: JoinProcess, id: string, rows: number, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   let last: unknown;
-  while (Date.now() < deadline) {
+  const reached = async () => {
     try {
       const st = await p.job(id);
-      if (st.ok + st.failed >= rows || st.state !== "running") return;
+      return st.ok + st.failed >= rows || st.state !== "running";
     } catch (err) {
       // a status request may be slow on a loaded machine; the job's progress is what is waited for
       last = err;
+      return false;
     }
-    await Bun.sleep(50);
-  }
-  throw new Error(`job ${id} did not reach ${rows} rows in ${timeoutMs} ms; last error: ${String(last)}`);
+  };
+  await waitFor(`job ${id} to reach ${rows} rows`, reached, timeoutMs, 50).catch((err: unknown) => {
+    throw new Error(`${String(err)}; last error: ${String(last)}`);
+  });
 }
 
 /** The dataset is complete, has one row per task, and equals `matrixd run`'s. */
@@ -112,11 +116,7 @@ describe.skipIf(missing !== undefined)("cluster of matrixd join processes", () =
     // The member view lives in memory at the server, so the restart lost it: it comes back.
     const want = [a!.name, b!.name, c!.name].sort();
     const names = async () => (await a!.members()).map((m) => m.node).sort();
-    const t = Date.now();
-    while (JSON.stringify(await names().catch(() => [])) !== JSON.stringify(want)) {
-      if (Date.now() - t > 15_000) throw new Error(`member view ${await names().catch(String)} is not ${want} 15 s after the restart`);
-      await Bun.sleep(200);
-    }
+    await waitFor(`the member view to be ${want} again`, async () => JSON.stringify(await names().catch(() => [])) === JSON.stringify(want), 15_000, 200);
   }, 150_000);
 
   test("cluster - a node joining mid-job takes work, a node leaving on SIGTERM hands its tasks back, and garbage on matrixd's subjects is counted and dropped", async () => {
@@ -142,12 +142,9 @@ describe.skipIf(missing !== undefined)("cluster of matrixd join processes", () =
     }
     const late = await join(slow);
     // the newcomer takes a share; then b leaves cleanly while it holds tasks
-    const deadline = Date.now() + 30_000;
-    while (metric(await late.metrics(), "matrixd_steps_total") === 0 && Date.now() < deadline) await Bun.sleep(100);
-    expect(metric(await late.metrics(), "matrixd_steps_total")).toBeGreaterThan(0);
+    await waitFor("the newcomer to run steps", async () => metric(await late.metrics(), "matrixd_steps_total") > 0, 30_000, 100);
     // b leaves while it is running steps, so it has tasks to hand back
-    const busyBy = Date.now() + 30_000;
-    while (metric(await b!.metrics(), "matrixd_steps_running") === 0 && Date.now() < busyBy) await Bun.sleep(20);
+    await waitFor("b to run steps", async () => metric(await b!.metrics(), "matrixd_steps_running") > 0, 30_000, 20).catch(() => undefined);
     expect(await b!.term()).toBe(0);
     const handedBack = Number(/"handedBack":(\d+),"msg":"left the cluster"/.exec(b!.log())?.[1] ?? -1);
     expect(handedBack).toBeGreaterThan(0);
@@ -163,22 +160,14 @@ describe.skipIf(missing !== undefined)("cluster of matrixd join processes", () =
     const names = async () => (await a!.members()).map((m) => m.node).sort();
     // nodes of earlier tests, killed, age out of the view first
     const want = [a!.name, b!.name, c!.name].sort();
-    let t = Date.now();
-    while (JSON.stringify(await names()) !== JSON.stringify(want)) {
-      if (Date.now() - t > 15_000) throw new Error(`member view ${await names()} is not ${want} after 15 s`);
-      await Bun.sleep(200);
-    }
+    await waitFor(`the member view to be ${want}`, async () => JSON.stringify(await names()) === JSON.stringify(want), 15_000, 200);
     const member = (await a!.members()).find((m) => m.node === b!.name);
     expect(member?.roles["coral.teacher"]?.slots).toBeGreaterThan(0);
     expect(member?.services.llm.length).toBe(1);
     expect(member?.http).toBe(b!.url);
 
-    t = Date.now();
     await b!.kill9();
-    while ((await names()).includes(b!.name)) {
-      if (Date.now() - t > 15_000) throw new Error("a killed node stayed in the member view for 15 s");
-      await Bun.sleep(200);
-    }
+    await waitFor("the killed node to leave the member view", async () => !(await names()).includes(b!.name), 15_000, 200);
     expect(await c!.term()).toBe(0);
     expect(await names()).toEqual([a!.name]);
   }, 60_000);

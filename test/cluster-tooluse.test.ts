@@ -8,9 +8,11 @@ import type { Env, EnvService } from "../src/env/types.ts";
 import { createLlmClient } from "../src/llm/index.ts";
 import { silentLogger } from "../src/log.ts";
 import { type SimServer, startSim } from "../src/sim/index.ts";
-import { readResults, TEST_TIMINGS, waitJob, waitUntil } from "./cluster-helpers.ts";
-import { ROOT, tempDir } from "./helpers.ts";
-import { natsServerMissing, type NatsServer, startNatsServer } from "./nats-server.ts";
+import { readResults, TEST_TIMINGS, waitJob } from "./support/cluster-nodes.ts";
+import { waitFor } from "./support/wait.ts";
+import { ROOT } from "./support/matrixd.ts";
+import { tempDir } from "./support/files.ts";
+import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
 
 const missing = natsServerMissing();
 const tmp = tempDir();
@@ -100,7 +102,7 @@ describe.skipIf(missing !== undefined)("cluster with environments: a node leaves
     try {
       const seeds = readFileSync(join(ROOT, "configs/seeds/tool-use.jsonl"), "utf8").split("\n").filter(Boolean).slice(0, 30);
       const { id } = await leave.node.submit({ workflow: "tool-use", seeds, config: { concurrency: 16 } });
-      await waitUntil("the leaving node to hold environments in use", () => leave.env.inUse() >= 3, 20_000, 5);
+      await waitFor("the leaving node to hold environments in use", () => leave.env.inUse() >= 3, 20_000, 5);
       // It leaves with tasks in the middle of their conversations; what it held goes with it.
       await leave.node.close();
       await leave.env.close();

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { coralDummy } from "../plugins/coral-dummy/index.ts";
 import type { AnyWorkflow } from "../src/plugin/api.ts";
 import { defineWorkflow } from "../src/plugin/api.ts";
-import { coralSeeds } from "./helpers.ts";
+import { coralSeeds } from "./support/seeds.ts";
 
 /**
  * Engine checks written once and run on every bus: the in-process bus (as

@@ -10,7 +10,8 @@ import { silentLogger } from "../src/log.ts";
 import { loadPlugin } from "../src/plugin/registry.ts";
 import type { OutputRow, TaskState } from "../src/protocol/task.ts";
 import { jittery } from "./engine-cases.ts";
-import { coralSeeds, readRows, tempDir, writeLines } from "./helpers.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.remove());

@@ -6,7 +6,9 @@ import { createEnvService, parseEnvConfig, type EnvService } from "../src/env/in
 import { silentLogger } from "../src/log.ts";
 import { instanceAlive, isInstanceId, newInstanceId } from "../src/env/instance.ts";
 import { envSuite, hostProcesses, startHeldRun } from "./env-suite.ts";
-import { ROOT, runProcess, tempDir, waitFor } from "./helpers.ts";
+import { ROOT, runProcess } from "./support/matrixd.ts";
+import { tempDir } from "./support/files.ts";
+import { waitFor } from "./support/wait.ts";
 
 /** per-test limit: generous, as the machine may be shared and busy */
 const T = 30_000;
@@ -103,7 +105,7 @@ describe.skipIf(skip !== undefined)("env bwrap", () => {
     const live = await make({ node });
     const kept = await live.acquire("t");
     const dead = await startHeldRun({ driver: "bwrap", node, stateDir, rootfs }, ["sleep", "316"]);
-    const sleeper = await waitFor("the dead run's sandbox", async () => (await hostProcesses("sleep\u0000316"))[0]);
+    const sleeper = await waitFor("the dead run's sandbox", async () => (await hostProcesses("sleep\u0000316"))[0], 30_000);
     const cgroups = await cgroupDirsOf(sleeper, dead.env);
     const folder = await envFolder(node, dead.env);
     expect(existsSync(join(folder, "state.json"))).toBe(true);

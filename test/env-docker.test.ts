@@ -3,9 +3,10 @@ import { join } from "node:path";
 import Docker from "dockerode";
 import { createEnvService, parseEnvConfig, type EnvService } from "../src/env/index.ts";
 import { silentLogger } from "../src/log.ts";
-import { startDockerd, type Dockerd } from "./dockerd.ts";
-import { envSuite, eventually, hostProcesses, startHeldRun } from "./env-suite.ts";
-import { ROOT, runProcess } from "./helpers.ts";
+import { type Dockerd, startDockerd } from "./support/dockerd.ts";
+import { envSuite, hostProcesses, startHeldRun } from "./env-suite.ts";
+import { waitFor } from "./support/wait.ts";
+import { ROOT, runProcess } from "./support/matrixd.ts";
 
 /** per-test limit: generous, as the machine may be shared and busy */
 const T = 30_000;
@@ -68,11 +69,11 @@ describe.skipIf(!engine)("env docker", () => {
     const envs = await make();
     const env = await envs.acquire("t");
     await env.exec(["sh", "-c", "sleep 317 >/dev/null 2>&1 &"]);
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000317")).length > 0)).toBe(true);
+    await waitFor("sleep 317 to run", async () => (await hostProcesses("sleep\u0000317")).length > 0);
     expect(await containerOf(env.id)).toBeDefined();
     await env.release();
     expect(await containerOf(env.id)).toBeUndefined();
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000317")).length === 0)).toBe(true);
+    await waitFor("sleep 317 to be gone", async () => (await hostProcesses("sleep\u0000317")).length === 0);
   }, T);
 
   test("env docker - a node's start removes the containers of its runs that are over, and only those", async () => {
@@ -82,7 +83,7 @@ describe.skipIf(!engine)("env docker", () => {
     const kept = await live.acquire("t");
     const theirs = await neighbour.acquire("t");
     const dead = await startHeldRun({ driver: "docker", node: mine, socketPath: engine?.socketPath }, ["sh", "-c", "sleep 318 >/dev/null 2>&1 &"]);
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000318")).length > 0)).toBe(true);
+    await waitFor("sleep 318 to run", async () => (await hostProcesses("sleep\u0000318")).length > 0);
     // A container of an older version's run: labelled with the node only.
     const older = await docker.createContainer({ Image: "matrixd/tooluse:latest", Labels: { "matrixd.node": mine }, HostConfig: { NetworkMode: "none" } });
     await make({ node: mine });
@@ -94,7 +95,7 @@ describe.skipIf(!engine)("env docker", () => {
     expect(await containerOf(dead.env)).toBeDefined();
     await make({ node: mine });
     expect(await containerOf(dead.env)).toBeUndefined();
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000318")).length === 0)).toBe(true);
+    await waitFor("sleep 318 to be gone", async () => (await hostProcesses("sleep\u0000318")).length === 0);
     expect((await kept.exec(["echo", "ok"])).stdout).toBe("ok\n");
     expect((await theirs.exec(["echo", "ok"])).stdout).toBe("ok\n");
     const info = await (await containerOf(kept.id))!.inspect();

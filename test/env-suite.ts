@@ -9,6 +9,7 @@ import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { createEnvService, parseEnvConfig, EnvError, TRUNCATED_MARKER, type EnvConfigInput, type EnvService } from "../src/env/index.ts";
 import { silentLogger } from "../src/log.ts";
+import { waitFor } from "./support/wait.ts";
 
 /** per-test limit: generous, as the machine may be shared and busy */
 const T = 30_000;
@@ -30,16 +31,6 @@ export async function hostProcesses(needle: string): Promise<number[]> {
     if (cmdline.includes(needle)) found.push(Number(pid));
   }
   return found;
-}
-
-/** Wait (bounded) until `check` holds; returns whether it did. */
-export async function eventually(check: () => Promise<boolean> | boolean, ms = 5000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await Bun.sleep(50);
-  }
-  return check();
 }
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -168,7 +159,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
       const r = await env.exec(["sh", "-c", "sleep 311 & sleep 312"], { timeoutMs: 500 });
       expect(r).toMatchObject({ timedOut: true, killed: "time", exitCode: 124 });
       expect(Date.now() - started).toBeLessThan(5000);
-      expect(await eventually(async () => (await hostProcesses("sleep\u0000311")).length === 0)).toBe(true);
+      await waitFor("sleep 311 to be gone", async () => (await hostProcesses("sleep\u0000311")).length === 0);
       expect((await env.exec(["echo", "after"])).stdout).toBe("after\n");
     } finally {
       await env.release();
@@ -223,8 +214,11 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
           expect(r.exitCode).not.toBe(0);
         }
       }
-      await Bun.sleep(100);
-      expect(connections).toBe(0);
+      // The host's own connection, made after every attempt ended, is the first the listener sees.
+      const probe = await Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data: () => undefined } });
+      await waitFor("the host's own probe connection", () => connections > 0);
+      probe.end();
+      expect(connections).toBe(1);
       const links = await env.exec(["cat", "/proc/net/dev"]);
       expect(links.stdout).toContain("lo:");
       expect(links.stdout.split("\n").filter((l) => l.includes(":") && !l.includes("lo:"))).toEqual([]);
@@ -245,7 +239,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
       await expect(b.get("secret.txt")).rejects.toMatchObject({ code: "not_found" });
       if (opts.busybox) {
         const held = a.exec(["sleep", "313"], { timeoutMs: 3000 });
-        await Bun.sleep(300);
+        await waitFor("sleep 313 to run", async () => (await hostProcesses("sleep\u0000313")).length > 0);
         const ps = await b.exec(["ps"]);
         expect(ps.stdout).not.toContain("313");
         await held;
@@ -263,14 +257,14 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
       (r) => r,
       (e: EnvError) => e,
     );
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000315")).length > 0)).toBe(true);
+    await waitFor("sleep 315 to run", async () => (await hostProcesses("sleep\u0000315")).length > 0);
     const started = Date.now();
     await env.release();
     const outcome = await running;
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(outcome instanceof EnvError || outcome.exitCode !== 0).toBe(true);
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000314")).length === 0)).toBe(true);
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000315")).length === 0)).toBe(true);
+    await waitFor("sleep 314 to be gone", async () => (await hostProcesses("sleep\u0000314")).length === 0);
+    await waitFor("sleep 315 to be gone", async () => (await hostProcesses("sleep\u0000315")).length === 0);
   }, T);
 
   test(`env ${d} - a fork bomb is contained and the node carries on`, async () => {
@@ -339,7 +333,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     await expect(pending).rejects.toMatchObject({ code: "aborted" });
     expect(pool.inUse()).toBe(1);
     first.abort();
-    expect(await eventually(() => pool.inUse() === 0)).toBe(true);
+    await waitFor("the pool to hold nothing", () => pool.inUse() === 0);
     expect(pool.find(held.id)).toBeUndefined();
     await expect(held.exec(["true"])).rejects.toMatchObject({ code: "released" });
     const done = new AbortController();
@@ -369,7 +363,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     const busy = await first.acquire("t");
     const hanging = busy.exec(["sleep", "331"], { timeoutMs: 60_000 });
     const other = await startHeldRun({ ...opts.base, node }, ["sleep", "332"]);
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000331")).length > 0 && (await hostProcesses("sleep\u0000332")).length > 0)).toBe(true);
+    await waitFor("sleep 331 and sleep 332 to run", async () => (await hostProcesses("sleep\u0000331")).length > 0 && (await hostProcesses("sleep\u0000332")).length > 0);
     await make({ node });
     expect((await env.exec(["echo", "still here"])).stdout).toBe("still here\n");
     await Bun.sleep(200);
@@ -381,7 +375,7 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     await other.kill();
     // What the killed run left goes with the next start of the name.
     await make({ node });
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000332")).length === 0)).toBe(true);
+    await waitFor("sleep 332 to be gone", async () => (await hostProcesses("sleep\u0000332")).length === 0);
   }, T);
 
   test(`env ${d} - a run that died leaves sandboxes the next run of its name removes, and a live run's stay`, async () => {
@@ -389,10 +383,10 @@ export function envSuite(opts: SuiteOptions): { make: (over?: EnvConfigInput) =>
     const live = await make({ node });
     const kept = await live.acquire("t");
     const dead = await startHeldRun({ ...opts.base, node }, ["sh", "-c", "sleep 333 & sleep 334"]);
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000333")).length > 0)).toBe(true);
+    await waitFor("sleep 333 to run", async () => (await hostProcesses("sleep\u0000333")).length > 0);
     await dead.kill();
     await make({ node });
-    expect(await eventually(async () => (await hostProcesses("sleep\u0000333")).length === 0 && (await hostProcesses("sleep\u0000334")).length === 0)).toBe(true);
+    await waitFor("sleep 333 and sleep 334 to be gone", async () => (await hostProcesses("sleep\u0000333")).length === 0 && (await hostProcesses("sleep\u0000334")).length === 0);
     expect((await kept.exec(["echo", "ok"])).stdout).toBe("ok\n");
     await kept.release();
   }, T);

@@ -3,7 +3,8 @@ import { z } from "zod";
 import { ConfigError, LlmError } from "../src/errors.ts";
 import { LlmAbortError, chatJson, createLlmClient, parseLlmConfig, parseRetryAfter } from "../src/llm/index.ts";
 import type { LlmClient } from "../src/llm/index.ts";
-import { type ScriptedServer, completion, deadUrl, gate, startServer, until } from "./llm-server.ts";
+import { completion, deadUrl, gate, type ScriptedServer, startServer } from "./support/scripted-llm.ts";
+import { waitFor } from "./support/wait.ts";
 
 const servers: ScriptedServer[] = [];
 const clients: LlmClient[] = [];
@@ -204,7 +205,7 @@ describe("llm client", () => {
     const c = client([s.url]);
     const ctl = new AbortController();
     const p = c.chat(hello, { signal: ctl.signal }).catch((e: unknown) => e);
-    await until(() => s.hits === 1);
+    await waitFor("the first request", () => s.hits === 1);
     ctl.abort(new Error("task cancelled"));
     const err = await p;
     expect(err).toBeInstanceOf(LlmAbortError);
@@ -213,7 +214,7 @@ describe("llm client", () => {
     expect(err.name).toBe("AbortError");
     expect(err.retryable).toBe(false);
     g.open();
-    await Bun.sleep(20);
+    // the call has settled with its abort: nothing of it can reach the server again
     expect(s.hits).toBe(1);
     expect(c.endpoints()[0]?.inFlight).toBe(0);
     await expect(c.chat(hello, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(LlmAbortError);
@@ -230,7 +231,7 @@ describe("llm client", () => {
     const first = c.chat(hello);
     const ctl = new AbortController();
     const second = c.chat(hello, { signal: ctl.signal }).catch((e: unknown) => e);
-    await until(() => s.hits === 1);
+    await waitFor("the first request", () => s.hits === 1);
     expect(c.endpoints()[0]?.waiting).toBe(1);
     ctl.abort();
     expect(await second).toBeInstanceOf(LlmAbortError);
@@ -245,7 +246,7 @@ describe("llm client", () => {
     const c = createLlmClient({ endpoints: [{ url: s.url, models: ["m"], maxConcurrency: 1 }] });
     const inFlight = c.chat(hello).catch((e: unknown) => e);
     const queued = c.chat(hello).catch((e: unknown) => e);
-    await until(() => s.hits === 1);
+    await waitFor("the first request", () => s.hits === 1);
     await c.close();
     for (const err of [await inFlight, await queued]) {
       expect(err).toBeInstanceOf(LlmError);

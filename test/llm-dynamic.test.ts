@@ -2,7 +2,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { ConfigError, LlmError } from "../src/errors.ts";
 import { createLlmClient } from "../src/llm/index.ts";
 import type { LlmClientImpl, LlmConfigInput } from "../src/llm/index.ts";
-import { type Reply, type ScriptedServer, completion, deadUrl, gate, startServer, until } from "./llm-server.ts";
+import { completion, deadUrl, gate, type Reply, type ScriptedServer, startServer } from "./support/scripted-llm.ts";
+import { waitFor } from "./support/wait.ts";
 
 const servers: ScriptedServer[] = [];
 const clients: LlmClientImpl[] = [];
@@ -91,7 +92,7 @@ describe("llm dynamic endpoints", () => {
     const b = server(() => completion("b"));
     const c = client({ endpoints: [{ url: a.url, models: ["m"], maxConcurrency: 1 }] });
     const first = c.chat(hello);
-    await until(() => a.hits === 1);
+    await waitFor("the first request on a", () => a.hits === 1);
     const queued = c.chat(hello);
     c.addEndpoint({ url: b.url, models: ["m"], maxConcurrency: 1 }, "cluster");
     c.removeEndpoint(a.url);
@@ -180,7 +181,7 @@ describe("llm live load", () => {
         { url: b.url, models: ["m"], metrics: mb.url },
       ],
     });
-    await until(() => c.endpoints().every((e) => e.serverSlots === 8), 3000);
+    await waitFor("every endpoint to report 8 server slots", () => c.endpoints().every((e) => e.serverSlots === 8), 3000);
     for (let i = 0; i < 10; i++) await c.chat(hello, { affinity: `t${i}` });
     expect(a.hits).toBe(0);
     expect(b.hits).toBe(10);
@@ -196,9 +197,9 @@ describe("llm live load", () => {
         { url: b.url, models: ["m"] },
       ],
     });
-    await until(() => c.endpoints()[0]?.serverRunning === 0, 3000);
+    await waitFor("the endpoint to report no running requests", () => c.endpoints()[0]?.serverRunning === 0, 3000);
     ma.stop();
-    await until(() => c.endpoints()[0]?.healthy === false, 5000);
+    await waitFor("the endpoint to be marked unhealthy", () => c.endpoints()[0]?.healthy === false, 5000);
     for (let i = 0; i < 10; i++) await c.chat(hello);
     expect(a.hits).toBe(0);
   });

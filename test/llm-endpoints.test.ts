@@ -2,7 +2,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { LlmError } from "../src/errors.ts";
 import { createLlmClient } from "../src/llm/index.ts";
 import type { LlmClient, LlmConfigInput } from "../src/llm/index.ts";
-import { type Reply, type ScriptedServer, completion, gate, startServer, until } from "./llm-server.ts";
+import { completion, gate, type Reply, type ScriptedServer, startServer } from "./support/scripted-llm.ts";
+import { waitFor } from "./support/wait.ts";
 
 const servers: ScriptedServer[] = [];
 const clients: LlmClient[] = [];
@@ -46,7 +47,7 @@ describe("llm endpoints", () => {
     const fast = [server(slow(1)), server(slow(1))];
     const c = client({ endpoints: [busy, ...fast].map((s) => ({ url: s.url, models: ["m"] })) });
     const held = Promise.allSettled(Array.from({ length: 3 }, () => c.chat(hello)));
-    await until(() => busy.hits === 1);
+    await waitFor("the request on the busy server", () => busy.hits === 1);
     for (let i = 0; i < 20; i++) await c.chat(hello);
     g.open();
     await held;
@@ -73,7 +74,7 @@ describe("llm endpoints", () => {
     const s = server(slow(20));
     const c = client({ endpoints: [{ url: s.url, models: ["m"], maxConcurrency: 3 }] });
     const all = Promise.all(Array.from({ length: 24 }, () => c.chat(hello)));
-    await until(() => s.hits >= 1);
+    await waitFor("the first request", () => s.hits >= 1);
     expect(c.endpoints()[0]).toMatchObject({ inFlight: 3, waiting: 21, limit: 3 });
     await all;
     expect(s.maxActive).toBe(3);
@@ -126,13 +127,13 @@ describe("llm affinity", () => {
     // the first call with the key goes where the key hashes to, and stays while it has room
     const p1 = c.chat(hello, { affinity: "k" });
     const p2 = c.chat(hello, { affinity: "k" });
-    await until(() => a.hits + b.hits === 2);
+    await waitFor("two requests", () => a.hits + b.hits === 2);
     const home = a.hits === 2 ? a : b;
     const other = home === a ? b : a;
     expect(home.hits).toBe(2);
     // home is full (2/2) and the other idle: the key moves, and stays moved
     const p3 = c.chat(hello, { affinity: "k" });
-    await until(() => other.hits === 1);
+    await waitFor("a request on the other server", () => other.hits === 1);
     expect(c.endpoints().find((e) => e.url === home.url)?.waiting).toBe(0);
     g.open();
     const r3 = await p3;
@@ -152,14 +153,13 @@ describe("llm affinity", () => {
     const c = client({ endpoints: [a, b].map((s) => ({ url: s.url, models: ["m"], maxConcurrency: 2 })), stickyOverload: 3 });
     const ps = [c.chat(hello), c.chat(hello)];
     // one request on each: both at load 1/2
-    await until(() => a.hits === 1 && b.hits === 1);
+    await waitFor("a request on each server", () => a.hits === 1 && b.hits === 1);
     ps.push(c.chat(hello, { affinity: "k" }));
-    await until(() => a.hits + b.hits === 3);
+    await waitFor("three requests", () => a.hits + b.hits === 3);
     // home is now full, the other at 1/2: 2/2 <= 3 x 1/2, so the next one queues at home
     ps.push(c.chat(hello, { affinity: "k" }));
-    await Bun.sleep(20);
+    await waitFor("the fourth request to queue in the client", () => c.endpoints().some((e) => e.waiting === 1));
     expect(a.hits + b.hits).toBe(3);
-    expect(c.endpoints().map((e) => e.waiting)).toContain(1);
     g.open();
     const results = await Promise.all(ps);
     expect(results[2]?.endpoint).toBe(results[3]?.endpoint ?? "");

@@ -11,8 +11,10 @@ import { makeJobRuntime } from "../src/engine/job.ts";
 import { type RunSummary, runJob } from "../src/engine/run.ts";
 import { type LlmClientImpl, type LlmConfigInput, createLlmClient } from "../src/llm/index.ts";
 import { silentLogger } from "../src/log.ts";
-import { coralSeeds, readRows, tempDir, waitFor, writeLines } from "./helpers.ts";
-import { type SimProcess, hitRate, simCounters, startSims } from "./llm-sims.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { waitFor } from "./support/wait.ts";
+import { hitRate, simCounters, type SimProcess, startSims } from "./support/sim-llm.ts";
 
 const tmp = tempDir();
 const sims: SimProcess[] = [];

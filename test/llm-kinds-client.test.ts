@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { LlmError } from "../src/errors.ts";
 import { createLlmClient } from "../src/llm/index.ts";
 import { TOOL_SPECS } from "../plugins/tool-use/tools.ts";
-import { completion, gate, type ScriptedServer, startServer, until } from "./llm-server.ts";
+import { completion, gate, type ScriptedServer, startServer } from "./support/scripted-llm.ts";
+import { waitFor } from "./support/wait.ts";
 
 const FIXTURES = join(import.meta.dir, "fixtures", "llama.cpp-b4748");
 const fixture = (name: string) => readFileSync(join(FIXTURES, name), "utf8");
@@ -87,8 +88,9 @@ describe("llm kinds", () => {
     );
     const c = createLlmClient({ endpoints: [{ url: s.url, maxConcurrency: 1024 }] });
     const calls = Array.from({ length: 40 }, () => c.chat(hello));
-    await until(() => s.active === 3);
-    await Bun.sleep(50);
+    await waitFor("three requests in flight", () => s.active === 3);
+    // every call is accounted for: three at the server, the rest queued in the client
+    await waitFor("the other 37 to queue in the client", () => c.endpoints()[0]?.waiting === 37);
     expect(s.active).toBe(3);
     open.open();
     await Promise.all(calls);
@@ -162,7 +164,7 @@ describe("llm kinds", () => {
     );
     const c = createLlmClient({ endpoints: [{ url: s.url, kind: "vllm", maxConcurrency: 100 }] });
     const calls = Array.from({ length: 100 }, () => c.chat({ ...hello, model: "m" }));
-    await until(() => s.active === 100);
+    await waitFor("a hundred requests in flight", () => s.active === 100);
     // it runs 16 and queues the rest: 16 plus a quarter
     running = 16;
     waiting = 84;

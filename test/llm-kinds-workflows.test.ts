@@ -8,8 +8,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { SIM_KINDS, startSim, type SimServer } from "../src/sim/index.ts";
-import { ROOT, readRows, runProcess, tempDir, writeLines } from "./helpers.ts";
-import { MATRIXD } from "./llm-sims.ts";
+import { MATRIXD, ROOT, runProcess } from "./support/matrixd.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
 
 const tmp = tempDir();
 const servers: SimServer[] = [];

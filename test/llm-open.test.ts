@@ -4,8 +4,9 @@ import { validate } from "../src/config/load.ts";
 import { JobConfigSchema } from "../src/config/run.ts";
 import { ConfigError } from "../src/errors.ts";
 import { slotsOfCommand } from "../src/services/supervisor.ts";
-import { coralSeeds, readRows, runProcess, tempDir, writeLines } from "./helpers.ts";
-import { MATRIXD } from "./llm-sims.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { MATRIXD, runProcess } from "./support/matrixd.ts";
 
 describe("llm open", () => {
   test("llm open - a supervised server with no llm section is the only endpoint: no default URL beside it", async () => {

@@ -4,8 +4,11 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { coralSeeds, readRows, tempDir, waitFor, writeLines } from "./helpers.ts";
-import { MATRIXD, startSims } from "./llm-sims.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { waitFor } from "./support/wait.ts";
+import { MATRIXD } from "./support/matrixd.ts";
+import { startSims } from "./support/sim-llm.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.remove());

@@ -9,8 +9,8 @@ import { createLlmClient } from "../src/llm/index.ts";
 import { chatJson, StructuredReplyError } from "../src/llm/structured.ts";
 import type { LlmClient } from "../src/llm/types.ts";
 import { silentLogger } from "../src/log.ts";
-import { readRows, tempDir, writeLines } from "./helpers.ts";
-import { completion, startServer, type ScriptedServer } from "./llm-server.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { completion, type ScriptedServer, startServer } from "./support/scripted-llm.ts";
 
 /**
  * The tokens of score replies that never fit their schema: answered, so

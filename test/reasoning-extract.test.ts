@@ -10,7 +10,8 @@ import type { LlmClient } from "../src/llm/types.ts";
 import { silentLogger } from "../src/log.ts";
 import { startSim, type SimServer } from "../src/sim/index.ts";
 import { FILTER_MARK, QUESTION_MARK, SCORE_MARK } from "../src/sim/skills/reasoning-extract.ts";
-import { readRows, ROOT, tempDir, writeLines } from "./helpers.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { ROOT } from "./support/matrixd.ts";
 
 const SHIPPED = join(ROOT, "configs/seeds/reasoning-extract.jsonl");
 const tmp = tempDir();

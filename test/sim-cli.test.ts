@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { simLlmMain } from "../cmd/sim-llm.ts";
-import { complete } from "./sim-helpers.ts";
+import { complete } from "./support/sim-http.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");

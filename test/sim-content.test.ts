@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { startSim, type SimServer } from "../src/sim/index.ts";
 import { UNKNOWN_TOOL_NAME } from "../src/sim/skills/tools.ts";
-import { complete, post, sseData, wordCount } from "./sim-helpers.ts";
+import { complete, post, sseData, wordCount } from "./support/sim-http.ts";
 
 /** What the simulated model answers, in every shape, over real HTTP. */
 

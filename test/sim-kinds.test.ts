@@ -3,7 +3,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { SIM_KINDS, type SimKind, type SimOptions, startSim, type SimServer } from "../src/sim/index.ts";
-import { metricFrom, post, sseData, waitFor } from "./sim-helpers.ts";
+import { metricFrom, post, sseData } from "./support/sim-http.ts";
+import { waitFor } from "./support/wait.ts";
 
 /**
  * The sim's server kinds over real HTTP: each speaks its server's protocol
@@ -267,7 +268,7 @@ describe("sim kinds", () => {
     // n_keep 0: blocks of 32 go until it fits: 100 - 2 x 32
     expect(cut.body.usage.prompt_tokens).toBe(36);
     const busy = post(s.url, hi()).then((r) => r.text());
-    await waitFor(() => s.stats().running === 1, "a slot busy");
+    await waitFor("a slot busy", () => s.stats().running === 1);
     const full = await chat(s, long);
     expect(full).toMatchObject({ status: 500, body: { error: { code: 500, message: "Input prompt is too big compared to KV size. Please try increasing KV size.", type: "server_error" } } });
     const streamed = await (await post(s.url, { ...long, stream: true })).text();
@@ -282,12 +283,12 @@ describe("sim kinds", () => {
     const b = new AbortController();
     const first = post(s.url, hi(), { signal: a.signal }).catch(() => "aborted");
     const second = post(s.url, hi({ stream: true }), { signal: b.signal }).then((r) => r.body?.getReader().read(), () => "aborted");
-    await waitFor(() => s.stats().running === 2, "both requests running");
+    await waitFor("both requests running", () => s.stats().running === 2);
     let answered = false;
     const health = get(s, "/health").then(async (r) => ((answered = true), await r.json()));
     const metrics = get(s, "/metrics").then((r) => r.text());
-    await waitFor(() => s.stats().httpWaiting === 2, "probes waiting for a thread");
-    await Bun.sleep(200);
+    // the server counts both probes as waiting for a thread: neither has been answered
+    await waitFor("probes waiting for a thread", () => s.stats().httpWaiting === 2);
     expect(answered).toBe(false);
     a.abort();
     expect(await health).toEqual({ status: "ok" });
@@ -302,7 +303,7 @@ describe("sim kinds", () => {
     const s = await sim("llamacpp", { slots: 1, httpThreads: 8, decodeTps: 100, lenMedian: 5000 });
     const c = new AbortController();
     const calls = [0, 1, 2].map(() => post(s.url, hi(), { signal: c.signal }).catch(() => "aborted"));
-    await waitFor(() => s.stats().waiting === 2, "two deferred");
+    await waitFor("two deferred", () => s.stats().waiting === 2);
     const text = await (await get(s, "/metrics")).text();
     expect(metricFrom(text, "llamacpp:requests_processing")).toBe(1);
     expect(metricFrom(text, "llamacpp:requests_deferred")).toBe(2);
@@ -343,7 +344,7 @@ describe("sim kinds", () => {
     expect(metricFrom(metrics, "tgi_request_failure", 'err="validation"')).toBeGreaterThanOrEqual(2);
     expect((await fetch(`${s.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify(hi()) })).status).toBe(415);
     const held = [0, 1].map(() => post(s.url, hi({ max_tokens: 20 })).then((r) => r.text()));
-    await waitFor(() => s.stats().running + s.stats().waiting === 2, "two in flight");
+    await waitFor("two in flight", () => s.stats().running + s.stats().waiting === 2);
     expect(await chat(s, hi())).toMatchObject({ status: 429, body: { error: "Model is overloaded", error_type: "overloaded" } });
     await Promise.all(held);
   }, 20_000);

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { startSim, startSimFleet, type SimServer } from "../src/sim/index.ts";
-import { type Completion, complete, metric, post, waitFor } from "./sim-helpers.ts";
+import { complete, type Completion, metric, post } from "./support/sim-http.ts";
+import { waitFor } from "./support/wait.ts";
 
 /** Capacity model, metrics, errors, aborts and lifecycle over real HTTP. */
 
@@ -170,22 +171,22 @@ describe("sim-llm", () => {
     const a = new AbortController();
     const b = new AbortController();
     const pa = post(s.url, body, { signal: a.signal }).catch((e: Error) => e.name);
-    await waitFor(() => s.stats().running === 1, "first request running");
+    await waitFor("first request running", () => s.stats().running === 1);
     const pb = post(s.url, body, { signal: b.signal }).catch((e: Error) => e.name);
-    await waitFor(() => s.stats().waiting === 1, "second request waiting");
+    await waitFor("second request waiting", () => s.stats().waiting === 1);
     expect(await metric(s.url, "vllm:num_requests_waiting")).toBe(1);
     a.abort();
     b.abort();
     expect(await pa).toBe("AbortError");
     expect(await pb).toBe("AbortError");
-    await waitFor(() => s.stats().running === 0 && s.stats().waiting === 0, "slot freed");
+    await waitFor("slot freed", () => s.stats().running === 0 && s.stats().waiting === 0);
     // a stream cancelled by its reader frees its slot too
     const res = await post(s.url, { ...body, stream: true });
     const reader = res.body!.getReader();
     await reader.read();
-    await waitFor(() => s.stats().running === 1, "stream running");
+    await waitFor("stream running", () => s.stats().running === 1);
     await reader.cancel();
-    await waitFor(() => s.stats().running === 0, "stream slot freed");
+    await waitFor("stream slot freed", () => s.stats().running === 0);
     expect(s.stats().aborted).toBe(3);
   }, 20_000);
 
@@ -203,7 +204,7 @@ describe("sim-llm", () => {
       ),
       () => "closed",
     );
-    await waitFor(() => s.stats().running === 2, "both running");
+    await waitFor("both running", () => s.stats().running === 2);
     await s.stop();
     expect([503, "closed"]).toContain(await plain);
     expect(await streamed).not.toContain("[DONE]");
@@ -223,12 +224,12 @@ describe("sim-llm", () => {
     const dying = await sim({ dieAfterSec: 0.2 });
     expect((await fetch(`${dying.url}/health`)).status).toBe(200);
     await waitFor(
+      "the server to stop",
       () =>
         fetch(`${dying.url}/health`).then(
           () => false,
           () => true,
         ),
-      "the server to stop",
     );
   }, 20_000);
 });

@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { coralSeeds, matrixdBin, readRows, runProcess, tempDir, waitFor, writeLines } from "./helpers.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { matrixdBin, runProcess } from "./support/matrixd.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { waitFor } from "./support/wait.ts";
 
 const tmp = tempDir();
 let bin = "";

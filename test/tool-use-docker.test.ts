@@ -10,8 +10,9 @@ import { createLlmClient } from "../src/llm/index.ts";
 import type { LlmClient } from "../src/llm/types.ts";
 import { silentLogger } from "../src/log.ts";
 import { startSim, type SimServer } from "../src/sim/index.ts";
-import { type Dockerd, startDockerd } from "./dockerd.ts";
-import { readRows, ROOT, tempDir, writeLines } from "./helpers.ts";
+import { type Dockerd, startDockerd } from "./support/dockerd.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { ROOT } from "./support/matrixd.ts";
 
 /**
  * The tool-use workflow with the docker driver: a dockerd of the test's own,

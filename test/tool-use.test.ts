@@ -14,7 +14,8 @@ import type { LlmClient } from "../src/llm/types.ts";
 import { silentLogger } from "../src/log.ts";
 import { startSim, type SimServer } from "../src/sim/index.ts";
 import { AGENT_MARK, CUSTOMER_MARK } from "../src/sim/skills/tool-use.ts";
-import { readRows, ROOT, tempDir, writeLines } from "./helpers.ts";
+import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { ROOT } from "./support/matrixd.ts";
 
 const SHIPPED = join(ROOT, "configs/seeds/tool-use.jsonl");
 const shipped: Scenario[] = readFileSync(SHIPPED, "utf8").trim().split("\n").map((l) => JSON.parse(l));

@@ -52,15 +52,6 @@ export function ndjson(rows: readonly unknown[]): string {
   return rows.map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n") + "\n";
 }
 
-/** Wait until `check` is true, polling; fails after `ms`. */
-export async function until(check: () => boolean | Promise<boolean>, ms = 5000, what = "condition"): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
-
 /** A response body read as JSON, for tests to pick apart. */
 // biome-ignore lint/suspicious/noExplicitAny: each test checks the fields it reads
 export async function json(res: Response): Promise<any> {

@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { waitFor } from "./wait.ts";
 
 /** Where Debian's `chromium` package puts the browser. */
 export const CHROMIUM = "/usr/bin/chromium";
@@ -145,14 +146,9 @@ export class Browser {
   }
 
   /** Poll an expression until it is truthy; returns its value. */
-  async waitFor<T>(expression: string, ms = 10_000): Promise<T> {
-    const end = Date.now() + ms;
-    for (;;) {
-      const v = await this.eval<T>(expression).catch(() => undefined);
-      if (v) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting in the page for: ${expression}`);
-      await Bun.sleep(50);
-    }
+  waitFor<T>(expression: string, ms = 10_000): Promise<T> {
+    const truthy = async () => (await this.eval<T>(expression).catch(() => undefined)) || undefined;
+    return waitFor(`the page's ${expression}`, truthy, ms, 50);
   }
 
   async close(): Promise<void> {

@@ -54,12 +54,4 @@ export function sseData(text: string): string[] {
     .map((block) => block.slice(6));
 }
 
-export async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
-
 export const wordCount = (s: string): number => s.split(/\s+/).filter((w) => w.length > 0).length;

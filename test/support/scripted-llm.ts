@@ -106,12 +106,3 @@ export async function deadUrl(): Promise<string> {
   await s.stop(true);
   return `http://127.0.0.1:${port}/v1`;
 }
-
-/** Wait until `cond` holds (polling), failing after `ms`. */
-export async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error("condition not reached in time");
-    await Bun.sleep(5);
-  }
-}

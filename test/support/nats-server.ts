@@ -1,10 +1,12 @@
-import { freePort } from "../src/util/net.ts";
 import { spawnSync, type Subprocess } from "bun";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { z } from "zod";
+import { freePort } from "../../src/util/net.ts";
+import { waitFor } from "./wait.ts";
 
-/** A nats-server with JetStream, started for a test on a random port with its own store. */
+/** A nats-server with JetStream, started for a test on a port it picks itself, with its own store. */
 export interface NatsServer {
   url: string;
   port: number;
@@ -25,6 +27,26 @@ export function natsServerMissing(): string | undefined {
   const r = spawnSync([BINARY, "--version"], { stdout: "pipe", stderr: "pipe" });
   if (r.exitCode === 0) return undefined;
   return `nats-server is not installed (looked for "${BINARY}"; install Debian's nats-server package or set NATS_SERVER)`;
+}
+
+/** The listen addresses a server writes to its ports file (`--ports_file_dir`). */
+const PortsFileSchema = z.object({
+  nats: z.array(z.string()).min(1),
+  monitoring: z.array(z.string()).optional(),
+  cluster: z.array(z.string()).optional(),
+});
+
+/** The port of the first URL in a ports-file list. */
+function portOf(urls: readonly string[] | undefined, what: string): number {
+  const url = urls?.[0];
+  if (url === undefined) throw new Error(`the nats-server ports file names no ${what} port`);
+  return Number(new URL(url).port);
+}
+
+/** The ports server `pid` chose (`-1` in its options), from the file it writes in `dir` once it listens. */
+async function portsOf(dir: string, pid: number, timeoutMs = 15_000): Promise<z.infer<typeof PortsFileSchema>> {
+  const name = await waitFor(`nats-server ${pid}'s ports file in ${dir}`, () => readdirSync(dir).find((f) => f.endsWith(`_${pid}.ports`)), timeoutMs);
+  return PortsFileSchema.parse(JSON.parse(readFileSync(join(dir, name), "utf8")));
 }
 
 async function waitReady(proc: Subprocess<"ignore", "pipe", "pipe">, timeoutMs: number): Promise<void> {
@@ -56,29 +78,36 @@ async function waitReady(proc: Subprocess<"ignore", "pipe", "pipe">, timeoutMs: 
 }
 
 /**
- * Start nats-server (`-js -sd DIR -p PORT -a 127.0.0.1`). Throws a clear
- * error when the binary is missing.
+ * Start nats-server (`-js -sd DIR -a 127.0.0.1`, or without `-js` when
+ * `opts.jetstream` is false) on a port it picks itself
+ * (`-p -1`, read back from its ports file), or on `opts.port` when given.
+ * Throws a clear error when the binary is missing.
  */
-export async function startNatsServer(opts: { port?: number; storeDir?: string; args?: string[] } = {}): Promise<NatsServer> {
+export async function startNatsServer(opts: { port?: number; storeDir?: string; args?: string[]; /** false: a server without JetStream */ jetstream?: boolean } = {}): Promise<NatsServer> {
   const missing = natsServerMissing();
   if (missing) throw new Error(missing);
-  const port = opts.port ?? (await freePort());
   const storeDir = opts.storeDir ?? mkdtempSync(join(tmpdir(), "matrixd-nats-"));
+  const portsDir = mkdtempSync(join(tmpdir(), "matrixd-nats-ports-"));
+  let port = opts.port;
   let proc: Subprocess<"ignore", "pipe", "pipe"> | undefined;
 
-  const start = async () => {
+  const start = async (): Promise<number> => {
     for (let attempt = 0; ; attempt++) {
-      proc = Bun.spawn([BINARY, "-js", "-sd", storeDir, "-p", String(port), "-a", "127.0.0.1", ...(opts.args ?? [])], {
+      const listen = port === undefined ? ["-p", "-1", "--ports_file_dir", portsDir] : ["-p", String(port)];
+      const js = opts.jetstream === false ? [] : ["-js", "-sd", storeDir];
+      proc = Bun.spawn([BINARY, ...js, ...listen, "-a", "127.0.0.1", ...(opts.args ?? [])], {
         stdin: "ignore",
         stdout: "pipe",
         stderr: "pipe",
       });
       try {
         await waitReady(proc, 15_000);
-        return;
+        port ??= portOf((await portsOf(portsDir, proc.pid)).nats, "client");
+        return port;
       } catch (err) {
-        // The port may still be held by the previous process for a moment.
+        // A restart reuses the port, which the previous process may still hold for a moment.
         if (attempt >= 10) throw err;
+        proc.kill("SIGKILL");
         await Bun.sleep(300);
       }
     }
@@ -92,10 +121,11 @@ export async function startNatsServer(opts: { port?: number; storeDir?: string; 
     await p.exited;
     clearTimeout(killer);
   };
-  await start();
+  // Known once the first start has listened: a restart must come back on it, where the clients reconnect.
+  const chosen = await start();
   return {
-    url: `nats://127.0.0.1:${port}`,
-    port,
+    url: `nats://127.0.0.1:${chosen}`,
+    port: chosen,
     storeDir,
     stop,
     restart: async () => {
@@ -105,6 +135,7 @@ export async function startNatsServer(opts: { port?: number; storeDir?: string; 
     close: async () => {
       await stop();
       rmSync(storeDir, { recursive: true, force: true });
+      rmSync(portsDir, { recursive: true, force: true });
     },
   };
 }
@@ -174,9 +205,14 @@ function tail(path: string, n = 1500): string {
 }
 
 /**
- * Start a NATS cluster of `size` servers on 127.0.0.1: random client, route
- * and monitoring ports, a distinct `server_name` and JetStream store folder
- * each, and a config file each in one temporary folder. Resolves once the
+ * Start a NATS cluster of `size` servers on 127.0.0.1, each with a distinct
+ * `server_name`, JetStream store folder and config file in one temporary
+ * folder. The servers pick their client, monitoring and route ports
+ * themselves, all but the first server's route port, where the others
+ * connect to find each other (a JetStream cluster needs a configured route
+ * at start, so that one port is chosen before). Once started, each config
+ * names its server's ports and every route, so a restarted server comes back
+ * where the clients and the other servers look for it. Resolves once the
  * cluster has a JetStream meta leader that every server knows. Throws a
  * clear error when the binary is missing.
  */
@@ -185,18 +221,21 @@ export async function startNatsCluster(opts: { size?: number } = {}): Promise<Na
   if (missing) throw new Error(missing);
   const size = opts.size ?? 3;
   const dir = mkdtempSync(join(tmpdir(), "matrixd-nats-cluster-"));
+  const portsDir = join(dir, "ports");
+  mkdirSync(portsDir);
   const clusterName = `mx-${Math.random().toString(36).slice(2, 8)}`;
-  const ports = await Promise.all(Array.from({ length: size * 3 }, () => freePort()));
+  const seedRoute = `nats-route://127.0.0.1:${await freePort()}`;
   const members = Array.from({ length: size }, (_, i) => {
     const name = `n${i + 1}`;
     const storeDir = join(dir, name);
     mkdirSync(storeDir, { recursive: true });
     return {
       name,
-      port: ports[i * 3] as number,
-      routePort: ports[i * 3 + 1] as number,
-      monitorPort: ports[i * 3 + 2] as number,
-      url: `nats://127.0.0.1:${ports[i * 3]}`,
+      // known once the server has started and written its ports file
+      port: 0,
+      routePort: 0,
+      monitorPort: 0,
+      url: "",
       storeDir,
       configPath: join(dir, `${name}.conf`),
       logPath: join(dir, `${name}.log`),
@@ -206,24 +245,28 @@ export async function startNatsCluster(opts: { size?: number } = {}): Promise<Na
       },
     };
   });
-  const routes = members.map((m) => `nats-route://127.0.0.1:${m.routePort}`);
-  for (const m of members) {
+  const writeConfig = (m: (typeof members)[number], listen: { client: string; monitor: string; route: string }, routes: readonly string[], extra: string[] = []) => {
     writeFileSync(
       m.configPath,
       [
         `server_name: ${m.name}`,
-        `listen: 127.0.0.1:${m.port}`,
-        `http: 127.0.0.1:${m.monitorPort}`,
+        `listen: 127.0.0.1:${listen.client}`,
+        `http: 127.0.0.1:${listen.monitor}`,
+        ...extra,
         `jetstream { store_dir: ${JSON.stringify(m.storeDir)} }`,
         "cluster {",
         `  name: ${clusterName}`,
-        `  listen: 127.0.0.1:${m.routePort}`,
+        `  listen: 127.0.0.1:${listen.route}`,
         `  routes: [ ${routes.join(", ")} ]`,
         "}",
         "",
       ].join("\n"),
     );
-  }
+  };
+  members.forEach((m, i) => {
+    const route = i === 0 ? new URL(seedRoute).port : "-1";
+    writeConfig(m, { client: "-1", monitor: "-1", route }, [seedRoute], [`ports_file_dir: ${JSON.stringify(portsDir)}`]);
+  });
 
   const spawn = (m: (typeof members)[number]) => {
     const fd = openSync(m.logPath, "a");
@@ -301,6 +344,18 @@ export async function startNatsCluster(opts: { size?: number } = {}): Promise<Na
 
   try {
     for (const m of members) spawn(m);
+    for (const m of members) {
+      if (!m.proc) throw new Error(`nats-server ${m.name} did not start`);
+      const ports = await portsOf(portsDir, m.proc.pid).catch((err: unknown) => {
+        throw new Error(`nats-server ${m.name} did not write its ports: ${err instanceof Error ? err.message : String(err)}\n${tail(m.logPath)}`);
+      });
+      m.port = portOf(ports.nats, "client");
+      m.monitorPort = portOf(ports.monitoring, "monitoring");
+      m.routePort = portOf(ports.cluster, "route");
+      m.url = `nats://127.0.0.1:${m.port}`;
+    }
+    const routes = members.map((m) => `nats-route://127.0.0.1:${m.routePort}`);
+    for (const m of members) writeConfig(m, { client: String(m.port), monitor: String(m.monitorPort), route: String(m.routePort) }, routes);
     await waitReady();
   } catch (err) {
     await close();

@@ -1,8 +1,9 @@
 import type { Subprocess } from "bun";
 import { closeSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { JobStatus, Member } from "../src/cluster/types.ts";
-import { matrixdBin, readRows, runProcess, writeLines } from "./helpers.ts";
+import type { JobStatus, Member } from "../../src/cluster/types.ts";
+import { matrixdBin } from "./matrixd.ts";
+import { waitFor } from "./wait.ts";
 
 /** One `matrixd join` process of the compiled binary, with its HTTP API on a free loopback port. */
 export class JoinProcess {
@@ -91,40 +92,27 @@ export class JoinProcess {
   }
 }
 
-/**
- * The dataset `matrixd run` (the compiled binary, the in-process sim) makes
- * of coral `seeds` with `config`, written in `dir`: the reference a cluster's
- * dataset for the same seeds and settings must equal.
- */
-// biome-ignore lint/suspicious/noExplicitAny: rows read back
-export async function referenceRun(dir: string, seeds: readonly unknown[], config: Record<string, unknown>, timeoutMs: number): Promise<any[]> {
-  const bin = await matrixdBin();
-  writeLines(join(dir, "seeds.jsonl"), seeds);
-  writeFileSync(join(dir, "run.json"), JSON.stringify(config));
-  const out = join(dir, "run.jsonl");
-  const r = await runProcess([bin, "run", "--workflow", "coral", "--seeds", join(dir, "seeds.jsonl"), "--out", out, "--llm", "sim", "--config", join(dir, "run.json")], { timeoutMs });
-  if (r.code !== 0) throw new Error(`matrixd run failed: ${r.stderr}`);
-  return readRows(out);
-}
-
 /** Poll the live nodes until the job ends (any live node answers); bounded, and the error shows each node's log tail. */
 export async function waitDone(procs: readonly JoinProcess[], id: string, timeoutMs: number): Promise<JobStatus> {
-  const deadline = Date.now() + timeoutMs;
   let last: unknown;
-  while (Date.now() < deadline) {
+  const ended = async (): Promise<JobStatus | undefined> => {
     for (const p of procs.filter((x) => x.alive)) {
       try {
         const st = await p.job(id);
         last = st;
-        if (st.state !== "running") return st;
-        break;
+        return st.state !== "running" ? st : undefined;
       } catch (err) {
         last = String(err);
       }
     }
-    await Bun.sleep(200);
+    return undefined;
+  };
+  try {
+    return await waitFor(`job ${id} to end`, ended, timeoutMs, 200);
+  } catch (err) {
+    const logs = procs.map((p) => `--- ${p.name}\n${p.log(1500)}`).join("\n");
+    throw new Error(`${err instanceof Error ? err.message : String(err)}; last: ${JSON.stringify(last)}\n${logs}`);
   }
-  throw new Error(`job ${id} did not end in ${timeoutMs} ms; last: ${JSON.stringify(last)}\n${procs.map((p) => `--- ${p.name}\n${p.log(1500)}`).join("\n")}`);
 }
 
 /** The value of a Prometheus sample (summed over its label sets matching `labels`). */
@@ -163,22 +151,26 @@ export async function spawnJoin(opts: {
     { stdin: "ignore", stdout: fd, stderr: fd, env: { ...process.env } },
   );
   closeSync(fd);
-  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  const timeoutMs = opts.timeoutMs ?? 30_000;
   const logText = () => readFileSync(logPath, "utf8").slice(logStart);
-  while (Date.now() < deadline) {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`matrixd join ${opts.name} exited with ${proc.exitCode}:\n${logText()}`);
+  const exited = () => proc.exitCode !== null || proc.signalCode !== null;
+  const answering = async (): Promise<JoinProcess | undefined> => {
+    if (exited()) throw new Error(`matrixd join ${opts.name} exited with ${proc.exitCode}:\n${logText()}`);
     const m = /"url":"http:\/\/127\.0\.0\.1:(\d+)","msg":"HTTP API listening"/.exec(logText());
-    if (m) {
-      const p = new JoinProcess(opts.name, proc, Number(m[1]), logPath);
-      try {
-        const res = await fetch(`${p.url}/healthz`, { signal: AbortSignal.timeout(1000) });
-        if (res.ok) return p;
-      } catch {
-        // not answering yet
-      }
+    if (!m) return undefined;
+    const p = new JoinProcess(opts.name, proc, Number(m[1]), logPath);
+    try {
+      const res = await fetch(`${p.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      return res.ok ? p : undefined;
+    } catch {
+      return undefined; // not answering yet
     }
-    await Bun.sleep(100);
+  };
+  try {
+    return await waitFor(`matrixd join ${opts.name} to answer /healthz`, answering, timeoutMs, 100);
+  } catch (err) {
+    if (exited()) throw err;
+    proc.kill("SIGKILL");
+    throw new Error(`${err instanceof Error ? err.message : String(err)}:\n${logText()}`);
   }
-  proc.kill("SIGKILL");
-  throw new Error(`matrixd join ${opts.name} did not answer /healthz within ${opts.timeoutMs ?? 30_000} ms:\n${logText()}`);
 }

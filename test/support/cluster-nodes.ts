@@ -1,9 +1,10 @@
-import { builtinWorkflows } from "../plugins/index.ts";
-import { type ClusterNodeOptions, type RunningClusterNode, startClusterNode } from "../src/cluster/node.ts";
-import type { ClusterNode, JobStatus } from "../src/cluster/types.ts";
-import { type Logger, silentLogger } from "../src/log.ts";
-import type { AnyWorkflow } from "../src/plugin/api.ts";
+import { builtinWorkflows } from "../../plugins/index.ts";
+import { type ClusterNodeOptions, type RunningClusterNode, startClusterNode } from "../../src/cluster/node.ts";
+import type { ClusterNode, JobStatus } from "../../src/cluster/types.ts";
+import { type Logger, silentLogger } from "../../src/log.ts";
+import type { AnyWorkflow } from "../../src/plugin/api.ts";
 import type { NatsServer } from "./nats-server.ts";
+import { waitFor } from "./wait.ts";
 
 /** Fast cluster timings for tests: a dead node's tasks come back within seconds. */
 export const TEST_TIMINGS = { ackWaitMs: 3000, memberTtlMs: 3000 };
@@ -30,26 +31,18 @@ export async function startNodes(
   );
 }
 
-/** Poll a job until it leaves `running` (bounded by `timeoutMs`). */
+/** Poll a job until it leaves `running` (bounded by `timeoutMs`); the error shows its last status. */
 export async function waitJob(node: ClusterNode, id: string, timeoutMs = 60_000): Promise<JobStatus> {
-  const deadline = Date.now() + timeoutMs;
   let last: JobStatus | undefined;
-  while (Date.now() < deadline) {
+  const ended = async () => {
     last = await node.job(id);
-    if (last && last.state !== "running") return last;
-    await Bun.sleep(100);
+    return last && last.state !== "running" ? last : undefined;
+  };
+  try {
+    return await waitFor(`job ${id} to end`, ended, timeoutMs, 100);
+  } catch (err) {
+    throw new Error(`${err instanceof Error ? err.message : String(err)}; last status: ${JSON.stringify(last)}`);
   }
-  throw new Error(`job ${id} did not end within ${timeoutMs} ms; last status: ${JSON.stringify(last)}`);
-}
-
-/** Poll until `check` holds (bounded). */
-export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000, everyMs = 100): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await Bun.sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: rows read back are checked by each test

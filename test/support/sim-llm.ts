@@ -4,11 +4,8 @@
  * prefix-cache and request counters from /metrics.
  */
 import type { Subprocess } from "bun";
-import { join } from "node:path";
-import { type ServerLoad, parsePrometheus, vllmLoad } from "../src/services/prom.ts";
-import { BUN, ROOT } from "./helpers.ts";
-
-export const MATRIXD = [BUN, join(ROOT, "cmd/matrixd.ts")];
+import { type ServerLoad, parsePrometheus, vllmLoad } from "../../src/services/prom.ts";
+import { MATRIXD } from "./matrixd.ts";
 
 /** One sim-llm process and its servers. */
 export interface SimProcess {
