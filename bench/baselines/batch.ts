@@ -11,6 +11,7 @@
  * their step, so `batch` x `inflight` must not exceed the environment
  * capacity: a batch short of environments would wait forever.
  */
+import type { TaskSeed } from "../../src/engine/tasks.ts";
 import type { TaskState } from "../../src/protocol/task.ts";
 import { BaselineRun, runBaseline, setting } from "./common.ts";
 
@@ -25,7 +26,7 @@ runBaseline(async (spec) => {
 
   /** The next batch of seeds, or an empty one at the end. */
   let reading: Promise<unknown> = Promise.resolve();
-  const nextBatch = async (): Promise<TaskState[]> => {
+  const nextBatch = async (): Promise<TaskSeed[]> => {
     // One reader at a time: batches take seeds in order.
     const prev = reading;
     let release!: () => void;
@@ -34,7 +35,7 @@ runBaseline(async (spec) => {
     });
     await prev;
     try {
-      const batch: TaskState[] = [];
+      const batch: TaskSeed[] = [];
       while (batch.length < size) {
         const n = await source.next();
         if (n.done) break;
@@ -50,13 +51,15 @@ runBaseline(async (spec) => {
     for (;;) {
       const batch = await nextBatch();
       if (batch.length === 0) return;
-      let live = batch.map((s) => run.admit(s));
-      while (live.length > 0) {
-        const goesOn = await Promise.all(live.map((s) => run.step(s)));
-        live = live.filter((_, i) => goesOn[i]);
-      }
+      let live = stillRunning(batch.map((s) => run.start(s)));
+      while (live.length > 0) live = stillRunning(await Promise.all(live.map((s) => run.step(s))));
     }
   };
   await Promise.all(Array.from({ length: inflight }, lane));
   await run.finish();
 });
+
+/** The tasks that go on (the others ended with their row). */
+function stillRunning(states: (TaskState | undefined)[]): TaskState[] {
+  return states.filter((s): s is TaskState => s !== undefined);
+}

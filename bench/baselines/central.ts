@@ -3,17 +3,23 @@
  * one global limit on tasks in flight (the way the official Coral and tau2
  * runners work). Setting: `concurrency`.
  */
+import type { TaskState } from "../../src/protocol/task.ts";
 import { BaselineRun, Limit, runBaseline, setting } from "./common.ts";
 
 runBaseline(async (spec) => {
   const run = await BaselineRun.open(spec, "central");
   const limit = new Limit(setting(spec, "concurrency"));
   const running = new Set<Promise<void>>();
-  for await (const state of run.tasks()) {
+  for await (const seed of run.tasks()) {
     await limit.take();
-    run.admit(state);
+    const first = run.start(seed);
+    if (!first) {
+      limit.give();
+      continue;
+    }
     const task = (async () => {
-      while (await run.step(state));
+      let state: TaskState | undefined = first;
+      while (state) state = await run.step(state);
     })().finally(() => {
       running.delete(task);
       limit.give();

@@ -1,7 +1,8 @@
 /**
  * What every baseline shares with matrixd: the workflow's own roles, the same
- * LLM client, the same seeds, and the engine's step semantics (src/engine/step.ts).
- * Only the scheduling differs from one baseline to the next.
+ * LLM client, the same seeds, and the engine's task lifecycle
+ * (src/engine/tasks.ts: seeds to tasks, steps, rows). Only the scheduling
+ * differs from one baseline to the next, and from matrixd.
  *
  * A baseline is a process started by the benchmark with `--spec FILE`; it
  * writes one row per task to the spec's output and, at the end, one JSON line
@@ -14,21 +15,16 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { builtinWorkflows } from "../../plugins/index.ts";
-import { Engine } from "../../src/engine/engine.ts";
 import { type JobRuntime, makeJobRuntime } from "../../src/engine/job.ts";
-import { buildRow, seedErrorRow } from "../../src/engine/row.ts";
-import { afterStepError, applyStep, nextAfterStep, stepRandom } from "../../src/engine/step.ts";
+import { SeedFile, startTask, type TaskSeed, TaskRunner } from "../../src/engine/tasks.ts";
 import { describe } from "../../src/errors.ts";
 import { createEnvService, parseEnvConfig } from "../../src/env/index.ts";
 import type { EnvService } from "../../src/env/types.ts";
 import { createLlmClient, type LlmClient } from "../../src/llm/index.ts";
-import { silentLogger } from "../../src/log.ts";
-import type { AgentContext, StepResult, TaskLlm } from "../../src/plugin/api.ts";
+import { createLogger, silentLogger } from "../../src/log.ts";
 import { Registry } from "../../src/plugin/registry.ts";
-import type { TaskState } from "../../src/protocol/task.ts";
-import { parseSeedLine } from "../../src/seeds/seeds.ts";
+import type { OutputRow, TaskState } from "../../src/protocol/task.ts";
 import { JsonlSink } from "../../src/sink/jsonl.ts";
-import { fileLines } from "../../src/util/lines.ts";
 
 /** What the benchmark hands a baseline process. */
 export const BaselineSpecSchema = z.strictObject({
@@ -79,7 +75,13 @@ export function setting(spec: BaselineSpec, name: string): number {
 /** Runs opened in this process, closed by `runBaseline` when the main fails. */
 const openRuns = new Set<BaselineRun>();
 
-/** One baseline run: the job, the LLM client, the environments, the output, and the way to run a task's step. */
+/**
+ * One baseline run: the job, the LLM client, the environments, the output,
+ * and the engine's own task lifecycle (src/engine/tasks.ts): the seed file
+ * read as `matrixd run` reads it, each step run by the engine's TaskRunner,
+ * each row built and counted as the engine does. A baseline only decides
+ * when each task's next step runs.
+ */
 export class BaselineRun {
   readonly job: JobRuntime;
   readonly llm: LlmClient | undefined;
@@ -88,12 +90,12 @@ export class BaselineRun {
   readonly sink: JsonlSink;
   readonly node: string;
   #services: Record<string, unknown> = {};
+  readonly #runner: TaskRunner;
   #closed = false;
   rows = 0;
   ok = 0;
   failed = 0;
-  steps = 0;
-  /** seed lines that were not tasks (their failed rows are written) */
+  /** tasks that never started (bad seed lines, seeds the workflow cannot start); their failed rows are written */
   seedErrors = 0;
   readonly startedAt = performance.now();
 
@@ -106,6 +108,14 @@ export class BaselineRun {
     this.llm = spec.endpoints.length > 0 ? createLlmClient({ endpoints: spec.endpoints }, { log: silentLogger }) : undefined;
     this.sink = new JsonlSink(spec.out);
     this.node = node;
+    this.#runner = new TaskRunner({
+      jobs: () => this.job,
+      node,
+      log: createLogger({ level: "warn", stream: "stderr", name: `baseline-${node}` }),
+      llm: this.llm,
+      services: this.#services,
+      finish: async (row) => this.#write(row),
+    });
     openRuns.add(this);
   }
 
@@ -119,73 +129,48 @@ export class BaselineRun {
         await run.close();
         throw err;
       }
-      run.#services = { env: run.envs };
+      run.#services.env = run.envs;
     }
     return run;
   }
 
-  /**
-   * The seeds as new task states, streamed. Bad seed lines get their failed
-   * row at once, as `matrixd run` does.
-   */
-  async *tasks(): AsyncGenerator<TaskState> {
-    const wf = this.job.workflow;
-    const trials = this.spec.trials;
-    let lineNo = 0;
-    for await (const text of fileLines(this.spec.seeds)) {
-      lineNo++;
-      const parsed = parseSeedLine(text, lineNo, wf.seedSchema);
-      if (!parsed) continue;
-      for (let trial = 0; trial < trials; trial++) {
-        const id = trials > 1 ? `${parsed.id}#${trial}` : parsed.id;
-        if (!parsed.ok) {
-          this.seedErrors++;
-          this.#write(seedErrorRow(id, parsed.seed, parsed.error, { id: this.job.id, workflow: wf.name, configHash: this.job.configHash }, trial));
-          continue;
-        }
-        yield Engine.newTask(this.job, id, trial, trials > 1 ? structuredClone(parsed.seed) : parsed.seed);
+  /** Steps run so far. */
+  get steps(): number {
+    return this.#runner.stats.steps;
+  }
+
+  /** The tasks of the seed file, streamed; lines that are no task get their failed row at once. */
+  async *tasks(): AsyncGenerator<TaskSeed> {
+    for await (const entry of new SeedFile(this.spec.seeds, this.job, this.spec.trials).entries()) {
+      if (entry.ok) yield entry;
+      else {
+        this.seedErrors++;
+        this.#write(entry.row);
       }
     }
   }
 
-  /** A fresh state for a task about to start (its admission time is now). */
-  admit(state: TaskState): TaskState {
-    const now = Date.now();
-    state.timings.admitted = now;
-    state.timings.updated = now;
-    return state;
+  /** Admit a task now: its first state, or undefined when it cannot start (its failed row is written). */
+  start(task: TaskSeed): TaskState | undefined {
+    const started = startTask(this.job, task);
+    if (!started.row) return started.state;
+    this.seedErrors++;
+    this.#write(started.row);
+    return undefined;
   }
 
   /**
-   * Run the task's next step with the engine's semantics. Returns true when
-   * the task goes on (state.next is its next role), false when it ended and
-   * its row is written.
+   * Run the task's next step. Returns the state to run next (its `next` is
+   * the role), or undefined when the task ended and its row is written.
    */
-  async step(state: TaskState): Promise<boolean> {
-    const job = this.job;
-    const roleName = state.next as string;
-    const role = job.workflow.roles[roleName];
-    if (!role) return this.#end(state, `workflow "${job.workflow.name}" has no role "${roleName}"`);
-    const at = Date.now();
-    let result: StepResult;
-    try {
-      result = await role.run(state, this.#context(state));
-    } catch (err) {
-      const outcome = afterStepError(state, job, roleName, err);
-      return "retry" in outcome ? true : this.#end(state, outcome.fail);
-    }
-    this.steps++;
-    applyStep(state, roleName, result, at, this.node);
-    const after = nextAfterStep(state, job, roleName, result);
-    if (after.fail !== undefined) return this.#end(state, after.fail);
-    state.next = after.next;
-    if (after.next === null) return this.#end(state, undefined);
-    return true;
+  async step(state: TaskState): Promise<TaskState | undefined> {
+    const out = await this.#runner.step(state, undefined);
+    return out.to === "end" ? undefined : out.state;
   }
 
   /** End a task as failed (its row is written), whatever step it was at. */
-  async fail(state: TaskState, reason: string): Promise<void> {
-    await this.#end(state, reason);
+  fail(state: TaskState, reason: string): Promise<void> {
+    return this.#runner.fail(state, undefined, reason);
   }
 
   /** Flush the output, close the LLM client and the environments, and print the report line. */
@@ -215,38 +200,7 @@ export class BaselineRun {
     }
   }
 
-  #context(state: TaskState): AgentContext {
-    const llm = this.llm;
-    const taskLlm: TaskLlm = {
-      chat: (req) => (llm ? llm.chat(req, { affinity: state.id }) : Promise.reject(new Error("no LLM endpoint"))),
-    };
-    return {
-      llm: taskLlm,
-      log: silentLogger,
-      signal: new AbortController().signal,
-      config: this.job.config,
-      random: stepRandom(this.job, state),
-      node: this.node,
-      services: this.#services,
-    };
-  }
-
-  async #end(state: TaskState, error: string | undefined): Promise<false> {
-    if (error !== undefined) state.error = error;
-    state.next = null;
-    const wf = this.job.workflow;
-    if (wf.cleanup) {
-      try {
-        await wf.cleanup(state, this.#context(state));
-      } catch (err) {
-        console.error(`task ${state.id}: cleanup failed: ${describe(err)}`);
-      }
-    }
-    this.#write(buildRow(state, this.job));
-    return false;
-  }
-
-  #write(row: ReturnType<typeof buildRow>): void {
+  #write(row: OutputRow): void {
     this.sink.write(row);
     this.rows++;
     if (row.status === "ok") this.ok++;

@@ -42,13 +42,18 @@ runBaseline(async (spec) => {
     async (job: Job) => {
       // The state crossed Redis as JSON: validate it where it enters, as a node would.
       const state = TaskStateSchema.parse(job.data);
-      try {
-        if (await run.step(state)) await queue.add(state.next as string, state);
-      } catch (err) {
-        // A hop that cannot be enqueued still ends its task with a row.
-        await run.fail(state, `enqueue: ${err instanceof Error ? err.message : String(err)}`);
+      const next = await run.step(state);
+      let goesOn = next !== undefined;
+      if (next) {
+        try {
+          await queue.add(next.next as string, next);
+        } catch (err) {
+          // A hop that cannot be enqueued still ends its task with a row.
+          goesOn = false;
+          await run.fail(next, `enqueue: ${err instanceof Error ? err.message : String(err)}`);
+        }
       }
-      if (state.next === null) {
+      if (!goesOn) {
         gate?.give();
         checkDone();
       }
@@ -63,21 +68,26 @@ runBaseline(async (spec) => {
     await queue.addBulk(chunk);
     chunk = [];
   };
-  for await (const state of run.tasks()) {
+  for await (const seed of run.tasks()) {
     if (gate) {
       await gate.take();
-      run.admit(state);
+      const state = run.start(seed);
+      if (!state) {
+        gate.give();
+        continue;
+      }
       await queue.add(state.next as string, state);
       total++;
       continue;
     }
-    run.admit(state);
+    const state = run.start(seed);
+    if (!state) continue;
     chunk.push({ name: state.next as string, data: state });
     total++;
     if (chunk.length >= ADD_CHUNK) await flush();
   }
   await flush();
-  // Bad seed lines wrote their rows while reading; count them in.
+  // Tasks that never started wrote their rows already; count them in.
   total += run.seedErrors;
   enqueued = true;
   checkDone();

@@ -1,18 +1,16 @@
 import { LocalBus } from "../bus/local.ts";
-import { describe } from "../errors.ts";
 import { llmCapacity } from "../llm/capacity.ts";
 import type { LlmClient } from "../llm/types.ts";
 import type { Logger } from "../log.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
-import { parseSeedLine } from "../seeds/seeds.ts";
+import type { OutputRow } from "../protocol/task.ts";
 import { JsonlSink, scanOutput } from "../sink/jsonl.ts";
-import { fileLines } from "../util/lines.ts";
 import { Accounting, type AccountingReport, type Budget } from "./accounting.ts";
 import { InFlightLimit } from "./in-flight.ts";
 import { Engine, type EngineStats } from "./engine.ts";
 import type { JobRuntime } from "./job.ts";
 import { MetricMeans } from "./metrics.ts";
-import { seedErrorRow } from "./row.ts";
+import { SeedFile, startTask } from "./tasks.ts";
 
 export interface RunJobOptions {
   job: JobRuntime;
@@ -125,81 +123,53 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   });
   engine.hostWorkflow(wf, (role) => opts.roleSlots?.[role] ?? defaultSlots(wf, role, job.config, opts.llm, opts.concurrency));
 
+  const seeds = new SeedFile(opts.seedsPath, job, opts.trials, { skip: (id) => done.has(id), signal: opts.signal });
   const startedAt = Date.now();
-  let read = 0;
   opts.onStart?.(() => ({
     done: ok + failed,
     ok,
     failed,
     inFlight: admission.inFlight,
     resumed: resumed.rows,
-    read,
+    read: seeds.read,
     stats: engine.stats,
     startedAt,
   }));
 
-  const seen = new Set<string>();
   let stopped = false;
   let budgetReached: string | undefined;
-  const writeSeedError = (id: string, seed: unknown, error: string, trial: number) => {
-    const row = seedErrorRow(id, seed, error, { id: job.id, workflow: wf.name, configHash: job.configHash }, trial);
+  const writeRow = (row: OutputRow) => {
     sink.write(row);
     failed++;
     means.add(row.metrics, row.status);
   };
   try {
-    let lineNo = 0;
-    let yielded = Date.now();
-    seeds: for await (const text of fileLines(opts.seedsPath)) {
-      lineNo++;
-      read = lineNo;
-      // Steps that never wait on I/O chain as microtasks; give timers and signals a turn now and then.
-      if ((lineNo & 255) === 0 && Date.now() - yielded > 20) {
-        await new Promise((r) => setImmediate(r));
-        yielded = Date.now();
+    for await (const entry of seeds.entries()) {
+      if (!entry.ok) {
+        writeRow(entry.row);
+        continue;
       }
-      if (opts.signal?.aborted) {
+      if ((budgetReached = accounting.budgetReached(job.id))) {
         stopped = true;
         break;
       }
-      const parsed = parseSeedLine(text, lineNo, wf.seedSchema);
-      if (!parsed) continue;
-      let baseId = parsed.id;
-      let dupError: string | undefined;
-      if (seen.has(baseId)) {
-        dupError = `seed line ${lineNo}: duplicate seed id "${baseId}"`;
-        baseId = `${baseId}@line${lineNo}`;
-      } else seen.add(baseId);
-      for (let trial = 0; trial < opts.trials; trial++) {
-        const id = opts.trials > 1 ? `${baseId}#${trial}` : baseId;
-        if (done.has(id)) continue;
-        if (!parsed.ok || dupError) {
-          writeSeedError(id, parsed.seed, dupError ?? (parsed as { error: string }).error, trial);
-          continue;
-        }
-        if ((budgetReached = accounting.budgetReached(job.id))) {
-          stopped = true;
-          break seeds;
-        }
-        const wait = admission.acquire();
-        if (wait) await wait;
-        // the budget may have run out while this task waited for a place
-        if ((budgetReached = accounting.budgetReached(job.id))) {
-          admission.release();
-          stopped = true;
-          break seeds;
-        }
-        let state;
-        try {
-          state = Engine.newTask(job, id, trial, opts.trials > 1 ? structuredClone(parsed.seed) : parsed.seed);
-        } catch (err) {
-          admission.release();
-          writeSeedError(id, parsed.seed, `seed line ${lineNo}: workflow cannot start: ${describe(err)}`, trial);
-          continue;
-        }
-        void engine.begin(state);
+      const wait = admission.acquire();
+      if (wait) await wait;
+      // the budget may have run out while this task waited for a place
+      if ((budgetReached = accounting.budgetReached(job.id))) {
+        admission.release();
+        stopped = true;
+        break;
       }
+      const started = startTask(job, entry);
+      if (started.row) {
+        admission.release();
+        writeRow(started.row);
+        continue;
+      }
+      void engine.begin(started.state);
     }
+    if (seeds.stopped) stopped = true;
     await admission.drained();
   } finally {
     sink.close();
