@@ -6,6 +6,7 @@ import { gate, json, overriding, testRegistry } from "./support/api.ts";
 import { waitFor } from "./support/wait.ts";
 import { NatsUnavailableError } from "../src/store/errors.ts";
 import { MemoryNode } from "./support/memory-node.ts";
+import { TimeoutError } from "@nats-io/transport-node";
 
 const TOKEN = "s3cret-token";
 const g = gate();
@@ -137,7 +138,7 @@ describe("api routes", () => {
   });
 
   test("api - NATS that cannot answer is a 503 to try again, not a 500", async () => {
-    const timeout = Object.assign(new Error("timeout"), { name: "TimeoutError" });
+    const timeout = new TimeoutError();
     const broken = overriding(node, { name: "cut-off", jobs: () => Promise.reject(timeout), members: () => Promise.reject(new NatsUnavailableError("the NATS connection dropped")) });
     const app = createApp(broken, { registry });
     const res = await app.request("/v1/jobs");
