@@ -2,7 +2,7 @@
  * Environment service throughput, per driver: environments acquired and
  * released per second, and exec round trips (`true`) per second, one at a
  * time and with several at once. Docker runs against a dockerd of its own
- * (test/dockerd.ts) with the image built by configs/env/build-image.sh; bwrap
+ * (test/support/dockerd.ts) with the image built by configs/env/build-image.sh; bwrap
  * on the busybox root folder the same script makes.
  *
  *   bun bench/env.ts [--driver bwrap|docker|all] [--seconds N] [--concurrency N]
