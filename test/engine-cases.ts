@@ -1,8 +1,15 @@
 import { expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { z } from "zod";
 import { coralDummy } from "../plugins/coral-dummy/index.ts";
+import { makeJobRuntime } from "../src/engine/job.ts";
+import { runJob } from "../src/engine/run.ts";
+import { silentLogger } from "../src/log.ts";
 import type { AnyWorkflow } from "../src/plugin/api.ts";
 import { defineWorkflow } from "../src/plugin/api.ts";
+import { loadPlugin } from "../src/plugin/registry.ts";
+import { readRows, writeLines } from "./support/files.ts";
 import { coralSeeds } from "./support/seeds.ts";
 
 /**
@@ -10,17 +17,61 @@ import { coralSeeds } from "./support/seeds.ts";
  * `matrixd run` uses it) and the NATS bus (as `matrixd join` does).
  */
 
-/** Runs one job to its end on some bus and returns its rows. */
+/** A job as the cases give it to a bus. */
+export interface CaseJob {
+  workflow: AnyWorkflow;
+  seeds: Record<string, unknown>[];
+  concurrency: number;
+  stepRetries: number;
+  seed: number;
+  options?: Record<string, unknown>;
+  /** tasks per seed (default 1) */
+  trials?: number;
+}
+
+/** Runs jobs on some bus. */
 export interface BusRunner {
   name: string;
-  run(job: {
-    workflow: AnyWorkflow;
-    seeds: Record<string, unknown>[];
-    concurrency: number;
-    stepRetries: number;
-    seed: number;
-    options?: Record<string, unknown>;
-  }): Promise<Row[]>;
+  /** Run one job to its end and return its rows. */
+  run(job: CaseJob): Promise<Row[]>;
+  /**
+   * Run one job, stop it once at least `after` rows are stored (as a crash
+   * or a restart of every node would), start it again and let it end.
+   * Returns its rows and how many there were when it started again.
+   */
+  interrupted(job: CaseJob, after: number): Promise<{ rows: Row[]; resumedFrom: number }>;
+}
+
+/** The in-process bus, as `matrixd run` drives it: seeds and rows in files under `dir`. */
+export function localRunner(dir: { path(name: string): string }): BusRunner {
+  let jobNo = 0;
+  const runFiles = async (job: CaseJob, seedsPath: string, outPath: string) => {
+    const rt = makeJobRuntime({ workflow: job.workflow, options: job.options ?? {}, seed: job.seed, stepRetries: job.stepRetries });
+    return runJob({ job: rt, seedsPath, outPath, concurrency: job.concurrency, trials: job.trials ?? 1, log: silentLogger, node: "n1" });
+  };
+  return {
+    name: "local",
+    async run(job) {
+      const n = ++jobNo;
+      writeLines(dir.path(`seeds-${n}.jsonl`), job.seeds);
+      await runFiles(job, dir.path(`seeds-${n}.jsonl`), dir.path(`out-${n}.jsonl`));
+      return readRows(dir.path(`out-${n}.jsonl`));
+    },
+    async interrupted(job, after) {
+      const n = ++jobNo;
+      const seeds = dir.path(`seeds-${n}.jsonl`);
+      const out = dir.path(`out-${n}.jsonl`);
+      writeLines(seeds, job.seeds);
+      await runFiles(job, seeds, out);
+      // Keep `after` complete rows and half of the next, as a crash leaves them.
+      const lines = readFileSync(out, "utf8").split("\n");
+      const torn = lines[after] as string;
+      writeFileSync(out, `${lines.slice(0, after).join("\n")}\n${torn.slice(0, torn.length >> 1)}`);
+      const s = await runFiles(job, seeds, out);
+      expect(s.tornBytes).toBe(torn.length >> 1);
+      return { rows: readRows(out), resumedFrom: s.resumed };
+    },
+  };
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: rows read back are checked by each test
@@ -65,6 +116,40 @@ export function jittery(watch: { live: Set<string>; maxLive: number }, name = "j
     },
     output: (state) => ({ output: { n: state.vars.n }, metrics: { n: state.vars.n } }),
     maxSteps: () => 30,
+  });
+}
+
+/**
+ * A workflow whose first role pins its task to a node that is no member
+ * ("gone") while the task has been started over fewer times than its seed's
+ * `pins`: the state a task is left in when the node that held something
+ * for it dies.
+ */
+export function pinning(name = "pinning") {
+  return defineWorkflow({
+    name,
+    description: "test workflow",
+    seedSchema: z.looseObject({ id: z.string(), pins: z.number().int() }),
+    configSchema: z.strictObject({}),
+    roles: {
+      a: {
+        kind: "cpu",
+        async run(state) {
+          // A role can pin its task only to its own node; this one writes the pin a dead node's state carries.
+          if ((state.attempts.restart ?? 0) < (state.seed.pins as number)) (state as { pin?: string }).pin = "gone";
+          return { turns: [{ text: "a" }] };
+        },
+      },
+      b: {
+        kind: "cpu",
+        async run() {
+          return { turns: [{ text: "b" }] };
+        },
+      },
+    },
+    start: () => ({ next: "a" }),
+    next: (_state, _c, ran) => (ran === "a" ? "b" : null),
+    output: () => ({ output: {}, metrics: {} }),
   });
 }
 
@@ -113,6 +198,63 @@ export function engineCases(runner: () => BusRunner, timeout = 60_000): void {
     expect(byId.refuser.error).toBe("a: refused this seed");
     expect(byId.looper.error).toBe("step limit reached (30 steps)");
     expect(byId.looper.history.length).toBe(30);
+  }, timeout);
+
+  test("engine - a task pinned to a node that is gone starts over from its seed, at most twice, then fails naming that node", async () => {
+    const r = runner();
+    const seeds = [
+      { id: "never", pins: 0 },
+      { id: "again", pins: 1 },
+      { id: "stuck", pins: 3 },
+    ];
+    const rows = await r.run({ workflow: pinning(), seeds, concurrency: 4, stepRetries: 0, seed: 1 });
+    const byId = Object.fromEntries(rows.map((x) => [x.id, x]));
+    expect(rows.length).toBe(3);
+    expect(byId.never.status).toBe("ok");
+    expect(byId.never.provenance.attempts).toEqual({});
+    expect(byId.again.status).toBe("ok");
+    expect(byId.again.provenance.attempts).toEqual({ restart: 1 });
+    // Started over: the history is the new start's alone.
+    expect(byId.again.history.map((t: { role: string }) => t.role)).toEqual(["a", "b"]);
+    expect(byId.again.provenance.nodes).not.toContain("gone");
+    expect(byId.stuck.status).toBe("failed");
+    expect(byId.stuck.error).toBe('the node it was pinned to (gone) is gone or does not host role "b", and it was started over 2 times already');
+  }, timeout);
+
+  test("engine - a job stopped part-way and started again ends with one row per task, the dataset of a run straight through", async () => {
+    const r = runner();
+    const job = { workflow: coralDummy as AnyWorkflow, seeds: coralSeeds(300), concurrency: 10, stepRetries: 0, seed: 5, options: { agreeAfter: 3 } };
+    const straight = await r.run(job);
+    const { rows, resumedFrom } = await r.interrupted(job, 100);
+    expect(resumedFrom).toBeGreaterThanOrEqual(100);
+    expect(resumedFrom).toBeLessThan(300);
+    expect(rows.length).toBe(300);
+    expect(new Set(rows.map((x) => x.id)).size).toBe(300);
+    expect(comparable(rows)).toEqual(comparable(straight));
+  }, timeout);
+
+  test("engine - trials give one task per seed and trial with distinct ids", async () => {
+    const r = runner();
+    const rows = await r.run({ workflow: coralDummy as AnyWorkflow, seeds: coralSeeds(10), concurrency: 8, stepRetries: 0, seed: 0, trials: 3 });
+    expect(rows.length).toBe(30);
+    expect(new Set(rows.map((x) => x.id)).size).toBe(30);
+    expect(rows.filter((x) => x.id === "q3#2" && x.trial === 2).length).toBe(1);
+    expect(rows.filter((x) => x.trial === 0).length).toBe(10);
+  }, timeout);
+
+  test("engine - a workflow file from the test folder loads as a plugin and runs", async () => {
+    const r = runner();
+    const [echo] = await loadPlugin(join(import.meta.dir, "fixtures/echo-workflow.js"));
+    expect(echo?.name).toBe("echo");
+    const seeds = [{ word: "hi", bounces: 3 }, { word: "explode", bounces: 1 }];
+    const rows = await r.run({ workflow: echo as AnyWorkflow, seeds, concurrency: 8, stepRetries: 0, seed: 0, options: { suffix: "?" } });
+    expect(rows.length).toBe(2);
+    const hi = rows.find((x) => x.seed.word === "hi");
+    expect(hi.id).toMatch(/^s-[0-9a-f]{16}$/);
+    expect(hi.output).toEqual({ word: "hi", bounces: 3 });
+    expect(hi.metrics).toEqual({ bounces: 3 });
+    expect(hi.history[0].text).toBe("ping hi?");
+    expect(rows.find((x) => x.seed.word === "explode").error).toBe("pong: pong cannot bounce explode (after 1 tries)");
   }, timeout);
 }
 
