@@ -1,3 +1,4 @@
+import type { CheckedSeed } from "../seeds/check.ts";
 import type { EndpointInfo } from "../llm/types.ts";
 import type { RoleLoad } from "../bus/bus.ts";
 
@@ -10,13 +11,7 @@ export interface JobSubmission {
   config?: Record<string, unknown>;
 }
 
-/** One seed, checked against its workflow's seed schema (id unique in its job). */
-export interface CheckedSeed {
-  id: string;
-  /** its line in the submission, from 1 */
-  line: number;
-  seed: Record<string, unknown>;
-}
+export type { CheckedSeed } from "../seeds/check.ts";
 
 /**
  * A job whose seeds are handed over one at a time (a streamed submission):
