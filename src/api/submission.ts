@@ -1,17 +1,14 @@
 import { z } from "zod";
-import { validate } from "../config/load.ts";
 import { formatIssues } from "../util/issues.ts";
-import type { CheckedSeed, ClusterNode, JobSubmission } from "../cluster/types.ts";
+import { CheckedHead, CheckedJob, checkJobHead, type JobHead } from "../cluster/submit.ts";
+import type { ClusterNode } from "../cluster/types.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
-import { type SubmitSettings, SubmitSettingsSchema } from "../protocol/job.ts";
-import { parseSeedLine } from "../seeds/seeds.ts";
-import { IdSet } from "../util/idset.ts";
+import { SeedCheck, seedText } from "../seeds/check.ts";
 import { LineTooLongError, readLines } from "../util/lines.ts";
 import { HttpError } from "./http-error.ts";
 
-/** Bad seed lines named one by one in a 400; past this many, "and N more". */
-export const MAX_REPORTED_LINES = 50;
+export { MAX_REPORTED_LINES } from "../seeds/check.ts";
 
 export interface SubmissionLimits {
   /** seeds a job may have at most (413 past it) */
@@ -21,68 +18,28 @@ export interface SubmissionLimits {
 /** Characters a line of a streamed submission may have; a seed is at most about 1 MB (NATS's message limit). */
 export const MAX_SEED_LINE_CHARS = 4 * 1024 * 1024;
 
-/**
- * Checks seed lines one at a time against a workflow's seed schema and keeps
- * the good ones. Every bad line is counted; the first MAX_REPORTED_LINES are
- * named. Duplicate seed ids are bad lines too: two tasks with one id could
- * never both get their row. Ids are remembered as hashes (IdSet), so a
- * streamed job of millions of seeds is checked in a few bytes per seed.
- */
-export class SeedCheck {
-  /** the seeds to submit, as received (lines or objects), blank lines left out; only when kept */
-  readonly seeds: unknown[] = [];
-  readonly problems: string[] = [];
-  bad = 0;
-  good = 0;
-  readonly #ids = new IdSet();
+/** A check of a submission's seed lines, with the API's limit: 413 past `maxSeeds`. */
+function seedCheck(workflow: AnyWorkflow, limits: SubmissionLimits, keep: boolean): SeedCheck {
+  return new SeedCheck(workflow, {
+    keep,
+    maxSeeds: limits.maxSeeds,
+    tooMany: (max) => new HttpError(413, `too many seeds: a job may have at most ${max}`),
+  });
+}
 
-  constructor(
-    readonly workflow: AnyWorkflow,
-    readonly limits: SubmissionLimits,
-    /** keep the good seeds in `seeds` (a whole body); a stream hands each on instead */
-    private readonly keep = true,
-  ) {}
-
-  /**
-   * Check one seed (its line number counts from 1); `raw` is what is
-   * submitted when it is good. Returns the seed when it is good.
-   */
-  add(text: string, line: number, raw: unknown = text): CheckedSeed | undefined {
-    const parsed = parseSeedLine(text, line, this.workflow.seedSchema);
-    if (parsed === null) return undefined;
-    if (this.good + this.bad >= this.limits.maxSeeds) {
-      throw new HttpError(413, `too many seeds: a job may have at most ${this.limits.maxSeeds}`);
-    }
-    let problem: string | undefined;
-    if (!parsed.ok) problem = parsed.error;
-    else {
-      const first = this.#ids.add(parsed.id, line);
-      if (first !== 0) problem = `seed line ${line}: duplicate seed id "${parsed.id}" (first on line ${first})`;
-    }
-    if (problem === undefined && parsed.ok) {
-      this.good++;
-      if (this.keep) this.seeds.push(raw);
-      return { id: parsed.id, line, seed: parsed.seed };
-    }
-    this.bad++;
-    if (problem !== undefined && this.problems.length < MAX_REPORTED_LINES) this.problems.push(problem);
-    return undefined;
+/** Throws the 400 naming a check's bad lines, or one for an empty job. */
+function finishCheck(check: SeedCheck): void {
+  if (check.bad > 0) {
+    const details = check.problems.map((p) => p.message);
+    if (check.bad > details.length) details.push(`and ${check.bad - details.length} more`);
+    const total = check.good + check.bad;
+    throw new HttpError(
+      400,
+      `${check.bad} of ${total} seed lines are bad for workflow "${check.workflow.name}" (nothing was submitted):\n${details.join("\n")}`,
+      { details },
+    );
   }
-
-  /** Throws the 400 naming the bad lines, or one for an empty job. */
-  finish(): void {
-    if (this.bad > 0) {
-      const details = [...this.problems];
-      if (this.bad > this.problems.length) details.push(`and ${this.bad - this.problems.length} more`);
-      const total = this.good + this.bad;
-      throw new HttpError(
-        400,
-        `${this.bad} of ${total} seed lines are bad for workflow "${this.workflow.name}" (nothing was submitted):\n${details.join("\n")}`,
-        { details },
-      );
-    }
-    if (this.good === 0) throw new HttpError(400, "the job has no seeds");
-  }
+  if (check.good === 0) throw new HttpError(400, "the job has no seeds");
 }
 
 const JsonSubmissionSchema = z.strictObject({
@@ -101,17 +58,10 @@ function workflowOf(registry: Registry, name: string | undefined): AnyWorkflow {
   return registry.get(name);
 }
 
-/** Validate a job's settings and its workflow options; 400 naming the key otherwise. */
-export function checkSettings(workflow: AnyWorkflow, raw: unknown): SubmitSettings {
-  const parsed = SubmitSettingsSchema.safeParse(raw ?? {});
-  if (!parsed.success) throw new HttpError(400, `config: ${formatIssues(parsed.error)}`);
-  const settings = parsed.data;
-  if (settings.workflow !== undefined && settings.workflow !== workflow.name) {
-    throw new HttpError(400, `config: "workflow" is "${settings.workflow}" but the job is for "${workflow.name}"`);
-  }
-  // ConfigError names the bad option; the error handler answers it with a 400.
-  validate(workflow.configSchema, settings.options ?? {}, `config: options of workflow "${workflow.name}"`);
-  return settings;
+/** Check a job's settings and its workflow options once, for the node to take as they are; 400 naming the key otherwise. */
+export function checkSettings(workflow: AnyWorkflow, raw: unknown): JobHead {
+  // ConfigError names the bad key or option; the error handler answers it with a 400.
+  return checkJobHead(workflow, raw, { settings: "config", options: `config: options of workflow "${workflow.name}"` });
 }
 
 function parseConfigParam(text: string | undefined): unknown {
@@ -144,8 +94,8 @@ export function isJsonBody(req: Request): boolean {
 
 /** A submission read whole (a JSON body), or the head of an NDJSON one whose seed lines are still to come. */
 export type ReadSubmission =
-  | { kind: "whole"; submission: JobSubmission }
-  | { kind: "stream"; workflow: AnyWorkflow; settings: SubmitSettings; lines: AsyncIterable<string> };
+  | { kind: "whole"; submission: CheckedJob }
+  | { kind: "stream"; workflow: AnyWorkflow; head: JobHead; lines: AsyncIterable<string> };
 
 /**
  * Read a submission: a JSON body `{workflow, seeds[], config?}` (content
@@ -166,24 +116,22 @@ export async function readSubmission(
     if (!parsed.success) throw new HttpError(400, `body: ${formatIssues(parsed.error)}`);
     const body = parsed.data;
     const workflow = workflowOf(registry, body.workflow ?? query.workflow);
-    const settings = checkSettings(workflow, body.config ?? parseConfigParam(query.config));
+    const head = checkSettings(workflow, body.config ?? parseConfigParam(query.config));
     if (body.seeds.length > limits.maxSeeds) {
       throw new HttpError(413, `too many seeds: a job may have at most ${limits.maxSeeds}, got ${body.seeds.length}`);
     }
-    const check = new SeedCheck(workflow, limits);
+    const check = seedCheck(workflow, limits, true);
     for (let i = 0; i < body.seeds.length; i++) {
-      const seed = body.seeds[i];
-      const text = typeof seed === "string" ? seed : (JSON.stringify(seed) ?? "null");
-      check.add(text, i + 1, seed);
+      check.add(seedText(body.seeds[i]), i + 1);
       if ((i & 4095) === 4095) await breather();
     }
-    check.finish();
-    return { kind: "whole", submission: { workflow: workflow.name, seeds: check.seeds, config: settings } };
+    finishCheck(check);
+    return { kind: "whole", submission: new CheckedJob(head, check.seeds) };
   }
   const workflow = workflowOf(registry, query.workflow);
-  const settings = checkSettings(workflow, parseConfigParam(query.config));
+  const head = checkSettings(workflow, parseConfigParam(query.config));
   if (!req.body) throw new HttpError(400, "the job has no seeds (empty body)");
-  return { kind: "stream", workflow, settings, lines: readLines(req.body, MAX_SEED_LINE_CHARS) };
+  return { kind: "stream", workflow, head, lines: readLines(req.body, MAX_SEED_LINE_CHARS) };
 }
 
 /**
@@ -199,8 +147,8 @@ export async function submitStream(
   s: Extract<ReadSubmission, { kind: "stream" }>,
   limits: SubmissionLimits,
 ): Promise<{ id: string; total: number }> {
-  const check = new SeedCheck(s.workflow, limits, false);
-  const intake = await node.intake({ workflow: s.workflow.name, config: s.settings });
+  const check = seedCheck(s.workflow, limits, false);
+  const intake = await node.intake(new CheckedHead(s.head));
   let line = 0;
   let started = false;
   try {
@@ -214,7 +162,7 @@ export async function submitStream(
       if (err instanceof LineTooLongError) throw new HttpError(413, `seed line ${err.line} is longer than ${err.maxChars} characters`);
       throw err;
     }
-    check.finish();
+    finishCheck(check);
     const r = await intake.commit();
     started = true;
     return r;

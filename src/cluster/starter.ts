@@ -3,7 +3,7 @@ import type { Hold, SeedHandler } from "../bus/nats/index.ts";
 import type { JobRecord, ResultStore, SeedMessage } from "../store/index.ts";
 import { Engine } from "../engine/engine.ts";
 import type { JobRuntime } from "../engine/job.ts";
-import { seedErrorRow } from "../engine/row.ts";
+import { startTask } from "../engine/tasks.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { OutputRow } from "../protocol/task.ts";
@@ -106,18 +106,14 @@ export class JobStarter {
   }
 
   #begin(rt: JobRuntime, seed: SeedMessage, hold: Hold): void {
-    let state;
-    try {
-      state = Engine.newTask(rt, seed.id, seed.trial, seed.seed);
-    } catch (err) {
-      const error = `seed line ${seed.line}: workflow cannot start: ${describe(err)}`;
-      const row = seedErrorRow(seed.id, seed.seed, error, { id: rt.id, workflow: rt.workflow.name, configHash: rt.configHash }, seed.trial);
-      this.o.finish(row).then(
+    const started = startTask(rt, seed);
+    if (started.row) {
+      this.o.finish(started.row).then(
         () => hold.done(),
         (e) => this.o.log.warn({ task: seed.id, err: describe(e) }, "cannot store the row of a seed that cannot start"),
       );
       return;
     }
-    void this.o.engine.begin(state, hold);
+    void this.o.engine.begin(started.state, hold);
   }
 }

@@ -1,25 +1,30 @@
 import { randomUUID } from "node:crypto";
 import type { JobRecord, SeedMessage } from "../store/index.ts";
 import { validate } from "../config/load.ts";
-import { makeJobRuntime } from "../engine/job.ts";
+import { type JobRuntime, makeJobRuntime } from "../engine/job.ts";
+import { seedTrials } from "../engine/tasks.ts";
 import { ConfigError, SeedError } from "../errors.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
 import { encode } from "../protocol/codec.ts";
 import { SubmitSettingsSchema } from "../protocol/job.ts";
-import { parseSeedLine } from "../seeds/seeds.ts";
+import { type CheckedSeed, MAX_REPORTED_LINES, SeedCheck, seedText } from "../seeds/check.ts";
 import type { JobSubmission } from "./types.ts";
 
 /** Defaults of a job's settings: the same as `matrixd run`, so both give the same dataset. */
 export const JOB_DEFAULTS = { concurrency: 1024, trials: 1, seed: 0, stepRetries: 1 } as const;
 
-/** Bad seeds of a submission, each named; nothing of the job was stored. */
+/** Bad seeds of a submission, each named (the first MAX_REPORTED_LINES); nothing of the job was stored. */
 export class SeedBatchError extends SeedError {
   override name = "SeedBatchError";
-  constructor(readonly errors: SeedError[]) {
-    const shown = errors.slice(0, 50).map((e) => e.message);
-    if (errors.length > shown.length) shown.push(`and ${errors.length - shown.length} more`);
-    super(`${errors.length} bad seed line${errors.length > 1 ? "s" : ""}: ${shown.join("; ")}`, errors[0]?.line ?? 0);
+  constructor(
+    readonly errors: SeedError[],
+    /** bad lines in all, named or not */
+    readonly total = errors.length,
+  ) {
+    const shown = errors.slice(0, MAX_REPORTED_LINES).map((e) => e.message);
+    if (total > shown.length) shown.push(`and ${total - shown.length} more`);
+    super(`${total} bad seed line${total > 1 ? "s" : ""}: ${shown.join("; ")}`, errors[0]?.line ?? 0);
   }
 }
 
@@ -30,26 +35,30 @@ export interface PreparedJob {
   tasks: () => Iterable<SeedMessage>;
 }
 
-interface GoodSeed {
-  id: string;
-  line: number;
-  seed: Record<string, unknown>;
-}
-
 /** A job's workflow, id and complete settings, checked (its options by the workflow's schema). */
 export interface JobHead {
   workflow: AnyWorkflow;
   id: string;
   settings: JobRecord["settings"];
-  runtime: ReturnType<typeof makeJobRuntime>;
+  runtime: JobRuntime;
 }
 
-/** Check a job's workflow and settings; throws ConfigError naming what is wrong. */
-export function prepareHead(sub: Omit<JobSubmission, "seeds">, registry: Registry): JobHead {
-  const workflow: AnyWorkflow = registry.get(sub.workflow);
-  const s = validate(SubmitSettingsSchema, sub.config ?? {}, "job config");
+/** How the errors of a job head check name what they are about. */
+export interface HeadLabels {
+  /** the settings (`job config`) */
+  settings: string;
+  /** the workflow's options (default `options of workflow "NAME"`) */
+  options?: string;
+}
+
+/**
+ * Check a job's settings and its workflow's options, and fill in the
+ * defaults; throws ConfigError naming what is wrong.
+ */
+export function checkJobHead(workflow: AnyWorkflow, config: unknown, labels: HeadLabels = { settings: "job config" }): JobHead {
+  const s = validate(SubmitSettingsSchema, config ?? {}, labels.settings);
   if (s.workflow !== undefined && s.workflow !== workflow.name) {
-    throw new ConfigError(`job config: "workflow" is "${s.workflow}" but the job is for "${workflow.name}"`);
+    throw new ConfigError(`${labels.settings}: "workflow" is "${s.workflow}" but the job is for "${workflow.name}"`);
   }
   const id = s.job ?? `job-${randomUUID().replaceAll("-", "").slice(0, 12)}`;
   const settings = {
@@ -61,9 +70,68 @@ export function prepareHead(sub: Omit<JobSubmission, "seeds">, registry: Registr
     ...(s.maxSteps !== undefined ? { maxSteps: s.maxSteps } : {}),
     ...(s.budget !== undefined ? { budget: s.budget } : {}),
   };
-  // Validates the workflow's options (ConfigError names the bad one).
-  const runtime = makeJobRuntime({ id, workflow, options: settings.options, seed: settings.seed, maxSteps: settings.maxSteps, stepRetries: settings.stepRetries });
+  const runtime = makeJobRuntime({
+    id,
+    workflow,
+    options: settings.options,
+    seed: settings.seed,
+    maxSteps: settings.maxSteps,
+    stepRetries: settings.stepRetries,
+    where: labels.options,
+  });
   return { workflow, id, settings, runtime };
+}
+
+/**
+ * A job whose workflow and settings are checked: a node opens it as it is.
+ * Only `checkJobHead` makes its head, so holding one is proof of the check.
+ */
+export class CheckedHead implements Omit<JobSubmission, "seeds"> {
+  readonly workflow: string;
+  readonly config: Record<string, unknown>;
+  constructor(readonly head: JobHead) {
+    this.workflow = head.workflow.name;
+    this.config = head.settings;
+  }
+}
+
+/** A submission checked whole, its seeds too: a node stores it as it is. */
+export class CheckedJob extends CheckedHead implements JobSubmission {
+  constructor(
+    head: JobHead,
+    readonly seeds: readonly CheckedSeed[],
+  ) {
+    super(head);
+  }
+}
+
+/** The head of a submission: as it was checked, or checked now (ConfigError naming what is wrong). */
+export function prepareHead(sub: Omit<JobSubmission, "seeds">, registry: Registry): JobHead {
+  return sub instanceof CheckedHead ? sub.head : checkJobHead(registry.get(sub.workflow), sub.config);
+}
+
+/** Throw the SeedBatchError naming a check's bad lines, or the one for an empty job. */
+export function throwSeedProblems(check: SeedCheck): void {
+  if (check.bad > 0) throw new SeedBatchError(check.problems.map((p) => new SeedError(p.message, p.line)), check.bad);
+  if (check.good === 0) throw new SeedBatchError([new SeedError("the job has no seeds", 0)]);
+}
+
+/**
+ * Check a submission whole: the workflow, the settings, the workflow's
+ * options, every seed (JSON object, seed schema, unique id, and what `fits`
+ * says of it). Throws ConfigError or SeedBatchError naming what is wrong.
+ */
+export function checkJob(sub: JobSubmission, registry: Registry, fits?: (seed: CheckedSeed) => string | undefined): CheckedJob {
+  if (sub instanceof CheckedJob) return sub;
+  const head = prepareHead(sub, registry);
+  const check = new SeedCheck(head.workflow);
+  sub.seeds.forEach((raw, i) => {
+    const seed = check.add(seedText(raw), i + 1);
+    const problem = seed && fits?.(seed);
+    if (seed && problem) check.refuse(seed, problem);
+  });
+  throwSeedProblems(check);
+  return new CheckedJob(head, check.seeds);
 }
 
 /** The role a workflow's tasks start at, from one of its seeds (any role when that seed cannot start). */
@@ -77,10 +145,8 @@ export function entryRole(head: JobHead, seed: Record<string, unknown>): string 
 }
 
 /** A seed's messages, one per trial. */
-export function* seedMessages(job: string, trials: number, g: { id: string; line: number; seed: Record<string, unknown> }): Generator<SeedMessage> {
-  for (let trial = 0; trial < trials; trial++) {
-    yield { v: 1, job, id: trials > 1 ? `${g.id}#${trial}` : g.id, trial, line: g.line, seed: g.seed };
-  }
+export function* seedMessages(job: string, trials: number, g: CheckedSeed): Generator<SeedMessage> {
+  for (const t of seedTrials(g, trials, false)) yield { v: 1, job, id: t.id, trial: t.trial, line: t.line, seed: t.seed };
 }
 
 /** A seed too large for one NATS message, or undefined. */
@@ -90,43 +156,26 @@ export function seedSizeProblem(seed: Record<string, unknown>, line: number, max
 }
 
 /**
- * Check a submission once, whole: the workflow, the settings, the
- * workflow's options, every seed (JSON object, seed schema, unique id, size).
- * Throws ConfigError or SeedBatchError naming what is wrong.
+ * Turn a submission into its record and task messages. A submission not
+ * checked yet is checked whole here (`checkJob`); every seed must fit in one
+ * NATS message. Throws ConfigError or SeedBatchError naming what is wrong.
  */
 export function prepareJob(sub: JobSubmission, registry: Registry, node: string, maxMessageBytes: number): PreparedJob {
-  const head = prepareHead(sub, registry);
+  const fits = (g: CheckedSeed) => seedSizeProblem(g.seed, g.line, maxMessageBytes);
+  if (sub instanceof CheckedJob) {
+    const tooLarge: SeedError[] = [];
+    for (const g of sub.seeds) {
+      const problem = fits(g);
+      if (problem) tooLarge.push(new SeedError(problem, g.line));
+    }
+    if (tooLarge.length > 0) throw new SeedBatchError(tooLarge.slice(0, MAX_REPORTED_LINES), tooLarge.length);
+    if (sub.seeds.length === 0) throw new SeedBatchError([new SeedError("the job has no seeds", 0)]);
+  }
+  const job = checkJob(sub, registry, fits);
+  const { head, seeds: good } = job;
   const { workflow, id, settings } = head;
 
-  const good: GoodSeed[] = [];
-  const errors: SeedError[] = [];
-  const seen = new Map<string, number>();
-  sub.seeds.forEach((raw, i) => {
-    const line = i + 1;
-    const text = typeof raw === "string" ? raw : (JSON.stringify(raw) ?? "null");
-    const parsed = parseSeedLine(text, line, workflow.seedSchema);
-    if (parsed === null) return;
-    if (!parsed.ok) {
-      errors.push(new SeedError(parsed.error, line));
-      return;
-    }
-    const first = seen.get(parsed.id);
-    if (first !== undefined) {
-      errors.push(new SeedError(`seed line ${line}: duplicate seed id "${parsed.id}" (first on line ${first})`, line));
-      return;
-    }
-    seen.set(parsed.id, line);
-    const tooLarge = seedSizeProblem(parsed.seed, line, maxMessageBytes);
-    if (tooLarge) {
-      errors.push(new SeedError(tooLarge, line));
-      return;
-    }
-    good.push({ id: parsed.id, line, seed: parsed.seed });
-  });
-  if (errors.length > 0) throw new SeedBatchError(errors);
-  if (good.length === 0) throw new SeedBatchError([new SeedError("the job has no seeds", 0)]);
-
-  const entry = entryRole(head, (good[0] as GoodSeed).seed);
+  const entry = entryRole(head, (good[0] as CheckedSeed).seed);
   const now = Date.now();
   const record: JobRecord = {
     v: 1,

@@ -1,5 +1,6 @@
 import type { JobStatus } from "../protocol/job.ts";
 import type { Member } from "../protocol/member.ts";
+import type { CheckedSeed } from "../seeds/check.ts";
 
 export type { JobState, JobStatus } from "../protocol/job.ts";
 export type { Member } from "../protocol/member.ts";
@@ -13,13 +14,7 @@ export interface JobSubmission {
   config?: Record<string, unknown>;
 }
 
-/** One seed, checked against its workflow's seed schema (id unique in its job). */
-export interface CheckedSeed {
-  id: string;
-  /** its line in the submission, from 1 */
-  line: number;
-  seed: Record<string, unknown>;
-}
+export type { CheckedSeed } from "../seeds/check.ts";
 
 /**
  * A job whose seeds are handed over one at a time (a streamed submission):

@@ -30,8 +30,10 @@ export function makeJobRuntime(args: {
   stepRetries: number;
   /** what, besides the settings, names the job when no id is given (e.g. the seed file) */
   source?: string;
+  /** how errors name the options (default `options of workflow "NAME"`) */
+  where?: string;
 }): JobRuntime {
-  const config = validate(args.workflow.configSchema, args.options ?? {}, `options of workflow "${args.workflow.name}"`);
+  const config = validate(args.workflow.configSchema, args.options ?? {}, args.where ?? `options of workflow "${args.workflow.name}"`);
   const configHash = hashHex(canonicalJson({ workflow: args.workflow.name, config, seed: args.seed }));
   return {
     id: args.id ?? `job-${hashHex(`${configHash}:${args.source ?? ""}`)}`,

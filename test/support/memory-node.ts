@@ -1,20 +1,17 @@
-import { randomUUID } from "node:crypto";
 import { builtinWorkflows } from "../../plugins/index.ts";
 import { LocalBus } from "../../src/bus/local.ts";
-import type { ClusterNode, JobIntake, JobState, JobStatus, JobSubmission, Member } from "../../src/cluster/types.ts";
-import { validate } from "../../src/config/load.ts";
+import { CheckedJob, checkJob, prepareHead } from "../../src/cluster/submit.ts";
+import type { CheckedSeed, ClusterNode, JobIntake, JobState, JobStatus, JobSubmission, Member } from "../../src/cluster/types.ts";
 import { InFlightLimit } from "../../src/engine/in-flight.ts";
 import { Engine } from "../../src/engine/engine.ts";
-import { type JobRuntime, makeJobRuntime } from "../../src/engine/job.ts";
+import type { JobRuntime } from "../../src/engine/job.ts";
 import { MetricMeans } from "../../src/engine/metrics.ts";
-import { seedErrorRow } from "../../src/engine/row.ts";
-import { ConfigError, describe as describeError, SeedError } from "../../src/errors.ts";
+import { seedTrials, startTask } from "../../src/engine/tasks.ts";
+import { ConfigError } from "../../src/errors.ts";
 import type { LlmClient } from "../../src/llm/types.ts";
 import { type Logger, silentLogger } from "../../src/log.ts";
 import { Registry } from "../../src/plugin/registry.ts";
 import type { OutputRow } from "../../src/protocol/task.ts";
-import { parseSeedLine } from "../../src/seeds/seeds.ts";
-import { SubmitSettingsSchema } from "../../src/protocol/job.ts";
 import { VERSION } from "../../src/version.ts";
 
 export interface MemoryNodeOptions {
@@ -24,12 +21,6 @@ export interface MemoryNodeOptions {
   slots?: number;
   llm?: LlmClient;
   log?: Logger;
-}
-
-interface Seed {
-  id: string;
-  line: number;
-  seed: Record<string, unknown>;
 }
 
 class MemoryJob {
@@ -164,63 +155,39 @@ export class MemoryNode implements ClusterNode {
 
   /** Streamed seeds are gathered, then submitted whole (this node keeps its jobs in memory anyway). */
   async intake(job: Omit<JobSubmission, "seeds">): Promise<JobIntake> {
-    const seeds: Record<string, unknown>[] = [];
+    const head = prepareHead(job, this.registry);
+    const seeds: CheckedSeed[] = [];
     return {
-      add: async (s) => void seeds.push(s.seed),
-      commit: () => this.submit({ ...job, seeds }),
+      add: async (s) => void seeds.push(s),
+      commit: () => this.submit(new CheckedJob(head, seeds)),
       abort: async () => {},
     };
   }
 
   async submit(sub: JobSubmission): Promise<{ id: string; total: number }> {
     if (this.#closed) throw new Error("node is closed");
-    const workflow = this.registry.get(sub.workflow);
-    const settings = validate(SubmitSettingsSchema, sub.config ?? {}, "job config");
-    const seeds: Seed[] = [];
-    const ids = new Set<string>();
-    sub.seeds.forEach((raw, i) => {
-      const text = typeof raw === "string" ? raw : (JSON.stringify(raw) ?? "null");
-      const parsed = parseSeedLine(text, i + 1, workflow.seedSchema);
-      if (parsed === null) return;
-      if (!parsed.ok) throw new SeedError(parsed.error, i + 1);
-      if (ids.has(parsed.id)) throw new SeedError(`seed line ${i + 1}: duplicate seed id "${parsed.id}"`, i + 1);
-      ids.add(parsed.id);
-      seeds.push({ id: parsed.id, line: i + 1, seed: parsed.seed });
-    });
-    const id = settings.job ?? `job-${randomUUID().slice(0, 8)}`;
+    const { head, seeds } = checkJob(sub, this.registry);
+    const id = head.id;
     if (this.#jobs.has(id)) throw new ConfigError(`job "${id}" exists already`);
-    const runtime = makeJobRuntime({
-      id,
-      workflow,
-      options: settings.options ?? {},
-      seed: settings.seed ?? 0,
-      maxSteps: settings.maxSteps,
-      stepRetries: settings.stepRetries ?? 1,
-    });
-    const trials = settings.trials ?? 1;
-    const job = new MemoryJob(runtime, seeds.length * trials, this.name, settings.concurrency ?? 1024);
+    const trials = head.settings.trials;
+    const job = new MemoryJob(head.runtime, seeds.length * trials, this.name, head.settings.concurrency);
     this.#jobs.set(id, job);
     void this.#run(job, seeds, trials);
     return { id, total: job.total };
   }
 
-  async #run(job: MemoryJob, seeds: Seed[], trials: number): Promise<void> {
-    const rt = job.runtime;
+  async #run(job: MemoryJob, seeds: readonly CheckedSeed[], trials: number): Promise<void> {
     for (const s of seeds) {
-      for (let trial = 0; trial < trials; trial++) {
+      for (const t of seedTrials(s, trials)) {
         if (!(await job.acquire())) return;
         job.admitted++;
-        const id = trials > 1 ? `${s.id}#${trial}` : s.id;
-        let state;
-        try {
-          state = Engine.newTask(rt, id, trial, trials > 1 ? structuredClone(s.seed) : s.seed);
-        } catch (err) {
-          const error = `seed line ${s.line}: workflow cannot start: ${describeError(err)}`;
-          job.add(seedErrorRow(id, s.seed, error, { id: rt.id, workflow: rt.workflow.name, configHash: rt.configHash }, trial));
+        const started = startTask(job.runtime, t);
+        if (started.row) {
+          job.add(started.row);
           job.admission.release();
           continue;
         }
-        void this.#engine.begin(state);
+        void this.#engine.begin(started.state);
       }
     }
     await job.admission.drained();
