@@ -5,7 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import { builtinWorkflows } from "../plugins/index.ts";
-import { MetricMeans } from "../src/engine/metrics.ts";
+import { addRow, emptyTally, metricMeans } from "../src/engine/metrics.ts";
 import { fileLines } from "../src/util/lines.ts";
 
 export interface DatasetStats {
@@ -40,7 +40,8 @@ interface RowView {
 export async function readDataset(path: string, workflow: string): Promise<DatasetStats> {
   const wf = builtinWorkflows.find((w) => w.name === workflow);
   const metrics = wf?.metrics ?? [];
-  const means = new MetricMeans(metrics.slice(0, 1));
+  const headlineDefs = metrics.slice(0, 1);
+  const tally = emptyTally();
   const ids = new Set<string>();
   const lat: number[] = [];
   const errors = new Set<string>();
@@ -59,7 +60,7 @@ export async function readDataset(path: string, workflow: string): Promise<Datas
     if (status === "ok") ok++;
     else if (errors.size < 5) errors.add(String(row.error));
     const m = row.metrics ?? {};
-    means.add(m, status);
+    addRow(tally, { status, metrics: m }, headlineDefs);
     if (headline?.of(m, status) !== undefined) qualityN++;
     const s = row.provenance?.steps;
     if (typeof s === "number") steps += s;
@@ -77,7 +78,7 @@ export async function readDataset(path: string, workflow: string): Promise<Datas
     steps,
     latencyP50S: q(0.5),
     latencyP99S: q(0.99),
-    quality: headline ? (means.values()[headline.name] ?? null) : null,
+    quality: headline ? (metricMeans(tally, headlineDefs)[headline.name] ?? null) : null,
     qualityName: headline?.name ?? "-",
     qualityN,
     errors: [...errors],

@@ -7,6 +7,7 @@ import { describe, UsageError } from "../src/errors.ts";
 import { type JobStatus, SUBMIT_SETTING_KEYS } from "../src/protocol/job.ts";
 import { intFlag, parseCommand } from "./args.ts";
 import { handleSignals } from "./signals.ts";
+import { sleep } from "../src/util/wait.ts";
 
 export const SUBMIT_HELP = `matrixd submit: send a seed file to a cluster node as a job
 
@@ -131,7 +132,7 @@ async function follow(api: ApiClient, id: string, every: number): Promise<JobSta
         process.stderr.write(`${new Date().toISOString()} ${line}\n`);
         lastLine = Date.now();
       }
-      await Bun.sleep(tty ? 500 : Math.min(1000, every * 1000));
+      await sleep(tty ? 500 : Math.min(1000, every * 1000));
     }
   } finally {
     offSignals();

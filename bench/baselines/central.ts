@@ -4,17 +4,18 @@
  * runners work). Setting: `concurrency`.
  */
 import type { TaskState } from "../../src/protocol/task.ts";
-import { BaselineRun, Limit, runBaseline, setting } from "./common.ts";
+import { Semaphore } from "../../src/util/wait.ts";
+import { BaselineRun, runBaseline, setting } from "./common.ts";
 
 runBaseline(async (spec) => {
   const run = await BaselineRun.open(spec, "central");
-  const limit = new Limit(setting(spec, "concurrency"));
+  const limit = new Semaphore(setting(spec, "concurrency"));
   const running = new Set<Promise<void>>();
   for await (const seed of run.tasks()) {
-    await limit.take();
+    await limit.acquire();
     const first = run.start(seed);
     if (!first) {
-      limit.give();
+      limit.release();
       continue;
     }
     const task = (async () => {
@@ -22,7 +23,7 @@ runBaseline(async (spec) => {
       while (state) state = await run.step(state);
     })().finally(() => {
       running.delete(task);
-      limit.give();
+      limit.release();
     });
     running.add(task);
   }

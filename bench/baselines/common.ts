@@ -208,33 +208,6 @@ export class BaselineRun {
   }
 }
 
-/** A counting semaphore, FIFO. */
-export class Limit {
-  #free: number;
-  #waiters: (() => void)[] = [];
-  #head = 0;
-  constructor(n: number) {
-    this.#free = n;
-  }
-  async take(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiters.push(resolve));
-  }
-  give(): void {
-    if (this.#head < this.#waiters.length) {
-      const w = this.#waiters[this.#head++] as () => void;
-      if (this.#head > 1024) {
-        this.#waiters = this.#waiters.slice(this.#head);
-        this.#head = 0;
-      }
-      w();
-    } else this.#free++;
-  }
-}
-
 /** Run a baseline's main, exiting 1 with the reason on failure. */
 export function runBaseline(main: (spec: BaselineSpec) => Promise<void>): void {
   let spec: BaselineSpec;

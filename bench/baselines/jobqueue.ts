@@ -14,7 +14,8 @@
  */
 import { type Job, Queue, Worker } from "bullmq";
 import { TaskStateSchema } from "../../src/protocol/task.ts";
-import { BaselineRun, Limit, runBaseline, setting } from "./common.ts";
+import { Semaphore } from "../../src/util/wait.ts";
+import { BaselineRun, runBaseline, setting } from "./common.ts";
 
 const QUEUE = "hops";
 const ADD_CHUNK = 1000;
@@ -32,7 +33,7 @@ runBaseline(async (spec) => {
     finished = resolve;
   });
   let enqueued = false;
-  const gate = run.envs ? new Limit(run.envs.capacity) : undefined;
+  const gate = run.envs ? new Semaphore(run.envs.capacity) : undefined;
   const checkDone = () => {
     if (enqueued && run.rows >= total) finished();
   };
@@ -54,7 +55,7 @@ runBaseline(async (spec) => {
         }
       }
       if (!goesOn) {
-        gate?.give();
+        gate?.release();
         checkDone();
       }
     },
@@ -70,10 +71,10 @@ runBaseline(async (spec) => {
   };
   for await (const seed of run.tasks()) {
     if (gate) {
-      await gate.take();
+      await gate.acquire();
       const state = run.start(seed);
       if (!state) {
-        gate.give();
+        gate.release();
         continue;
       }
       await queue.add(state.next as string, state);

@@ -1,4 +1,6 @@
-import { addToTally, emptyTally, type JobStore, type JobTally } from "../store/index.ts";
+import { addRow, emptyTally } from "../engine/metrics.ts";
+import type { JobTally } from "../protocol/job.ts";
+import type { JobStore } from "../store/index.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Metric } from "../plugin/api.ts";
@@ -45,7 +47,7 @@ export class NodeCounters {
       t = emptyTally();
       this.#tallies.set(row.job, t);
     }
-    addToTally(t, row.status, row.usage.prompt, row.usage.completion, row.metrics, metrics);
+    addRow(t, row, metrics);
     this.#dirty.add(row.job);
   }
 

@@ -3,6 +3,7 @@ import type { Logger } from "../log.ts";
 import type { Registry } from "../plugin/registry.ts";
 import type { OutputRow } from "../protocol/task.ts";
 import type { ResultStore } from "../store/index.ts";
+import { retry } from "../util/retry.ts";
 import type { NodeCounters } from "./counters.ts";
 
 export interface RowWriterOptions {
@@ -24,20 +25,18 @@ export class RowWriter {
 
   /** Store a row; rejects only when the node is leaving and the store failed. */
   async store(row: OutputRow): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const { outcome, row: stored } = await this.o.results.store(row);
-        if (outcome === "stored") {
-          const { registry } = this.o;
-          const wf = registry.names().includes(row.workflow) ? registry.get(row.workflow) : undefined;
-          this.o.counters.add(stored, wf?.metrics ?? []);
-        }
-        return;
-      } catch (err) {
-        if (this.o.leaving()) throw err;
-        if (attempt % 10 === 0) this.o.log.warn({ task: row.id, attempt, err: describe(err) }, "cannot store a row, trying again");
-        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(attempt, 5))));
-      }
+    const { outcome, row: stored } = await retry(() => this.o.results.store(row), {
+      baseMs: 100,
+      maxMs: 2000,
+      giveUp: this.o.leaving,
+      onRetry: (err, attempt) => {
+        if (attempt % 10 === 1) this.o.log.warn({ task: row.id, attempt, err: describe(err) }, "cannot store a row, trying again");
+      },
+    });
+    if (outcome === "stored") {
+      const { registry } = this.o;
+      const wf = registry.names().includes(row.workflow) ? registry.get(row.workflow) : undefined;
+      this.o.counters.add(stored, wf?.metrics ?? []);
     }
   }
 }

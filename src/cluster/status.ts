@@ -1,5 +1,6 @@
-import type { JobRecord, JobTally, NodeCounters, SeedProgress } from "../store/index.ts";
-import { emptyTally } from "../store/index.ts";
+import { addTally, emptyTally, metricMeans } from "../engine/metrics.ts";
+import type { JobTally } from "../protocol/job.ts";
+import type { JobRecord, NodeCounters, SeedProgress } from "../store/index.ts";
 import type { Metric } from "../plugin/api.ts";
 import type { JobStatus } from "./types.ts";
 
@@ -17,29 +18,8 @@ export function sumSpent(all: readonly NodeCounters[]): { tokens: number; cost: 
 /** Every node's counters of a job, added up. */
 export function sumCounters(all: readonly NodeCounters[]): JobTally {
   const t = emptyTally();
-  for (const c of all) {
-    t.ok += c.ok;
-    t.failed += c.failed;
-    t.promptTokens += c.promptTokens;
-    t.completionTokens += c.completionTokens;
-    for (const [name, [sum, n]] of Object.entries(c.sums)) {
-      const s = t.sums[name] ?? [0, 0];
-      s[0] += sum;
-      s[1] += n;
-      t.sums[name] = s;
-    }
-  }
+  for (const c of all) addTally(t, c);
   return t;
-}
-
-/** The means of the workflow's metrics (null for a metric no row had yet). */
-export function metricMeans(t: JobTally, defs: readonly Metric[]): Record<string, number | null> {
-  const out: Record<string, number | null> = {};
-  for (const m of defs) {
-    const s = t.sums[m.name];
-    out[m.name] = s && s[1] > 0 ? s[0] / s[1] : null;
-  }
-  return out;
 }
 
 /**

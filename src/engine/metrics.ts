@@ -1,31 +1,56 @@
 import type { Metric } from "../plugin/api.ts";
+import type { JobTally } from "../protocol/job.ts";
 
-/** Running means of a workflow's metrics over the rows seen. */
-export class MetricMeans {
-  #sum: number[];
-  #n: number[];
-  constructor(readonly metrics: readonly Metric[]) {
-    this.#sum = metrics.map(() => 0);
-    this.#n = metrics.map(() => 0);
-  }
+/** A row as a tally counts it. */
+export interface TalliedRow {
+  status: "ok" | "failed";
+  usage?: { prompt: number; completion: number };
+  metrics?: Readonly<Record<string, unknown>>;
+}
 
-  add(metrics: Readonly<Record<string, unknown>> | undefined, status: "ok" | "failed"): void {
-    for (let i = 0; i < this.metrics.length; i++) {
-      const v = (this.metrics[i] as Metric).of(metrics ?? {}, status);
-      if (v === undefined || !Number.isFinite(v)) continue;
-      this.#sum[i] = (this.#sum[i] as number) + v;
-      this.#n[i] = (this.#n[i] as number) + 1;
-    }
-  }
+/** An empty tally. */
+export function emptyTally(): JobTally {
+  return { ok: 0, failed: 0, promptTokens: 0, completionTokens: 0, sums: {} };
+}
 
-  values(): Record<string, number | null> {
-    const out: Record<string, number | null> = {};
-    this.metrics.forEach((m, i) => {
-      const n = this.#n[i] as number;
-      out[m.name] = n ? (this.#sum[i] as number) / n : null;
-    });
-    return out;
+/** Add one row to a tally: its status, its tokens, and each of the workflow's metrics it has. */
+export function addRow(t: JobTally, row: TalliedRow, defs: readonly Metric[]): void {
+  if (row.status === "ok") t.ok++;
+  else t.failed++;
+  t.promptTokens += row.usage?.prompt ?? 0;
+  t.completionTokens += row.usage?.completion ?? 0;
+  for (const m of defs) {
+    const v = m.of(row.metrics ?? {}, row.status);
+    if (v === undefined || !Number.isFinite(v)) continue;
+    const s = t.sums[m.name] ?? [0, 0];
+    s[0] += v;
+    s[1] += 1;
+    t.sums[m.name] = s;
   }
+}
+
+/** Add a tally (another node's, say) into `t`. */
+export function addTally(t: JobTally, other: JobTally): void {
+  t.ok += other.ok;
+  t.failed += other.failed;
+  t.promptTokens += other.promptTokens;
+  t.completionTokens += other.completionTokens;
+  for (const [name, [sum, n]] of Object.entries(other.sums)) {
+    const s = t.sums[name] ?? [0, 0];
+    s[0] += sum;
+    s[1] += n;
+    t.sums[name] = s;
+  }
+}
+
+/** The means of the workflow's metrics (null for a metric no row had yet). */
+export function metricMeans(t: JobTally, defs: readonly Metric[]): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
+  for (const m of defs) {
+    const s = t.sums[m.name];
+    out[m.name] = s && s[1] > 0 ? s[0] / s[1] : null;
+  }
+  return out;
 }
 
 /** Reads a boolean or number field of a row's metrics as a number (true = 1). */

@@ -6,10 +6,10 @@ import type { AnyWorkflow } from "../plugin/api.ts";
 import type { OutputRow } from "../protocol/task.ts";
 import { JsonlSink, scanOutput } from "../sink/jsonl.ts";
 import { Accounting, type AccountingReport, type Budget } from "./accounting.ts";
-import { InFlightLimit } from "./in-flight.ts";
+import { Semaphore } from "../util/wait.ts";
 import { Engine, type EngineStats } from "./engine.ts";
 import type { JobRuntime } from "./job.ts";
-import { MetricMeans } from "./metrics.ts";
+import { addRow, emptyTally, metricMeans } from "./metrics.ts";
 import { SeedFile, startTask } from "./tasks.ts";
 
 export interface RunJobOptions {
@@ -87,18 +87,19 @@ export interface RunSummary {
 export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   const { job, log } = opts;
   const wf: AnyWorkflow = job.workflow;
-  const means = new MetricMeans(wf.metrics ?? []);
+  const metricDefs = wf.metrics ?? [];
+  const tally = emptyTally();
   let okBefore = 0;
   let failedBefore = 0;
   const resumed = scanOutput(opts.outPath, (row) => {
     if (row.status === "ok") okBefore++;
     else failedBefore++;
-    means.add(row.metrics, row.status);
+    addRow(tally, row, metricDefs);
   });
   if (resumed.tornBytes > 0) log.warn({ out: opts.outPath, bytes: resumed.tornBytes }, "dropped a torn last line from the output");
   const done = resumed.done;
   const sink = new JsonlSink(opts.outPath, log);
-  const admission = new InFlightLimit(opts.concurrency);
+  const admission = new Semaphore(opts.concurrency);
   let ok = okBefore;
   let failed = failedBefore;
 
@@ -117,7 +118,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
       sink.write(row);
       if (row.status === "ok") ok++;
       else failed++;
-      means.add(row.metrics, row.status);
+      addRow(tally, row, metricDefs);
       admission.release();
     },
   });
@@ -141,7 +142,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   const writeRow = (row: OutputRow) => {
     sink.write(row);
     failed++;
-    means.add(row.metrics, row.status);
+    addRow(tally, row, metricDefs);
   };
   try {
     for await (const entry of seeds.entries()) {
@@ -170,7 +171,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
       void engine.begin(started.state);
     }
     if (seeds.stopped) stopped = true;
-    await admission.drained();
+    await admission.idle();
   } finally {
     sink.close();
   }
@@ -187,7 +188,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     steps: s.steps,
     promptTokens: s.promptTokens,
     completionTokens: s.completionTokens,
-    metrics: means.values(),
+    metrics: metricMeans(tally, metricDefs),
     accounting: accounting.report(job.id),
     ...(budgetReached ? { budgetReached } : {}),
   };

@@ -80,3 +80,14 @@ export const JobStatusSchema = z.object({
   metrics: z.record(z.string(), z.number().nullable()).optional(),
 });
 export type JobStatus = z.infer<typeof JobStatusSchema>;
+
+/** What a job's rows add up to: counts, tokens, and per workflow metric the sum and the rows counted. */
+export const JobTallySchema = z.object({
+  ok: z.number().int().nonnegative(),
+  failed: z.number().int().nonnegative(),
+  promptTokens: z.number().int().nonnegative(),
+  completionTokens: z.number().int().nonnegative(),
+  /** per workflow metric: [sum, rows counted] */
+  sums: z.record(z.string(), z.tuple([z.number(), z.number().int().nonnegative()])),
+});
+export type JobTally = z.infer<typeof JobTallySchema>;

@@ -13,10 +13,9 @@ export {
   type JobRecord,
   JobRecordSchema,
   type JobRecordState,
-  type JobTally,
   type NodeCounters,
   type SeedMessage,
   SeedMessageSchema,
 } from "./records.ts";
-export { addToTally, emptyTally, ResultStore, type ResultStats, type StoreOutcome } from "./results.ts";
+export { ResultStore, type ResultStats, type StoreOutcome } from "./results.ts";
 export { BUCKET_STREAMS, type ClusterTimings, ensureStreams } from "./setup.ts";

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { JobSettingsSchema } from "../protocol/job.ts";
+import { JobTallySchema } from "../protocol/job.ts";
 
 /**
  * The records the cluster keeps in NATS: seeds as submitted, jobs, per-node
@@ -20,16 +21,6 @@ export const SeedMessageSchema = z.object({
   seed: z.record(z.string(), z.unknown()),
 });
 export type SeedMessage = z.infer<typeof SeedMessageSchema>;
-
-export const JobTallySchema = z.object({
-  ok: z.number().int().nonnegative(),
-  failed: z.number().int().nonnegative(),
-  promptTokens: z.number().int().nonnegative(),
-  completionTokens: z.number().int().nonnegative(),
-  /** per workflow metric: [sum, rows counted] */
-  sums: z.record(z.string(), z.tuple([z.number(), z.number().int().nonnegative()])),
-});
-export type JobTally = z.infer<typeof JobTallySchema>;
 
 /**
  * A job as stored in the jobs bucket. `submitting` while its seeds are being

@@ -1,6 +1,8 @@
 import { type JetStreamClient, type JsMsg, jetstream } from "@nats-io/jetstream";
 import { headers as makeHeaders } from "@nats-io/transport-node";
 import { describe } from "../errors.ts";
+import { addRow, emptyTally } from "../engine/metrics.ts";
+import { retry } from "../util/retry.ts";
 import type { Logger } from "../log.ts";
 import type { Metric } from "../plugin/api.ts";
 import { formatIssues } from "../util/issues.ts";
@@ -9,7 +11,7 @@ import type { NatsLink } from "./connection.ts";
 import { ApiCodes, isApiError, isTimeout } from "./errors.ts";
 import { Streams, Subjects } from "./names.ts";
 import { PUBLISH_TIMEOUT_MS } from "./setup.ts";
-import type { JobTally } from "./records.ts";
+import type { JobTally } from "../protocol/job.ts";
 
 const H_STATUS = "Mx-Status";
 /** Tries at making a reader of a job's rows whose request times out, and the time each may take. */
@@ -28,34 +30,6 @@ export interface ResultStats {
   garbage: number;
   /** rows cut down because they were over the server's payload limit */
   oversized: number;
-}
-
-/** An empty tally. */
-export function emptyTally(): JobTally {
-  return { ok: 0, failed: 0, promptTokens: 0, completionTokens: 0, sums: {} };
-}
-
-/** Add one row's figures to a tally. */
-export function addToTally(
-  t: JobTally,
-  status: "ok" | "failed",
-  prompt: number,
-  completion: number,
-  metrics: Readonly<Record<string, unknown>> | undefined,
-  defs: readonly Metric[],
-): void {
-  if (status === "ok") t.ok++;
-  else t.failed++;
-  t.promptTokens += prompt;
-  t.completionTokens += completion;
-  for (const m of defs) {
-    const v = m.of(metrics ?? {}, status);
-    if (v === undefined || !Number.isFinite(v)) continue;
-    const s = t.sums[m.name] ?? [0, 0];
-    s[0] += v;
-    s[1] += 1;
-    t.sums[m.name] = s;
-  }
 }
 
 /**
@@ -160,7 +134,7 @@ export class ResultStore {
       const [p, c] = (m.headers?.get(H_USAGE) ?? "0,0").split(",").map((x) => Number(x) || 0);
       const mh = m.headers?.get(H_METRICS);
       const metrics = mh ? headerMetrics(mh) : undefined;
-      addToTally(t, status, p ?? 0, c ?? 0, metrics, defs);
+      addRow(t, { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, ...(metrics ? { metrics } : {}) }, defs);
       rows++;
     }
     return { rows, tally: t };
@@ -172,15 +146,14 @@ export class ResultStore {
    * nats-server 2.9 may place the new consumer on the missing server and
    * never answer, which happens to about one try in three while it is gone.
    */
-  async #reader(job: string, headersOnly: boolean) {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.#readerJs.consumers.get(Streams.rows, { filter_subjects: Subjects.jobRows(job), headers_only: headersOnly });
-      } catch (err) {
-        if (!isTimeout(err) || attempt >= READER_TRIES) throw err;
-        this.log.debug({ job, attempt, err: describe(err) }, "cannot make a reader of the job's rows, trying again");
-      }
-    }
+  #reader(job: string, headersOnly: boolean) {
+    return retry(() => this.#readerJs.consumers.get(Streams.rows, { filter_subjects: Subjects.jobRows(job), headers_only: headersOnly }), {
+      tries: READER_TRIES,
+      baseMs: 50,
+      maxMs: 200,
+      retryable: isTimeout,
+      onRetry: (err, attempt) => this.log.debug({ job, attempt, err: describe(err) }, "cannot make a reader of the job's rows, trying again"),
+    });
   }
 
   /** The messages on a job's row subjects, through an ordered consumer, in batches. */

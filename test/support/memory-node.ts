@@ -2,10 +2,11 @@ import { builtinWorkflows } from "../../plugins/index.ts";
 import { LocalBus } from "../../src/bus/local.ts";
 import { CheckedJob, checkJob, prepareHead } from "../../src/cluster/submit.ts";
 import type { CheckedSeed, ClusterNode, JobIntake, JobState, JobStatus, JobSubmission, Member } from "../../src/cluster/types.ts";
-import { InFlightLimit } from "../../src/engine/in-flight.ts";
+import { Semaphore } from "../../src/util/wait.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { JobRuntime } from "../../src/engine/job.ts";
-import { MetricMeans } from "../../src/engine/metrics.ts";
+import { addRow, emptyTally, metricMeans } from "../../src/engine/metrics.ts";
+import type { JobTally } from "../../src/protocol/job.ts";
 import { seedTrials, startTask } from "../../src/engine/tasks.ts";
 import { ConfigError } from "../../src/errors.ts";
 import type { LlmClient } from "../../src/llm/types.ts";
@@ -33,8 +34,8 @@ class MemoryJob {
   completionTokens = 0;
   readonly createdAt = Date.now();
   updatedAt = this.createdAt;
-  readonly means: MetricMeans;
-  readonly admission: InFlightLimit;
+  readonly tally: JobTally = emptyTally();
+  readonly admission: Semaphore;
   #wake: (() => void)[] = [];
   readonly #stop: Promise<void>;
   #stopNow!: () => void;
@@ -45,8 +46,7 @@ class MemoryJob {
     readonly acceptedBy: string,
     concurrency: number,
   ) {
-    this.means = new MetricMeans(runtime.workflow.metrics ?? []);
-    this.admission = new InFlightLimit(concurrency);
+    this.admission = new Semaphore(concurrency);
     this.#stop = new Promise((r) => {
       this.#stopNow = r;
     });
@@ -58,7 +58,7 @@ class MemoryJob {
     else this.failed++;
     this.promptTokens += row.usage.prompt;
     this.completionTokens += row.usage.completion;
-    this.means.add(row.metrics, row.status);
+    addRow(this.tally, row, this.runtime.workflow.metrics ?? []);
     this.updatedAt = Date.now();
     this.#notify();
   }
@@ -110,7 +110,7 @@ class MemoryJob {
       createdAt: this.createdAt,
       updatedAt: this.updatedAt,
       acceptedBy: this.acceptedBy,
-      metrics: this.means.values(),
+      metrics: metricMeans(this.tally, this.runtime.workflow.metrics ?? []),
     };
   }
 }
@@ -190,7 +190,7 @@ export class MemoryNode implements ClusterNode {
         void this.#engine.begin(started.state);
       }
     }
-    await job.admission.drained();
+    await job.admission.idle();
     job.end("done");
   }
 

@@ -1,5 +1,7 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { describe, TaskError } from "../../errors.ts";
+import { retry } from "../../util/retry.ts";
+import { sleep } from "../../util/wait.ts";
 import { handOff } from "./handoff.ts";
 import type { Logger } from "../../log.ts";
 import { decodeWith } from "../../protocol/codec.ts";
@@ -37,7 +39,6 @@ interface Run extends Waiting {
   groupSlot: boolean;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The bus over NATS JetStream. A hop runs on this node when the next role
@@ -112,14 +113,16 @@ export class NatsBusImpl implements Bus {
     const link = this.#o.link;
     const name = roleConsumer(role.workflow, role.role);
     const cfg = roleConsumerConfig(name, Subjects.task(role.workflow, role.role), this.#o.timings);
-    for (let attempt = 0; !this.#draining; attempt++) {
-      try {
-        await ensureConsumer(link, Streams.tasks, cfg);
-        break;
-      } catch (err) {
-        this.#log.warn({ role: role.key, err: describe(err) }, "cannot set up the role's consumer, trying again");
-        await sleep(Math.min(5000, 500 * 2 ** attempt));
-      }
+    if (this.#draining) return;
+    try {
+      await retry(() => ensureConsumer(link, Streams.tasks, cfg), {
+        baseMs: 500,
+        maxMs: 5000,
+        giveUp: () => this.#draining,
+        onRetry: (err) => this.#log.warn({ role: role.key, err: describe(err) }, "cannot set up the role's consumer, trying again"),
+      });
+    } catch {
+      return; // draining: the role takes no tasks any more
     }
     if (this.#draining) return;
     const puller = new Puller({

@@ -1,4 +1,5 @@
 import { describe, TaskError } from "../../errors.ts";
+import { retry } from "../../util/retry.ts";
 import type { Logger } from "../../log.ts";
 import { encode } from "../../protocol/codec.ts";
 import type { TaskState } from "../../protocol/task.ts";
@@ -8,7 +9,6 @@ import { hopMsgId, Subjects } from "../../store/names.ts";
 import { ensureStreams, PUBLISH_TIMEOUT_MS } from "../../store/setup.ts";
 import type { TaskEnvelope, SeedRef } from "./wire.ts";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** How a hand-off ended. */
 export type HandOff = "stored" | "duplicate" | "abandoned";
@@ -34,20 +34,24 @@ export async function handOff(
   if (data.length > limit) throw new TaskError(`task state of ${data.length} bytes is over the ${limit} bytes NATS takes in one message`);
   const msgID = hopMsgId(state.job, state.id, state.steps, state.attempts);
   const subject = Subjects.task(state.workflow, state.next as string);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const ack = await link.unlessDisconnected(link.js.publish(subject, data, { msgID, timeout: PUBLISH_TIMEOUT_MS }));
-      return ack.duplicate ? "duplicate" : "stored";
-    } catch (err) {
-      if (isPayloadTooLarge(err)) throw new TaskError(`task state of ${data.length} bytes is too large for NATS`);
-      if (opts.once || opts.stop()) {
-        if (opts.once) opts.log.warn({ task: state.id, err: describe(err) }, "cannot store a task's progress");
-        return "abandoned";
-      }
-      opts.onRetry?.();
-      if (attempt % 10 === 0) opts.log.warn({ subject, attempt, err: describe(err) }, "cannot hand a task on, trying again");
-      if (attempt === 3) await ensureStreams(link, opts.replicas).catch(() => undefined);
-      await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
-    }
+  try {
+    const ack = await retry(() => link.unlessDisconnected(link.js.publish(subject, data, { msgID, timeout: PUBLISH_TIMEOUT_MS })), {
+      baseMs: 100,
+      maxMs: 2000,
+      retryable: (err) => !isPayloadTooLarge(err),
+      giveUp: () => opts.once === true || opts.stop(),
+      onRetry: async (err, attempt) => {
+        opts.onRetry?.();
+        if (attempt % 10 === 1) opts.log.warn({ subject, attempt, err: describe(err) }, "cannot hand a task on, trying again");
+        // a stream lost with its server is made again
+        if (attempt === 4) await ensureStreams(link, opts.replicas).catch(() => undefined);
+      },
+    });
+    return ack.duplicate ? "duplicate" : "stored";
+  } catch (err) {
+    if (isPayloadTooLarge(err)) throw new TaskError(`task state of ${data.length} bytes is too large for NATS`);
+    // given up: asked to stop, or a single try
+    if (opts.once) opts.log.warn({ task: state.id, err: describe(err) }, "cannot store a task's progress");
+    return "abandoned";
   }
 }
