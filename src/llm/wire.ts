@@ -3,11 +3,16 @@
  * accepted, and how failures are described.
  */
 import { z } from "zod";
+
 import type { ToolCall } from "../protocol/task.ts";
-import { isRecord } from "./dialect/schema.ts";
+
 import type { Dialect } from "./dialect/types.ts";
+
 import type { ChatRequest, ToolSpec } from "./types.ts";
+
 import { formatIssues } from "../util/issues.ts";
+import { isRecord } from "../util/record.ts";
+
 
 /**
  * The JSON body of `POST /chat/completions`, in the endpoint's dialect:

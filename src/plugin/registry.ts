@@ -1,8 +1,14 @@
 import { resolve } from "node:path";
+
 import { z } from "zod";
+
 import { ConfigError, describe } from "../errors.ts";
+
 import type { AnyWorkflow } from "./api.ts";
+
 import { defineWorkflow } from "./api.ts";
+import { isRecord } from "../util/record.ts";
+
 
 /** What a plugin file's factory receives, so a plugin needs no imports of its own. */
 export interface PluginApi {
@@ -13,8 +19,8 @@ export interface PluginApi {
 const api: PluginApi = { z, defineWorkflow };
 
 function isWorkflow(v: unknown): v is AnyWorkflow {
-  if (!v || typeof v !== "object") return false;
-  const w = v as Record<string, unknown>;
+  if (!isRecord(v)) return false;
+  const w = v;
   return (
     typeof w.name === "string" &&
     typeof w.roles === "object" &&
@@ -33,12 +39,13 @@ function isWorkflow(v: unknown): v is AnyWorkflow {
  */
 export async function loadPlugin(path: string): Promise<AnyWorkflow[]> {
   const abs = resolve(path);
-  let mod: Record<string, unknown>;
+  let mod: unknown;
   try {
-    mod = (await import(abs)) as Record<string, unknown>;
+    mod = await import(abs);
   } catch (err) {
     throw new ConfigError(`cannot load plugin ${path}: ${describe(err)}`);
   }
+  if (!isRecord(mod)) throw new ConfigError(`plugin ${path} is not a module`);
   const out: AnyWorkflow[] = [];
   for (const key of ["default", "workflow", "workflows"]) {
     let v = mod[key];

@@ -1,6 +1,10 @@
 import type { z } from "zod";
+
 import { formatIssues } from "../util/issues.ts";
+
 import { canonicalJson, hashHex } from "../util/hash.ts";
+import { isRecord } from "../util/record.ts";
+
 
 /** One seed line, parsed: either a valid seed with its id, or the reason it is not one. */
 export type SeedLine =
@@ -27,10 +31,10 @@ export function parseSeedLine(text: string, line: number, schema: z.ZodType<unkn
   } catch (err) {
     return { ok: false, line, id: `line-${line}`, seed: text.slice(0, 2000), error: `seed line ${line}: not JSON (${(err as Error).message})` };
   }
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+  if (!isRecord(raw)) {
     return { ok: false, line, id: `line-${line}`, seed: raw, error: `seed line ${line}: must be a JSON object` };
   }
-  const obj = raw as Record<string, unknown>;
+  const obj = raw;
   const idField = obj.id;
   if (idField !== undefined && !((typeof idField === "string" && idField.length > 0) || typeof idField === "number")) {
     return { ok: false, line, id: `line-${line}`, seed: raw, error: `seed line ${line}: "id" must be a non-empty string or a number` };

@@ -3,13 +3,20 @@
  * from what it answers on the routes only one kind has.
  */
 import { z } from "zod";
+
 import { llamacpp } from "./llamacpp.ts";
+
 import { apiBase, openai, serverRoot } from "./openai.ts";
-import { isRecord } from "./schema.ts";
+
 import { sglang } from "./sglang.ts";
+
 import { tgi } from "./tgi.ts";
+
 import type { Dialect, ServerInfo, ServerKind } from "./types.ts";
+
 import { vllm } from "./vllm.ts";
+import { isRecord } from "../../util/record.ts";
+
 
 const DIALECTS: Readonly<Record<ServerKind, Dialect>> = { vllm, sglang, llamacpp, tgi, openai };
 

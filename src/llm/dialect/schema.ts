@@ -16,11 +16,8 @@
  * when they cannot be.
  */
 import { z } from "zod";
+import { isRecord } from "../../util/record.ts";
 
-/** A plain JSON object (not an array, not null). */
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 /** A structured-output constraint, read from an OpenAI `response_format` or matrixd's `{ type: "regex", pattern }`. */
 export type FormatRequest =

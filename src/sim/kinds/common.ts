@@ -1,6 +1,10 @@
 import type { ChatBody } from "../request.ts";
+
 import { maxTokensOf, messageText } from "../request.ts";
+
 import type { OutputConstraint } from "../skills/types.ts";
+import { isRecord } from "../../util/record.ts";
+
 
 /** Small helpers the kinds share. */
 
@@ -9,14 +13,9 @@ export function jsonAnswer(body: unknown, status: number, headers: Readonly<Reco
   return new Response(JSON.stringify(body), { status, headers: headers as Record<string, string> });
 }
 
-/** True for a plain object. */
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 /** A field of the request body the common schema does not name (each kind's own extensions). */
 export function extra(body: ChatBody, key: string): unknown {
-  return (body as Record<string, unknown>)[key];
+  return body[key];
 }
 
 /** A JSON schema given as an object or as JSON text; undefined when it is neither. */
@@ -33,8 +32,8 @@ export function schemaValue(v: unknown): Record<string, unknown> | undefined {
 
 /** `response_format: {type: "json_schema", json_schema: {schema}}` or `{type: "json_object"}`, the OpenAI shape. */
 export function openaiResponseFormat(body: ChatBody): OutputConstraint | undefined {
-  const rf = body.response_format as Record<string, unknown> | null | undefined;
-  if (!rf) return undefined;
+  const rf = body.response_format;
+  if (!isRecord(rf)) return undefined;
   if (rf.type === "json_object") return { type: "json_object" };
   if (rf.type !== "json_schema") return undefined;
   const js = rf.json_schema;

@@ -1,7 +1,11 @@
 import type { ResolvedSimOptions } from "../options.ts";
+
 import type { ChatBody } from "../request.ts";
+
 import type { OutputConstraint } from "../skills/types.ts";
-import { extra, isRecord, schemaValue } from "./common.ts";
+
+import { extra, schemaValue } from "./common.ts";
+import { isRecord } from "../../util/record.ts";
 
 /**
  * How llama.cpp b4748 reads a chat request (examples/server/utils.hpp,
@@ -96,7 +100,7 @@ export function llamacppConstraint(body: ChatBody): OutputConstraint | undefined
     const schema = schemaValue(top);
     return schema && Object.keys(schema).length > 0 ? { type: "json_schema", schema } : { type: "json_object" };
   }
-  const rf = body.response_format as Record<string, unknown> | null | undefined;
+  const rf = isRecord(body.response_format) ? body.response_format : undefined;
   if (rf?.type === "json_object") {
     const schema = schemaValue(rf.schema);
     return schema && Object.keys(schema).length > 0 ? { type: "json_schema", schema } : { type: "json_object" };

@@ -1,10 +1,17 @@
 import { PROM_HEADERS } from "../metrics.ts";
-import { extra, isRecord, jsonAnswer } from "./common.ts";
+
+import { extra, jsonAnswer } from "./common.ts";
 import { HttpPool } from "./http-pool.ts";
+
 import { alnumId } from "./ids.ts";
+
 import { BUILD_INFO, metricsText, models, props } from "./llamacpp-info.ts";
+
 import { badPatternEscape, llamacppConstraint, llamacppRefusal, truncatedPrompt } from "./llamacpp-request.ts";
+
 import type { Admission, KindSurface, ReplyInfo, SimLive, StreamEncoder } from "./types.ts";
+import { isRecord } from "../../util/record.ts";
+
 
 /**
  * llama.cpp's llama-server, build b4748 (Feb 2025; examples/server/

@@ -1,9 +1,15 @@
 import { PROM_HEADERS, PromText, simSeries } from "../metrics.ts";
-import { allText, isRecord, jsonAnswer, maxTokens, openaiResponseFormat } from "./common.ts";
+
+import { allText, jsonAnswer, maxTokens, openaiResponseFormat } from "./common.ts";
 import { alnumId } from "./ids.ts";
+
 import { RateLimits } from "./openai-limits.ts";
+
 import { type OpenAIVariant, openaiCompletion, openaiStream } from "./openai-shape.ts";
+
 import type { Admission, Handler, KindSurface, SimLive } from "./types.ts";
+import { isRecord } from "../../util/record.ts";
+
 
 /**
  * A hosted API in OpenAI's image (platform.openai.com chat completions, as

@@ -1,10 +1,17 @@
 import { LATENCY_BUCKETS, PROM_HEADERS, PromText, esc, simSeries } from "../metrics.ts";
+
 import type { ChatBody } from "../request.ts";
+
 import type { OutputConstraint } from "../skills/types.ts";
-import { extra, isRecord, jsonAnswer, maxTokens, openaiResponseFormat } from "./common.ts";
+
+import { extra, jsonAnswer, maxTokens, openaiResponseFormat } from "./common.ts";
 import { hexId, hexIds } from "./ids.ts";
+
 import { type OpenAIVariant, openaiCompletion, openaiStream } from "./openai-shape.ts";
+
 import type { Admission, KindSurface, ReplyInfo, SimLive } from "./types.ts";
+import { isRecord } from "../../util/record.ts";
+
 
 /**
  * SGLang's OpenAI-compatible server, as of v0.5.4 (Oct 2025; read in

@@ -1,9 +1,15 @@
 import { PROM_HEADERS } from "../metrics.ts";
+
 import type { ChatBody } from "../request.ts";
+
 import type { OutputConstraint } from "../skills/types.ts";
-import { isRecord, jsonAnswer, maxTokens, schemaValue } from "./common.ts";
+
+import { jsonAnswer, maxTokens, schemaValue } from "./common.ts";
 import { TgiMetrics } from "./tgi-metrics.ts";
+
 import type { Admission, KindSurface, ReplyInfo, SimLive, StreamEncoder } from "./types.ts";
+import { isRecord } from "../../util/record.ts";
+
 
 /**
  * Hugging Face text-generation-inference, v3.3.6 (router/src/{lib,server,

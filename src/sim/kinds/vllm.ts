@@ -1,11 +1,19 @@
 import { PROM_HEADERS, PromText, simSeries } from "../metrics.ts";
+
 import type { ChatBody } from "../request.ts";
+
 import type { OutputConstraint } from "../skills/types.ts";
-import { extra, isRecord, jsonAnswer, maxTokens, openaiResponseFormat, schemaValue } from "./common.ts";
+
+import { extra, jsonAnswer, maxTokens, openaiResponseFormat, schemaValue } from "./common.ts";
 import { hexId, hexIds } from "./ids.ts";
+
 import { type OpenAIVariant, openaiCompletion, openaiStream } from "./openai-shape.ts";
+
 import type { Admission, KindSurface, SimLive } from "./types.ts";
+
 import { vllmSeries } from "./vllm-metrics.ts";
+import { isRecord } from "../../util/record.ts";
+
 
 /**
  * vLLM's OpenAI-compatible server, as of v0.11.1 (Nov 2025; read in

@@ -1,5 +1,8 @@
 import { ARG_WORDS } from "../words.ts";
+
 import type { Rng } from "../../util/hash.ts";
+import { isRecord } from "../../util/record.ts";
+
 
 /**
  * Values made up from a JSON schema (the subset tool parameters and
@@ -15,10 +18,6 @@ export interface ValueSource {
 }
 
 const MAX_DEPTH = 6;
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 /** A value that fits `schema`, drawn from `src`. */
 export function valueFor(schema: unknown, src: ValueSource, depth = 0): unknown {

@@ -3,6 +3,7 @@ import { fnv1a } from "../../util/hash.ts";
 import { messageText } from "../request.ts";
 import { spacedJson } from "./schema.ts";
 import { lastTextOfRole, type Skill, type SkillAnswer, type SkillInput } from "./types.ts";
+import { isRecord } from "../../util/record.ts";
 
 /**
  * The tool-use workflow's two LLM roles (plugins/tool-use/prompts.ts):
@@ -87,7 +88,7 @@ interface PastCall {
 function parseObject(text: string): Record<string, unknown> {
   try {
     const v: unknown = JSON.parse(text);
-    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+    return isRecord(v) ? v : {};
   } catch {
     return {};
   }
