@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { Accounting, BudgetSchema } from "../src/engine/accounting.ts";
+import { Accounting } from "../src/engine/accounting.ts";
+import { BudgetSchema } from "../src/protocol/job.ts";
 import { type LlmClientImpl, QUEUE_FACTOR, createLlmClient, llmCapacity } from "../src/llm/index.ts";
 
 const call = (prompt: number, completion: number, model = "big", endpoint = "http://a:1/v1") => ({

@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { coral } from "../plugins/coral/index.ts";
-import type { Budget } from "../src/engine/accounting.ts";
+import type { Budget } from "../src/protocol/job.ts";
 import { makeJobRuntime } from "../src/engine/job.ts";
 import { type RunSummary, runJob } from "../src/engine/run.ts";
 import { type LlmClientImpl, type LlmConfigInput, createLlmClient } from "../src/llm/index.ts";

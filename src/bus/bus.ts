@@ -1,3 +1,4 @@
+import type { RoleLoad } from "../protocol/member.ts";
 import type { TaskState } from "../protocol/task.ts";
 
 /**
@@ -22,12 +23,8 @@ export interface Lease {
 /** Runs one step of a task that arrived for a hosted role. */
 export type TaskHandler = (state: TaskState, lease: Lease) => Promise<void>;
 
-/** Slots of one role on this node. */
-export interface RoleLoad {
-  slots: number;
-  busy: number;
-  queued: number;
-}
+/** Slots of one role on this node (the shape members publish). */
+export type { RoleLoad };
 
 /**
  * Carries task states between roles. The engine only speaks to this and to

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { BudgetSchema, PricesSchema } from "../engine/accounting.ts";
+import { PricesSchema } from "../engine/accounting.ts";
+import { BudgetSchema } from "../protocol/job.ts";
 import { LlmSectionSchema } from "../llm/config.ts";
 import { SuperviseSchema } from "../services/supervisor.ts";
 import { readConfigFile, validate } from "./load.ts";

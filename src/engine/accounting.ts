@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { Budget } from "../protocol/job.ts";
 
 /**
  * Token accounting: requests, prompt and completion tokens of the LLM calls
@@ -18,19 +19,6 @@ export type Price = z.infer<typeof PriceSchema>;
 export const PricesSchema = z.record(z.string().min(1), PriceSchema);
 export type Prices = z.infer<typeof PricesSchema>;
 
-/**
- * What a job may spend: tokens (prompt + completion) and/or dollars (from
- * `prices`). Once reached, the job admits no new tasks; tasks in flight
- * finish. Tasks never admitted get no row: running the job again with the
- * same output (and a larger budget) picks them up.
- */
-export const BudgetSchema = z
-  .strictObject({
-    tokens: z.number().int().positive().optional(),
-    cost: z.number().positive().optional(),
-  })
-  .refine((b) => b.tokens !== undefined || b.cost !== undefined, { message: "needs tokens or cost" });
-export type Budget = z.infer<typeof BudgetSchema>;
 
 /** Counters of one slice (a job, a role, a model, an endpoint). */
 export interface UsageTotals {

@@ -1,5 +1,4 @@
 import { z } from "zod";
-import { BudgetSchema } from "../engine/accounting.ts";
 
 /**
  * A job's settings and status as the cluster keeps and answers them: the
@@ -7,6 +6,20 @@ import { BudgetSchema } from "../engine/accounting.ts";
  * give (`config` of a submission), and the status every node reports (`GET
  * /v1/jobs/:id`, read by `matrixd submit` and `matrixd status`).
  */
+
+/**
+ * What a job may spend: tokens (prompt + completion) and/or dollars (from
+ * `prices`). Once reached, the job admits no new tasks; tasks in flight
+ * finish. Tasks never admitted get no row: running the job again with the
+ * same output (and a larger budget) picks them up.
+ */
+export const BudgetSchema = z
+  .strictObject({
+    tokens: z.number().int().positive().optional(),
+    cost: z.number().positive().optional(),
+  })
+  .refine((b) => b.tokens !== undefined || b.cost !== undefined, { message: "needs tokens or cost" });
+export type Budget = z.infer<typeof BudgetSchema>;
 
 /** The settings a job runs with, fixed at submit (the given ones, the defaults for the rest). */
 export const JobSettingsSchema = z.object({
