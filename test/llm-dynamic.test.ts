@@ -113,7 +113,7 @@ describe("llm health", () => {
       done = true;
       return r;
     });
-    await Bun.sleep(100);
+    await waitFor("the request to wait for an endpoint", () => c.waitingForEndpoint() === 1);
     expect(done).toBe(false);
     expect(a.hits).toBe(0);
     c.setHealth(a.url, true);
@@ -138,7 +138,7 @@ describe("llm health", () => {
     const p = c.chat(hello).finally(() => {
       settled = true;
     });
-    await Bun.sleep(150);
+    await waitFor("the request to wait for the endpoint to come back", () => c.waitingForEndpoint() === 1);
     expect(settled).toBe(false);
     // the server comes back at another address: the restarted endpoint replaces the dead one
     const b = server(ok);

@@ -58,6 +58,8 @@ export class LlmClientImpl implements ManagedLlmClient {
   private answered = 0;
   private configFailures = 0;
   private readonly fatalListeners = new Set<(err: LlmError) => void>();
+  /** requests waiting for an endpoint of their model to come back */
+  #waitingForEndpoint = 0;
   private closed = false;
 
   constructor(
@@ -81,6 +83,10 @@ export class LlmClientImpl implements ManagedLlmClient {
       this.poller.ensure(added);
     });
     this.set.set(CONFIG_SOURCE, config.endpoints);
+  }
+
+  waitingForEndpoint(): number {
+    return this.#waitingForEndpoint;
   }
 
   endpoints(): EndpointInfo[] {
@@ -235,7 +241,12 @@ export class LlmClientImpl implements ManagedLlmClient {
         if (outSince < 0) outSince = now;
         const left = this.config.waitOnlineMs - (now - outSince);
         if (left <= 0) throw this.noneUp(req.model, tries);
-        await this.wait(this.set.waitForChange(Math.min(left, RECHECK_MS), call), call, tries.last);
+        this.#waitingForEndpoint++;
+        try {
+          await this.wait(this.set.waitForChange(Math.min(left, RECHECK_MS), call), call, tries.last);
+        } finally {
+          this.#waitingForEndpoint--;
+        }
         continue;
       }
       outSince = -1;

@@ -87,6 +87,8 @@ export interface ManagedLlmClient extends LlmClient {
   refreshLoad(): Promise<void>;
   /** `fn` hears once that the first calls all failed with a configuration error, none answered */
   onFatal(fn: (err: LlmError) => void): () => void;
+  /** requests waiting now because no endpoint for their model is up */
+  waitingForEndpoint(): number;
 }
 
 /** One endpoint as this client sees it (the shape members advertise it in). */
