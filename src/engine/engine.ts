@@ -59,14 +59,7 @@ export class Engine {
 
   async #step(state: TaskState, lease: Lease): Promise<void> {
     const out = await this.#runner.step(state, lease);
-    if (out.to === "end") return;
-    // the hop is sent here rather than through #send: one async frame less on every hop
-    if (out.to === "next") this.#runner.stats.hops++;
-    try {
-      await lease.send(out.state);
-    } catch (err) {
-      await this.#runner.fail(out.state, lease, describe(err));
-    }
+    if (out.to !== "end") await this.#send(out.state, lease, out.to === "next");
   }
 
   /** Hand a task on; one the bus cannot take ends as a failed row. */
