@@ -134,6 +134,12 @@ describe("workflow files", () => {
   test("workflow file - schema errors, a misspelt key, a template that does not compile, a loop with no way out", () => {
     expect(problemsOf("name: x\nstart: a\nroles:\n  a:\n    kind: code\n    sett: { b: '1' }\n    set: {}\n    next: end\n")).toEqual(["wf.yaml:6 roles.a.sett: unknown key"]);
     expect(problemsOf("name: x\nstart: a\nroles:\n  a:\n    kind: lm\n    next: end\n")[0]).toMatch(/^wf\.yaml:5 roles\.a\.kind: /);
+    // A schema error does not hide the other roles' problems.
+    expect(problemsOf('name: x\nstart: a\nroles:\n  a: { kind: code, set: { n: "1 +" }, next: b }\n  b: { kind: code, sett: {}, next: end }\n')).toEqual([
+      "wf.yaml:5 roles.b.set: is missing (expected record)",
+      "wf.yaml:5 roles.b.sett: unknown key",
+      "wf.yaml:4 roles.a.set.n: does not compile: Unexpected token: EOF",
+    ]);
     expect(problemsOf('name: x\nstart: a\nroles:\n  a:\n    kind: llm\n    messages: [ { role: user, content: "{% if seed.q %}" } ]\n    next: end\n')).toEqual([
       "wf.yaml:6 roles.a.messages[0].content: does not compile: unexpected end of template (a block is not closed)",
     ]);
