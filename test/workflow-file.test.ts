@@ -290,3 +290,77 @@ output: { grade: "has(vars.grade) ? vars.grade : null", why: "has(vars.stopped) 
     expect(bad.stderr).toContain("does not exist");
   });
 });
+
+describe("workflow files with tools", () => {
+  test("workflow file - a tool role runs the assistant's tool calls in the task's environment (bwrap)", async () => {
+    const { createEnvService, parseEnvConfig } = await import("../src/env/index.ts");
+    const { chmodSync } = await import("node:fs");
+    chmodSync(tmp.dir, 0o755);
+    const envs = await createEnvService(parseEnvConfig({ driver: "bwrap", node: `wf-${process.pid}`, stateDir: tmp.path("env-state"), capacity: 4 }), silentLogger);
+    const text = `
+name: tools
+start: assistant
+env:
+  files: { "city.txt": "{{ seed.city }}" }
+tools:
+  echo_args:
+    description: Echo the arguments.
+    parameters: { type: object, properties: { word: { type: string } }, required: [word] }
+    command: [cat]
+  read_city:
+    description: Read the city file.
+    command: [sh, -c, "printf 'city=%s' \\"$(cat city.txt)\\""]
+roles:
+  assistant:
+    kind: llm
+    tools: [echo_args, read_city]
+    messages:
+      - { role: user, content: "Help with {{ seed.city }}" }
+      - { history: { roles: [assistant, tools] } }
+    reply: { text: answer }
+    set: { calls: "size(reply.tool_calls)" }
+    next:
+      - { if: "vars.calls > 0", then: tools }
+      - { then: end }
+  tools:
+    kind: tool
+    next: assistant
+output: { answer: "vars.answer", results: "history.filter(t, t.role == 'tools').map(t, t.text)" }
+maxSteps: 10
+`;
+    const server = startServer((_n, body) => {
+      const msgs = body.messages as { role: string; content: string }[];
+      if (msgs.some((m) => m.role === "tool")) return completion(`done: ${msgs.filter((m) => m.role === "tool").map((m) => m.content).join(" / ")}`);
+      return completion("", {
+        toolCalls: [
+          { id: "c1", type: "function", function: { name: "echo_args", arguments: '{"word":"hi"}' } },
+          { id: "c2", type: "function", function: { name: "read_city", arguments: "{}" } },
+          { id: "c3", type: "function", function: { name: "echo_args", arguments: '{"wrong":1}' } },
+        ],
+      });
+    });
+    const llm = createLlmClient({ endpoints: [{ url: server.url }], retries: 0 });
+    try {
+      const loaded = parseWorkflowText(text, "tools.yaml");
+      const job = makeJobRuntime({ workflow: loaded.workflow, options: {}, seed: 1, stepRetries: 0 });
+      writeLines(tmp.path("tools-seeds.jsonl"), [{ id: "p", city: "Paris" }, { id: "l", city: "Lyon" }]);
+      const out = tmp.path("tools-out.jsonl");
+      const summary = await runJob({ job, seedsPath: tmp.path("tools-seeds.jsonl"), outPath: out, concurrency: 4, trials: 1, llm, services: { env: envs }, log: silentLogger, node: "n1" });
+      expect(summary.ok).toBe(2);
+      const rows = new Map(readRows(out).map((r) => [r.id, r]));
+      expect(rows.get("p").output.results).toEqual(['{"word":"hi"}', "city=Paris", 'error: bad arguments: "word": Invalid input: expected string, received undefined']);
+      expect(rows.get("l").output.answer).toContain("city=Lyon");
+      expect(rows.get("p").history.map((t: { role: string }) => t.role)).toEqual(["assistant", "tools", "tools", "tools", "assistant"]);
+      // Every environment was given back when its task ended.
+      expect(envs.inUse()).toBe(0);
+      // The tool results went back to the model as tool messages, after the call.
+      const second = server.bodies.find((b) => JSON.stringify(b.messages).includes('"role":"tool"')) as { messages: { role: string; tool_call_id?: string }[] };
+      expect(second.messages.map((m) => m.role)).toEqual(["user", "assistant", "tool", "tool", "tool"]);
+      expect(second.messages[2]?.tool_call_id).toBe("c1");
+    } finally {
+      await llm.close();
+      await server.stop();
+      await envs.close();
+    }
+  });
+});
