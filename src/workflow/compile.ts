@@ -384,7 +384,8 @@ function compileLlmRole(c: Compiler, name: string, spec: LlmRoleSpec, tools: Rec
         turn = { text, llm: res };
         if (res.toolCalls.length > 0) turn.toolCalls = res.toolCalls;
         if (reply && "text" in reply) vars[reply.text] = text;
-        replyScope = { text, tool_calls: res.toolCalls.map((t) => ({ id: t.id, name: t.name, arguments: t.arguments })) };
+        // As for the other replies, `reply.text` is the reply as it came; `trim` trims the turn and the variable.
+        replyScope = { text: res.text, tool_calls: res.toolCalls.map((t) => ({ id: t.id, name: t.name, arguments: t.arguments })) };
       }
       const result: StepResult = { turns: [turn], vars };
       // `set` sees the reply and the variables just set.

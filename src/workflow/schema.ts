@@ -64,6 +64,7 @@ const RetrySchema = {
 
 /** What an LLM reply becomes. */
 export const ReplySchema = z.union([
+  /** `trim` trims the turn and the variable; `reply.text` in `set` is always the reply as it came */
   z.strictObject({ text: VarName, trim: z.boolean().optional() }),
   z.strictObject({ json: JsonSchema, into: VarName, name: VarName.optional(), ...RetrySchema }),
   z.strictObject({ regex: z.string().min(1), into: VarName, ...RetrySchema }),
