@@ -623,7 +623,10 @@ export function compileWorkflow(def: WorkflowFile, opts: CompileOptions = {}): C
       const output = evalAll(outputs, scope, failed, "output");
       const stopped = state.vars[STOPPED_VAR];
       if (isRecord(stopped) && typeof stopped.role === "string" && filters.has(stopped.role) && !(STOPPED_VAR in def.output)) output[STOPPED_VAR] = stopped.role;
-      return { output, metrics: evalAll(metricExprs, scope, failed, "metrics") };
+      const metrics = evalAll(metricExprs, scope, failed, "metrics");
+      // null: no value for this row (a stage it never reached), as a workflow in code leaves the key out
+      for (const k in metrics) if (metrics[k] === null) delete metrics[k];
+      return { output, metrics };
     },
     maxSteps: () => def.maxSteps ?? 200,
     metrics,

@@ -163,7 +163,10 @@ export const WorkflowFileSchema = z.strictObject({
   env: EnvSchema.optional(),
   /** the row's output: CEL over seed, vars, history, options, task */
   output: z.record(z.string().min(1), Cel).default({}),
-  /** the row's metrics (CEL); the dataset reports each one's mean over ok rows, the first as the headline */
+  /**
+   * the row's metrics (CEL); the dataset reports each one's mean over ok rows, the first as the headline;
+   * a metric that gives null is left out of that row (a stage the task never reached)
+   */
   metrics: z.record(z.string().min(1), Cel).default({}),
   /** steps after which a task fails (default 200) */
   maxSteps: z.number().int().positive().max(100_000).optional(),
