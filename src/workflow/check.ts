@@ -176,6 +176,12 @@ export function checkGraph(def: WorkflowFile): Problem[] {
     }
   }
   for (const [p, src] of Object.entries(def.env?.files ?? {})) checkOptions(["env", "files", p], src);
+  if (typeof def.maxSteps === "string") {
+    checkOptions(["maxSteps"], def.maxSteps);
+    for (const n of ["seed", "vars", "history", "task", "reply"]) {
+      if (readsName(def.maxSteps, n)) problems.push({ path: ["maxSteps"], message: `reads \`${n}\`: maxSteps is known before any task starts, from \`options\` alone` });
+    }
+  }
   return problems;
 }
 

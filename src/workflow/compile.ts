@@ -568,6 +568,7 @@ export function compileWorkflow(def: WorkflowFile, opts: CompileOptions = {}): C
     const e = c.expr(["metrics", k], src);
     return e ? [[k, e] as const] : [];
   });
+  const maxStepsExpr = typeof def.maxSteps === "string" ? c.expr(["maxSteps"], def.maxSteps) : undefined;
   if (c.problems.length > 0) return { problems: c.problems };
 
   const filters = new Set(Object.entries(def.roles).flatMap(([n, r]) => (r.kind === "filter" ? [n] : [])));
@@ -628,7 +629,12 @@ export function compileWorkflow(def: WorkflowFile, opts: CompileOptions = {}): C
       for (const k in metrics) if (metrics[k] === null) delete metrics[k];
       return { output, metrics };
     },
-    maxSteps: () => def.maxSteps ?? 200,
+    maxSteps: (config) => {
+      if (!maxStepsExpr) return typeof def.maxSteps === "number" ? def.maxSteps : 200;
+      const n = maxStepsExpr.eval(toCel({ options: config }) as Record<string, unknown>);
+      if (typeof n !== "number" || !Number.isInteger(n) || n < 1) throw new ExprError(`maxSteps ${JSON.stringify(def.maxSteps)}: gave ${describeValue(n)}, not a whole number above 0`);
+      return n;
+    },
     metrics,
   };
   if (hasEnv) {

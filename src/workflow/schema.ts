@@ -168,8 +168,8 @@ export const WorkflowFileSchema = z.strictObject({
    * a metric that gives null is left out of that row (a stage the task never reached)
    */
   metrics: z.record(z.string().min(1), Cel).default({}),
-  /** steps after which a task fails (default 200) */
-  maxSteps: z.number().int().positive().max(100_000).optional(),
+  /** steps after which a task fails (default 200): a number, or CEL over `options` */
+  maxSteps: z.union([z.number().int().positive().max(100_000), Cel]).optional(),
 });
 export type WorkflowFile = z.infer<typeof WorkflowFileSchema>;
 
