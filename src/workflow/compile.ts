@@ -63,14 +63,19 @@ class Scope {
 
   /** For CEL: whole numbers as ints (see expr.ts). */
   cel(): Record<string, unknown> {
-    this.#cel ??= toCel(this.plain()) as Record<string, unknown>;
-    return this.#cel;
+    if (this.#cel) return this.#cel;
+    const { history, ...rest } = this.plain();
+    const cel = toCel(rest) as Record<string, unknown>;
+    // The history is most of a long task's state and most expressions never read it: converted on first use.
+    let converted: unknown;
+    Object.defineProperty(cel, "history", { enumerable: true, get: () => (converted ??= toCel(history)) });
+    this.#cel = cel;
+    return cel;
   }
 
-  /** Variables changed: the CEL view is built again on next use. */
+  /** Variables changed (`set`): only they are converted again. */
   changed(): void {
-    this.#cel = undefined;
-    this.#plain = undefined;
+    if (this.#cel) this.#cel.vars = toCel(this.state.vars);
   }
 }
 

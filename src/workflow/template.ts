@@ -12,15 +12,22 @@ export class TemplateError extends Error {
   override name = "TemplateError";
 }
 
+/** The names a template may read (compile.ts's scope). */
+const SCOPE_NAMES = ["seed", "vars", "options", "history", "task", "reply"] as const;
+
 /** A compiled template; a string with no `{{`/`{%` is kept as it is. */
 export class Template {
   readonly #jinja: Jinja | undefined;
+  /** scope names the template never mentions: left out when it renders, since Jinja converts every value it is given */
+  readonly #unused: string[];
 
   private constructor(
     readonly source: string,
     jinja: Jinja | undefined,
   ) {
     this.#jinja = jinja;
+    const code = [...source.matchAll(/\{\{([\s\S]*?)\}\}|\{%([\s\S]*?)%\}/g)].map((m) => m[1] ?? m[2] ?? "").join("\n");
+    this.#unused = SCOPE_NAMES.filter((n) => !new RegExp(`\\b${n}\\b`).test(code));
   }
 
   static compile(source: string): Template {
@@ -40,7 +47,10 @@ export class Template {
   render(ctx: Record<string, unknown>): string {
     if (!this.#jinja) return this.source;
     try {
-      return this.#jinja.render(ctx);
+      if (this.#unused.length === 0) return this.#jinja.render(ctx);
+      const view: Record<string, unknown> = {};
+      for (const k in ctx) if (!this.#unused.includes(k)) view[k] = ctx[k];
+      return this.#jinja.render(view);
     } catch (err) {
       throw new TemplateError(`${JSON.stringify(short(this.source))}: ${message(err)}`);
     }
