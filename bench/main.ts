@@ -4,7 +4,8 @@
  * by side in one run on one simulated fleet, then (for coral) the scale
  * figures. Writes bench/results/latest.{json,md,svg} for coral and
  * bench/results/SCENARIO.{json,md,svg} for the others, and prints the table.
- * `matrixd bench kinds` runs the server kinds section instead (bench/kinds.ts).
+ * `matrixd bench kinds` runs the server kinds section instead (bench/kinds.ts),
+ * `matrixd bench files` the workflow files one (bench/files.ts).
  * See /BENCHMARK.md of the shared design notes for the method.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -14,6 +15,7 @@ import { parseArgs } from "node:util";
 import { builtinWorkflows } from "../plugins/index.ts";
 import { createEnvService, parseEnvConfig } from "../src/env/index.ts";
 import { silentLogger } from "../src/log.ts";
+import { runFiles } from "./files.ts";
 import { startFleet } from "./fleet.ts";
 import { runKinds } from "./kinds.ts";
 import { type MachineInfo, machineInfo } from "./machine.ts";
@@ -28,6 +30,8 @@ export const BENCH_HELP = `matrixd bench: matrixd against its baselines on one s
 usage: matrixd bench [SCENARIO] [--quick] [options]
        matrixd bench kinds [--quick] [options]   one server of each kind, several --concurrency
                                                  (see matrixd bench kinds --help)
+       matrixd bench files [--quick] [options]   coral as a workflow file against the built-in coral
+                                                 (see matrixd bench files --help)
 
   SCENARIO           workflow to compare modes on: coral (default), reasoning-extract, tool-use
   --quick            small sizes, a few seconds per mode (a smoke test)
@@ -57,6 +61,7 @@ export function resultsName(scenario: string): string {
 /** Run the benchmark; returns the exit code. */
 export async function runBench(argv: string[]): Promise<number> {
   if (argv[0] === "kinds") return runKinds(argv.slice(1));
+  if (argv[0] === "files") return runFiles(argv.slice(1));
   const { values: f, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

@@ -1,12 +1,15 @@
 /**
  * What a mode's dataset says: rows and their statuses, duplicates, steps,
  * task latencies and the workflow's quality metric. Every mode writes the
- * same row shape, so every mode is read the same way.
+ * same row shape, so every mode is read the same way. The workflow is a
+ * built-in one's name or a workflow file's path.
  */
 import { existsSync } from "node:fs";
 import { builtinWorkflows } from "../plugins/index.ts";
 import { addRow, emptyTally, metricMeans } from "../src/engine/metrics.ts";
+import type { AnyWorkflow } from "../src/plugin/api.ts";
 import { fileLines } from "../src/util/lines.ts";
+import { isWorkflowFile, loadWorkflowFile } from "../src/workflow/index.ts";
 
 export interface DatasetStats {
   rows: number;
@@ -37,8 +40,14 @@ interface RowView {
   provenance?: { steps?: unknown };
 }
 
+/** A built-in workflow by name, or a workflow file by path. */
+function workflowOf(workflow: string): AnyWorkflow | undefined {
+  const builtin = (name: string) => builtinWorkflows.find((w) => w.name === name);
+  return builtin(workflow) ?? (isWorkflowFile(workflow) ? loadWorkflowFile(workflow, { workflows: builtin }).workflow : undefined);
+}
+
 export async function readDataset(path: string, workflow: string): Promise<DatasetStats> {
-  const wf = builtinWorkflows.find((w) => w.name === workflow);
+  const wf = workflowOf(workflow);
   const metrics = wf?.metrics ?? [];
   const headlineDefs = metrics.slice(0, 1);
   const tally = emptyTally();

@@ -143,4 +143,36 @@ describe("bench", () => {
     },
     120_000,
   );
+
+  test(
+    "bench files - quick run: coral as a file and as a plugin on one fleet give the same dataset; CPU per step and per role step",
+    async () => {
+      const out = mkdtempSync(join(tmpdir(), "matrixd-bench-test-"));
+      try {
+        const proc = Bun.spawn([BUN, join(ROOT, "bench", "main.ts"), "files", "--quick", "--out", out], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+        const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+        if (code !== 0) console.error(stderr.slice(-3000));
+        expect(code).toBe(0);
+        expect(stdout).toContain("CPU ms / step");
+
+        const results = JSON.parse(readFileSync(join(out, "files.json"), "utf8"));
+        expect(results.runs.map((r: { twin: string }) => r.twin)).toEqual(["plugin", "file"]);
+        expect(results.differingRows).toBe(0);
+        for (const r of results.runs) {
+          expect(r.exitCode).toBe(0);
+          expect(r.rows).toBe(results.tasks);
+          expect(r.genTokens).toBeGreaterThan(0);
+          for (const k of ["tokensPerS", "utilization", "cpuS", "cpuMsPerStep"]) expect(Number.isFinite(r[k])).toBe(true);
+        }
+        expect(results.runs[0].quality).toBe(results.runs[1].quality);
+        const roles = results.steps.map((s: { workflow: string; role: string }) => `${s.workflow}/${s.role}`);
+        for (const r of ["coral/teacher", "coral/student", "coral/extractor", "coral/matcher", "reasoning-extract/score"]) expect(roles).toContain(r);
+        for (const s of results.steps) expect(s.tsUs > 0 && s.fileUs > 0).toBe(true);
+        expect(readFileSync(join(out, "files.md"), "utf8")).toContain("| coral.yaml (file) |");
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+    120_000,
+  );
 });
