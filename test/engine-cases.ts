@@ -147,7 +147,7 @@ export function pinning(name = "pinning") {
         },
       },
     },
-    start: () => ({ next: "a" }),
+    start: () => ({ next: "a", vars: {} }),
     next: (_state, _c, ran) => (ran === "a" ? "b" : null),
     output: () => ({ output: {}, metrics: {} }),
   });
