@@ -182,6 +182,9 @@ export function llmRole<S, V, C>(spec: LlmRoleSpec<S, V, C>): Role<S, V, C> {
   return role;
 }
 
+/** The type a zod schema gives (`z.infer`), for a factory that has `z` only as a value. */
+export type Infer<T extends z.ZodType> = z.infer<T>;
+
 /** What a plugin file's factory (`export default (api) => workflow`) receives, so the file needs no imports. */
 export interface PluginApi {
   /** zod, matrixd's own */
