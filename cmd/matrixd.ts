@@ -9,12 +9,14 @@ import { statusMain } from "./status.ts";
 import { submitMain } from "./submit.ts";
 import { guardMain } from "../src/services/guard.ts";
 import { joinMain } from "./join.ts";
+import { checkMain } from "./check.ts";
 
 const HELP = `matrixd ${VERSION}: peer-to-peer multi-agent synthetic data generation
 
 usage: matrixd COMMAND [options]   (matrixd COMMAND --help for each)
 
   run       run a job on this machine, in-process (no external service)
+  check     check a workflow file (all its problems, or its graph)
   join      join a cluster over NATS: host roles, supervise LLM servers, serve the HTTP API
   sim-llm   a simulated GPU LLM server (OpenAI API, vLLM metrics)
   bench     matrixd against its baselines on a simulated fleet (needs the source tree)
@@ -27,6 +29,7 @@ exit codes: 0 ok, 1 job or runtime failure, 2 usage or config error`;
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
   __guard: guardMain,
   run: runMain,
+  check: checkMain,
   join: joinMain,
   "sim-llm": simLlmMain,
   bench: benchMain,

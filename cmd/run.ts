@@ -10,18 +10,19 @@ import { type LlmError, UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
+import { resolveWorkflow } from "../src/workflow/index.ts";
 import { intFlag, NODE_FLAGS, parseCommand } from "./args.ts";
 import { openNodeServices } from "./services.ts";
 import { handleSignals } from "./signals.ts";
 
 export const RUN_HELP = `matrixd run: run a job on this machine, in-process, with no external service
 
-usage: matrixd run --workflow NAME --seeds FILE.jsonl --out FILE.jsonl
+usage: matrixd run --workflow NAME|FILE --seeds FILE.jsonl --out FILE.jsonl
                    [--llm sim | --llm URL ...] [--supervise CMD ...] [--env docker|bwrap] [--concurrency N]
                    [--config FILE] [--plugin PATH ...]
 
-  --workflow NAME      workflow to run (built in: coral, coral-dummy, reasoning-extract, tool-use;
-                       or from --plugin)
+  --workflow NAME|FILE workflow to run: built in (coral, coral-dummy, reasoning-extract, tool-use),
+                       from --plugin, or a workflow file (.yaml, .yml, .json; see matrixd check)
   --seeds FILE         seed rows, one JSON object per line
   --out FILE           dataset (JSONL), one row per task; an existing file is resumed:
                        tasks whose rows it holds are skipped
@@ -71,8 +72,9 @@ export async function runMain(argv: string[]): Promise<number> {
 
   const registry = new Registry(builtinWorkflows);
   for (const p of [...cfg.plugins, ...(f.plugin ?? [])]) for (const w of await loadPlugin(p)) registry.add(w);
-  const workflow = registry.get(workflowName);
+  const { workflow, file } = resolveWorkflow(workflowName, registry);
   const job = makeJobRuntime({
+    workflowHash: file?.hash,
     id: cfg.job,
     workflow,
     options: cfg.options,

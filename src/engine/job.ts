@@ -15,6 +15,8 @@ export interface JobRuntime {
   /** seed of the job's deterministic random numbers */
   seed: number;
   configHash: string;
+  /** sha256 of the workflow file's definition, for a workflow from a file (kept in every row's provenance) */
+  workflowHash?: string;
 }
 
 /** Finds the runtime of a job by id; undefined when the job is unknown or cancelled. */
@@ -32,10 +34,12 @@ export function makeJobRuntime(args: {
   source?: string;
   /** how errors name the options (default `options of workflow "NAME"`) */
   where?: string;
+  /** the definition's hash, for a workflow from a file */
+  workflowHash?: string;
 }): JobRuntime {
   const config = validate(args.workflow.configSchema, args.options ?? {}, args.where ?? `options of workflow "${args.workflow.name}"`);
   const configHash = hashHex(canonicalJson({ workflow: args.workflow.name, config, seed: args.seed }));
-  return {
+  const rt: JobRuntime = {
     id: args.id ?? `job-${hashHex(`${configHash}:${args.source ?? ""}`)}`,
     workflow: args.workflow,
     config,
@@ -44,4 +48,6 @@ export function makeJobRuntime(args: {
     seed: args.seed,
     configHash,
   };
+  if (args.workflowHash !== undefined) rt.workflowHash = args.workflowHash;
+  return rt;
 }

@@ -42,6 +42,7 @@ export function buildRow(state: TaskState, job: JobRuntime, now = Date.now()): O
       config_hash: job.configHash,
     },
   };
+  if (job.workflowHash !== undefined) row.provenance.workflow_hash = job.workflowHash;
   if (error !== undefined) row.error = error;
   return row;
 }

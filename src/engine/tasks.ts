@@ -71,7 +71,9 @@ export function newTaskState(job: JobRuntime, id: string, trial: number, seed: R
 
 /** The failed row of a task that never started (its seed line is bad, or the workflow cannot start it). */
 export function seedRow(job: JobRuntime, id: string, seed: unknown, error: string, trial = 0): OutputRow {
-  return seedErrorRow(id, seed, error, { id: job.id, workflow: job.workflow.name, configHash: job.configHash }, trial);
+  const row = seedErrorRow(id, seed, error, { id: job.id, workflow: job.workflow.name, configHash: job.configHash }, trial);
+  if (job.workflowHash !== undefined) row.provenance.workflow_hash = job.workflowHash;
+  return row;
 }
 
 /** Start a task: its first state, or its failed row when the workflow cannot start its seed. */

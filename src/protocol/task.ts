@@ -98,6 +98,8 @@ export interface OutputRow {
     steps: number;
     version: string;
     config_hash: string;
+    /** sha256 of the workflow file's definition, for a workflow from a file */
+    workflow_hash?: string;
   };
 }
 
