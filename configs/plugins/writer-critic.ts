@@ -1,92 +1,84 @@
 import type { Infer, PluginApi } from "../../src/plugin/api.ts";
 
 /**
- * A writer drafts a paragraph on the seed's topic; a critic approves it or
- * says what to change, and the writer writes it again, for at most `rounds`
- * drafts. The file imports only types (erased when it loads), so it runs
- * from anywhere, the compiled binary included:
+ * A writer drafts an answer, a critic judges it, and the draft is revised
+ * until the critic approves or the rounds run out: the TypeScript twin of
+ * configs/workflows/writer-critic.yaml, giving the same rows. The file
+ * imports only types (erased when it loads), so it runs from anywhere, the
+ * compiled binary included:
  *
  *   matrixd run --plugin writer-critic.ts --workflow writer-critic \
  *     --seeds configs/seeds/writer-critic.jsonl --out wc.jsonl --llm sim
  */
 export default ({ z, defineWorkflow, llmRole }: PluginApi) => {
-  const Seed = z.looseObject({ topic: z.string().min(1) });
-  const Config = z.strictObject({
-    /** drafts at most, the first included */
-    rounds: z.number().int().min(1).max(10).default(3),
-    writerModel: z.string().optional(),
-    criticModel: z.string().optional(),
+  const Seed = z.looseObject({ question: z.string().min(1) });
+  const Options = z.strictObject({
+    /** revisions at most */
+    maxRounds: z.number().int().min(0).default(3),
+    /** unset asks any endpoint */
+    model: z.string().nullable().default(null),
     maxTokens: z.number().int().positive().default(512),
   });
   /** What the critic answers, as JSON (the server is asked for this schema). */
-  const Verdict = z.object({ approved: z.boolean(), notes: z.string() });
+  const Verdict = z.object({ ok: z.boolean(), critique: z.string().optional() });
   type Seed = Infer<typeof Seed>;
-  type Config = Infer<typeof Config>;
+  type Options = Infer<typeof Options>;
   interface Vars {
-    drafts: number;
+    rounds: number;
     draft?: string;
-    approved: boolean;
-    notes?: string;
+    verdict?: Infer<typeof Verdict>;
+    critique?: string;
   }
 
-  function verdictOf(text: string): Infer<typeof Verdict> {
-    try {
-      const v = Verdict.safeParse(JSON.parse(text));
-      if (v.success) return v.data;
-    } catch {
-      // not JSON: no approval
-    }
-    return { approved: false, notes: "the critic's answer was no verdict" };
-  }
-
-  return defineWorkflow<Seed, Vars, Config>({
+  return defineWorkflow<Seed, Vars, Options>({
     name: "writer-critic",
-    description: "a writer drafts a paragraph on a topic, a critic approves it or asks for another draft",
+    description: "a writer answers a question in two sentences; a critic approves or asks for a revision",
     seedSchema: Seed,
-    configSchema: Config,
+    configSchema: Options,
     roles: {
       writer: llmRole({
-        model: (c) => c.writerModel,
+        model: (o) => o.model ?? undefined,
         request: ({ seed, vars }, ctx) => ({
           messages: [
-            { role: "system", content: "You are a writer. Write one short paragraph on the topic you are given." },
-            {
-              role: "user",
-              content: vars.draft === undefined
-                ? `Topic: ${seed.topic}`
-                : `Topic: ${seed.topic}\n\nYour last draft:\n${vars.draft}\n\nThe critic says: ${vars.notes}\n\nWrite the paragraph again.`,
-            },
+            { role: "system", content: "You answer questions in two sentences." },
+            { role: "user", content: vars.critique ? `${seed.question} Critique: ${vars.critique}` : seed.question },
           ],
           max_tokens: ctx.config.maxTokens,
+          temperature: 0.7,
         }),
-        record: (res, { vars }) => ({ draft: res.text, drafts: vars.drafts + 1 }),
+        record: (res) => ({ draft: res.text }),
       }),
       critic: llmRole({
-        model: (c) => c.criticModel,
-        request: ({ seed, vars }) => ({
-          messages: [
-            { role: "system", content: "You are a critic. Approve the paragraph, or say in one sentence what to change." },
-            { role: "user", content: `Topic: ${seed.topic}\n\n${vars.draft}` },
-          ],
+        model: (o) => o.model ?? undefined,
+        request: ({ vars }) => ({
+          messages: [{ role: "user", content: `Is this answer right? ${vars.draft}` }],
           response_format: { type: "json_schema", json_schema: { name: "verdict", schema: z.toJSONSchema(Verdict) } },
-          max_tokens: 256,
-          temperature: 0,
         }),
-        record: (res) => verdictOf(res.text),
+        text: (res) => res.text.trim(),
+        // A reply that is no verdict throws: the step is tried again, then the task fails saying why.
+        record: (res) => ({ verdict: Verdict.parse(JSON.parse(res.text)) }),
       }),
+      revise: {
+        kind: "cpu",
+        async run({ vars }) {
+          return { vars: { rounds: vars.rounds + 1, critique: vars.verdict?.critique ?? "be more precise" } };
+        },
+      },
     },
-    start: () => ({ next: "writer", vars: { drafts: 0, approved: false } }),
-    next: ({ vars }, config, ran) => {
+    start: () => ({ next: "writer", vars: { rounds: 0 } }),
+    next: ({ vars }, options, ran) => {
       if (ran === "writer") return "critic";
-      return vars.approved || vars.drafts >= config.rounds ? null : "writer";
+      if (ran === "revise") return "writer";
+      return vars.verdict?.ok || vars.rounds >= options.maxRounds ? null : "revise";
     },
-    output: ({ seed, vars }) => ({
-      output: { topic: seed.topic, text: vars.draft ?? null, approved: vars.approved, drafts: vars.drafts },
-      metrics: { approved: vars.approved, drafts: vars.drafts },
+    output: ({ vars }) => ({
+      output: { answer: vars.draft, rounds: vars.rounds, approved: vars.verdict?.ok },
+      metrics: { approved: vars.verdict?.ok, rounds: vars.rounds },
     }),
     metrics: [
-      { name: "approved", of: (m, status) => (status === "ok" ? Number(m.approved === true) : undefined) },
-      { name: "drafts", of: (m, status) => (status === "ok" && typeof m.drafts === "number" ? m.drafts : undefined) },
+      { name: "approved", of: (m, status) => (status === "ok" && typeof m.approved === "boolean" ? Number(m.approved) : undefined) },
+      { name: "rounds", of: (m, status) => (status === "ok" && typeof m.rounds === "number" ? m.rounds : undefined) },
     ],
+    maxSteps: () => 30,
   });
 };
