@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Row } from "./engine-cases.ts";
 import { readRows, tempDir } from "./support/files.ts";
@@ -83,4 +83,14 @@ test("plugin - the writer-critic example runs with --plugin and --llm sim in the
   } finally {
     away.remove();
   }
+});
+
+test("plugin - the README shows configs/plugins/writer-critic.ts as it is", () => {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const start = readme.indexOf('```ts\nimport type { Infer, PluginApi } from "../../src/plugin/api.ts";\n');
+  expect(start).toBeGreaterThan(0);
+  const shown = readme.slice(readme.indexOf("\n", start) + 1, readme.indexOf("```\n", start + 5));
+  const file = readFileSync(EXAMPLE, "utf8");
+  // The file's header comment is left out.
+  expect(shown).toBe(`${file.slice(0, file.indexOf("\n") + 1)}\n${file.slice(file.indexOf("export default"))}`);
 });
