@@ -44,8 +44,9 @@ function isWorkflow(v: unknown): v is AnyWorkflow {
 }
 
 /**
- * Load a user's workflow file. Its default export (or `workflow`) is a
- * workflow, or a function `(api) => workflow` that gets zod and helpers.
+ * Load a user's workflow file. Its default export (or `workflow`, or
+ * `workflows` for several) is a workflow, or a function `(api) => workflow`
+ * that gets zod and helpers (PluginApi).
  * A file that does not build throws a ConfigError listing each error with
  * its file:line:column.
  */
