@@ -364,3 +364,28 @@ maxSteps: 10
     }
   });
 });
+
+describe("workflow files against a scripted simulated LLM", () => {
+  test("workflow file - sim.script takes the writer-critic file down each branch: rejected, revised, approved", async () => {
+    const config = join(tmp.dir, "wc-script.yaml");
+    writeFileSync(
+      config,
+      [
+        "sim:",
+        "  script:",
+        '    - { match: "Critique: be shorter", text: "Revised: four." }',
+        '    - { match: "Is this answer right? Revised", json: { ok: true } }',
+        '    - { match: "Is this answer right?", json: { ok: false, critique: "be shorter" } }',
+        "options: { maxRounds: 3 }",
+      ].join("\n"),
+    );
+    const seeds = join(tmp.dir, "wc-script-seeds.jsonl");
+    writeLines(seeds, [{ id: "q", question: "What is 2+2?" }]);
+    const out = join(tmp.dir, "wc-script-out.jsonl");
+    const r = await runProcess([...MATRIXD, "run", "--workflow", WRITER_CRITIC, "--seeds", seeds, "--out", out, "--llm", "sim", "--config", config]);
+    expect(r.code).toBe(0);
+    const [row] = readRows(out);
+    expect(row.output).toEqual({ answer: "Revised: four.", rounds: 1, approved: true });
+    expect(row.history.map((t: { role: string }) => t.role)).toEqual(["writer", "critic", "writer", "critic"]);
+  });
+});
