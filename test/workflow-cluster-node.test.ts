@@ -44,6 +44,7 @@ roles:
       - { if: "vars.n >= seed.bounces", then: end }
       - { then: ping }
 output: { word: "seed.word", n: "vars.n" }
+metrics: { bounces: "vars.n" }
 `;
 
 describe.skipIf(missing !== undefined)("carried workflow on cluster nodes", () => {
@@ -59,16 +60,15 @@ describe.skipIf(missing !== undefined)("carried workflow on cluster nodes", () =
     await srv?.close();
   });
 
-  test("carried - writer-critic submitted to one node runs on two that never heard of it; rows carry its hash, once per task", async () => {
-    const sim = await startSim({ slots: 16, timeScale: 0.01 });
+  test("carried - writer-critic submitted to one node runs there and on a node joining mid-job, neither having heard of it; rows carry its hash, once per task", async () => {
+    const sim = await startSim({ slots: 16, timeScale: 0.03 });
     try {
       const llm = () => createLlmClient({ endpoints: [{ url: `${sim.url}/v1`, maxConcurrency: 16 }] });
-      const [a, b] = await startNodes(srv, ["wc-a", "wc-b"], { llm: llm(), shareLlm: false });
-      nodes.push(a!, b!);
+      const [a] = await startNodes(srv, ["wc-a"], { llm: llm(), shareLlm: false });
+      nodes.push(a!);
       const wc = loadWorkflowFile(join(ROOT, "configs/workflows/writer-critic.yaml"));
       const name = wc.workflow.name;
       expect(name).toBe(`writer-critic@${wc.hash.slice(0, 12)}`);
-      expect(b!.bus.hosts(roleKey(name, "writer"))).toBe(false);
 
       const registry = new Registry(builtinWorkflows);
       const app = createApp(a!, { registry, token: TOKEN, log: silentLogger });
@@ -76,10 +76,14 @@ describe.skipIf(missing !== undefined)("carried workflow on cluster nodes", () =
       const res = await app.request("/v1/jobs", {
         method: "POST",
         headers: { ...auth, "content-type": "application/json" },
-        body: JSON.stringify({ definition: wc.definition, seeds, config: { seed: 2, concurrency: 40 } }),
+        body: JSON.stringify({ definition: wc.definition, seeds, config: { seed: 2, concurrency: 16 } }),
       });
       expect(res.status).toBe(201);
       const { id } = await json(res);
+      // a node that joins while the job runs takes it up too
+      const [b] = await startNodes(srv, ["wc-b"], { llm: llm(), shareLlm: false });
+      nodes.push(b!);
+      expect((await b!.job(id))?.state).toBe("running");
       const st = await waitJob(b!, id, 60_000);
       expect(st).toMatchObject({ state: "done", workflow: name, total: 80, ok: 80, failed: 0 });
       expect(Object.keys(st.metrics ?? {}).sort()).toEqual(["approved", "rounds"]);
@@ -119,7 +123,8 @@ describe.skipIf(missing !== undefined)("carried workflow on cluster nodes", () =
       }
       for (const id of ids) {
         const st = await waitJob(b!, id, 30_000);
-        expect(st).toMatchObject({ state: "done", ok: 30, failed: 0 });
+        // the node that cannot run it still reads its metrics: bounces 1, 2, 3 in turn
+        expect(st).toMatchObject({ state: "done", ok: 30, failed: 0, metrics: { bounces: 2 } });
         const rows = await readResults(b!, id);
         expect(rows).toHaveLength(30);
         expect(rows.every((r) => r.provenance.workflow_hash === def.hash && r.provenance.nodes.join() === "echo-a")).toBe(true);
@@ -135,12 +140,18 @@ describe.skipIf(missing !== undefined)("carried workflow on cluster nodes", () =
     }
   }, 60_000);
 
-  test("carried - a broken definition is refused naming each problem; two definitions of one name run side by side", async () => {
+  test("carried - a broken definition, or a record past one NATS message, is refused; two definitions of one name run side by side", async () => {
     const [a, b] = await startNodes(srv, ["two-a", "two-b"], { defaultSlots: 8 });
     nodes.push(a!, b!);
     try {
       await expect(a!.submit({ definition: BROKEN, seeds: [{ id: "x" }] })).rejects.toMatchObject({ problems: problemsOf(BROKEN) });
       const first = parseWorkflowText(COUNTER_YAML, "counter.yaml");
+      // a record past one NATS message (1 MiB by default) is refused before anything is stored, whole or streamed
+      const before = (await a!.jobs()).length;
+      const huge = { definition: first.definition, config: { options: { label: "x".repeat(1_100_000) } } };
+      await expect(a!.submit({ ...huge, seeds: [{ n: 1 }] })).rejects.toThrow(/the job's record is \d+ bytes \(its workflow definition \d+ bytes\), more than the \d+ one NATS message may have here/);
+      await expect(a!.intake(huge)).rejects.toThrow("one NATS message may have here");
+      expect((await a!.jobs()).length).toBe(before);
       const second = parseWorkflowText(COUNTER_YAML.replace('label: "options.label"', 'label: "options.label + \'-2\'"'), "counter.yaml");
       expect(second.workflow.name).not.toBe(first.workflow.name);
       const seeds = Array.from({ length: 40 }, (_, i) => ({ id: `c${i}`, n: 1 + (i % 5) }));

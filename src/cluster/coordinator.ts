@@ -146,7 +146,7 @@ export class Coordinator {
   }
 
   #metrics(rec: JobRecord) {
-    return this.o.workflows.tryCompiled(rec)?.metrics ?? [];
+    return this.o.workflows.metricsOf(rec);
   }
 
   /**

@@ -42,8 +42,7 @@ export class NodeFigures {
       : await this.#cache.get(rec.id, () =>
           Promise.all([jobs.counters(rec.id), live ? jobs.seedProgress(rec.id).catch(() => undefined) : Promise.resolve(undefined)]),
         );
-    const wf = this.o.workflows.tryCompiled(rec);
-    return jobStatus(rec, sumCounters(counters), progress, wf?.metrics ?? [], Date.now(), rec.final ? undefined : sumSpent(counters));
+    return jobStatus(rec, sumCounters(counters), progress, this.o.workflows.metricsOf(rec), Date.now(), rec.final ? undefined : sumSpent(counters));
   }
 
   /** Every job this node knows of, with its status. */

@@ -1,7 +1,9 @@
 import { ConfigError, describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { AnyWorkflow } from "../plugin/api.ts";
+import { numeric } from "../engine/metrics.ts";
+import type { AnyWorkflow, Metric } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
+import { isRecord } from "../util/record.ts";
 import { carriedName, type LoadedWorkflow, loadDefinition } from "../workflow/index.ts";
 
 /** What of a job record says which workflow it runs. */
@@ -110,7 +112,6 @@ export class NodeWorkflows {
       throw new CarriedWorkflowError(why);
     }
     this.#carried.set(rec.workflow, loaded);
-    this.log.info({ workflow: rec.workflow, hash, roles: Object.keys(loaded.workflow.roles) }, "compiled a workflow a job carries");
     return { workflow: loaded.workflow, hash };
   }
 
@@ -120,16 +121,31 @@ export class NodeWorkflows {
     if (jw.hash !== undefined && !this.#hosted.has(jw.workflow.name)) {
       this.#hosted.add(jw.workflow.name);
       this.#onHost?.(jw.workflow);
+      this.log.info({ workflow: jw.workflow.name, hash: jw.hash, roles: Object.keys(jw.workflow.roles) }, "hosting the roles of a workflow a job carries");
     }
     return jw;
   }
 
-  /** The workflow of a job if this node can compile it, else undefined (for figures: its metrics). */
+  /** The workflow of a job if this node can compile it, else undefined. */
   tryCompiled(rec: WorkflowRef): AnyWorkflow | undefined {
     try {
       return this.compiled(rec).workflow;
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * The quality metrics of a job's workflow, for its status and final
+   * tally. A node that cannot compile a carried definition still reads
+   * them: a workflow file's metrics are the rows' `metrics` fields of its
+   * `metrics:` names, numbers or booleans (as 1 and 0), of ok rows.
+   */
+  metricsOf(rec: WorkflowRef): readonly Metric[] {
+    const wf = this.tryCompiled(rec);
+    if (wf) return wf.metrics ?? [];
+    const named = rec.definition?.metrics;
+    if (!isRecord(named)) return [];
+    return Object.keys(named).map((name) => ({ name, of: (m, status) => (status === "ok" ? numeric(m, name) : undefined) }));
   }
 }
