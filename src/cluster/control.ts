@@ -1,6 +1,5 @@
-import { describe } from "../errors.ts";
+import { ConfigError, describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { ConfigError } from "../errors.ts";
 import { JobStoreError, type NatsCluster } from "../store/index.ts";
 import { StreamIntake } from "./intake.ts";
 import { isLive, type JobTable } from "./jobs.ts";

@@ -238,7 +238,7 @@ export function prepareJob(sub: JobSubmission, registry: Registry, node: string,
   }
   const job = checkJob(sub, registry, fits);
   const { head, seeds: good } = job;
-  const { workflow, id, settings } = head;
+  const { id, settings } = head;
 
   const tooLarge = recordSizeProblem(head, node, maxMessageBytes);
   if (tooLarge) throw new ConfigError(tooLarge);
