@@ -31,6 +31,9 @@ usage: matrixd sim-llm --port N [options]
   --error-rate P        share of requests answered 500 (default 0)
   --rate-limit-rate P   share of requests answered 429 (default 0)
   --die-after SEC       exit with code 3 after SEC seconds (default: never)
+  --sim-script FILE     scripted replies: a YAML or JSON list of rules tried in order before the
+                        built-in answers (match, system, model, turn, every, share; text, json,
+                        tool_call or error); checked when the server starts (see README)
   --no-prefix-cache     no prefix caching
   --context-tokens N    context per sequence: prompt (+ max_tokens where the kind counts it) (default 131072)
   --reasoning           a reasoning model: answers carry thinking, as the kind returns it
@@ -68,6 +71,7 @@ const FLAGS = {
   "error-rate": { type: "string" },
   "rate-limit-rate": { type: "string" },
   "die-after": { type: "string" },
+  "sim-script": { type: "string" },
   "no-prefix-cache": { type: "boolean" },
   kind: { type: "string" },
   "context-tokens": { type: "string" },
@@ -139,6 +143,10 @@ function optionsFrom(argv: string[]): { opts: SimOptions; servers: number; dieAf
     opts.kind = values.kind;
   }
   if (values["api-key"] !== undefined) opts.apiKey = values["api-key"];
+  if (values["sim-script"] !== undefined) {
+    if (values["sim-script"] === "") throw new UsageError("--sim-script needs a file");
+    opts.script = values["sim-script"];
+  }
   const dieAfter = numFlag("die-after", values["die-after"]) ?? 0;
   if (dieAfter < 0) throw new UsageError(`--die-after must be 0 or more seconds, got "${values["die-after"]}"`);
   const servers = intFlag("servers", values.servers) ?? 1;

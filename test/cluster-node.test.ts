@@ -276,7 +276,7 @@ describe.skipIf(missing !== undefined)("cluster node (in-process, real nats-serv
       seedSchema: z.looseObject({ id: z.string() }),
       configSchema: z.strictObject({}),
       roles: { big: { kind: "cpu", run: async () => ({ turns: [{ text: "x".repeat(2 * 1024 * 1024) }] }) } },
-      start: () => ({ next: "big" }),
+      start: () => ({ next: "big", vars: {} }),
       next: () => null,
       output: () => ({ output: "done", metrics: {} }),
     });

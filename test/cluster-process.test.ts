@@ -161,6 +161,8 @@ describe.skipIf(missing !== undefined)("cluster of matrixd join processes", () =
     // nodes of earlier tests, killed, age out of the view first
     const want = [a!.name, b!.name, c!.name].sort();
     await waitFor(`the member view to be ${want}`, async () => JSON.stringify(await names()) === JSON.stringify(want), 15_000, 200);
+    // A node's record names its HTTP API once that listens (announced at once, not at the next heartbeat).
+    await waitFor("b's record to name its HTTP API", async () => (await a!.members()).find((m) => m.node === b!.name)?.http !== undefined, 5_000, 50);
     const member = (await a!.members()).find((m) => m.node === b!.name);
     expect(member?.roles["coral.teacher"]?.slots).toBeGreaterThan(0);
     expect(member?.services.llm.length).toBe(1);

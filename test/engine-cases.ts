@@ -147,8 +147,38 @@ export function pinning(name = "pinning") {
         },
       },
     },
-    start: () => ({ next: "a" }),
+    start: () => ({ next: "a", vars: {} }),
     next: (_state, _c, ran) => (ran === "a" ? "b" : null),
+    output: () => ({ output: {}, metrics: {} }),
+  });
+}
+
+/**
+ * A writer and a critic whose rule names a role the workflow does not have
+ * ("writter") after the writer, and whose start names the seed's `first`.
+ */
+export function misrouted(name = "misrouted") {
+  return defineWorkflow({
+    name,
+    description: "test workflow",
+    seedSchema: z.looseObject({ id: z.string(), first: z.string().default("writer") }),
+    configSchema: z.strictObject({}),
+    roles: {
+      writer: {
+        kind: "cpu",
+        async run() {
+          return { turns: [{ text: "a draft" }] };
+        },
+      },
+      critic: {
+        kind: "cpu",
+        async run() {
+          return { turns: [{ text: "fine" }] };
+        },
+      },
+    },
+    start: (seed) => ({ next: seed.first, vars: {} }),
+    next: (_state, _c, ran) => (ran === "writer" ? "writter" : null),
     output: () => ({ output: {}, metrics: {} }),
   });
 }
@@ -198,6 +228,26 @@ export function engineCases(runner: () => BusRunner, timeout = 60_000): void {
     expect(byId.refuser.error).toBe("a: refused this seed");
     expect(byId.looper.error).toBe("step limit reached (30 steps)");
     expect(byId.looper.history.length).toBe(30);
+  }, timeout);
+
+  test("engine - a next role or a first role the workflow does not have fails the task at once, naming it and the workflow's roles", async () => {
+    const r = runner();
+    // The first seed cannot start: a cluster then admits the job's tasks at another role.
+    const seeds = [{ id: "unknown-start", first: "editor" }, { id: "typo" }, { id: "typo2" }];
+    const rows = await r.run({ workflow: misrouted(), seeds, concurrency: 4, stepRetries: 2, seed: 1 });
+    const byId = Object.fromEntries(rows.map((x) => [x.id, x]));
+    expect(rows.length).toBe(3);
+    for (const id of ["typo", "typo2"]) {
+      expect(byId[id].status).toBe("failed");
+      expect(byId[id].error).toBe('next role "writter" after "writer" is not a role of workflow "misrouted" (roles: critic, writer)');
+      expect(byId[id].history.map((t: { role: string }) => t.role)).toEqual(["writer"]);
+      expect(byId[id].provenance.attempts).toEqual({});
+    }
+    expect(byId["unknown-start"].status).toBe("failed");
+    expect(byId["unknown-start"].error).toBe(
+      'seed line 1: workflow cannot start: first role "editor" from start() is not a role of workflow "misrouted" (roles: critic, writer)',
+    );
+    expect(byId["unknown-start"].history).toEqual([]);
   }, timeout);
 
   test("engine - a task pinned to a node that is gone starts over from its seed, at most twice, then fails naming that node", async () => {

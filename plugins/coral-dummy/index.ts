@@ -3,9 +3,9 @@ import { defineWorkflow, type Role } from "../../src/plugin/api.ts";
 import {
   type CoralSeed,
   CoralSeedSchema,
+  type CoralVars,
   coralMetrics,
   coralOutput,
-  coralVars,
   matcherRole,
   nextRole,
   type Speaker,
@@ -20,6 +20,7 @@ export const CoralDummyConfigSchema = z.strictObject({
   maxTurns: z.number().int().min(2).max(200).default(20),
 });
 export type CoralDummyConfig = z.infer<typeof CoralDummyConfigSchema>;
+type DummyRole = Role<CoralSeed, CoralVars, CoralDummyConfig>;
 
 const WORDS = "the of and to in is that it for as with on by this be are from at or an was which we can".split(" ");
 /** One long text made once; turns are slices of it, so a step allocates only the slice. */
@@ -29,25 +30,23 @@ const CORPUS = (() => {
   return s;
 })();
 
-function speakerRole(speaker: Speaker): Role<CoralDummyConfig> {
+function speakerRole(speaker: Speaker): DummyRole {
   return {
     kind: "llm",
     async run(state, ctx) {
-      const v = coralVars(state);
       const n = Math.max(1, Math.round(ctx.config.textBytes * (0.8 + 0.4 * ctx.random())));
       const start = Math.floor(ctx.random() * (CORPUS.length - n));
-      return { turns: [{ text: CORPUS.slice(start, start + n) }], vars: { turn: v.turn + 1, speaker } };
+      return { turns: [{ text: CORPUS.slice(start, start + n) }], vars: { turn: state.vars.turn + 1, speaker } };
     },
   };
 }
 
-const extractor: Role<CoralDummyConfig> = {
+const extractor: DummyRole = {
   kind: "llm",
   async run(state, ctx) {
-    const v = coralVars(state);
-    const seed = state.seed as CoralSeed;
+    const v = state.vars;
     // Disagree until `agreeAfter` turns, then both name the gold answer.
-    const letter = v.turn >= ctx.config.agreeAfter ? seed.answer : v.speaker === "teacher" ? "A" : "B";
+    const letter = v.turn >= ctx.config.agreeAfter ? state.seed.answer : v.speaker === "teacher" ? "A" : "B";
     return { turns: [{ text: letter }], vars: { answers: { ...v.answers, [v.speaker]: letter } } };
   },
 };
@@ -55,7 +54,7 @@ const extractor: Role<CoralDummyConfig> = {
 const matcher = matcherRole<CoralDummyConfig>();
 
 /** The coral dialogue with no LLM: measures what the framework itself costs per hop. */
-export const coralDummy = defineWorkflow<CoralSeed, CoralDummyConfig>({
+export const coralDummy = defineWorkflow<CoralSeed, CoralVars, CoralDummyConfig>({
   name: "coral-dummy",
   description: "coral's dialogue with instant fixed-size turns and no LLM (framework overhead)",
   seedSchema: CoralSeedSchema,

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { numeric } from "../../src/engine/metrics.ts";
-import type { Metric, Role } from "../../src/plugin/api.ts";
-import type { TaskState } from "../../src/protocol/task.ts";
+import type { Metric, Role, StepResult, TaskView } from "../../src/plugin/api.ts";
 
 /** A multiple-choice question: options in order A, B, C... and the gold letter. */
 export const CoralSeedSchema = z.looseObject({
@@ -26,20 +25,18 @@ export interface CoralVars {
   agreed?: string;
 }
 
+/** A coral task as its roles see it. */
+export type CoralState = TaskView<CoralSeed, CoralVars>;
+
 export const LETTERS = "ABCDEFGHIJ";
 
-export function coralVars(state: Readonly<TaskState>): CoralVars {
-  return state.vars as unknown as CoralVars;
-}
-
-export function startVars(): { next: string; vars: Record<string, unknown> } {
-  const vars: CoralVars = { turn: 0, speaker: "teacher", answers: { teacher: null, student: null } };
-  return { next: "teacher", vars: vars as unknown as Record<string, unknown> };
+export function startVars(): { next: string; vars: CoralVars } {
+  return { next: "teacher", vars: { turn: 0, speaker: "teacher", answers: { teacher: null, student: null } } };
 }
 
 /** teacher, extractor, matcher, student, extractor, matcher, ... until agreement or the turn limit. */
-export function nextRole(state: Readonly<TaskState>, maxTurns: number, ran: string): string | null {
-  const v = coralVars(state);
+export function nextRole(state: CoralState, maxTurns: number, ran: string): string | null {
+  const v = state.vars;
   switch (ran) {
     case "teacher":
     case "student":
@@ -55,25 +52,25 @@ export function nextRole(state: Readonly<TaskState>, maxTurns: number, ran: stri
 }
 
 /** The matcher: compare the two latest extracted answers. */
-export function match(v: CoralVars): Record<string, unknown> | undefined {
+export function match(v: CoralVars): Partial<CoralVars> | undefined {
   const { teacher, student } = v.answers;
   if (teacher !== null && teacher === student) return { agreed: teacher };
   return undefined;
 }
 
 /** The matcher role (no LLM), the same in coral and coral-dummy. */
-export function matcherRole<C>(): Role<C> {
+export function matcherRole<C>(): Role<CoralSeed, CoralVars, C> {
   return {
     kind: "cpu",
-    async run(state) {
-      return { vars: match(coralVars(state)) };
+    async run(state): Promise<StepResult<CoralVars>> {
+      return { vars: match(state.vars) };
     },
   };
 }
 
-export function coralOutput(state: Readonly<TaskState>): { output: unknown; metrics: Record<string, unknown> } {
-  const v = coralVars(state);
-  const gold = (state.seed as CoralSeed).answer;
+export function coralOutput(state: CoralState): { output: unknown; metrics: Record<string, unknown> } {
+  const v = state.vars;
+  const gold = state.seed.answer;
   const agreed = v.agreed ?? null;
   const agreement = agreed !== null;
   const dialogue = state.history

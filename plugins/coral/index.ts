@@ -1,12 +1,12 @@
 import { z } from "zod";
-import { defineWorkflow, type Role } from "../../src/plugin/api.ts";
+import { defineWorkflow, llmRole, type Role } from "../../src/plugin/api.ts";
 import { fnv1a } from "../../src/util/hash.ts";
 import {
   type CoralSeed,
   CoralSeedSchema,
+  type CoralVars,
   coralMetrics,
   coralOutput,
-  coralVars,
   matcherRole,
   nextRole,
   type Speaker,
@@ -25,51 +25,40 @@ export const CoralConfigSchema = z.strictObject({
   temperature: z.number().min(0).max(2).default(0.7),
 });
 export type CoralConfig = z.infer<typeof CoralConfigSchema>;
+type CoralRole = Role<CoralSeed, CoralVars, CoralConfig>;
 
-function speakerRole(speaker: Speaker): Role<CoralConfig> {
-  return {
-    kind: "llm",
+function speakerRole(speaker: Speaker): CoralRole {
+  return llmRole({
     model: (c) => (speaker === "teacher" ? c.teacherModel : c.studentModel),
-    async run(state, ctx) {
-      const v = coralVars(state);
-      const model = speaker === "teacher" ? ctx.config.teacherModel : ctx.config.studentModel;
-      const res = await ctx.llm.chat({
-        model,
-        messages: dialogueMessages(state, speaker),
-        max_tokens: ctx.config.maxTokens,
-        temperature: ctx.config.temperature,
-        seed: fnv1a(`${state.id}:${state.trial}:${v.turn}`),
-      });
-      return { turns: [{ text: res.text, llm: res }], vars: { turn: v.turn + 1, speaker } };
-    },
-  };
+    request: (state, ctx) => ({
+      messages: dialogueMessages(state, speaker),
+      max_tokens: ctx.config.maxTokens,
+      temperature: ctx.config.temperature,
+      seed: fnv1a(`${state.id}:${state.trial}:${state.vars.turn}`),
+    }),
+    record: (_res, state) => ({ turn: state.vars.turn + 1, speaker }),
+  });
 }
 
-const extractor: Role<CoralConfig> = {
-  kind: "llm",
+const extractor: CoralRole = llmRole({
   model: (c) => c.extractorModel,
-  async run(state, ctx) {
-    const v = coralVars(state);
-    const last = state.history.findLast((t) => t.role === v.speaker);
-    if (!last) return { fail: `no ${v.speaker} turn to extract an answer from` };
-    const res = await ctx.llm.chat({
-      model: ctx.config.extractorModel,
-      messages: extractMessages(last.text),
-      max_tokens: 8,
-      temperature: 0,
-    });
-    const letter = parseExtracted(res.text, (state.seed as CoralSeed).options.length);
-    return {
-      turns: [{ text: res.text.trim(), llm: res }],
-      vars: { answers: { ...v.answers, [v.speaker]: letter } },
-    };
+  request: (state) => {
+    const last = state.history.findLast((t) => t.role === state.vars.speaker);
+    if (!last) return { fail: `no ${state.vars.speaker} turn to extract an answer from` };
+    return { messages: extractMessages(last.text), max_tokens: 8, temperature: 0 };
   },
-};
+  text: (res) => res.text.trim(),
+  record: (res, state) => {
+    const { answers, speaker } = state.vars;
+    const letter = parseExtracted(res.text, state.seed.options.length);
+    return { answers: { ...answers, [speaker]: letter } };
+  },
+});
 
 const matcher = matcherRole<CoralConfig>();
 
 /** Collaborative reasoning dialogue: a teacher and a student talk until they agree on an answer. */
-export const coral = defineWorkflow<CoralSeed, CoralConfig>({
+export const coral = defineWorkflow<CoralSeed, CoralVars, CoralConfig>({
   name: "coral",
   description: "teacher and student discuss a multiple-choice question until they agree",
   seedSchema: CoralSeedSchema,

@@ -1,6 +1,5 @@
 import type { ChatMessage } from "../../src/llm/types.ts";
-import type { TaskState } from "../../src/protocol/task.ts";
-import { type CoralSeed, LETTERS, type Speaker } from "./flow.ts";
+import { type CoralSeed, type CoralState, LETTERS, type Speaker } from "./flow.ts";
 
 const SYSTEM: Record<Speaker, string> = {
   teacher:
@@ -23,11 +22,10 @@ export function questionBlock(seed: CoralSeed): string {
 }
 
 /** The dialogue from one speaker's side: its own turns as assistant, the other's as user. */
-export function dialogueMessages(state: Readonly<TaskState>, speaker: Speaker): ChatMessage[] {
-  const seed = state.seed as CoralSeed;
+export function dialogueMessages(state: CoralState, speaker: Speaker): ChatMessage[] {
   const messages: ChatMessage[] = [
     { role: "system", content: SYSTEM[speaker] },
-    { role: "user", content: questionBlock(seed) },
+    { role: "user", content: questionBlock(state.seed) },
   ];
   for (const t of state.history) {
     if (t.role !== "teacher" && t.role !== "student") continue;

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { numeric } from "../../src/engine/metrics.ts";
-import type { Metric } from "../../src/plugin/api.ts";
-import type { TaskState } from "../../src/protocol/task.ts";
+import type { Metric, TaskView } from "../../src/plugin/api.ts";
 import type { Scores } from "./prompts.ts";
 
 /** A web document as crawled: its text, where it came from, and the crawler's language tag. */
@@ -35,26 +34,24 @@ export interface ExtractVars {
   answer?: string;
 }
 
-/** The task's variables, typed. Written only by this workflow's roles. */
-export function extractVars(state: Readonly<TaskState>): ExtractVars {
-  return state.vars as unknown as ExtractVars;
-}
+/** A document's task as the stages see it. */
+export type ExtractState = TaskView<DocSeed, ExtractVars>;
 
 /** Variables that record a passed stage. */
-export function pass(state: Readonly<TaskState>, more: Partial<ExtractVars> = {}): Record<string, unknown> {
-  return { ...more, passed: extractVars(state).passed + 1 };
+export function pass(state: ExtractState, more: Partial<ExtractVars> = {}): Partial<ExtractVars> {
+  return { ...more, passed: state.vars.passed + 1 };
 }
 
 /** Variables that record a dropped document. */
-export function drop(stage: Stage, reason: string, more: Partial<ExtractVars> = {}): Record<string, unknown> {
+export function drop(stage: Stage, reason: string, more: Partial<ExtractVars> = {}): Partial<ExtractVars> {
   return { ...more, stopped: { stage, reason } };
 }
 
 /** The stage after `ran`, or null when the document was dropped or every stage passed. */
-export function nextStage(state: Readonly<TaskState>, ran: string): string | null {
+export function nextStage(state: ExtractState, ran: string): string | null {
   const i = STAGES.indexOf(ran as Stage);
   if (i < 0) throw new Error(`unknown role "${ran}"`);
-  if (extractVars(state).stopped) return null;
+  if (state.vars.stopped) return null;
   return STAGES[i + 1] ?? null;
 }
 
@@ -68,9 +65,9 @@ function key(stage: Stage): string {
  * document stopped. Metrics say, per stage, whether the document reached it
  * and whether it passed.
  */
-export function extractOutput(state: Readonly<TaskState>): { output: unknown; metrics: Record<string, unknown> } {
-  const v = extractVars(state);
-  const seed = state.seed as DocSeed;
+export function extractOutput(state: ExtractState): { output: unknown; metrics: Record<string, unknown> } {
+  const v = state.vars;
+  const seed = state.seed;
   const metrics: Record<string, unknown> = { stages_passed: v.passed, yield: v.passed === STAGES.length };
   // A document that is not dropped passes every stage it reaches; only ok rows count in the means.
   STAGES.forEach((stage, i) => {

@@ -2,10 +2,10 @@ import { z } from "zod";
 import { describe, LlmError } from "../../src/errors.ts";
 import { chatJson, StructuredReplyError, sumUsage } from "../../src/llm/structured.ts";
 import type { ChatResult, LlmClient } from "../../src/llm/types.ts";
-import { defineWorkflow, type AgentContext, type Role, type TurnInput } from "../../src/plugin/api.ts";
+import { defineWorkflow, llmRole, type AgentContext, type Role, type TurnInput } from "../../src/plugin/api.ts";
 import type { Usage } from "../../src/protocol/task.ts";
 import { fnv1a } from "../../src/util/hash.ts";
-import { type DocSeed, DocSeedSchema, drop, extractMetrics, extractOutput, nextStage, pass } from "./flow.ts";
+import { type DocSeed, DocSeedSchema, drop, type ExtractVars, extractMetrics, extractOutput, nextStage, pass } from "./flow.ts";
 import { guessLanguage, isEnglishTag } from "./lang.ts";
 import {
   excerpt,
@@ -42,16 +42,17 @@ export const ReasoningExtractConfigSchema = z.strictObject({
 });
 export type ReasoningExtractConfig = z.infer<typeof ReasoningExtractConfigSchema>;
 type Ctx = AgentContext<ReasoningExtractConfig>;
+type StageRole = Role<DocSeed, ExtractVars, ReasoningExtractConfig>;
 
 /** A per-request seed, so the same document at the same stage gets the same sampled reply. */
 function requestSeed(stateId: string, trial: number, stage: string): number {
   return fnv1a(`${stateId}:${trial}:${stage}`);
 }
 
-const langFilter: Role<ReasoningExtractConfig> = {
+const langFilter: StageRole = {
   kind: "cpu",
   async run(state, ctx) {
-    const seed = state.seed as DocSeed;
+    const seed = state.seed;
     const words = seed.text.split(/\s+/).filter((w) => w.length > 0).length;
     const guess = guessLanguage(seed.text);
     const detected = { detected: guess.lang };
@@ -70,25 +71,22 @@ const langFilter: Role<ReasoningExtractConfig> = {
   },
 };
 
-const filter: Role<ReasoningExtractConfig> = {
-  kind: "llm",
+const filter: StageRole = llmRole({
   model: (c) => c.filterModel,
-  async run(state, ctx) {
-    const seed = state.seed as DocSeed;
-    const res = await ctx.llm.chat({
-      model: ctx.config.filterModel,
-      messages: stageMessages(FILTER_SYSTEM, excerpt(seed.text, ctx.config.maxDocChars)),
-      max_tokens: ctx.config.filterMaxTokens,
-      temperature: 0,
-      seed: requestSeed(state.id, state.trial, "filter"),
-    });
-    const turns = [{ text: res.text.trim(), llm: res }];
+  request: (state, ctx) => ({
+    messages: stageMessages(FILTER_SYSTEM, excerpt(state.seed.text, ctx.config.maxDocChars)),
+    max_tokens: ctx.config.filterMaxTokens,
+    temperature: 0,
+    seed: requestSeed(state.id, state.trial, "filter"),
+  }),
+  text: (res) => res.text.trim(),
+  record: (res, state) => {
     const verdict = parseYesNo(res.text);
-    if (verdict === undefined) return { turns, vars: drop("filter", `the filter answered neither Yes nor No: ${JSON.stringify(res.text.slice(0, 80))}`) };
-    if (!verdict) return { turns, vars: drop("filter", "the filter found no advanced reasoning") };
-    return { turns, vars: pass(state) };
+    if (verdict === undefined) return drop("filter", `the filter answered neither Yes nor No: ${JSON.stringify(res.text.slice(0, 80))}`);
+    if (!verdict) return drop("filter", "the filter found no advanced reasoning");
+    return pass(state);
   },
-};
+});
 
 /** The calls of one structured step that were answered: their tokens, how many, the last reply. */
 interface Answered {
@@ -135,11 +133,11 @@ function scoreTurn(spent: Answered): TurnInput {
   return { text: spent.last.text.trim(), llm: { ...spent.last, usage: spent.usage, attempts: spent.tries } };
 }
 
-const score: Role<ReasoningExtractConfig> = {
+const score: StageRole = {
   kind: "llm",
   model: (c) => c.scoreModel,
   async run(state, ctx) {
-    const seed = state.seed as DocSeed;
+    const seed = state.seed;
     const { client, callError, answered } = structuredClient(ctx);
     const req = {
       model: ctx.config.scoreModel,
@@ -176,24 +174,20 @@ const score: Role<ReasoningExtractConfig> = {
   },
 };
 
-const question: Role<ReasoningExtractConfig> = {
-  kind: "llm",
+const question: StageRole = llmRole({
   model: (c) => c.questionModel,
-  async run(state, ctx) {
-    const seed = state.seed as DocSeed;
-    const res = await ctx.llm.chat({
-      model: ctx.config.questionModel,
-      messages: stageMessages(QUESTION_SYSTEM, excerpt(seed.text, ctx.config.maxDocChars)),
-      max_tokens: ctx.config.questionMaxTokens,
-      temperature: ctx.config.temperature,
-      seed: requestSeed(state.id, state.trial, "question"),
-    });
-    const turns = [{ text: res.text, llm: res }];
+  request: (state, ctx) => ({
+    messages: stageMessages(QUESTION_SYSTEM, excerpt(state.seed.text, ctx.config.maxDocChars)),
+    max_tokens: ctx.config.questionMaxTokens,
+    temperature: ctx.config.temperature,
+    seed: requestSeed(state.id, state.trial, "question"),
+  }),
+  record: (res, state) => {
     const parsed = parseQuestion(res.text);
-    if (!parsed.ok) return { turns, vars: drop("question", parsed.reason) };
-    return { turns, vars: pass(state, { question: parsed.question, reference: parsed.reference, answer: parsed.answer }) };
+    if (!parsed.ok) return drop("question", parsed.reason);
+    return pass(state, { question: parsed.question, reference: parsed.reference, answer: parsed.answer });
   },
-};
+});
 
 /**
  * Web-document reasoning extraction: a language check, a small-model Yes/No
@@ -201,7 +195,7 @@ const question: Role<ReasoningExtractConfig> = {
  * with a boxed reference answer. Most documents stop early; a stopped
  * document is an ok row that names the stage and the reason.
  */
-export const reasoningExtract = defineWorkflow<DocSeed, ReasoningExtractConfig>({
+export const reasoningExtract = defineWorkflow<DocSeed, ExtractVars, ReasoningExtractConfig>({
   name: "reasoning-extract",
   description: "filters web documents for reasoning and turns the best into questions with boxed answers",
   seedSchema: DocSeedSchema,

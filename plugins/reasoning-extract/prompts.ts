@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { ChatMessage } from "../../src/llm/types.ts";
+import { excerpt, lastBoxed } from "../../src/util/text.ts";
 
 /**
  * The three LLM stages' prompts and the parsers of their replies. The first
@@ -55,16 +56,8 @@ export function overallScore(s: Scores): number {
   return Math.round((sum / CRITERIA.length) * 100) / 100;
 }
 
-/**
- * The document as the prompts show it: cut at a word boundary past `maxChars`,
- * since a small filter model's context is short and the opening pages are
- * what tells whether a document reasons.
- */
-export function excerpt(text: string, maxChars: number): string {
-  if (text.length <= maxChars) return text;
-  const cut = text.lastIndexOf(" ", maxChars);
-  return `${text.slice(0, cut > maxChars / 2 ? cut : maxChars)} [...]`;
-}
+/** The document as the prompts show it: cut at a word boundary past `maxChars` (`excerpt`), since a small filter model's context is short and the opening pages are what tells whether a document reasons. */
+export { excerpt };
 
 /** Messages of one stage: its instructions, then the document. */
 export function stageMessages(system: string, doc: string): ChatMessage[] {
@@ -89,22 +82,7 @@ export type QuestionReply =
   | { ok: true; question: string; reference: string; answer: string }
   | { ok: false; reason: string };
 
-/** The content of the last complete `\boxed{...}` in a text (nested braces allowed), if any. */
-export function lastBoxed(text: string): string | undefined {
-  const open = "\\boxed{";
-  let found: string | undefined;
-  for (let at = text.indexOf(open); at >= 0; at = text.indexOf(open, at + 1)) {
-    let depth = 0;
-    for (let i = at + open.length - 1; i < text.length; i++) {
-      if (text[i] === "{") depth++;
-      else if (text[i] === "}" && --depth === 0) {
-        found = text.slice(at + open.length, i).trim();
-        break;
-      }
-    }
-  }
-  return found;
-}
+export { lastBoxed };
 
 // Phrases that tie a question to a page the reader never sees.
 const NOT_SELF_CONTAINED = /\b(the|this|above|given) (document|text|passage|article|author)\b|\baccording to the\b/i;

@@ -1,6 +1,6 @@
 import { numeric } from "../../src/engine/metrics.ts";
-import type { Metric } from "../../src/plugin/api.ts";
-import type { TaskState } from "../../src/protocol/task.ts";
+import type { Metric, TaskView } from "../../src/plugin/api.ts";
+import type { Scenario } from "./domain.ts";
 import { GREETING, hasStop } from "./prompts.ts";
 
 /** Why a conversation ended (a task that failed has no termination: its row names the error). */
@@ -38,12 +38,11 @@ export interface FlowLimits {
   stopToken: string;
 }
 
-export function toolUseVars(state: Readonly<TaskState>): ToolUseVars {
-  return state.vars as unknown as ToolUseVars;
-}
+/** A tool-use task as its roles see it. */
+export type ToolUseState = TaskView<Scenario, ToolUseVars>;
 
 /** The environment's owner name: unique per job and task, so a job's leftovers are found by owner. */
-export function envOwner(state: Readonly<TaskState>): string {
+export function envOwner(state: Pick<TaskView, "job" | "id">): string {
   return `${state.job}/${state.id}`;
 }
 
@@ -52,8 +51,8 @@ export function envOwner(state: Readonly<TaskState>): string {
  * limit keeps one step for the reward, so a conversation cut short is
  * still scored.
  */
-export function terminationOf(state: Readonly<TaskState>, limits: FlowLimits): Termination | undefined {
-  const v = toolUseVars(state);
+export function terminationOf(state: ToolUseState, limits: FlowLimits): Termination | undefined {
+  const v = state.vars;
   const last = state.history[state.history.length - 1];
   if (last?.role === "user" && hasStop(last.text, limits.stopToken)) return Termination.userStop;
   if (v.gaveUp) return Termination.assistantGaveUp;
@@ -63,7 +62,7 @@ export function terminationOf(state: Readonly<TaskState>, limits: FlowLimits): T
 }
 
 /** setup, user, then assistant and tools in turn with the user between answers, then reward. */
-export function nextRole(state: Readonly<TaskState>, limits: FlowLimits, ran: string): string | null {
+export function nextRole(state: ToolUseState, limits: FlowLimits, ran: string): string | null {
   if (ran === "reward") return null;
   if (ran === "setup") return "user";
   if (terminationOf(state, limits) !== undefined) return "reward";
@@ -90,8 +89,8 @@ export interface TrajectoryMessage {
 }
 
 /** The row: the trajectory, how it ended and the reward. */
-export function toolUseOutput(state: Readonly<TaskState>): { output: unknown; metrics: Record<string, unknown> } {
-  const v = toolUseVars(state);
+export function toolUseOutput(state: ToolUseState): { output: unknown; metrics: Record<string, unknown> } {
+  const v = state.vars;
   const names = new Map<string, string>();
   const trajectory: TrajectoryMessage[] = [{ role: "assistant", content: GREETING }];
   for (const t of state.history) {

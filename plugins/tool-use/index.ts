@@ -1,11 +1,10 @@
 import { z } from "zod";
 import { describe } from "../../src/errors.ts";
-import type { Env, EnvService } from "../../src/env/types.ts";
-import { defineWorkflow, type AgentContext, type Role, type StepResult, type TurnInput } from "../../src/plugin/api.ts";
-import type { TaskState } from "../../src/protocol/task.ts";
+import type { Env } from "../../src/env/types.ts";
+import { defineWorkflow, llmRole, type AgentContext, type Role, type StepResult, type TurnInput } from "../../src/plugin/api.ts";
 import { fnv1a } from "../../src/util/hash.ts";
 import { dbFiles, type Scenario, ScenarioSchema } from "./domain.ts";
-import { envOwner, type FlowLimits, nextRole, terminationOf, toolUseMetrics, toolUseOutput, toolUseVars } from "./flow.ts";
+import { envOwner, type FlowLimits, nextRole, terminationOf, toolUseMetrics, toolUseOutput, type ToolUseState, type ToolUseVars } from "./flow.ts";
 import { assistantMessages, userMessages, userSystem } from "./prompts.ts";
 import { argumentLines, GIVE_UP_TOOL, isTool, rewardScript, scriptFiles, TOOL_SPECS, toolScript } from "./tools.ts";
 
@@ -33,6 +32,7 @@ export const ToolUseConfigSchema = z.strictObject({
 });
 export type ToolUseConfig = z.infer<typeof ToolUseConfigSchema>;
 type Ctx = AgentContext<ToolUseConfig>;
+type ToolUseRole = Role<Scenario, ToolUseVars, ToolUseConfig>;
 
 const DB_DIR = "db";
 const EXPECTED_DIR = "expected";
@@ -41,30 +41,23 @@ function limits(c: ToolUseConfig): FlowLimits {
   return { maxSteps: c.maxSteps, maxToolErrors: c.maxToolErrors, stopToken: c.stopToken };
 }
 
-/** The node's environment service, checked: it comes from outside the workflow. */
-function envService(ctx: Ctx): EnvService | undefined {
-  const s = ctx.services.env as Partial<EnvService> | undefined;
-  if (!s || typeof s.acquire !== "function" || typeof s.find !== "function" || typeof s.releaseOwner !== "function") return undefined;
-  return s as EnvService;
-}
-
 const NO_ENV = "no environment service on this node (run with --env docker or --env bwrap)";
 
 /** The task's environment, or why it cannot be had here. */
-function taskEnv(state: Readonly<TaskState>, ctx: Ctx): Env | string {
-  const envs = envService(ctx);
+function taskEnv(state: ToolUseState, ctx: Ctx): Env | string {
+  const envs = ctx.services.env;
   if (!envs) return NO_ENV;
-  const { envId, envNode } = toolUseVars(state);
+  const { envId, envNode } = state.vars;
   if (!envId) return "the task has no environment (its setup step did not run)";
   return envs.find(envId) ?? `environment ${envId} is not held by node ${ctx.node} (acquired on ${envNode ?? "?"})`;
 }
 
-const setup: Role<ToolUseConfig> = {
+const setup: ToolUseRole = {
   kind: "env",
   async run(state, ctx) {
-    const envs = envService(ctx);
+    const envs = ctx.services.env;
     if (!envs) return { fail: NO_ENV };
-    const s = state.seed as Scenario;
+    const s = state.seed;
     const copyScripts = !ctx.config.toolsPath.startsWith("/");
     const files = { ...dbFiles(s.db, DB_DIR, true), ...(copyScripts ? scriptFiles(ctx.config.toolsPath) : {}) };
     const env = await envs.acquire(envOwner(state), { files, timeoutMs: ctx.config.toolTimeoutMs }, ctx.signal);
@@ -73,42 +66,32 @@ const setup: Role<ToolUseConfig> = {
   },
 };
 
-function seedOf(state: Readonly<TaskState>, role: string): number {
+function seedOf(state: ToolUseState, role: string): number {
   return fnv1a(`${state.id}:${state.trial}:${role}:${state.steps}`);
 }
 
-const user: Role<ToolUseConfig> = {
-  kind: "llm",
+const user: ToolUseRole = llmRole({
   model: (c) => c.userModel,
-  async run(state, ctx) {
-    const system = userSystem(state.seed as Scenario, ctx.config.stopToken);
-    const res = await ctx.llm.chat({
-      model: ctx.config.userModel,
-      messages: userMessages(state, system),
-      max_tokens: ctx.config.maxTokens,
-      temperature: ctx.config.temperature,
-      seed: seedOf(state, "user"),
-    });
-    return { turns: [{ text: res.text, llm: res }] };
-  },
-};
+  request: (state, ctx) => ({
+    messages: userMessages(state, userSystem(state.seed, ctx.config.stopToken)),
+    max_tokens: ctx.config.maxTokens,
+    temperature: ctx.config.temperature,
+    seed: seedOf(state, "user"),
+  }),
+});
 
-const assistant: Role<ToolUseConfig> = {
-  kind: "llm",
+/** The agent: its turn carries the tool calls of its reply. */
+const assistant: ToolUseRole = llmRole({
   model: (c) => c.assistantModel,
-  async run(state, ctx) {
-    const res = await ctx.llm.chat({
-      model: ctx.config.assistantModel,
-      messages: assistantMessages(state),
-      tools: [...TOOL_SPECS],
-      tool_choice: "auto",
-      max_tokens: ctx.config.maxTokens,
-      temperature: ctx.config.temperature,
-      seed: seedOf(state, "assistant"),
-    });
-    return { turns: [{ text: res.text, toolCalls: res.toolCalls, llm: res }] };
-  },
-};
+  request: (state, ctx) => ({
+    messages: assistantMessages(state),
+    tools: [...TOOL_SPECS],
+    tool_choice: "auto",
+    max_tokens: ctx.config.maxTokens,
+    temperature: ctx.config.temperature,
+    seed: seedOf(state, "assistant"),
+  }),
+});
 
 /** The result the assistant reads for a failed call. */
 function errorResult(message: string): string {
@@ -129,14 +112,14 @@ async function runCall(env: Env, toolsDir: string, name: string, args: string, t
   return { text: r.stdout.trim(), ok: true };
 }
 
-const tools: Role<ToolUseConfig> = {
+const tools: ToolUseRole = {
   kind: "env",
-  async run(state, ctx): Promise<StepResult> {
+  async run(state, ctx): Promise<StepResult<ToolUseVars>> {
     const env = taskEnv(state, ctx);
     if (typeof env === "string") return { fail: env };
     const last = state.history[state.history.length - 1];
     const calls = last?.role === "assistant" ? (last.toolCalls ?? []) : [];
-    const v = toolUseVars(state);
+    const v = state.vars;
     const turns: TurnInput[] = [];
     let errors = 0;
     let gaveUp = false;
@@ -155,13 +138,13 @@ const tools: Role<ToolUseConfig> = {
   },
 };
 
-const reward: Role<ToolUseConfig> = {
+const reward: ToolUseRole = {
   kind: "env",
   async run(state, ctx) {
     const env = taskEnv(state, ctx);
     if (typeof env === "string") return { fail: env };
     const termination = terminationOf(state, limits(ctx.config)) ?? "step_limit";
-    const s = state.seed as Scenario;
+    const s = state.seed;
     // The expected tables go in only now, so no tool call could have read them.
     for (const [path, text] of Object.entries(dbFiles(s.expected, EXPECTED_DIR, false))) await env.put(path, text);
     const r = await env.exec(["sh", rewardScript(ctx.config.toolsPath)], { timeoutMs: ctx.config.toolTimeoutMs });
@@ -191,7 +174,7 @@ function safeJson(text: string): unknown {
  * own environment against its account database; a script in the same
  * environment scores the final database against the expected one.
  */
-export const toolUse = defineWorkflow<Scenario, ToolUseConfig>({
+export const toolUse = defineWorkflow<Scenario, ToolUseVars, ToolUseConfig>({
   name: "tool-use",
   description: "a customer and a tool-calling agent settle an account request; rewarded on the final database",
   seedSchema: ScenarioSchema,
@@ -201,7 +184,7 @@ export const toolUse = defineWorkflow<Scenario, ToolUseConfig>({
   next: (state, config, ran) => nextRole(state, limits(config), ran),
   output: (state) => toolUseOutput(state),
   async cleanup(state, ctx) {
-    await envService(ctx)?.releaseOwner(envOwner(state));
+    await ctx.services.env?.releaseOwner(envOwner(state));
   },
   // One step past the workflow's own limit: the conversation is cut and scored before the engine would fail it.
   maxSteps: (c) => c.maxSteps + 1,

@@ -1,5 +1,6 @@
 import type { ChatMessage } from "../../src/llm/types.ts";
-import type { TaskState, Turn } from "../../src/protocol/task.ts";
+import type { TaskView } from "../../src/plugin/api.ts";
+import type { Turn } from "../../src/protocol/task.ts";
 import type { Scenario } from "./domain.ts";
 
 /**
@@ -43,7 +44,7 @@ export function hasStop(text: string, stopToken: string): boolean {
 }
 
 /** The conversation as the customer sees it: the agent's words as `user`, its own as `assistant`. */
-export function userMessages(state: Readonly<TaskState>, system: string): ChatMessage[] {
+export function userMessages(state: Pick<TaskView, "history">, system: string): ChatMessage[] {
   const messages: ChatMessage[] = [
     { role: "system", content: system },
     { role: "user", content: GREETING },
@@ -56,7 +57,7 @@ export function userMessages(state: Readonly<TaskState>, system: string): ChatMe
 }
 
 /** The conversation as the agent sees it, tool calls and results included. */
-export function assistantMessages(state: Readonly<TaskState>): ChatMessage[] {
+export function assistantMessages(state: Pick<TaskView, "history">): ChatMessage[] {
   const messages: ChatMessage[] = [
     { role: "system", content: ASSISTANT_SYSTEM },
     { role: "assistant", content: GREETING },

@@ -67,6 +67,8 @@ export class Presence {
   /** Set the advertised HTTP URL (once the server listens). */
   setHttp(url: string): void {
     this.#http = url;
+    // Peers find the API at once, not at the next heartbeat.
+    void this.o.nats.membership.announce();
   }
 
   /** Every member as the cluster sees it now. */

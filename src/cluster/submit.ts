@@ -3,6 +3,7 @@ import type { JobRecord, SeedMessage } from "../store/index.ts";
 import { validate } from "../config/load.ts";
 import { type JobRuntime, makeJobRuntime } from "../engine/job.ts";
 import { seedTrials } from "../engine/tasks.ts";
+import { startOf } from "../engine/step.ts";
 import { ConfigError, SeedError } from "../errors.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
@@ -202,7 +203,7 @@ export function checkJob(sub: JobSubmission, registry: Registry, fits?: (seed: C
 /** The role a workflow's tasks start at, from one of its seeds (any role when that seed cannot start). */
 export function entryRole(head: JobHead, seed: Record<string, unknown>): string {
   try {
-    return head.workflow.start(seed, head.runtime.config).next;
+    return startOf(head.workflow, seed, head.runtime.config).next;
   } catch {
     // A seed the workflow cannot start gets a failed row at admission; any role will do as the entry.
     return Object.keys(head.workflow.roles)[0] as string;

@@ -38,7 +38,7 @@ export const JobConfigSchema = z.strictObject({
   supervise: z.array(SuperviseSchema).default([]),
   /** per-task environments (`--env`): driver, capacity, limits; checked when opened */
   env: z.record(z.string(), z.unknown()).optional(),
-  /** settings of the in-process simulated LLM (`--llm sim`) */
+  /** settings of the in-process simulated LLM (`--llm sim`), its `script` of replies included; checked when it starts */
   sim: z.record(z.string(), z.unknown()).optional(),
   /** workflow files to load besides the built-in ones */
   plugins: z.array(z.string()).default([]),

@@ -1,5 +1,5 @@
 import { describe, LlmError } from "../errors.ts";
-import type { StepResult } from "../plugin/api.ts";
+import type { AnyVars, AnyWorkflow, StepResult } from "../plugin/api.ts";
 import type { TaskState, Turn } from "../protocol/task.ts";
 import { fnv1a, seededRandom } from "../util/hash.ts";
 import type { JobRuntime } from "./job.ts";
@@ -65,10 +65,37 @@ export function applyStep(
   }
 }
 
+/** Whether `name` is one of the workflow's roles. */
+function isRoleOf(workflow: AnyWorkflow, name: unknown): name is string {
+  return typeof name === "string" && Object.hasOwn(workflow.roles, name) && workflow.roles[name] !== undefined;
+}
+
+/** What is wrong with a role name the workflow gave (`which`, `whence`) that is none of its roles. */
+function notARole(workflow: AnyWorkflow, name: unknown, which: string, whence: string): string {
+  const shown = typeof name === "string" ? `"${name}"` : String(JSON.stringify(name) ?? name);
+  const roles = Object.keys(workflow.roles).sort().join(", ");
+  return `${which} ${shown} ${whence} is not a role of workflow "${workflow.name}" (roles: ${roles})`;
+}
+
+/**
+ * A new task's first role and variables, from the workflow's `start`. Throws
+ * when the first role is none of the workflow's roles (the task then never
+ * starts: its row says why).
+ */
+export function startOf(workflow: AnyWorkflow, seed: Record<string, unknown>, config: unknown): { next: string; vars: AnyVars | undefined } {
+  const { next, vars } = workflow.start(seed, config);
+  if (!isRoleOf(workflow, next)) throw new Error(notARole(workflow, next, "first role", "from start()"));
+  return { next, vars };
+}
+
 /** What follows a step whose result is applied: the next role (null: done), or a failure. */
 export type NextStep = { next: string | null; fail?: undefined } | { fail: string };
 
-/** Count the step and pick what follows it: the result's own failure, the workflow's rule, the step limit. */
+/**
+ * Count the step and pick what follows it: the result's own failure, the
+ * workflow's rule (a role it does not have fails the task at once), the step
+ * limit.
+ */
 export function nextAfterStep(state: TaskState, job: JobRuntime, roleName: string, result: StepResult): NextStep {
   state.steps++;
   if (result.fail !== undefined) return { fail: `${roleName}: ${result.fail}` };
@@ -78,6 +105,7 @@ export function nextAfterStep(state: TaskState, job: JobRuntime, roleName: strin
   } catch (err) {
     return { fail: `next role after "${roleName}": ${describe(err)}` };
   }
+  if (next !== null && !isRoleOf(job.workflow, next)) return { fail: notARole(job.workflow, next, "next role", `after "${roleName}"`) };
   if (next !== null && state.steps >= job.maxSteps) return { fail: `step limit reached (${job.maxSteps} steps)` };
   return { next };
 }

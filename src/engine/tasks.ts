@@ -9,7 +9,7 @@ import { fileLines } from "../util/lines.ts";
 import type { Accounting } from "./accounting.ts";
 import type { JobResolver, JobRuntime } from "./job.ts";
 import { buildRow, seedErrorRow } from "./row.ts";
-import { afterStepError, applyStep, nextAfterStep, stepRandom } from "./step.ts";
+import { afterStepError, applyStep, nextAfterStep, startOf, stepRandom } from "./step.ts";
 
 /**
  * A task's life, from its seed line to its row: the seeds of a job become
@@ -51,7 +51,7 @@ export function* seedTrials(s: { id: string; line: number; seed: Record<string, 
 /** A new task's state, before its first step (its admission time is now). Throws when the workflow cannot start the seed. */
 export function newTaskState(job: JobRuntime, id: string, trial: number, seed: Record<string, unknown>): TaskState {
   const now = Date.now();
-  const { next, vars } = job.workflow.start(seed, job.config);
+  const { next, vars } = startOf(job.workflow, seed, job.config);
   return {
     v: 1,
     job: job.id,

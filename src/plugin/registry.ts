@@ -1,22 +1,32 @@
 import { resolve } from "node:path";
-
 import { z } from "zod";
-
-import { ConfigError, describe } from "../errors.ts";
-
-import type { AnyWorkflow } from "./api.ts";
-
-import { defineWorkflow } from "./api.ts";
+import { ConfigError } from "../errors.ts";
 import { isRecord } from "../util/record.ts";
+import { type AnyWorkflow, defineWorkflow, llmRole, type PluginApi } from "./api.ts";
+import { loadErrorText } from "./load-errors.ts";
 
+export type { PluginApi };
 
-/** What a plugin file's factory receives, so a plugin needs no imports of its own. */
-export interface PluginApi {
-  z: typeof z;
-  defineWorkflow: typeof defineWorkflow;
+const api: PluginApi = { z, defineWorkflow, llmRole };
+
+let zodProvided = false;
+
+/**
+ * A plugin file's `import { z } from "zod"` gets matrixd's own zod, wherever
+ * the file lives: the binary carries no node_modules, and a file outside a
+ * package tree has none to resolve from.
+ */
+function provideZod(): void {
+  if (zodProvided) return;
+  zodProvided = true;
+  const exports = { ...z, z, default: z };
+  Bun.plugin({
+    name: "matrixd-zod",
+    setup(build) {
+      for (const id of ["zod", "zod/v4"]) build.module(id, () => ({ exports, loader: "object" }));
+    },
+  });
 }
-
-const api: PluginApi = { z, defineWorkflow };
 
 function isWorkflow(v: unknown): v is AnyWorkflow {
   if (!isRecord(v)) return false;
@@ -34,16 +44,20 @@ function isWorkflow(v: unknown): v is AnyWorkflow {
 }
 
 /**
- * Load a user's workflow file. Its default export (or `workflow`) is a
- * workflow, or a function `(api) => workflow` that gets zod and helpers.
+ * Load a user's workflow file. Its default export (or `workflow`, or
+ * `workflows` for several) is a workflow, or a function `(api) => workflow`
+ * that gets zod and helpers (PluginApi).
+ * A file that does not build throws a ConfigError listing each error with
+ * its file:line:column.
  */
 export async function loadPlugin(path: string): Promise<AnyWorkflow[]> {
   const abs = resolve(path);
+  provideZod();
   let mod: unknown;
   try {
     mod = await import(abs);
   } catch (err) {
-    throw new ConfigError(`cannot load plugin ${path}: ${describe(err)}`);
+    throw new ConfigError(`cannot load plugin ${path}: ${loadErrorText(err, abs)}`);
   }
   if (!isRecord(mod)) throw new ConfigError(`plugin ${path} is not a module`);
   const out: AnyWorkflow[] = [];

@@ -12,5 +12,7 @@ export type { SimServer, SimStats } from "./server.ts";
 export { startSimFleet } from "./fleet.ts";
 export { SimEngine, SeqState } from "./engine.ts";
 export type { EngineClock, EngineCounters, SeqInput, SimSeq } from "./engine.ts";
+export { MATCH_IN, SimScript } from "./script.ts";
+export type { ScriptedReply } from "./script.ts";
 export { builtinSkills } from "./skills/index.ts";
 export type { OutputConstraint, Skill, SkillAnswer, SkillInput } from "./skills/types.ts";

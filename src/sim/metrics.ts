@@ -18,6 +18,8 @@ export class ServerCounters {
   success: Record<string, number> = { stop: 0, length: 0, abort: 0 };
   injected: Record<string, number> = { "429": 0, "500": 0 };
   rejected = 0;
+  /** requests each rule of the sim script answered, by rule number - 1 */
+  scripted: number[] = [];
   readonly latencyBuckets = new Float64Array(LATENCY_BUCKETS.length);
   latencySum = 0;
   latencyCount = 0;
@@ -87,6 +89,10 @@ export function simSeries(p: PromText, live: SimLive): void {
   p.one("sim:rejected_requests_total", "counter", "Chat completion requests refused as invalid (400, 404, 413...).", s.rejected, label);
   p.head("sim:injected_errors_total", "counter", "Errors answered on purpose.");
   for (const [code, n] of Object.entries(s.injected)) p.line(`sim:injected_errors_total{code="${code}",${label}} ${n}`);
+  if (s.scripted.length > 0) {
+    p.head("sim:script_replies_total", "counter", "Requests answered by each rule of the sim script (errors included).");
+    s.scripted.forEach((n, i) => p.line(`sim:script_replies_total{rule="${i + 1}",${label}} ${n}`));
+  }
   p.one("sim:http_busy", "gauge", "HTTP threads busy (llama.cpp's pool; 0 for other kinds).", live.http.busy, label);
   p.one("sim:http_waiting", "gauge", "HTTP requests waiting for a thread (llama.cpp's pool; 0 for other kinds).", live.http.waiting, label);
 }

@@ -79,6 +79,12 @@ export const SimOptionsSchema = z
     reasoning: z.boolean().default(false),
     /** whether /metrics also carries the sim:* series (and openai gets a /metrics of them alone) */
     simMetrics: z.boolean().default(true),
+    /**
+     * scripted replies, tried before the built-in answers: a YAML or JSON
+     * file of rules (a relative path is read from the working directory), or
+     * the list of rules itself (see script.ts)
+     */
+    script: z.union([z.string().min(1), z.array(z.unknown())]).optional(),
     /** request bodies larger than this are answered 413 */
     maxBodyBytes: z
       .number()

@@ -8,7 +8,9 @@ import { ceilingTps, resolveSimOptions, type ResolvedSimOptions, type SimKind, t
 import { PrefixCache } from "./prefix.ts";
 import { ChatBodySchema, describeIssue, type ChatBody } from "./request.ts";
 import { ChatStream } from "./respond.ts";
+import { SimScript, type ScriptedReply } from "./script.ts";
 import { builtinSkills } from "./skills/index.ts";
+import type { Skill } from "./skills/types.ts";
 
 /** Live figures of one simulated server, cumulative since it started. */
 export interface SimStats {
@@ -54,6 +56,11 @@ export interface SimServer {
 
 const SALT_INJECT = 401;
 
+/** The one-skill list that gives a rule's answer. */
+function scriptedSkills(r: Extract<ScriptedReply, { answer: unknown }>): readonly Skill[] {
+  return [{ name: `script#${r.rule}`, answer: () => r.answer }];
+}
+
 /** Reads a body of at most `max` bytes; undefined when it is larger. */
 async function readBody(req: Request, max: number): Promise<string | undefined> {
   const len = req.headers.get("content-length");
@@ -93,8 +100,10 @@ const NO_LEASE: Lease = { hold() {}, release() {} };
  */
 export async function startSim(opts: SimOptions = {}): Promise<SimServer> {
   const o = resolveSimOptions(opts);
+  const script = o.script === undefined ? undefined : SimScript.load(o.script);
   const engine = new SimEngine(o);
   const counters = new ServerCounters();
+  counters.scripted = new Array<number>(script?.size ?? 0).fill(0);
   const prefix = new PrefixCache(Math.min(1_000_000, o.slots * 64));
   const ceiling = ceilingTps(o);
   const startedAt = Date.now();
@@ -148,7 +157,17 @@ export async function startSim(opts: SimOptions = {}): Promise<SimServer> {
         return kind.refuse({ why: "injected", status: 429 });
       }
     }
-    const composed = composeAnswer(prep, o, builtinSkills, adm);
+    // a scripted reply is one more composed answer: it is decoded, counted and timed like any other
+    const scripted = script?.reply(prep, body.model ?? o.model);
+    if (scripted) {
+      counters.scripted[scripted.rule - 1]!++;
+      if ("error" in scripted) {
+        const code = String(scripted.error.status);
+        counters.injected[code] = (counters.injected[code] ?? 0) + 1;
+        return kind.refuse({ why: "scripted", ...scripted.error });
+      }
+    }
+    const composed = composeAnswer(prep, o, scripted ? scriptedSkills(scripted) : builtinSkills, adm);
     // a prompt the server cut is not the prompt whose prefixes the cache knows
     const whole = adm.promptTokens === prep.promptTokens;
     const cachedTokens = o.prefixCache && whole ? prefix.lookupAndInsert(prep.prefixKeys, prep.prefixTokens, prep.promptTokens) : 0;

@@ -30,6 +30,8 @@ export class Membership {
   ) {}
 
   /** Put the record now and then every `everyMs`, as `record()` reads at the time. */
+  #beat: (() => Promise<void>) | undefined;
+
   start(record: () => Member, everyMs: number): Promise<void> {
     const beat = async () => {
       try {
@@ -42,8 +44,14 @@ export class Membership {
         this.#restoreBucket();
       }
     };
+    this.#beat = beat;
     this.#timer = setInterval(() => void beat(), everyMs);
     return beat();
+  }
+
+  /** Put the record now, between heartbeats (it changed: e.g. the HTTP API listens). */
+  announce(): Promise<void> {
+    return this.#beat?.() ?? Promise.resolve();
   }
 
   /** Create the bucket again, one attempt at a time (creating one that exists changes nothing). */

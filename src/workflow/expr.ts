@@ -1,6 +1,7 @@
 import { Environment } from "@marcbachmann/cel-js";
 import { fnv1a } from "../util/hash.ts";
 import { isRecord } from "../util/record.ts";
+import { excerpt, lastBoxed } from "../util/text.ts";
 
 /**
  * CEL expressions of workflow files (conditions, variables, output and
@@ -54,30 +55,6 @@ function captured(m: RegExpExecArray | RegExpMatchArray): string {
   return m.length > 1 ? (m[1] ?? "") : m[0];
 }
 
-/** The content of the last complete `\boxed{...}` (nested braces allowed), "" when none. */
-export function lastBoxed(text: string): string {
-  const open = "\\boxed{";
-  let found = "";
-  for (let at = text.indexOf(open); at >= 0; at = text.indexOf(open, at + 1)) {
-    let depth = 0;
-    for (let i = at + open.length - 1; i < text.length; i++) {
-      if (text[i] === "{") depth++;
-      else if (text[i] === "}" && --depth === 0) {
-        found = text.slice(at + open.length, i).trim();
-        break;
-      }
-    }
-  }
-  return found;
-}
-
-/** A text cut at a word boundary past `max` characters, marked ` [...]`; unchanged when it fits. */
-export function excerpt(text: string, max: number): string {
-  if (text.length <= max) return text;
-  const cut = text.lastIndexOf(" ", max);
-  return `${text.slice(0, cut > max / 2 ? cut : max)} [...]`;
-}
-
 /** The functions workflow expressions have besides CEL's own (documented in the README). */
 function environment(): Environment {
   const num = (v: unknown): number => (typeof v === "bigint" ? Number(v) : (v as number));
@@ -93,7 +70,7 @@ function environment(): Environment {
       return last ? captured(last) : "";
     })
     .registerFunction("string.findAll(string): list<string>", (s: string, p: string) => [...s.matchAll(regexOf(p, true))].map(captured))
-    .registerFunction("string.boxed(): string", (s: string) => lastBoxed(s))
+    .registerFunction("string.boxed(): string", (s: string) => lastBoxed(s) ?? "")
     .registerFunction("string.excerpt(int): string", (s: string, n: bigint) => excerpt(s, Number(n)))
     .registerFunction("string.truncate(int): string", (s: string, n: bigint) => s.slice(0, Math.max(0, Number(n))))
     .registerFunction("string.words(): int", (s: string) => BigInt(s.split(/\s+/).filter((w) => w.length > 0).length))

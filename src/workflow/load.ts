@@ -8,7 +8,8 @@ import type { AnyWorkflow } from "../plugin/api.ts";
 import { canonicalJson } from "../util/hash.ts";
 import { checkGraph } from "./check.ts";
 import { type CompileOptions, compileWorkflow, type Problem } from "./compile.ts";
-import { MAX_WORKFLOW_BYTES, type WorkflowFile, WorkflowFileSchema } from "./schema.ts";
+import { MAX_WORKFLOW_BYTES, RoleSchema, type RoleSpec, type WorkflowFile, WorkflowFileSchema } from "./schema.ts";
+import { isRecord } from "../util/record.ts";
 
 /**
  * Loading a workflow definition: from a file (YAML or JSON) or from the
@@ -71,6 +72,8 @@ function zodProblems(err: z.ZodError): Problem[] {
         for (const k of issue.keys) out.push({ path: [...path, k], message: "unknown key" });
       } else if (issue.code === "invalid_union" || (issue.code === "invalid_value" && "values" in issue)) {
         out.push({ path, message: issue.message });
+      } else if (issue.code === "invalid_type" && issue.message.endsWith("received undefined")) {
+        out.push({ path, message: `is missing (${issue.message.replace(/^Invalid input: /, "").replace(/, received undefined$/, "")})` });
       } else out.push({ path, message: issue.message });
     }
   };
@@ -117,6 +120,27 @@ class Lines {
   }
 }
 
+/**
+ * The problems of the roles that have the right shape, in a definition
+ * that does not: so that all problems are listed at once, not the schema's
+ * first and the templates' next time.
+ */
+function partProblems(raw: unknown, opts: CompileOptions): Problem[] {
+  if (!isRecord(raw) || !isRecord(raw.roles)) return [];
+  const roles: Record<string, RoleSpec> = {};
+  for (const [name, r] of Object.entries(raw.roles)) {
+    const one = RoleSchema.safeParse(r);
+    if (one.success) roles[name] = one.data;
+  }
+  const first = Object.keys(roles)[0];
+  if (first === undefined) return [];
+  const options = WorkflowFileSchema.shape.options.safeParse(raw.options);
+  const part = WorkflowFileSchema.safeParse({ name: "part", start: first, roles, options: options.success ? options.data : {} });
+  if (!part.success) return [];
+  // Ways to roles left out here are not problems of their own.
+  return compileWorkflow(part.data, opts).problems.filter((p) => p.path[0] === "roles" && !p.message.startsWith("no role "));
+}
+
 /** Check and compile a definition; throws WorkflowError with every problem. */
 function compileChecked(raw: unknown, where: string, lineOf: ((path: readonly (string | number)[]) => number | undefined) | undefined, opts: CompileOptions): LoadedWorkflow {
   const label = (p: Problem) => {
@@ -124,7 +148,7 @@ function compileChecked(raw: unknown, where: string, lineOf: ((path: readonly (s
     return `${line !== undefined ? `${where}:${line} ` : ""}${formatPath(p.path)}: ${p.message}`;
   };
   const parsed = WorkflowFileSchema.safeParse(raw);
-  if (!parsed.success) throw new WorkflowError(zodProblems(parsed.error).map(label), where);
+  if (!parsed.success) throw new WorkflowError([...zodProblems(parsed.error), ...partProblems(raw, opts)].map(label), where);
   const file = parsed.data;
   const definition = raw as Record<string, unknown>;
   const hash = createHash("sha256").update(canonicalJson(definition)).digest("hex");

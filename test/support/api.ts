@@ -40,7 +40,7 @@ export function testRegistry(g: Gate = gate()): Registry {
         },
       },
     },
-    start: () => ({ next: "wait" }),
+    start: () => ({ next: "wait", vars: {} }),
     next: () => null,
     output: (state) => ({ output: { n: state.seed.n }, metrics: {} }),
   });

@@ -175,6 +175,8 @@ export function llamacppKind(live: SimLive): KindSurface {
           return llamaError(404, "File Not Found");
         case "injected":
           return r.status === 500 ? llamaError(500, "Simulated internal server error.") : llamaError(429, "Simulated rate limit: try again shortly.");
+        case "scripted":
+          return llamaError(r.status, r.message);
         case "stopping":
         case "dropped":
           return llamaError(503, "The server is stopping.");

@@ -131,6 +131,8 @@ export function openaiKind(live: SimLive): KindSurface {
           return r.status === 500
             ? error({ status: 500, message: "The server had an error while processing your request. Sorry about that!", type: "server_error" })
             : error({ status: 429, message: `Rate limit reached for ${o.model} in organization org-sim on requests per min (RPM). Please try again in 1s.`, type: "requests", code: "rate_limit_exceeded" }, { "retry-after": "1" });
+        case "scripted":
+          return error({ status: r.status, message: r.message, ...(r.status >= 500 ? { type: "server_error" } : {}) });
         case "stopping":
         case "dropped":
           return error({ status: 503, message: "The server is overloaded or not ready yet.", type: "server_error" });

@@ -210,6 +210,8 @@ export function sglangKind(live: SimLive): KindSurface {
           return r.known ? jsonAnswer({ detail: "Method Not Allowed" }, 405, JSON_HEADERS) : jsonAnswer({ detail: "Not Found" }, 404, JSON_HEADERS);
         case "injected":
           return r.status === 500 ? sglangError(500, "Simulated internal server error.") : sglangError(429, "Simulated rate limit: try again shortly.", { "retry-after": "1" });
+        case "scripted":
+          return sglangError(r.status, r.message);
         case "stopping":
           return sglangError(503, "The server is stopping.");
         case "dropped":

@@ -40,6 +40,13 @@ const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" };
 const CHUNK = 1024;
 const STATUS: Record<string, number> = { validation: 422, overloaded: 429, tool_error: 422, generation: 424, incomplete_generation: 500 };
 
+/** The error_type TGI would give a status. */
+function tgiErrorType(status: number): string {
+  if (status === 429) return "overloaded";
+  if (status === 424) return "generation";
+  return status < 500 ? "validation" : "incomplete_generation";
+}
+
 function inline(r: ReplyInfo): string {
   const c = r.composed;
   return c.reasoning === null ? (c.text ?? "") : `<think>\n${c.reasoning}\n</think>\n\n${c.text ?? ""}`;
@@ -174,6 +181,9 @@ export function tgiKind(live: SimLive): KindSurface {
           return new Response(null, { status: r.known ? 405 : 404 });
         case "injected":
           return r.status === 500 ? tgiError("generation", "Request failed during generation: Simulated internal server error.", undefined) : tgiError("overloaded", "Model is overloaded", { "retry-after": "1" });
+        case "scripted":
+          // TGI's error types each have one status; a scripted status keeps its own, with the nearest type
+          return jsonAnswer({ error: r.message, error_type: tgiErrorType(r.status) }, r.status, JSON_HEADERS);
         case "stopping":
         case "dropped":
           return tgiError("incomplete_generation", "Incomplete generation");

@@ -93,6 +93,8 @@ export type Refusal =
   | { why: "size"; max: number }
   | { why: "route"; method: string; path: string; known: boolean }
   | { why: "injected"; status: 500 | 429 }
+  /** a rule of the sim script answers this status and message */
+  | { why: "scripted"; status: number; message: string }
   | { why: "stopping" }
   | { why: "dropped" }
   | { why: "gone" };

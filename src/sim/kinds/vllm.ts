@@ -166,6 +166,8 @@ export function vllmKind(live: SimLive): KindSurface {
           return r.status === 500
             ? vllmError(500, "Simulated internal server error.")
             : vllmError(429, "Simulated rate limit: try again shortly.", null, { "retry-after": "1" });
+        case "scripted":
+          return vllmError(r.status, r.message);
         case "stopping":
           return vllmError(503, "The server is stopping.");
         case "dropped":
