@@ -1,10 +1,13 @@
 import { existsSync, renameSync, rmSync, statSync } from "node:fs";
+import { builtinWorkflows } from "../plugins/index.ts";
 import { ApiClient, ApiError, DEFAULT_SERVER } from "../src/api/client.ts";
 import { formatJob, formatJobProgress } from "../src/api/format.ts";
 import { readConfigFile, validate } from "../src/config/load.ts";
 import { JobConfigSchema } from "../src/config/run.ts";
 import { describe, UsageError } from "../src/errors.ts";
+import { loadPlugin, Registry } from "../src/plugin/registry.ts";
 import { type JobStatus, SUBMIT_SETTING_KEYS } from "../src/protocol/job.ts";
+import { isWorkflowFile, type LoadedWorkflow, loadWorkflowFile, WorkflowError } from "../src/workflow/index.ts";
 import { intFlag, parseCommand } from "./args.ts";
 import { handleSignals } from "./signals.ts";
 import { sleep } from "../src/util/wait.ts";
@@ -12,10 +15,15 @@ import { sleep } from "../src/util/wait.ts";
 export const SUBMIT_HELP = `matrixd submit: send a seed file to a cluster node as a job
 
 usage: matrixd submit --server URL --workflow NAME FILE.jsonl [--wait] [--out FILE] [--config FILE]
-                      [--token T]
+                      [--token T] [--plugin PATH ...]
 
   --server URL         any node's HTTP API (default $MATRIXD_SERVER, else ${DEFAULT_SERVER})
-  --workflow NAME      workflow to run (default: "workflow" of --config)
+  --workflow NAME      workflow to run (default: "workflow" of --config): one the nodes have, by
+                       name, or a workflow file (FILE.yaml, .yml, .json), checked here first (as
+                       matrixd check does) and sent with the job: the nodes need no restart
+                       and no plugin to run it
+  --plugin PATH        workflows a 'ts' role of the workflow file names, for the check here
+                       (the nodes must have them too); repeatable
   FILE.jsonl           seed rows, one JSON object per line; sent as it is read
   --wait               show progress until the job ends (a live line on a terminal)
   --out FILE           wait, then write the dataset (JSONL, one row per task) to FILE
@@ -26,7 +34,8 @@ usage: matrixd submit --server URL --workflow NAME FILE.jsonl [--wait] [--out FI
 
 prints the job id on stdout; progress and the summary go to stderr.
 exit codes: 0 done, 1 job cancelled or every task failed or a server/network error,
-            2 usage, config or a request the server refused (bad seeds: each bad line is named)`;
+            2 usage, config or a request the server refused (bad seeds: each bad line is named;
+            a workflow file with problems: each is listed, and nothing is sent)`;
 
 /** The job settings of a config file, as the server takes them, and the keys left out. */
 function jobSettings(path: string): { workflow?: string; settings: Record<string, unknown>; dropped: string[] } {
@@ -56,6 +65,7 @@ export async function submitMain(argv: string[]): Promise<number> {
       out: { type: "string" },
       config: { type: "string" },
       token: { type: "string" },
+      plugin: { type: "string", multiple: true },
       "progress-every": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -65,9 +75,9 @@ export async function submitMain(argv: string[]): Promise<number> {
     console.log(SUBMIT_HELP);
     return 0;
   }
-  const [file] = positionals;
-  if (positionals.length !== 1 || file === undefined) throw new UsageError("submit: give exactly one seed file (see matrixd submit --help)");
-  if (!existsSync(file) || !statSync(file).isFile()) throw new UsageError(`submit: seed file ${file} does not exist`);
+  const [seedFile] = positionals;
+  if (positionals.length !== 1 || seedFile === undefined) throw new UsageError("submit: give exactly one seed file (see matrixd submit --help)");
+  if (!existsSync(seedFile) || !statSync(seedFile).isFile()) throw new UsageError(`submit: seed file ${seedFile} does not exist`);
   const every = intFlag("progress-every", f["progress-every"]) ?? 10;
   const cfg = f.config ? jobSettings(f.config) : { settings: {}, dropped: [] };
   if (cfg.dropped.length > 0) {
@@ -76,6 +86,20 @@ export async function submitMain(argv: string[]): Promise<number> {
   const workflow = f.workflow ?? cfg.workflow;
   if (!workflow) throw new UsageError("submit: --workflow is required");
   if (cfg.settings.workflow !== undefined && cfg.settings.workflow !== workflow) delete cfg.settings.workflow;
+  let file: LoadedWorkflow | undefined;
+  if (isWorkflowFile(workflow)) {
+    const registry = new Registry(builtinWorkflows);
+    for (const p of f.plugin ?? []) for (const w of await loadPlugin(p)) registry.add(w);
+    try {
+      file = loadWorkflowFile(workflow, { workflows: (n) => (registry.names().includes(n) ? registry.get(n) : undefined) });
+    } catch (err) {
+      if (!(err instanceof WorkflowError)) throw err;
+      process.stderr.write(`matrixd submit: ${err.message}\n`);
+      return 2;
+    }
+    // The job is for the definition: a file path in the config means it.
+    delete cfg.settings.workflow;
+  } else if (workflow.includes("/")) throw new UsageError(`submit: --workflow ${workflow}: a workflow file ends in .yaml, .yml or .json`);
 
   const api = new ApiClient({
     server: f.server ?? process.env.MATRIXD_SERVER ?? DEFAULT_SERVER,
@@ -83,7 +107,8 @@ export async function submitMain(argv: string[]): Promise<number> {
   });
   try {
     // Bun sends a file body as it reads it, with its length: the server can refuse an oversized one at once.
-    const { id, total } = await api.submit(workflow, Bun.file(file), cfg.settings);
+    const seeds = Bun.file(seedFile);
+    const { id, total } = file ? await api.submitDefinition(file.definition, seeds, cfg.settings) : await api.submit(workflow, seeds, cfg.settings);
     console.log(id);
     if (!f.wait && !f.out) {
       process.stderr.write(`job ${id}: ${total.toLocaleString("en-US")} tasks submitted to ${api.server}\n`);

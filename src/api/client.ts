@@ -105,6 +105,38 @@ export class ApiClient {
     });
   }
 
+  /**
+   * Submit a job that carries its workflow: `definition` is a workflow file
+   * as JSON. The body is NDJSON whose first line is `{"definition": ...,
+   * "config": ...}` and whose other lines are the seeds, sent as the file
+   * is read (with its length, so the server can refuse an oversized one at
+   * once).
+   */
+  submitDefinition(definition: Record<string, unknown>, seeds: Blob | string, config?: Record<string, unknown>): Promise<SubmitResponse> {
+    const head = new TextEncoder().encode(`${JSON.stringify({ definition, ...(config && Object.keys(config).length > 0 ? { config } : {}) })}\n`);
+    const blob = typeof seeds === "string" ? new Blob([seeds]) : seeds;
+    const chunks = (async function* () {
+      yield head;
+      yield* blob.stream();
+    })();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        const n = await chunks.next();
+        if (n.done) ctl.close();
+        else ctl.enqueue(n.value);
+      },
+      async cancel() {
+        await chunks.return(undefined);
+      },
+    });
+    return this.#json(SubmitResponseSchema, "/v1/jobs", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-ndjson", "Content-Length": String(head.length + blob.size) },
+      body,
+      duplex: "half",
+    } as RequestInit);
+  }
+
   async jobs(): Promise<JobStatus[]> {
     return (await this.#json(JobsResponseSchema, "/v1/jobs")).jobs;
   }

@@ -89,10 +89,16 @@ export function loadJoinConfig(path: string | undefined): JoinConfig {
 /** Slots of each hosted role, or undefined when a role is not hosted. */
 export type RoleSelection = (workflow: string, role: string) => number | "auto" | undefined;
 
-/** Which roles a `roles` section hosts: the most specific entry wins; no section hosts everything. */
+/**
+ * Which roles a `roles` section hosts: the most specific entry wins; no
+ * section hosts everything. A workflow a job carries (`NAME@HASH12`) is
+ * selected by its name, whatever its definition's hash.
+ */
 export function roleSelection(roles: JoinConfig["roles"]): RoleSelection {
   if (!roles) return () => "auto";
-  return (workflow, role) => {
+  return (carried, role) => {
+    const at = carried.indexOf("@");
+    const workflow = at === -1 ? carried : carried.slice(0, at);
     const entry = roles[`${workflow}.${role}`] ?? roles[`${workflow}.*`] ?? roles["*"];
     return entry?.slots;
   };

@@ -1,11 +1,11 @@
-import { describe } from "../errors.ts";
+import { ConfigError, describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Registry } from "../plugin/registry.ts";
 import { JobStoreError, type NatsCluster } from "../store/index.ts";
 import { StreamIntake } from "./intake.ts";
 import { isLive, type JobTable } from "./jobs.ts";
-import { prepareHead, prepareJob } from "./submit.ts";
+import { type JobHead, prepareHead, prepareJob, recordSizeProblem } from "./submit.ts";
 import type { JobIntake, JobSubmission } from "./types.ts";
+import type { NodeWorkflows } from "./workflows.ts";
 
 /** Room kept in a NATS message for everything but the seeds it carries. */
 const MESSAGE_HEADROOM = 4096;
@@ -14,7 +14,7 @@ export interface JobControlOptions {
   /** this node's name: it accepts the jobs submitted here and names itself in reasons */
   node: string;
   nats: NatsCluster;
-  registry: Registry;
+  workflows: NodeWorkflows;
   /** this node's view of the job records; kept up to date with what it changes */
   table: JobTable;
   log: Logger;
@@ -33,12 +33,17 @@ export class JobControl {
   /** Open a job whose seeds are streamed in. */
   async intake(job: Omit<JobSubmission, "seeds">): Promise<JobIntake> {
     this.#refuseWhenLeaving();
-    const { nats, table } = this.o;
+    const { nats, table, node } = this.o;
+    const head = prepareHead(job, this.o.workflows.registry);
+    const maxMessageBytes = nats.link.maxPayload() - MESSAGE_HEADROOM;
+    const tooLarge = recordSizeProblem(head, node, maxMessageBytes);
+    if (tooLarge) throw new ConfigError(tooLarge);
+    this.#carry(head);
     return new StreamIntake({
-      head: prepareHead(job, this.o.registry),
+      head,
       store: nats.jobs,
-      node: this.o.node,
-      maxMessageBytes: nats.link.maxPayload() - MESSAGE_HEADROOM,
+      node,
+      maxMessageBytes,
       log: this.o.log,
       onRecord: (rec) => table.set(rec),
       onRemoved: (id) => table.forget(id),
@@ -50,8 +55,9 @@ export class JobControl {
     this.#refuseWhenLeaving();
     const { nats, table, node } = this.o;
     const { jobs } = nats;
-    const prepared = prepareJob(job, this.o.registry, node, nats.link.maxPayload() - MESSAGE_HEADROOM);
+    const prepared = prepareJob(job, this.o.workflows.registry, node, nats.link.maxPayload() - MESSAGE_HEADROOM);
     const rec = prepared.record;
+    this.#carry(prepared.head);
     // The seed consumer first: nodes start pulling as soon as they see the record.
     await jobs.openSeeds(rec.id, rec.settings.concurrency);
     await jobs.create(rec);
@@ -109,6 +115,20 @@ export class JobControl {
   results(id: string): AsyncIterable<string> {
     const { table } = this.o;
     return this.o.nats.results.rows(id, async () => isLive(await table.fetch(id)));
+  }
+
+  /**
+   * A job carrying a definition: refused when another definition already
+   * goes by its carried name (the same name and hash prefix) in the
+   * cluster's jobs; else kept compiled here, for the job's record.
+   */
+  #carry(head: JobHead): void {
+    const carried = head.carried;
+    if (!carried) return;
+    const name = head.workflow.name;
+    const other = this.o.table.all().find((r) => r.workflow === name && r.definitionHash !== carried.hash);
+    if (other) throw new ConfigError(`workflow "${name}": job "${other.id}" carries another definition with this name and hash prefix`);
+    this.o.workflows.learn(carried);
   }
 
   #refuseWhenLeaving(): void {

@@ -1,10 +1,10 @@
 import type { JobRecord, JobStore, ResultStore } from "../store/index.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Registry } from "../plugin/registry.ts";
 import { fnv1a } from "../util/hash.ts";
 import { isLive, type JobTable } from "./jobs.ts";
 import { sumSpent } from "./status.ts";
+import type { NodeWorkflows } from "./workflows.ts";
 
 const CHECK_TIMEOUT_MS = 30_000;
 const TALLY_EVERY_MS = 10_000;
@@ -22,7 +22,7 @@ export interface CoordinatorOptions {
   table: JobTable;
   store: JobStore;
   results: ResultStore;
-  registry: Registry;
+  workflows: NodeWorkflows;
   log: Logger;
   /** names of the live members (running, not draining) */
   members: () => readonly string[];
@@ -146,7 +146,7 @@ export class Coordinator {
   }
 
   #metrics(rec: JobRecord) {
-    return (this.o.registry.names().includes(rec.workflow) ? this.o.registry.get(rec.workflow).metrics : undefined) ?? [];
+    return this.o.workflows.metricsOf(rec);
   }
 
   /**

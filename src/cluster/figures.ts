@@ -1,17 +1,17 @@
 import type { NatsBusImpl } from "../bus/nats/index.ts";
 import type { Accounting } from "../engine/accounting.ts";
 import type { Engine } from "../engine/engine.ts";
-import type { Registry } from "../plugin/registry.ts";
 import type { NatsCluster, NodeCounters as NodeCountersRecord, SeedProgress } from "../store/index.ts";
 import { isLive, type JobTable } from "./jobs.ts";
 import { prometheusText } from "./metrics.ts";
 import { FigureCache, jobStatus, sumCounters, sumSpent } from "./status.ts";
 import type { JobStatus } from "./types.ts";
+import type { NodeWorkflows } from "./workflows.ts";
 
 export interface NodeFiguresOptions {
   node: string;
   nats: NatsCluster;
-  registry: Registry;
+  workflows: NodeWorkflows;
   table: JobTable;
   engine: Engine;
   bus: NatsBusImpl;
@@ -42,9 +42,7 @@ export class NodeFigures {
       : await this.#cache.get(rec.id, () =>
           Promise.all([jobs.counters(rec.id), live ? jobs.seedProgress(rec.id).catch(() => undefined) : Promise.resolve(undefined)]),
         );
-    const { registry } = this.o;
-    const wf = registry.names().includes(rec.workflow) ? registry.get(rec.workflow) : undefined;
-    return jobStatus(rec, sumCounters(counters), progress, wf?.metrics ?? [], Date.now(), rec.final ? undefined : sumSpent(counters));
+    return jobStatus(rec, sumCounters(counters), progress, this.o.workflows.metricsOf(rec), Date.now(), rec.final ? undefined : sumSpent(counters));
   }
 
   /** Every job this node knows of, with its status. */

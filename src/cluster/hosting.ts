@@ -5,6 +5,7 @@ import type { Engine } from "../engine/engine.ts";
 import type { EnvService } from "../env/types.ts";
 import { llmCapacity } from "../llm/capacity.ts";
 import type { LlmClient } from "../llm/types.ts";
+import type { AnyWorkflow } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
 import type { RoleSelection } from "./config.ts";
 
@@ -26,36 +27,59 @@ export interface RoleHostingOptions {
 }
 
 /**
- * Hosts the selected roles of every known workflow, with their slots: a
+ * Hosts the selected roles of every known workflow (the registry's at
+ * start, each carried one when its first job is seen), with their slots: a
  * number where the selection gives one; for `auto` LLM-bound roles, one
  * group of slots shared by all of them that follows what the node's LLM
  * services can run; the fallback otherwise.
  */
 export class RoleHosting {
   readonly #autoLlmRoles: string[] = [];
+  #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(private readonly o: RoleHostingOptions) {}
 
   /** Host the roles, then follow the LLM services' capacity. */
   start(): void {
-    const { select, fallback, llm } = this.o;
-    for (const wf of this.o.registry.all()) {
-      this.o.engine.hostWorkflow(wf, (role) => {
-        const slots = select(wf.name, role);
-        if (typeof slots === "number") return slots;
-        if (wf.roles[role]?.kind === "llm" && llm) {
-          this.#autoLlmRoles.push(roleKey(wf.name, role));
-          return this.#llmCapacity() ?? fallback;
-        }
-        return fallback;
-      });
-    }
-    if (this.#autoLlmRoles.length > 0) this.o.bus.shareSlots("llm", this.#llmCapacity() ?? fallback, this.#autoLlmRoles);
+    for (const wf of this.o.registry.all()) this.#host(wf);
+    this.#shareLlm();
     this.#timer = setInterval(() => this.#followLlmCapacity(), FOLLOW_LLM_MS);
   }
 
+  /**
+   * Host the roles of a workflow that was not known at start (one a job
+   * carries), with the same slots as the registry's: its `auto` LLM-bound
+   * roles join the shared group of LLM slots.
+   */
+  host(wf: AnyWorkflow): void {
+    if (this.#closed) return;
+    if (this.#host(wf)) this.#shareLlm();
+  }
+
+  /** Host a workflow's selected roles; whether any joins the LLM group. */
+  #host(wf: AnyWorkflow): boolean {
+    const { select, fallback, llm } = this.o;
+    let llmBound = false;
+    this.o.engine.hostWorkflow(wf, (role) => {
+      const slots = select(wf.name, role);
+      if (typeof slots === "number") return slots;
+      if (wf.roles[role]?.kind === "llm" && llm) {
+        this.#autoLlmRoles.push(roleKey(wf.name, role));
+        llmBound = true;
+        return this.#llmCapacity() ?? fallback;
+      }
+      return fallback;
+    });
+    return llmBound;
+  }
+
+  #shareLlm(): void {
+    if (this.#autoLlmRoles.length > 0) this.o.bus.shareSlots("llm", this.#llmCapacity() ?? this.o.fallback, this.#autoLlmRoles);
+  }
+
   stop(): void {
+    this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
   }

@@ -1,7 +1,7 @@
 import type { JobRecord, JobStore, SeedMessage } from "../store/index.ts";
 import { describe, SeedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { entryRole, type JobHead, seedMessages, seedSizeProblem } from "./submit.ts";
+import { entryRole, type JobHead, newJobRecord, seedMessages, seedSizeProblem } from "./submit.ts";
 import type { CheckedSeed, JobIntake } from "./types.ts";
 
 /** Seeds waiting to be stored at most; `add` waits past it. */
@@ -89,20 +89,7 @@ export class StreamIntake implements JobIntake {
   /** The record, the seed consumer, and the store loop, at the first seed. */
   async #open(first: CheckedSeed): Promise<void> {
     const { head, store, node } = this.#o;
-    const now = Date.now();
-    const rec: JobRecord = {
-      v: 1,
-      id: head.id,
-      workflow: head.workflow.name,
-      state: "submitting",
-      streamed: true,
-      total: 0,
-      entry: entryRole(head, first.seed),
-      settings: head.settings,
-      createdAt: now,
-      updatedAt: now,
-      acceptedBy: node,
-    };
+    const rec = newJobRecord(head, entryRole(head, first.seed), node, { streamed: true, total: 0 });
     await store.openSeeds(rec.id, rec.settings.concurrency);
     await store.create(rec);
     this.#rec = rec;

@@ -2,7 +2,7 @@ import { type JobRecord, type JobStore, jobKey } from "../store/index.ts";
 import { type JobRuntime, makeJobRuntime } from "../engine/job.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Registry } from "../plugin/registry.ts";
+import { CarriedWorkflowError, type NodeWorkflows } from "./workflows.ts";
 
 /** Whether a job's tasks may still be admitted and run. */
 export function isLive(rec: JobRecord | undefined): boolean {
@@ -22,7 +22,7 @@ export class JobTable {
 
   constructor(
     private readonly store: JobStore,
-    private readonly registry: Registry,
+    private readonly workflows: NodeWorkflows,
     private readonly log: Logger,
     /** called when a record is new or changed */
     private readonly onChange: (rec: JobRecord) => void,
@@ -90,16 +90,22 @@ export class JobTable {
     return this.#recs.get(id);
   }
 
-  /** The compiled runtime of a job (null when this node cannot run its workflow). */
+  /**
+   * The compiled runtime of a job (null when this node cannot run its
+   * workflow). A workflow the job carries is compiled and its roles hosted
+   * here first, so no task of it is admitted or taken before.
+   */
   runtime(rec: JobRecord): JobRuntime | null {
     let rt = this.#runtimes.get(rec.id);
     if (rt !== undefined) return rt;
     try {
-      const workflow = this.registry.get(rec.workflow);
+      const { workflow, hash } = this.workflows.hosted(rec);
       const s = rec.settings;
-      rt = makeJobRuntime({ id: rec.id, workflow, options: s.options, seed: s.seed, maxSteps: s.maxSteps, stepRetries: s.stepRetries });
+      rt = makeJobRuntime({ id: rec.id, workflow, options: s.options, seed: s.seed, maxSteps: s.maxSteps, stepRetries: s.stepRetries, workflowHash: hash });
     } catch (err) {
-      this.log.warn({ job: rec.id, workflow: rec.workflow, err: describe(err) }, "this node cannot run the job's workflow");
+      // A carried definition that does not compile here was logged once, for all its jobs.
+      const level = err instanceof CarriedWorkflowError ? "debug" : "warn";
+      this.log[level]({ job: rec.id, workflow: rec.workflow, err: describe(err) }, "this node cannot run the job's workflow");
       rt = null;
     }
     this.#runtimes.set(rec.id, rt);

@@ -17,6 +17,7 @@ import { RowWriter } from "./row-writer.ts";
 import { JobStarter } from "./starter.ts";
 import type { ClusterNodeOptions, RunningClusterNode } from "./node-options.ts";
 import type { JobIntake, JobStatus, JobSubmission, Member } from "./types.ts";
+import { NodeWorkflows } from "./workflows.ts";
 
 export type { ClusterNodeOptions, RunningClusterNode } from "./node-options.ts";
 
@@ -96,8 +97,11 @@ class ClusterNodeImpl implements RunningClusterNode {
       jobs: () => this.accounting.jobs(),
     };
     this.#counters = new NodeCounters(jobs, `${name}_${startedAt.toString(36)}`, log, spending);
-    this.#rows = new RowWriter({ results, counters: this.#counters, registry, log, leaving });
-    this.#table = new JobTable(jobs, registry, log, (rec) => this.#starter.sync(rec));
+    // The workflows jobs carry are compiled as their jobs are seen, and their roles hosted then.
+    const workflows = new NodeWorkflows(registry, log);
+    workflows.onHost((wf) => this.#hosting.host(wf));
+    this.#rows = new RowWriter({ results, counters: this.#counters, workflows, log, leaving });
+    this.#table = new JobTable(jobs, workflows, log, (rec) => this.#starter.sync(rec));
     const select = opts.roles ?? (() => "auto" as const);
     this.engine = new Engine({
       accounting: this.accounting,
@@ -141,13 +145,13 @@ class ClusterNodeImpl implements RunningClusterNode {
       table: this.#table,
       store: jobs,
       results,
-      registry,
+      workflows,
       log,
       members: () => this.#presence.live(),
       memberTtlMs: timings.memberTtlMs,
     });
-    this.#control = new JobControl({ node: name, nats, registry, table: this.#table, log, leaving });
-    this.#figures = new NodeFigures({ node: name, nats, registry, table: this.#table, engine: this.engine, bus: this.bus, accounting: this.accounting, draining });
+    this.#control = new JobControl({ node: name, nats, workflows, table: this.#table, log, leaving });
+    this.#figures = new NodeFigures({ node: name, nats, workflows, table: this.#table, engine: this.engine, bus: this.bus, accounting: this.accounting, draining });
   }
 
   async start(): Promise<this> {

@@ -1,15 +1,15 @@
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Registry } from "../plugin/registry.ts";
 import type { OutputRow } from "../protocol/task.ts";
 import type { ResultStore } from "../store/index.ts";
 import { retry } from "../util/retry.ts";
 import type { NodeCounters } from "./counters.ts";
+import type { NodeWorkflows } from "./workflows.ts";
 
 export interface RowWriterOptions {
   results: ResultStore;
   counters: NodeCounters;
-  registry: Registry;
+  workflows: NodeWorkflows;
   log: Logger;
   /** whether the node is leaving: then a row that cannot be stored is not tried again */
   leaving: () => boolean;
@@ -34,9 +34,8 @@ export class RowWriter {
       },
     });
     if (outcome === "stored") {
-      const { registry } = this.o;
-      const wf = registry.names().includes(row.workflow) ? registry.get(row.workflow) : undefined;
-      this.o.counters.add(stored, wf?.metrics ?? []);
+      // This node ran the task, so a workflow the job carries is compiled here.
+      this.o.counters.add(stored, this.o.workflows.find(row.workflow)?.metrics ?? []);
     }
   }
 }

@@ -8,9 +8,11 @@ import { ConfigError, SeedError } from "../errors.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
 import { encode } from "../protocol/codec.ts";
+import { type LoadedWorkflow, loadDefinition } from "../workflow/index.ts";
 import { SubmitSettingsSchema } from "../protocol/job.ts";
 import { type CheckedSeed, MAX_REPORTED_LINES, SeedCheck, seedText } from "../seeds/check.ts";
 import type { JobSubmission } from "./types.ts";
+import { registryLookup } from "./workflows.ts";
 
 /** Defaults of a job's settings: the same as `matrixd run`, so both give the same dataset. */
 export const JOB_DEFAULTS = { concurrency: 1024, trials: 1, seed: 0, stepRetries: 1 } as const;
@@ -31,6 +33,7 @@ export class SeedBatchError extends SeedError {
 
 /** A submission checked and turned into what is stored: the job record and its task messages. */
 export interface PreparedJob {
+  head: JobHead;
   record: JobRecord;
   /** one message per task (seed × trial), made on demand */
   tasks: () => Iterable<SeedMessage>;
@@ -42,6 +45,8 @@ export interface JobHead {
   id: string;
   settings: JobRecord["settings"];
   runtime: JobRuntime;
+  /** the definition the job carries, checked, when its workflow is not one of the nodes' own */
+  carried?: LoadedWorkflow;
 }
 
 /** How the errors of a job head check name what they are about. */
@@ -56,9 +61,14 @@ export interface HeadLabels {
  * Check a job's settings and its workflow's options, and fill in the
  * defaults; throws ConfigError naming what is wrong.
  */
-export function checkJobHead(workflow: AnyWorkflow, config: unknown, labels: HeadLabels = { settings: "job config" }): JobHead {
+export function checkJobHead(
+  workflow: AnyWorkflow,
+  config: unknown,
+  labels: HeadLabels = { settings: "job config" },
+  carried?: LoadedWorkflow,
+): JobHead {
   const s = validate(SubmitSettingsSchema, config ?? {}, labels.settings);
-  if (s.workflow !== undefined && s.workflow !== workflow.name) {
+  if (s.workflow !== undefined && !namesWorkflow(s.workflow, workflow, carried)) {
     throw new ConfigError(`${labels.settings}: "workflow" is "${s.workflow}" but the job is for "${workflow.name}"`);
   }
   const id = s.job ?? `job-${randomUUID().replaceAll("-", "").slice(0, 12)}`;
@@ -79,8 +89,14 @@ export function checkJobHead(workflow: AnyWorkflow, config: unknown, labels: Hea
     maxSteps: settings.maxSteps,
     stepRetries: settings.stepRetries,
     where: labels.options,
+    workflowHash: carried?.hash,
   });
-  return { workflow, id, settings, runtime };
+  return { workflow, id, settings, runtime, ...(carried ? { carried } : {}) };
+}
+
+/** Whether a name given with a job (its config's `workflow`) is its workflow's: a carried one goes by its carried name or its own. */
+function namesWorkflow(name: string, workflow: AnyWorkflow, carried: LoadedWorkflow | undefined): boolean {
+  return name === workflow.name || (carried !== undefined && name === carried.file.name);
 }
 
 /**
@@ -89,9 +105,11 @@ export function checkJobHead(workflow: AnyWorkflow, config: unknown, labels: Hea
  */
 export class CheckedHead implements Omit<JobSubmission, "seeds"> {
   readonly workflow: string;
+  readonly definition: Record<string, unknown> | undefined;
   readonly config: Record<string, unknown>;
   constructor(readonly head: JobHead) {
     this.workflow = head.workflow.name;
+    this.definition = head.carried?.definition;
     this.config = head.settings;
   }
 }
@@ -106,9 +124,56 @@ export class CheckedJob extends CheckedHead implements JobSubmission {
   }
 }
 
-/** The head of a submission: as it was checked, or checked now (ConfigError naming what is wrong). */
+/**
+ * The head of a submission: as it was checked, or checked now: the
+ * definition it carries (WorkflowError listing every problem; its `ts`
+ * roles name workflows of `registry`), or the registry's workflow it
+ * names; then its settings (ConfigError naming what is wrong).
+ */
 export function prepareHead(sub: Omit<JobSubmission, "seeds">, registry: Registry): JobHead {
-  return sub instanceof CheckedHead ? sub.head : checkJobHead(registry.get(sub.workflow), sub.config);
+  if (sub instanceof CheckedHead) return sub.head;
+  if (sub.definition !== undefined) {
+    const carried = loadDefinition(sub.definition, { workflows: registryLookup(registry) });
+    if (sub.workflow !== undefined && !namesWorkflow(sub.workflow, carried.workflow, carried)) {
+      throw new ConfigError(`the job names workflow "${sub.workflow}" but its definition is "${carried.workflow.name}"`);
+    }
+    return checkJobHead(carried.workflow, sub.config, undefined, carried);
+  }
+  if (sub.workflow === undefined) throw new ConfigError("a job needs a workflow: the name of one of the nodes' own, or a definition");
+  return checkJobHead(registry.get(sub.workflow), sub.config);
+}
+
+/** The record of a job as it is first stored, its definition with it when it carries one. */
+export function newJobRecord(head: JobHead, entry: string, node: string, extra: Partial<JobRecord> = {}): JobRecord {
+  const now = Date.now();
+  return {
+    v: 1,
+    id: head.id,
+    workflow: head.workflow.name,
+    state: "submitting",
+    total: 0,
+    entry,
+    settings: head.settings,
+    createdAt: now,
+    updatedAt: now,
+    acceptedBy: node,
+    ...(head.carried ? { definition: head.carried.definition, definitionHash: head.carried.hash } : {}),
+    ...extra,
+  };
+}
+
+/**
+ * A job record too large for one NATS message (a large definition, or
+ * large options), or undefined. Checked before anything of the job is
+ * stored; `entry` is the longest role name when the real one is not known
+ * yet, so the record as stored is never larger.
+ */
+export function recordSizeProblem(head: JobHead, node: string, maxMessageBytes: number): string | undefined {
+  const longest = Object.keys(head.workflow.roles).reduce((a, b) => (b.length > a.length ? b : a), "");
+  const bytes = encode(newJobRecord(head, longest, node, { total: Number.MAX_SAFE_INTEGER })).length;
+  if (bytes <= maxMessageBytes) return undefined;
+  const def = head.carried ? ` (its workflow definition ${encode(head.carried.definition).length} bytes)` : "";
+  return `the job's record is ${bytes} bytes${def}, more than the ${maxMessageBytes} one NATS message may have here (the server's max_payload)`;
 }
 
 /** Throw the SeedBatchError naming a check's bad lines, or the one for an empty job. */
@@ -174,24 +239,15 @@ export function prepareJob(sub: JobSubmission, registry: Registry, node: string,
   }
   const job = checkJob(sub, registry, fits);
   const { head, seeds: good } = job;
-  const { workflow, id, settings } = head;
+  const { id, settings } = head;
 
+  const tooLarge = recordSizeProblem(head, node, maxMessageBytes);
+  if (tooLarge) throw new ConfigError(tooLarge);
   const entry = entryRole(head, (good[0] as CheckedSeed).seed);
-  const now = Date.now();
-  const record: JobRecord = {
-    v: 1,
-    id,
-    workflow: workflow.name,
-    state: "submitting",
-    total: good.length * settings.trials,
-    entry,
-    settings,
-    createdAt: now,
-    updatedAt: now,
-    acceptedBy: node,
-  };
+  const record = newJobRecord(head, entry, node, { total: good.length * settings.trials });
   const trials = settings.trials;
   return {
+    head,
     record,
     *tasks() {
       for (const g of good) yield* seedMessages(id, trials, g);

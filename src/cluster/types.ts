@@ -7,7 +7,17 @@ export type { Member } from "../protocol/member.ts";
 
 /** The settings a submitted job carries (validated once, at submit). */
 export interface JobSubmission {
-  workflow: string;
+  /**
+   * The workflow: one of the nodes' own, by name; with `definition`, it may
+   * be left out (or be the definition's name, or its carried name)
+   */
+  workflow?: string;
+  /**
+   * A workflow definition (a workflow file, as JSON) the job carries, for a
+   * workflow the nodes do not have: checked whole at submit, then compiled
+   * and hosted by every node that sees the job, with no restart
+   */
+  definition?: Record<string, unknown>;
   /** raw seed lines or parsed seed objects, in order */
   seeds: readonly unknown[];
   /** job settings: options (the workflow's config), trials, seed, maxSteps, concurrency */

@@ -46,6 +46,20 @@ export const JobRecordSchema = z.object({
   streamed: z.boolean().optional(),
   /** set once the cluster's spending reached the job's budget: no new task is admitted */
   budgetReached: z.string().optional(),
+  /**
+   * The workflow definition the job carries (a workflow file, as JSON), for
+   * a job whose workflow is not one of the nodes' own: every node compiles
+   * it (once per hash) and hosts its roles. `workflow` is then its carried
+   * name, `NAME@` and the first 12 hex digits of `definitionHash`. At most
+   * MAX_WORKFLOW_BYTES (256 KiB) of JSON; the whole record, definition
+   * included, must fit in one NATS message (max_payload, 1 MiB by default).
+   */
+  definition: z.record(z.string(), z.unknown()).optional(),
+  /** sha256 (hex) of the definition's canonical JSON; a node runs the definition only when its own hash agrees */
+  definitionHash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, "must be 64 hex digits")
+    .optional(),
 });
 export type JobRecord = z.infer<typeof JobRecordSchema>;
 export type JobRecordState = JobRecord["state"];

@@ -128,12 +128,16 @@ export class MemoryNode implements ClusterNode {
   readonly #jobs = new Map<string, MemoryJob>();
   readonly #llm: LlmClient | undefined;
   readonly #startedAt = Date.now();
+  readonly #slots: number;
+  /** workflows jobs carried, hosted at their first job */
+  readonly #carried = new Set<string>();
   #closed = false;
 
   constructor(opts: MemoryNodeOptions = {}) {
     this.name = opts.name ?? "mem-1";
     this.registry = opts.registry ?? new Registry(builtinWorkflows);
     this.#llm = opts.llm;
+    this.#slots = opts.slots ?? 64;
     this.#engine = new Engine({
       bus: this.#bus,
       node: this.name,
@@ -150,7 +154,7 @@ export class MemoryNode implements ClusterNode {
         job.admission.release();
       },
     });
-    for (const w of this.registry.all()) this.#engine.hostWorkflow(w, () => opts.slots ?? 64);
+    for (const w of this.registry.all()) this.#engine.hostWorkflow(w, () => this.#slots);
   }
 
   /** Streamed seeds are gathered, then submitted whole (this node keeps its jobs in memory anyway). */
@@ -169,6 +173,10 @@ export class MemoryNode implements ClusterNode {
     const { head, seeds } = checkJob(sub, this.registry);
     const id = head.id;
     if (this.#jobs.has(id)) throw new ConfigError(`job "${id}" exists already`);
+    if (head.carried && !this.#carried.has(head.workflow.name)) {
+      this.#carried.add(head.workflow.name);
+      this.#engine.hostWorkflow(head.workflow, () => this.#slots);
+    }
     const trials = head.settings.trials;
     const job = new MemoryJob(head.runtime, seeds.length * trials, this.name, head.settings.concurrency);
     this.#jobs.set(id, job);

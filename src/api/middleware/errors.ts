@@ -4,6 +4,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { isNatsUnavailable, JobStoreError } from "../../store/index.ts";
 import { ConfigError, CodecError, describe, SeedError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
+import { WorkflowError } from "../../workflow/index.ts";
 import { HttpError } from "../http-error.ts";
 import type { ErrorBody } from "../responses.ts";
 
@@ -14,7 +15,8 @@ export interface ErrorHandlerOptions {
 /**
  * The one place errors become responses: HttpError keeps its status and
  * message; the project's input errors (bad seed, config or message) are the
- * client's fault and answer 400; a job that exists already or changed
+ * client's fault and answer 400 (a workflow definition's problems each in
+ * `details`); a job that exists already or changed
  * under the request answers 409; NATS that cannot answer now answers 503
  * (try again); hono's own exceptions keep their status; anything else is a
  * 500 naming the error, and is logged.
@@ -26,6 +28,10 @@ export function errorHandler(opts: ErrorHandlerOptions = {}): ErrorHandler {
       if (err.details) body.details = err.details;
       if (err.status >= 500) opts.log?.error({ err, method: c.req.method, path: c.req.path }, "request failed");
       return c.json(body, err.status, err.headers);
+    }
+    if (err instanceof WorkflowError) {
+      // A workflow definition that fails its checks: every problem, one per detail.
+      return c.json({ error: err.message, details: err.problems } satisfies ErrorBody, 400);
     }
     if (err instanceof SeedError || err instanceof ConfigError || err instanceof CodecError) {
       return c.json({ error: err.message } satisfies ErrorBody, 400);
