@@ -1,9 +1,7 @@
 import { z } from "zod";
 import { describe, LlmError } from "../../src/errors.ts";
-import { chatJson, StructuredReplyError, sumUsage } from "../../src/llm/structured.ts";
-import type { ChatResult, LlmClient } from "../../src/llm/types.ts";
-import { defineWorkflow, llmRole, type AgentContext, type Role, type TurnInput } from "../../src/plugin/api.ts";
-import type { Usage } from "../../src/protocol/task.ts";
+import { type AnsweredCalls, chatJson, recordingClient, StructuredReplyError } from "../../src/llm/structured.ts";
+import { defineWorkflow, llmRole, type Role, type TurnInput } from "../../src/plugin/api.ts";
 import { fnv1a } from "../../src/util/hash.ts";
 import { type DocSeed, DocSeedSchema, drop, type ExtractVars, extractMetrics, extractOutput, nextStage, pass } from "./flow.ts";
 import { guessLanguage, isEnglishTag } from "./lang.ts";
@@ -41,7 +39,6 @@ export const ReasoningExtractConfigSchema = z.strictObject({
   temperature: z.number().min(0).max(2).default(0.3),
 });
 export type ReasoningExtractConfig = z.infer<typeof ReasoningExtractConfigSchema>;
-type Ctx = AgentContext<ReasoningExtractConfig>;
 type StageRole = Role<DocSeed, ExtractVars, ReasoningExtractConfig>;
 
 /** A per-request seed, so the same document at the same stage gets the same sampled reply. */
@@ -88,41 +85,7 @@ const filter: StageRole = llmRole({
   },
 });
 
-/** The calls of one structured step that were answered: their tokens, how many, the last reply. */
-interface Answered {
-  usage: Usage;
-  tries: number;
-  last: ChatResult;
-}
-
-/**
- * The task's LLM as `chatJson` wants it, remembering whether a call itself
- * failed: that is an LLM outage (the task fails), while replies that never
- * fit the schema are the document's fault (it is dropped). It also keeps
- * what the calls before an outage answered, so their tokens still reach the
- * row.
- */
-function structuredClient(ctx: Ctx): { client: LlmClient; callError: () => unknown; answered: () => Answered | undefined } {
-  let callError: unknown;
-  let answered: Answered | undefined;
-  const client: LlmClient = {
-    chat: async (req) => {
-      let res: ChatResult;
-      try {
-        res = await ctx.llm.chat(req);
-      } catch (err) {
-        callError = err;
-        throw err;
-      }
-      const usage = answered ? sumUsage(answered.usage, res.usage) : res.usage;
-      answered = { usage, tries: (answered?.tries ?? 0) + 1, last: res };
-      return res;
-    },
-    endpoints: () => [],
-    close: async () => {},
-  };
-  return { client, callError: () => callError, answered: () => answered };
-}
+type Answered = AnsweredCalls;
 
 /**
  * The one turn of the score stage: the last reply, carrying the tokens and
@@ -138,7 +101,7 @@ const score: StageRole = {
   model: (c) => c.scoreModel,
   async run(state, ctx) {
     const seed = state.seed;
-    const { client, callError, answered } = structuredClient(ctx);
+    const { client, callError, answered } = recordingClient(ctx.llm);
     const req = {
       model: ctx.config.scoreModel,
       messages: stageMessages(SCORE_SYSTEM, excerpt(seed.text, ctx.config.maxDocChars)),

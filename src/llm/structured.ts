@@ -124,3 +124,41 @@ export function sumUsage(a: Usage, b: Usage): Usage {
   if (a.reasoning !== undefined || b.reasoning !== undefined) out.reasoning = (a.reasoning ?? 0) + (b.reasoning ?? 0);
   return out;
 }
+
+/** The calls of one structured step that were answered: their tokens, how many, the last reply. */
+export interface AnsweredCalls {
+  usage: Usage;
+  tries: number;
+  last: ChatResult;
+}
+
+/**
+ * A task's LLM (anything with `chat`) as `chatJson` wants it, remembering
+ * whether a call itself failed, which is an LLM outage, as opposed to
+ * replies that never fit the schema; and what the calls before an outage
+ * answered, so their tokens still reach the row.
+ */
+export function recordingClient(llm: { chat(req: ChatRequest): Promise<ChatResult> }): {
+  client: LlmClient;
+  callError: () => unknown;
+  answered: () => AnsweredCalls | undefined;
+} {
+  let callError: unknown;
+  let answered: AnsweredCalls | undefined;
+  const client: LlmClient = {
+    chat: async (req) => {
+      let res: ChatResult;
+      try {
+        res = await llm.chat(req);
+      } catch (err) {
+        callError = err;
+        throw err;
+      }
+      answered = { usage: answered ? sumUsage(answered.usage, res.usage) : res.usage, tries: (answered?.tries ?? 0) + 1, last: res };
+      return res;
+    },
+    endpoints: () => [],
+    close: async () => {},
+  };
+  return { client, callError: () => callError, answered: () => answered };
+}

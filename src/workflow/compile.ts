@@ -1,8 +1,8 @@
 import { z } from "zod";
 import { describe, LlmError } from "../errors.ts";
 import type { Env, EnvService, EnvSpec } from "../env/types.ts";
-import { chatJson, StructuredReplyError, sumUsage } from "../llm/structured.ts";
-import type { ChatMessage, ChatRequest, ChatResult, LlmClient, ToolSpec } from "../llm/types.ts";
+import { chatJson, recordingClient, StructuredReplyError, sumUsage } from "../llm/structured.ts";
+import type { ChatMessage, ChatRequest, LlmClient, ToolSpec } from "../llm/types.ts";
 import type { AgentContext, AnyWorkflow, Metric, Role, StepResult, TurnInput } from "../plugin/api.ts";
 import type { TaskState, Turn, Usage } from "../protocol/task.ts";
 import { formatIssues } from "../util/issues.ts";
@@ -256,27 +256,6 @@ function escapeRegex(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
 
-/** The task's LLM as structured calls want it, keeping what was answered before an outage (its tokens reach the row). */
-function answeringClient(ctx: AgentContext) {
-  let callError: unknown;
-  let answered: { usage: Usage; tries: number; last: ChatResult } | undefined;
-  const client: LlmClient = {
-    chat: async (req) => {
-      let res: ChatResult;
-      try {
-        res = await ctx.llm.chat(req);
-      } catch (err) {
-        callError = err;
-        throw err;
-      }
-      answered = { usage: answered ? sumUsage(answered.usage, res.usage) : res.usage, tries: (answered?.tries ?? 0) + 1, last: res };
-      return res;
-    },
-    endpoints: () => [],
-    close: async () => {},
-  };
-  return { client, callError: () => callError, answered: () => answered };
-}
 
 function compileLlmRole(c: Compiler, name: string, spec: LlmRoleSpec, tools: Record<string, ToolDef>): Role {
   const path = ["roles", name];
@@ -364,7 +343,7 @@ function compileLlmRole(c: Compiler, name: string, spec: LlmRoleSpec, tools: Rec
       let replyScope: Record<string, unknown>;
       if (json || check) {
         const into = (reply as { into: string }).into;
-        const { client, callError, answered } = answeringClient(ctx);
+        const { client, callError, answered } = recordingClient(ctx.llm);
         const tries = retries?.(scope);
         try {
           const got = json ? await chatJson(client, req, json, { retries: tries }) : await chatChecked(client, req, check as Check, tries ?? 2, what);
