@@ -126,7 +126,7 @@ function stepOf(wf: AnyWorkflow, role: string, config: unknown, state: TaskState
  */
 export async function measureStepCosts(root: string, budgetMs: number, docText: string): Promise<StepCost[]> {
   const registry = new Registry(builtinWorkflows);
-  const workflows = (n: string) => (registry.names().includes(n) ? registry.get(n) : undefined);
+  const workflows = (n: string) => registry.find(n);
   const out: StepCost[] = [];
   const pair = (name: string) => {
     const ts = registry.get(name);

@@ -30,7 +30,7 @@ export async function checkMain(argv: string[]): Promise<number> {
   const registry = new Registry(builtinWorkflows);
   for (const p of f.plugin ?? []) for (const w of await loadPlugin(p)) registry.add(w);
   try {
-    const loaded = loadWorkflowFile(positionals[0] as string, { workflows: (n) => (registry.names().includes(n) ? registry.get(n) : undefined) });
+    const loaded = loadWorkflowFile(positionals[0] as string, { workflows: (n) => registry.find(n) });
     console.log(f.dot ? graphDot(loaded.file) : `${graphText(loaded.file)}\nhash ${loaded.hash}`);
     return 0;
   } catch (err) {

@@ -91,7 +91,7 @@ export async function submitMain(argv: string[]): Promise<number> {
     const registry = new Registry(builtinWorkflows);
     for (const p of f.plugin ?? []) for (const w of await loadPlugin(p)) registry.add(w);
     try {
-      file = loadWorkflowFile(workflow, { workflows: (n) => (registry.names().includes(n) ? registry.get(n) : undefined) });
+      file = loadWorkflowFile(workflow, { workflows: (n) => registry.find(n) });
     } catch (err) {
       if (!(err instanceof WorkflowError)) throw err;
       process.stderr.write(`matrixd submit: ${err.message}\n`);

@@ -69,10 +69,9 @@ function workflowOf(registry: Registry, name: string | undefined): AnyWorkflow {
       `the workflow is required ("workflow" or "definition" in a JSON body; ?workflow=NAME with an NDJSON body, or without it ${NDJSON_HEAD})`,
     );
   }
-  if (!registry.names().includes(name)) {
-    throw new HttpError(400, `unknown workflow "${name}" (known: ${registry.names().join(", ")})`);
-  }
-  return registry.get(name);
+  const workflow = registry.find(name);
+  if (!workflow) throw new HttpError(400, `unknown workflow "${name}" (known: ${registry.names().join(", ")})`);
+  return workflow;
 }
 
 /**

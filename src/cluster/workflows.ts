@@ -1,10 +1,9 @@
 import { ConfigError, describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { numeric } from "../engine/metrics.ts";
 import type { AnyWorkflow, Metric } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
 import { isRecord } from "../util/record.ts";
-import { carriedName, type LoadedWorkflow, loadDefinition } from "../workflow/index.ts";
+import { carriedName, fileMetrics, type LoadedWorkflow, loadDefinition } from "../workflow/index.ts";
 
 /** What of a job record says which workflow it runs. */
 export interface WorkflowRef {
@@ -26,7 +25,7 @@ export class CarriedWorkflowError extends ConfigError {
 
 /** The registry's workflow of that name, or undefined (what a `ts` role of a definition may name). */
 export function registryLookup(registry: Registry): (name: string) => AnyWorkflow | undefined {
-  return (name) => (registry.names().includes(name) ? registry.get(name) : undefined);
+  return (name) => registry.find(name);
 }
 
 /**
@@ -146,6 +145,6 @@ export class NodeWorkflows {
     if (wf) return wf.metrics ?? [];
     const named = rec.definition?.metrics;
     if (!isRecord(named)) return [];
-    return Object.keys(named).map((name) => ({ name, of: (m, status) => (status === "ok" ? numeric(m, name) : undefined) }));
+    return fileMetrics(Object.keys(named));
   }
 }

@@ -99,6 +99,11 @@ export class Registry {
     return w;
   }
 
+  /** The workflow of that name, or undefined. */
+  find(name: string): AnyWorkflow | undefined {
+    return this.#byName.get(name);
+  }
+
   names(): string[] {
     return [...this.#byName.keys()].sort();
   }

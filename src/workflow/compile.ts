@@ -5,6 +5,7 @@ import { chatJson, recordingClient, StructuredReplyError, sumUsage } from "../ll
 import type { ChatMessage, ChatRequest, LlmClient, ToolSpec } from "../llm/types.ts";
 import type { AgentContext, AnyWorkflow, Metric, Role, StepResult, TurnInput } from "../plugin/api.ts";
 import type { TaskState, Turn, Usage } from "../protocol/task.ts";
+import { numeric } from "../engine/metrics.ts";
 import { formatIssues } from "../util/issues.ts";
 import { isRecord } from "../util/record.ts";
 import { describeValue, Expr, ExprError, toCel } from "./expr.ts";
@@ -515,6 +516,14 @@ function compileTsRole(c: Compiler, name: string, spec: TsRoleSpec): Role | unde
   };
 }
 
+/**
+ * The dataset figures of a workflow file: for each of its `metrics:` names,
+ * the mean over ok rows of that metric (a number, or a boolean as 1 and 0).
+ */
+export function fileMetrics(names: readonly string[]): Metric[] {
+  return names.map((name) => ({ name, of: (m, status) => (status === "ok" ? numeric(m, name) : undefined) }));
+}
+
 /** The result of compiling: the workflow, or the problems that keep it from running. */
 export type Compiled = { workflow: AnyWorkflow; problems: [] } | { workflow?: undefined; problems: Problem[] };
 
@@ -559,14 +568,7 @@ export function compileWorkflow(def: WorkflowFile, opts: CompileOptions = {}): C
   const startVars = def.vars;
   const hasEnv = Object.values(def.roles).some((r) => r.kind === "tool");
 
-  const metrics: Metric[] = metricExprs.map(([k]) => ({
-    name: k,
-    of: (m, status) => {
-      if (status !== "ok") return undefined;
-      const v = m[k];
-      return typeof v === "boolean" ? (v ? 1 : 0) : typeof v === "number" ? v : undefined;
-    },
-  }));
+  const metrics = fileMetrics(metricExprs.map(([k]) => k));
 
   const evalAll = (entries: readonly (readonly [string, Expr])[], scope: Scope, failed: boolean, what: string): Record<string, unknown> => {
     const out: Record<string, unknown> = {};
