@@ -62,6 +62,7 @@ export function jobStatus(
     ...(spent && rec.settings.budget ? { spent } : {}),
     ...(rec.budgetReached !== undefined ? { budgetReached: rec.budgetReached } : {}),
     metrics: metricMeans(t, defs),
+    ...(t.timeline ? { timeline: t.timeline } : {}),
   };
 }
 

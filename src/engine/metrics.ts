@@ -1,11 +1,14 @@
 import type { Metric } from "../plugin/api.ts";
 import type { JobTally } from "../protocol/job.ts";
+import { addToTimeline, sumTimelines } from "./timeline.ts";
 
 /** A row as a tally counts it. */
 export interface TalliedRow {
   status: "ok" | "failed";
   usage?: { prompt: number; completion: number };
   metrics?: Readonly<Record<string, unknown>>;
+  /** when the row was stored (epoch ms): it goes into the tally's timeline */
+  timings?: { finished: number };
 }
 
 /** An empty tally. */
@@ -19,6 +22,9 @@ export function addRow(t: JobTally, row: TalliedRow, defs: readonly Metric[]): v
   else t.failed++;
   t.promptTokens += row.usage?.prompt ?? 0;
   t.completionTokens += row.usage?.completion ?? 0;
+  if (row.timings) {
+    t.timeline = addToTimeline(t.timeline, row.timings.finished, row.status === "ok", (row.usage?.prompt ?? 0) + (row.usage?.completion ?? 0));
+  }
   for (const m of defs) {
     const v = m.of(row.metrics ?? {}, row.status);
     if (v === undefined || !Number.isFinite(v)) continue;
@@ -35,6 +41,8 @@ export function addTally(t: JobTally, other: JobTally): void {
   t.failed += other.failed;
   t.promptTokens += other.promptTokens;
   t.completionTokens += other.completionTokens;
+  const timeline = sumTimelines(t.timeline, other.timeline);
+  if (timeline) t.timeline = timeline;
   for (const [name, [sum, n]] of Object.entries(other.sums)) {
     const s = t.sums[name] ?? [0, 0];
     s[0] += sum;

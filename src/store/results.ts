@@ -120,7 +120,8 @@ export class ResultStore {
 
   /**
    * Exact figures of a job from its stored rows (their headers only): how
-   * many rows, ok and failed, tokens and the workflow's metric sums.
+   * many rows, ok and failed, tokens, the workflow's metric sums, and the
+   * rows over time by when each was stored.
    */
   async tally(job: string, defs: readonly Metric[]): Promise<{ rows: number; tally: JobTally }> {
     const t = emptyTally();
@@ -134,7 +135,8 @@ export class ResultStore {
       const [p, c] = (m.headers?.get(H_USAGE) ?? "0,0").split(",").map((x) => Number(x) || 0);
       const mh = m.headers?.get(H_METRICS);
       const metrics = mh ? headerMetrics(mh) : undefined;
-      addRow(t, { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, ...(metrics ? { metrics } : {}) }, defs);
+      const timings = { finished: Math.floor(m.info.timestampNanos / 1e6) };
+      addRow(t, { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, timings, ...(metrics ? { metrics } : {}) }, defs);
       rows++;
     }
     return { rows, tally: t };
