@@ -237,6 +237,14 @@ export class MemoryNode implements ClusterNode {
     }
   }
 
+  async tail(id: string, n: number): Promise<string[]> {
+    return n < 1 ? [] : (this.#jobs.get(id)?.rows.slice(-n) ?? []);
+  }
+
+  async task(job: string, id: string): Promise<string | undefined> {
+    return this.#jobs.get(job)?.rows.find((r) => (JSON.parse(r) as { id: string }).id === id);
+  }
+
   async members(): Promise<Member[]> {
     return [
       {
