@@ -8,6 +8,7 @@ import { formatProgress } from "../src/engine/progress.ts";
 import { type RunProgress, type RunSummary, runJob } from "../src/engine/run.ts";
 import { type LlmError, UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
+import { checkEnvDriver, checkLlmGiven, checkNodeLlm, checkOutPath, preflight, workflowNeeds } from "../src/preflight/index.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
 import { resolveWorkflow } from "../src/workflow/index.ts";
@@ -84,8 +85,20 @@ export async function runMain(argv: string[]): Promise<number> {
     source: f.seeds,
   });
 
+  const out = f.out;
+  const needs = workflowNeeds(workflow, job.config);
+  await preflight("run", [
+    () => checkEnvDriver({ flag: f.env, config: cfg.env }, needs),
+    () => checkLlmGiven(needs, { flags: f.llm, section: cfg.llm !== undefined, supervise: cfg.supervise.length + (f.supervise?.length ?? 0) }),
+    () => checkOutPath(out),
+  ]);
+
   const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "warn", stream: "stderr" });
   const svc = await openNodeServices(f, cfg, log);
+  await preflight("run", [() => checkNodeLlm(svc.llm, cfg.llm, needs.models)]).catch(async (err) => {
+    await svc.close();
+    throw err;
+  });
   const total = (await countLines(f.seeds)) * trials;
 
   const abort = new AbortController();

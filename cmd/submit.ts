@@ -6,6 +6,7 @@ import { readConfigFile, validate } from "../src/config/load.ts";
 import { JobConfigSchema } from "../src/config/run.ts";
 import { describe, UsageError } from "../src/errors.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
+import { checkServer, preflight } from "../src/preflight/index.ts";
 import { type JobStatus, SUBMIT_SETTING_KEYS } from "../src/protocol/job.ts";
 import { isWorkflowFile, type LoadedWorkflow, loadWorkflowFile, WorkflowError } from "../src/workflow/index.ts";
 import { intFlag, parseCommand } from "./args.ts";
@@ -105,6 +106,8 @@ export async function submitMain(argv: string[]): Promise<number> {
     server: f.server ?? process.env.MATRIXD_SERVER ?? DEFAULT_SERVER,
     token: f.token ?? process.env.MATRIXD_TOKEN,
   });
+  // a file workflow was checked above; a named one must be hosted somewhere
+  await preflight("submit", [() => checkServer(api, file ? undefined : workflow)]);
   try {
     // Bun sends a file body as it reads it, with its length: the server can refuse an oversized one at once.
     const seeds = Bun.file(seedFile);
