@@ -106,3 +106,26 @@ export function topFailures(t: FailureTally | undefined, max = TOP_REASONS): Fai
     .sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason))
     .slice(0, max);
 }
+
+function n(x: number): string {
+  return x.toLocaleString("en-US");
+}
+
+/**
+ * The failure lines of a summary: `allFailed`, when every row failed, one
+ * line saying so with the main reason (to print first); `reasons`, the most
+ * common reasons with their counts and one example task each (at most `max`).
+ */
+export function failureSummary(failures: readonly Failure[] | undefined, ok: number, failed: number, max = 5): { allFailed?: string; reasons: string[] } {
+  const list = failures ?? [];
+  const top = list[0];
+  const allFailed = ok === 0 && failed > 0 ? `every task failed (${n(failed)} of ${n(failed)})${top ? `: ${top.reason} (${n(top.count)})` : ""}` : undefined;
+  if (failed === 0 || list.length === 0) return { ...(allFailed ? { allFailed } : {}), reasons: [] };
+  const shown = list.slice(0, max);
+  const width = Math.max(...shown.map((f) => n(f.count).length));
+  const reasons = [
+    `  failures by reason${list.length > max ? ` (the ${max} most common)` : ""}:`,
+    ...shown.map((f) => `    ${n(f.count).padStart(width)}  ${f.reason}  (e.g. task ${f.task})`),
+  ];
+  return { ...(allFailed ? { allFailed } : {}), reasons };
+}
