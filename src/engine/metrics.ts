@@ -1,9 +1,13 @@
 import type { Metric } from "../plugin/api.ts";
 import type { JobTally } from "../protocol/job.ts";
+import { addFailedTask, mergeFailures } from "./failures.ts";
 
 /** A row as a tally counts it. */
 export interface TalliedRow {
   status: "ok" | "failed";
+  /** the task's id and, for a failed row, its error: counted by reason */
+  id?: string;
+  error?: string;
   usage?: { prompt: number; completion: number };
   metrics?: Readonly<Record<string, unknown>>;
 }
@@ -16,7 +20,10 @@ export function emptyTally(): JobTally {
 /** Add one row to a tally: its status, its tokens, and each of the workflow's metrics it has. */
 export function addRow(t: JobTally, row: TalliedRow, defs: readonly Metric[]): void {
   if (row.status === "ok") t.ok++;
-  else t.failed++;
+  else {
+    t.failed++;
+    addFailedTask((t.failures ??= {}), row.id ?? "?", row.error);
+  }
   t.promptTokens += row.usage?.prompt ?? 0;
   t.completionTokens += row.usage?.completion ?? 0;
   for (const m of defs) {
@@ -35,6 +42,7 @@ export function addTally(t: JobTally, other: JobTally): void {
   t.failed += other.failed;
   t.promptTokens += other.promptTokens;
   t.completionTokens += other.completionTokens;
+  if (other.failures) mergeFailures((t.failures ??= {}), other.failures);
   for (const [name, [sum, n]] of Object.entries(other.sums)) {
     const s = t.sums[name] ?? [0, 0];
     s[0] += sum;
