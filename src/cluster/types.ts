@@ -59,8 +59,8 @@ export interface ClusterNode {
   /** a task's row as JSON text, or undefined while the task has none */
   task(job: string, id: string): Promise<string | undefined>;
   members(): Promise<Member[]>;
-  /** Prometheus text of this node's own counters */
-  metrics(): string;
+  /** Prometheus text of this node's own figures */
+  metrics(): Promise<string>;
   /** stop taking work, hand back tasks in flight, leave the cluster */
   close(): Promise<void>;
 }

@@ -1,10 +1,14 @@
 import type { Metric } from "../plugin/api.ts";
 import type { JobTally } from "../protocol/job.ts";
+import { addFailedTask, mergeFailures } from "./failures.ts";
 import { addToTimeline, sumTimelines } from "./timeline.ts";
 
 /** A row as a tally counts it. */
 export interface TalliedRow {
   status: "ok" | "failed";
+  /** the task's id and, for a failed row, its error: counted by reason */
+  id?: string;
+  error?: string;
   usage?: { prompt: number; completion: number };
   metrics?: Readonly<Record<string, unknown>>;
   /** when the row was stored (epoch ms): it goes into the tally's timeline */
@@ -19,7 +23,10 @@ export function emptyTally(): JobTally {
 /** Add one row to a tally: its status, its tokens, and each of the workflow's metrics it has. */
 export function addRow(t: JobTally, row: TalliedRow, defs: readonly Metric[]): void {
   if (row.status === "ok") t.ok++;
-  else t.failed++;
+  else {
+    t.failed++;
+    addFailedTask((t.failures ??= {}), row.id ?? "?", row.error);
+  }
   t.promptTokens += row.usage?.prompt ?? 0;
   t.completionTokens += row.usage?.completion ?? 0;
   if (row.timings) {
@@ -41,6 +48,7 @@ export function addTally(t: JobTally, other: JobTally): void {
   t.failed += other.failed;
   t.promptTokens += other.promptTokens;
   t.completionTokens += other.completionTokens;
+  if (other.failures) mergeFailures((t.failures ??= {}), other.failures);
   const timeline = sumTimelines(t.timeline, other.timeline);
   if (timeline) t.timeline = timeline;
   for (const [name, [sum, n]] of Object.entries(other.sums)) {

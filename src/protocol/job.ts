@@ -78,6 +78,19 @@ export type Timeline = z.infer<typeof TimelineSchema>;
 export const JobStateSchema = z.enum(["running", "done", "cancelled"]);
 export type JobState = z.infer<typeof JobStateSchema>;
 
+/** One reason rows failed for: how many, and one of those tasks with its whole error. */
+export const FailureSchema = z.object({
+  reason: z.string(),
+  count: z.number().int().positive(),
+  task: z.string(),
+  error: z.string(),
+});
+export type Failure = z.infer<typeof FailureSchema>;
+
+/** Failed rows by reason (at most about 20 reasons, the rest under "other reasons"), each with an example. */
+export const FailureTallySchema = z.record(z.string(), FailureSchema.omit({ reason: true }));
+export type FailureTally = z.infer<typeof FailureTallySchema>;
+
 /** A job as any node reports it. */
 export const JobStatusSchema = z.object({
   id: z.string(),
@@ -107,6 +120,8 @@ export const JobStatusSchema = z.object({
   budgetReached: z.string().optional(),
   /** the workflow's quality metrics over the rows so far */
   metrics: z.record(z.string(), z.number().nullable()).optional(),
+  /** the most common reasons of failed rows, most first (at most 10), each with an example task and its error */
+  failures: z.array(FailureSchema).optional(),
   /** the rows over time (in the status of one job, not in the list of jobs) */
   timeline: TimelineSchema.optional(),
 });
@@ -120,6 +135,8 @@ export const JobTallySchema = z.object({
   completionTokens: z.number().int().nonnegative(),
   /** per workflow metric: [sum, rows counted] */
   sums: z.record(z.string(), z.tuple([z.number(), z.number().int().nonnegative()])),
+  /** failed rows by reason (src/engine/failures.ts) */
+  failures: FailureTallySchema.optional(),
   /** the rows over time, by the time each was stored */
   timeline: TimelineSchema.optional(),
 });

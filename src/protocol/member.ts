@@ -12,6 +12,9 @@ export const RoleLoadSchema = z.object({
   slots: z.number().int().nonnegative(),
   busy: z.number().int().nonnegative(),
   queued: z.number().int().nonnegative(),
+  /** step latency of the last minute or two, ms: median and 99th percentile (absent before a step ran lately) */
+  p50Ms: z.number().nonnegative().optional(),
+  p99Ms: z.number().nonnegative().optional(),
 });
 export type RoleLoad = z.infer<typeof RoleLoadSchema>;
 
