@@ -29,7 +29,9 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
   beforeAll(async () => {
     await node.submit({ workflow: "coral-dummy", seeds: coralSeeds(20), config: { job: "job-done" } });
     await node.submit({ workflow: "gated", seeds: [1, 2, 3].map((n) => ({ id: `w${n}`, n })), config: { job: "job-live" } });
+    await node.submit({ workflow: "coral-dummy", seeds: coralSeeds(6), config: { job: "job-failed", maxSteps: 3 } });
     await waitFor("job-done", async () => (await node.job("job-done"))?.state === "done", 5000);
+    await waitFor("job-failed", async () => (await node.job("job-failed"))?.state === "done", 5000);
     open = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: createApp(node, { registry, log: silentLogger }).fetch });
     guarded = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: createApp(node, { registry, token: TOKEN, log: silentLogger }).fetch });
   });
@@ -56,7 +58,7 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
       expect(await p.locator('tr[data-job="job-done"]').textContent()).toContain("20 / 20 (100.0%)");
       expect(await p.locator('tr[data-job="job-done"]').textContent()).toContain("agreement_correctness 1.000");
       expect(await p.locator('tr[data-job="job-live"]').textContent()).toContain("0 / 3 (0.0%)");
-      expect(await p.locator("#jobs-note").textContent()).toBe(" 2 jobs, 1 running");
+      expect(await p.locator("#jobs-note").textContent()).toBe(" 3 jobs, 1 running");
       expect(await p.locator("#summary").textContent()).toBe("node dash-a · 1 member · 1 job running");
       await w.shot("inproc-cluster");
 
@@ -78,6 +80,18 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
       expect((await p.locator(".turn [data-text]").first().textContent())?.length).toBeGreaterThan(10);
       expect(await p.locator(".turn [data-meta]").first().textContent()).toContain("on dash-a");
       await w.shot("inproc-task");
+
+      // Failure reasons with counts, each with an example task whose page shows its error.
+      await p.goto(`http://127.0.0.1:${open.port}/#/jobs/job-failed`);
+      await w.until(`document.querySelector("#failures-body tr[data-reason]")`);
+      const reason = p.locator("#failures-body tr[data-reason]");
+      expect(await reason.count()).toBe(1);
+      expect(await reason.getAttribute("data-reason")).toBe("step limit reached (N steps)");
+      expect(await reason.locator("td.num").textContent()).toBe("6");
+      await w.shot("inproc-failures");
+      await reason.locator("a").click();
+      await w.until(`document.getElementById("task-error")`);
+      expect(await p.locator("#task-error").textContent()).toBe("step limit reached (3 steps)");
       expect(pageErrors(w)).toEqual([]);
     } finally {
       await w.close();
@@ -123,7 +137,7 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
       await p.reload();
       await p.waitForSelector('body[data-loaded="true"]');
       expect(dialogs.filter((d) => d.type === "prompt")).toHaveLength(2);
-      expect(await p.locator("#jobs-note").textContent()).toBe(" 2 jobs, 0 running");
+      expect(await p.locator("#jobs-note").textContent()).toBe(" 3 jobs, 0 running");
       expect(pageErrors(w)).toEqual([]);
     } finally {
       await w.close();

@@ -127,5 +127,9 @@ describe("api job pages", () => {
     expect(html).toContain("uPlot");
     expect(html).toContain("window.matrixd.start();");
     expect(html).not.toMatch(/<(script|link|img)[^>]+(src|href)=/i);
+    // The icon browsers ask for on their own is served too, without the token.
+    const icon = await app.request("/favicon.ico");
+    expect(icon.status).toBe(200);
+    expect(icon.headers.get("content-type")).toBe("image/svg+xml");
   });
 });

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import type { ClusterNode } from "../cluster/types.ts";
 import type { Logger } from "../log.ts";
 import type { Registry } from "../plugin/registry.ts";
-import { DASHBOARD_CSP, DASHBOARD_HTML } from "./dashboard/page.ts";
+import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_ICON } from "./dashboard/page.ts";
 import { DownloadSigner } from "./download.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import { errorHandler, notFound } from "./middleware/errors.ts";
@@ -37,7 +37,7 @@ export interface AppOptions {
  * `Bun.serve({ fetch: app.fetch })`, or call `app.request(...)` in tests.
  *
  * Open routes: `GET /healthz`, `GET /` (the dashboard page holds no
- * data; its script asks for the token), and `GET /v1/download/:id` (a
+ * data; its script asks for the token) and its icon, and `GET /v1/download/:id` (a
  * job's dataset, only through a signed link that expires within a
  * minute). Everything else sits behind the bearer token when one is set.
  *
@@ -58,6 +58,7 @@ export function createApp(node: ClusterNode, opts: AppOptions): Hono {
 
   app.get("/healthz", (c) => c.json({ status: "ok", node: node.name }));
   app.get("/", (c) => c.html(DASHBOARD_HTML, 200, { "Content-Security-Policy": DASHBOARD_CSP, "Cache-Control": "no-cache" }));
+  app.get("/favicon.ico", (c) => c.body(DASHBOARD_ICON, 200, { "Content-Type": "image/svg+xml", "Cache-Control": "max-age=86400" }));
   const downloads = new DownloadSigner();
   app.route("/v1/download", downloadRoutes(node, downloads));
 

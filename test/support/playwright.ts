@@ -34,7 +34,7 @@ export async function openPage(width = 1400, height = 1000): Promise<WatchedPage
   const errors: string[] = [];
   page.on("pageerror", (err) => errors.push(`page error: ${err.message}`));
   page.on("console", (m) => {
-    if (m.type() === "error") errors.push(`console error: ${m.text()}`);
+    if (m.type() === "error") errors.push(`console error: ${m.text()} (${m.location().url})`);
   });
   mkdirSync(ARTIFACTS, { recursive: true });
   return {

@@ -12,7 +12,8 @@
   if (t) {
     token = decodeURIComponent(t[1]);
     sessionStorage.setItem(KEY, token);
-    history.replaceState(null, "", location.pathname + location.search + (location.hash.replace(/[#&]token=[^&]*/, "").replace(/^#?&?/, "#") || "#/"));
+    var rest = location.hash.replace(/[#&]token=[^&]*/, "").replace(/^#?&?/, "");
+    history.replaceState(null, "", location.pathname + location.search + "#" + (rest || "/"));
   }
 
   M.el = function (tag, attrs) {

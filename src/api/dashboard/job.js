@@ -24,14 +24,19 @@
     }, M.showError);
   }
 
-  /** The timeline as chart columns: bucket start (s), rows/s, failed/s, tokens/s (the bucket under way by its elapsed part). */
+  /**
+   * The timeline as chart columns: bucket start (s), rows/s, failed/s,
+   * tokens/s. While the job runs, buckets that may still grow (the nodes
+   * write their counters about every second) are left out, so the line
+   * does not dip at its end.
+   */
   M.chartData = function (tl, live, now) {
     var xs = [], rows = [], failed = [], tokens = [];
     if (!tl) return [xs, rows, failed, tokens];
     for (var i = 0; i < tl.ok.length; i++) {
       var from = tl.start + i * tl.width;
       var secs = tl.width / 1000;
-      if (live && from + tl.width > now) secs = Math.max(0.25, (now - from) / 1000);
+      if (live && from + tl.width > now - 1500) break;
       xs.push(from / 1000);
       rows.push((tl.ok[i] + tl.failed[i]) / secs);
       failed.push(tl.failed[i] / secs);
@@ -57,7 +62,7 @@
         { label: "failed/s", stroke: "#d64545", width: 2, scale: "rows", value: function (u, v) { return v === null ? "-" : v.toFixed(2); } },
         { label: "tokens/s", stroke: "#4a78c9", width: 1.5, scale: "tokens", value: function (u, v) { return v === null ? "-" : M.short(v); } },
       ],
-      scales: { x: { time: true, range: function (u, lo, hi) { return hi - lo < 60 ? [lo - 5, Math.max(hi + 5, lo + 60)] : [lo, hi]; } }, rows: { range: function (u, lo, hi) { return [0, Math.max(1, hi * 1.1)]; } }, tokens: { range: function (u, lo, hi) { return [0, Math.max(1, hi * 1.1)]; } } },
+      scales: { x: { time: true, range: function (u, lo, hi) { return [lo, Math.max(hi, lo + 20)]; } }, rows: { range: function (u, lo, hi) { return [0, Math.max(1, hi * 1.1)]; } }, tokens: { range: function (u, lo, hi) { return [0, Math.max(1, hi * 1.1)]; } } },
       axes: [
         {},
         { scale: "rows", label: "rows/s", size: 50 },
