@@ -4,9 +4,8 @@ import { silentLogger } from "../src/log.ts";
 import { coralSeeds } from "./support/seeds.ts";
 import { gate, testRegistry } from "./support/api.ts";
 import { waitFor } from "./support/wait.ts";
-import { CHROMIUM, haveChromium } from "./support/chromium.ts";
+import { CHROMIUM, haveChromium, openPage, type WatchedPage } from "./support/chromium.ts";
 import { MemoryNode } from "./support/memory-node.ts";
-import { openPage, type WatchedPage } from "./support/playwright.ts";
 
 const TOKEN = "dash-token-123";
 

@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { haveChromium } from "./support/chromium.ts";
+import { haveChromium, openPage, type WatchedPage } from "./support/chromium.ts";
 import { tempDir } from "./support/files.ts";
 import type { JobStatus } from "../src/cluster/types.ts";
 import { type JoinProcess, spawnJoin } from "./support/join-process.ts";
 import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
-import { openPage, type WatchedPage } from "./support/playwright.ts";
 import { coralSeeds } from "./support/seeds.ts";
 import { waitFor } from "./support/wait.ts";
 
