@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { z } from "zod";
+import { defineWorkflow } from "../src/plugin/api.ts";
+import { Registry } from "../src/plugin/registry.ts";
 import { createApp } from "../src/api/app.ts";
 import { silentLogger } from "../src/log.ts";
 import { coralSeeds } from "./support/seeds.ts";
@@ -18,9 +21,34 @@ function pageErrors(w: WatchedPage): string[] {
   return w.errors.filter((e) => e.startsWith("page error"));
 }
 
+/** One step that answers with a tool call, the tool's result and a structured reply, as tool-use and reasoning-extract rows hold them. */
+const tooly = defineWorkflow({
+  name: "tooly",
+  description: "test workflow with tool calls",
+  seedSchema: z.looseObject({ id: z.string() }),
+  configSchema: z.strictObject({}),
+  roles: {
+    agent: {
+      kind: "cpu",
+      async run() {
+        return {
+          turns: [
+            { text: "let me look", toolCalls: [{ id: "call_1", name: "lookup", arguments: '{"q":"weather"}' }] },
+            { role: "tool", text: "sunny, 21 C", toolCallId: "call_1" },
+            { text: '{"answer":"sunny","confidence":0.9}' },
+          ],
+        };
+      },
+    },
+  },
+  start: () => ({ next: "agent", vars: {} }),
+  next: () => null,
+  output: () => ({ output: { ok: true }, metrics: {} }),
+});
+
 describe.skipIf(!haveChromium())("api dashboard", () => {
   const g = gate();
-  const registry = testRegistry(g);
+  const registry = new Registry([...testRegistry(g).all(), tooly]);
   const node = new MemoryNode({ name: "dash-a", registry });
   let open: ReturnType<typeof Bun.serve>;
   let guarded: ReturnType<typeof Bun.serve>;
@@ -29,8 +57,10 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
     await node.submit({ workflow: "coral-dummy", seeds: coralSeeds(20), config: { job: "job-done" } });
     await node.submit({ workflow: "gated", seeds: [1, 2, 3].map((n) => ({ id: `w${n}`, n })), config: { job: "job-live" } });
     await node.submit({ workflow: "coral-dummy", seeds: coralSeeds(6), config: { job: "job-failed", maxSteps: 3 } });
+    await node.submit({ workflow: "tooly", seeds: [{ id: "t1" }], config: { job: "job-tools" } });
     await waitFor("job-done", async () => (await node.job("job-done"))?.state === "done", 5000);
     await waitFor("job-failed", async () => (await node.job("job-failed"))?.state === "done", 5000);
+    await waitFor("job-tools", async () => (await node.job("job-tools"))?.state === "done", 5000);
     open = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: createApp(node, { registry, log: silentLogger }).fetch });
     guarded = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: createApp(node, { registry, token: TOKEN, log: silentLogger }).fetch });
   });
@@ -57,7 +87,7 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
       expect(await p.locator('tr[data-job="job-done"]').textContent()).toContain("20 / 20 (100.0%)");
       expect(await p.locator('tr[data-job="job-done"]').textContent()).toContain("agreement_correctness 1.000");
       expect(await p.locator('tr[data-job="job-live"]').textContent()).toContain("0 / 3 (0.0%)");
-      expect(await p.locator("#jobs-note").textContent()).toBe(" 3 jobs, 1 running");
+      expect(await p.locator("#jobs-note").textContent()).toBe(" 4 jobs, 1 running");
       expect(await p.locator("#summary").textContent()).toBe("node dash-a · 1 member · 1 job running");
       await w.shot("inproc-cluster");
 
@@ -91,6 +121,29 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
       await reason.locator("a").click();
       await w.until(`document.getElementById("task-error")`);
       expect(await p.locator("#task-error").textContent()).toBe("step limit reached (3 steps)");
+      expect(pageErrors(w)).toEqual([]);
+    } finally {
+      await w.close();
+    }
+  }, 30_000);
+
+  test("api - dashboard's task page shows tool calls, their results and structured replies", async () => {
+    const w = await openPage();
+    try {
+      const p = w.page;
+      await p.goto(`http://127.0.0.1:${open.port}/#/jobs/job-tools/tasks/t1`);
+      await w.until(`document.querySelectorAll(".turn").length === 3`);
+      const call = p.locator('.turn[data-turn="0"] [data-call="call_1"]');
+      expect(await call.locator(".name").textContent()).toBe("lookup");
+      expect(await call.locator("pre").textContent()).toBe('{\n  "q": "weather"\n}');
+      const result = p.locator('.turn[data-turn="1"]');
+      expect(await result.getAttribute("data-speaker")).toBe("tool");
+      expect(await result.textContent()).toContain("result of lookup call_1");
+      expect(await result.textContent()).toContain("sunny, 21 C");
+      const reply = p.locator('.turn[data-turn="2"]');
+      expect(await reply.textContent()).toContain("structured reply");
+      expect(await reply.locator("pre").textContent()).toBe('{\n  "answer": "sunny",\n  "confidence": 0.9\n}');
+      await w.shot("inproc-task-tools");
       expect(pageErrors(w)).toEqual([]);
     } finally {
       await w.close();
@@ -136,7 +189,7 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
       await p.reload();
       await p.waitForSelector('body[data-loaded="true"]');
       expect(dialogs.filter((d) => d.type === "prompt")).toHaveLength(2);
-      expect(await p.locator("#jobs-note").textContent()).toBe(" 3 jobs, 0 running");
+      expect(await p.locator("#jobs-note").textContent()).toBe(" 4 jobs, 0 running");
       expect(pageErrors(w)).toEqual([]);
     } finally {
       await w.close();

@@ -99,8 +99,10 @@
     },
     draw: function (root, route) {
       var path = "/v1/jobs/" + encodeURIComponent(route.job) + "/tasks/" + encodeURIComponent(route.task);
-      return M.api(path, null, { nullOn404: true }).then(function (row) {
+      return Promise.all([M.api(path, null, { nullOn404: true }), M.api("/v1/cluster")]).then(function (r) {
+        var row = r[0];
         draw(route, row);
+        M.summary(r[1]);
         // A row never changes: only a task still without one is asked again.
         return row ? 3600000 : 3000;
       });
