@@ -6,8 +6,9 @@ import { type RunningClusterNode, startClusterNode } from "../src/cluster/node.t
 import { describe, UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
-import { checkEnvDriver, checkNodeLlm, preflight } from "../src/preflight/index.ts";
+import { checkEnvDriver, checkNodeEndpoints, checkSupervised, preflight } from "../src/preflight/index.ts";
 import { NODE_FLAGS, parseCommand } from "./args.ts";
+import { superviseFlags } from "./llm.ts";
 import { openNodeServices } from "./services.ts";
 import { handleSignals } from "./signals.ts";
 
@@ -75,9 +76,10 @@ export async function joinMain(argv: string[]): Promise<number> {
 
   const registry = new Registry(builtinWorkflows);
   for (const p of [...cfg.plugins, ...(f.plugin ?? [])]) for (const w of await loadPlugin(p)) registry.add(w);
-  await preflight("join", [() => checkEnvDriver({ flag: f.env, config: cfg.env })]);
+  const llm = { flags: f.llm, section: cfg.llm, supervise: [...cfg.supervise, ...superviseFlags(f.supervise)], sim: cfg.sim };
+  await preflight("join", [() => checkEnvDriver({ flag: f.env, config: cfg.env }), () => checkNodeEndpoints(llm)]);
   const svc = await openNodeServices(f, cfg, log);
-  await preflight("join", [() => checkNodeLlm(svc.llm, cfg.llm)]).catch(async (err) => {
+  await preflight("join", [() => checkSupervised(svc.llm, cfg.llm)]).catch(async (err) => {
     await svc.close();
     throw err;
   });

@@ -8,11 +8,12 @@ import { formatProgress } from "../src/engine/progress.ts";
 import { type RunProgress, type RunSummary, runJob } from "../src/engine/run.ts";
 import { type LlmError, UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
-import { checkEnvDriver, checkLlmGiven, checkNodeLlm, checkOutPath, preflight, workflowNeeds } from "../src/preflight/index.ts";
+import { checkEnvDriver, checkLlmGiven, checkNodeEndpoints, checkSupervised, checkOutPath, preflight, workflowNeeds } from "../src/preflight/index.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
 import { resolveWorkflow } from "../src/workflow/index.ts";
 import { intFlag, NODE_FLAGS, parseCommand } from "./args.ts";
+import { superviseFlags } from "./llm.ts";
 import { openNodeServices } from "./services.ts";
 import { handleSignals } from "./signals.ts";
 
@@ -87,15 +88,17 @@ export async function runMain(argv: string[]): Promise<number> {
 
   const out = f.out;
   const needs = workflowNeeds(workflow, job.config);
+  const llm = { flags: f.llm, section: cfg.llm, supervise: [...cfg.supervise, ...superviseFlags(f.supervise)], sim: cfg.sim };
   await preflight("run", [
     () => checkEnvDriver({ flag: f.env, config: cfg.env }, needs),
-    () => checkLlmGiven(needs, { flags: f.llm, section: cfg.llm !== undefined, supervise: cfg.supervise.length + (f.supervise?.length ?? 0) }),
+    () => checkLlmGiven(needs, llm),
+    () => checkNodeEndpoints(llm, needs.models),
     () => checkOutPath(out),
   ]);
 
   const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "warn", stream: "stderr" });
   const svc = await openNodeServices(f, cfg, log);
-  await preflight("run", [() => checkNodeLlm(svc.llm, cfg.llm, needs.models)]).catch(async (err) => {
+  await preflight("run", [() => checkSupervised(svc.llm, cfg.llm, needs.models)]).catch(async (err) => {
     await svc.close();
     throw err;
   });
