@@ -31,6 +31,7 @@ usage: matrixd join --nats URL[,URL...] [--http HOST:PORT] [--llm sim|URL ...] [
   --name NODE          node name in the cluster (default hostname-pid)
   --plugin PATH        load a workflow from a file; repeatable
   --log-level LEVEL    pino level of the JSON log on stdout (default info)
+  --log-file FILE      write the JSON log to FILE (appended) instead of stdout
 
 SIGTERM or SIGINT: stop taking work, hand tasks in flight back to the cluster, leave, exit 0.
 exit codes: 0 left cleanly, 1 runtime failure, 2 usage or config error`;
@@ -72,7 +73,7 @@ export async function joinMain(argv: string[]): Promise<number> {
     throw new UsageError(`--http ${httpAddr} listens beyond loopback: give a bearer token (--token, config token or $MATRIXD_TOKEN)`);
   }
   const name = f.name ?? cfg.name ?? `${hostname()}-${process.pid}`;
-  const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "info", stream: "stdout" });
+  const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "info", stream: "stdout", ...(f["log-file"] !== undefined ? { file: f["log-file"] } : {}) });
 
   const registry = new Registry(builtinWorkflows);
   for (const p of [...cfg.plugins, ...(f.plugin ?? [])]) for (const w of await loadPlugin(p)) registry.add(w);

@@ -49,7 +49,8 @@ describe("cli", () => {
       [["run", "--workflow", "coral", "--seeds", "missing.jsonl", "--out", "o.jsonl"], /seed file missing.jsonl does not exist/],
       [["run", "--workflow", "nope", "--seeds", "seeds.jsonl", "--out", "o.jsonl"], /unknown workflow "nope" \(known: coral, coral-dummy/],
       [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--llm", "gpu"], /--llm must be "sim" or an http\(s\) URL, got "gpu"/],
-      [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--concurrency", "0"], /--concurrency must be a whole number >= 1, got "0"/],
+      [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--concurrency", "0"], /--concurrency must be a positive integer, not 0/],
+      [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--concurrency", "-3"], /^matrixd run: --concurrency must be a positive integer, not -3$/m],
     ];
     for (const [args, pattern] of cases) {
       const r = await run(...args);
@@ -135,7 +136,9 @@ describe("cli", () => {
     writeLines(tmp.path("p.jsonl"), coralSeeds(300, "p"));
     const r = await run("run", "--workflow", "coral", "--seeds", "p.jsonl", "--out", "p.out", "--llm", "sim", "--progress-every", "1", "--config", "slow.yaml");
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/^\d{4}-\d\d-\d\dT\S+ done \d+\/300 \(ok \d+, failed 0\) in flight \d+ \| [\d.]+ tasks\/s [\d.]+ gen tok\/s .* ETA /m);
+    expect(r.stderr).toMatch(
+      /^\d{4}-\d\d-\d\dT\S+ done \d+\/300 \(ok \d+, failed 0\), in flight \d+ \| [\d.]+ tasks\/s, [\d.]+ gen tok\/s, [\d.]+ tok\/s all, [\d.]+ hops\/s \| [\d.]+% done, ETA \S+, elapsed \d+s$/m,
+    );
     expect(r.stdout).toMatch(/300 rows \(ok 300, failed 0; 300 this run, 0 resumed\)/);
     expect(r.stdout).toMatch(/tokens [\d,]+ \(prompt [\d,]+, completion [\d,]+/);
     expect(r.stdout).toMatch(/agreement_correctness 0\.\d+/);
