@@ -33,6 +33,10 @@ usage: matrixd join --nats URL[,URL...] [--http HOST:PORT] [--llm sim|URL ...] [
   --log-level LEVEL    pino level of the JSON log on stdout (default info)
   --log-file FILE      write the JSON log to FILE (appended) instead of stdout
 
+Before it joins, every LLM endpoint must answer GET /v1/models (with its API key; supervised
+servers once started) and the --env driver must be there (a Docker engine that answers, a bwrap
+that runs); else exit 2 with one line naming it. A dead endpoint among live ones is a warning.
+
 SIGTERM or SIGINT: stop taking work, hand tasks in flight back to the cluster, leave, exit 0.
 exit codes: 0 left cleanly, 1 runtime failure, 2 usage or config error`;
 

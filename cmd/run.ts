@@ -27,7 +27,7 @@ usage: matrixd run --workflow NAME|FILE --seeds FILE.jsonl --out FILE.jsonl
                        from --plugin, or a workflow file (.yaml, .yml, .json; see matrixd check)
   --seeds FILE         seed rows, one JSON object per line
   --out FILE           dataset (JSONL), one row per task; an existing file is resumed:
-                       tasks whose rows it holds are skipped
+                       tasks whose rows it holds are skipped; a missing folder is created
   --llm sim|URL        'sim' starts a simulated LLM in-process; a URL is an OpenAI-compatible
                        endpoint (e.g. http://10.0.0.5:8000/v1); repeat for several
   --supervise CMD      start and watch a local LLM server: a command with {port}, e.g.
@@ -44,6 +44,12 @@ usage: matrixd run --workflow NAME|FILE --seeds FILE.jsonl --out FILE.jsonl
   --log-level LEVEL    pino level for the JSON log on stderr (default warn); on a terminal its
                        lines go above the progress line
   --log-file FILE      write the JSON log to FILE (appended) instead of stderr
+
+Before any task is admitted, every LLM endpoint must answer GET /v1/models (with its API key) and
+serve the models the roles ask for, an LLM workflow must be given an endpoint, a workflow running
+tools --env and a driver that is there, and --out must be writable; else exit 2 with one line
+naming the endpoint, model, driver or path. A dead endpoint among live ones is a warning.
+matrixd check --config FILE runs the same checks alone.
 
 exit codes: 0 done, 1 job or runtime failure (or every task failed), 2 usage or config error`;
 
