@@ -178,40 +178,32 @@ describe("preflight - check", () => {
   });
 
   test("preflight - a workflow file: its tool roles need --env, the model its llm role names must be served", async () => {
-    writeFileSync(
-      tmp.path("tools.yaml"),
-      `name: tools
-start: assistant
-tools:
-  echo_args:
-    description: Echo the arguments.
-    command: [cat]
-roles:
-  assistant:
-    kind: llm
-    model: gpt-x
-    tools: [echo_args]
-    messages:
-      - { role: user, content: "Help" }
-      - { history: { roles: [assistant, tools] } }
-    reply: { text: answer }
-    set: { calls: "size(reply.tool_calls)" }
-    next:
-      - { if: "vars.calls > 0", then: tools }
-      - { then: end }
-  tools:
-    kind: tool
-    next: assistant
-output: { answer: "vars.answer" }
-`,
-    );
-    const r = await matrixd(["check", "--workflow", "tools.yaml", "--llm", "sim"]);
+    // one llm role naming its model, whose tool calls a tool role runs
+    const tools = {
+      name: "tools",
+      start: "assistant",
+      tools: { echo_args: { description: "Echo the arguments.", command: ["cat"] } },
+      roles: {
+        assistant: {
+          kind: "llm",
+          model: "gpt-x",
+          tools: ["echo_args"],
+          messages: [{ role: "user", content: "Help" }, { history: { roles: ["assistant", "tools"] } }],
+          reply: { text: "answer" },
+          next: [{ if: "size(history) < 4", then: "tools" }, { then: "end" }],
+        },
+        tools: { kind: "tool", next: "assistant" },
+      },
+      output: { answer: "vars.answer" },
+    };
+    writeFileSync(tmp.path("tools.json"), JSON.stringify(tools));
+    const r = await matrixd(["check", "--workflow", "tools.json", "--llm", "sim"]);
     expect(r.code).toBe(2);
     expect(r.stdout).toContain("failed  environment   workflow tools@");
     expect(r.stdout).toContain("runs role tools in per-task environments: pass --env docker|bwrap");
     expect(r.stdout).toContain('failed  llm model     LLM endpoint sim (in-process simulated LLM) serves sim-llm, not "gpt-x" that role assistant asks for');
     writeFileSync(tmp.path("gpt-x.yaml"), "sim:\n  model: gpt-x\n");
-    const fine = await matrixd(["check", "--workflow", "tools.yaml", "--llm", "sim", "--env", "bwrap", "--config", "gpt-x.yaml"]);
+    const fine = await matrixd(["check", "--workflow", "tools.json", "--llm", "sim", "--env", "bwrap", "--config", "gpt-x.yaml"]);
     expect(fine.stdout).not.toContain("failed");
     expect(fine.code).toBe(0);
   });
