@@ -102,6 +102,7 @@ async function checkSetup(f: { config?: string; workflow?: string; llm?: string[
       () => checkNodeEndpoints(llm, needs?.models, "warn"),
     ])),
   ];
+  if (results.length === 0) console.log("nothing to check: no workflow, no LLM endpoint, no environment (see matrixd check --help)");
   for (const r of results) console.log(formatResult(r));
   return results.some((r) => r.status === "fail") ? 2 : 0;
 }
