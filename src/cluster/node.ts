@@ -8,6 +8,8 @@ import { VERSION } from "../version.ts";
 import { JobControl } from "./control.ts";
 import { Coordinator } from "./coordinator.ts";
 import { NodeCounters } from "./counters.ts";
+import { EventFeed } from "./events.ts";
+import { MemberEvents, Takeovers } from "./member-events.ts";
 import { NodeFigures } from "./figures.ts";
 import { envPool, gateEnv, RoleHosting, selectiveBus } from "./hosting.ts";
 import { JobTable } from "./jobs.ts";
@@ -16,7 +18,7 @@ import { Presence } from "./presence.ts";
 import { RowWriter } from "./row-writer.ts";
 import { JobStarter } from "./starter.ts";
 import type { ClusterNodeOptions, RunningClusterNode } from "./node-options.ts";
-import type { JobIntake, JobStatus, JobSubmission, Member } from "./types.ts";
+import type { ClusterEvent, EventQuery, JobIntake, JobStatus, JobSubmission, Member } from "./types.ts";
 import { NodeWorkflows } from "./workflows.ts";
 
 export type { ClusterNodeOptions, RunningClusterNode } from "./node-options.ts";
@@ -61,6 +63,10 @@ class ClusterNodeImpl implements RunningClusterNode {
   readonly #control: JobControl;
   readonly #figures: NodeFigures;
   readonly #presence: Presence;
+  readonly #feed: EventFeed;
+  readonly #members: MemberEvents;
+  readonly #takeovers: Takeovers;
+  readonly #unhooks: (() => void)[] = [];
   readonly #unhookEnv: (() => void) | undefined;
   #state: "running" | "draining" = "running";
   #closing: Promise<void> | undefined;
@@ -79,6 +85,11 @@ class ClusterNodeImpl implements RunningClusterNode {
     const { results, jobs } = nats;
     const leaving = () => this.#closing !== undefined;
     const draining = () => this.#state === "draining";
+    const heartbeatMs = opts.heartbeatMs ?? 1000;
+    this.#feed = new EventFeed(name, nats.events, log);
+    this.#takeovers = new Takeovers({ node: name, feed: this.#feed, ackWaitMs: timings.ackWaitMs, heartbeatMs });
+    this.#members = new MemberEvents({ node: name, startedAt, feed: this.#feed, takeovers: this.#takeovers });
+    const takenOver = () => this.#takeovers.taken();
     this.bus = new NatsBusImpl({
       link: nats.link,
       node: name,
@@ -87,6 +98,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       replicas: nats.replicas,
       localFirst: opts.localFirst,
       rowExists: (job, id) => results.exists(job, id),
+      onTakeover: takenOver,
     });
     this.accounting = new Accounting(opts.prices);
     const spending = {
@@ -125,6 +137,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       results,
       finish: (row) => this.#rows.store(row),
       log,
+      onTakeover: takenOver,
     });
     const peers = (opts.shareLlm ?? true) && isManaged(opts.llm) ? new PeerEndpoints(opts.llm, name, log) : undefined;
     this.#presence = new Presence({
@@ -135,9 +148,12 @@ class ClusterNodeImpl implements RunningClusterNode {
       env,
       http: opts.http,
       startedAt,
-      heartbeatMs: opts.heartbeatMs ?? 1000,
+      heartbeatMs,
       draining,
-      onMembers: peers ? (all) => peers.update(all) : undefined,
+      onMembers: (all) => {
+        peers?.update(all);
+        this.#members.update(all);
+      },
       log,
     });
     this.#coordinator = new Coordinator({
@@ -149,8 +165,9 @@ class ClusterNodeImpl implements RunningClusterNode {
       log,
       members: () => this.#presence.live(),
       memberTtlMs: timings.memberTtlMs,
+      feed: this.#feed,
     });
-    this.#control = new JobControl({ node: name, nats, workflows, table: this.#table, log, leaving });
+    this.#control = new JobControl({ node: name, nats, workflows, table: this.#table, log, leaving, feed: this.#feed });
     this.#figures = new NodeFigures({ node: name, nats, workflows, table: this.#table, engine: this.engine, bus: this.bus, accounting: this.accounting, draining });
   }
 
@@ -161,7 +178,9 @@ class ClusterNodeImpl implements RunningClusterNode {
     await this.#presence.start();
     this.#counters.start();
     this.#coordinator.start();
-    this.#log.info({ roles: Object.keys(this.bus.load()).length, version: VERSION }, "node joined the cluster");
+    const roles = Object.keys(this.bus.load()).length;
+    this.#log.info({ roles, version: VERSION }, "node joined the cluster");
+    void this.#members.joined(roles);
     return this;
   }
 
@@ -205,6 +224,10 @@ class ClusterNodeImpl implements RunningClusterNode {
     return this.#presence.list();
   }
 
+  events(q: EventQuery): Promise<ClusterEvent[]> {
+    return this.#feed.read(q);
+  }
+
   metrics(): string {
     return this.#figures.metrics();
   }
@@ -230,6 +253,11 @@ class ClusterNodeImpl implements RunningClusterNode {
     await this.bus.close();
     this.#counters.stop();
     await this.#counters.flush();
+    this.#takeovers.stop();
+    for (const unhook of this.#unhooks) unhook();
+    // said before the record goes, so no peer reports this node lost
+    await this.#members.left(this.bus.stats.handedBack);
+    await this.#feed.close();
     await this.#presence.leave();
     await this.#nats.close();
     this.#log.info({ handedBack: this.bus.stats.handedBack }, "left the cluster");
