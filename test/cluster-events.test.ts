@@ -7,10 +7,15 @@ import { Registry } from "../src/plugin/registry.ts";
 import { encode } from "../src/protocol/codec.ts";
 import { builtinWorkflows } from "../plugins/index.ts";
 import { openNatsCluster } from "../src/store/index.ts";
+import { createLlmClient } from "../src/llm/index.ts";
+import { freePort } from "../src/util/net.ts";
 import { DETERMINISM_JOB } from "./engine-cases.ts";
+import { coralSeeds } from "./support/seeds.ts";
+import { tempDir } from "./support/files.ts";
+import { type JoinProcess, metric, spawnJoin, waitDone } from "./support/join-process.ts";
+import { MATRIXD, matrixdBin } from "./support/matrixd.ts";
 import { json } from "./support/api.ts";
 import { startNodes, TEST_TIMINGS, waitJob } from "./support/cluster-nodes.ts";
-import { metric } from "./support/join-process.ts";
 import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -25,6 +30,30 @@ const missing = natsServerMissing();
 if (missing) console.warn(`cluster-events: ${missing}; skipped`);
 
 let srv: NatsServer;
+const tmp = tempDir("matrixd-events-");
+
+/** `matrixd sim-llm` on a given port (started again on the same one after a kill); resolves once it listens. */
+async function simAt(port: number): Promise<{ kill(): Promise<void> }> {
+  const proc = Bun.spawn([...MATRIXD, "sim-llm", "--port", String(port)], { stdin: "ignore", stdout: "pipe", stderr: "ignore" });
+  const reader = proc.stdout.getReader();
+  let text = "";
+  const deadline = setTimeout(() => proc.kill(9), 20_000);
+  while (!text.includes("listening on")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`sim-llm on port ${port} did not start: ${text}`);
+    text += new TextDecoder().decode(value);
+  }
+  clearTimeout(deadline);
+  void (async () => {
+    while (!(await reader.read()).done) {}
+  })().catch(() => {});
+  return {
+    async kill() {
+      proc.kill(9);
+      await proc.exited;
+    },
+  };
+}
 
 /** Every event of the feed, read through a node (oldest first). */
 async function feed(node: ClusterNode): Promise<ClusterEvent[]> {
@@ -47,10 +76,13 @@ function waitEvent(node: ClusterNode, kind: string, subject?: string, timeoutMs 
 describe.skipIf(missing !== undefined)("cluster events", () => {
   beforeAll(async () => {
     srv = await startNatsServer();
-  });
+    // the kill -9 test runs the compiled binary: built once, here, when the sources are newer
+    await matrixdBin();
+  }, 180_000);
 
   afterAll(async () => {
     await srv?.close();
+    tmp.remove();
   });
 
   test("cluster events - a node joining and leaving cleanly is one member.joined and one member.left, and job changes are in the feed", async () => {
@@ -146,4 +178,79 @@ describe.skipIf(missing !== undefined)("cluster events", () => {
       await a!.close();
     }
   }, 60_000);
+
+  test("cluster events - an endpoint that dies and comes back is one endpoint.down and one endpoint.up, whichever nodes use it", async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}/v1`;
+    let sim = await simAt(port);
+    const client = () => createLlmClient({ endpoints: [{ url, metrics: true }] });
+    const clients = [client(), client()];
+    // each node its own client of the same server
+    const [f] = await startNodes(srv, ["ev-f"], { llm: clients[0] });
+    const [h] = await startNodes(srv, ["ev-h"], { llm: clients[1] });
+    const count = async (kind: string) => of(await feed(f!), kind, url).length;
+    try {
+      await sim.kill();
+      await waitEvent(f!, "endpoint.down", url);
+      sim = await simAt(port);
+      const up = await waitEvent(h!, "endpoint.up", url);
+      expect(up.message).toContain("up again");
+      // both nodes saw it go and come: one entry each
+      await Bun.sleep(3000);
+      expect(await count("endpoint.down")).toBe(1);
+      expect(await count("endpoint.up")).toBe(1);
+      // the next time it goes is news again
+      await sim.kill();
+      await waitFor("a second endpoint.down", async () => (await count("endpoint.down")) === 2, 20_000, 100);
+      await Bun.sleep(3000);
+      expect(await count("endpoint.down")).toBe(2);
+    } finally {
+      await sim.kill();
+      await Promise.all([f!.close(), h!.close()]);
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  }, 90_000);
+
+  test("cluster events - a node killed with kill -9 mid-job is one member.lost, the survivors count the tasks they took over, and the job ends with every row", async () => {
+    const N = 1500;
+    const config = { nats: { ackWaitSec: 3, memberTtlSec: 3 }, sim: { lenMedian: 40, maxLen: 128, timeScale: 0.06 } };
+    const procs: JoinProcess[] = [];
+    try {
+      for (const name of ["ev-p1", "ev-p2", "ev-p3"]) {
+        procs.push(await spawnJoin({ name, nats: srv.url, dir: tmp.dir, config, args: ["--llm", "sim"] }));
+      }
+      const [p1, p2, p3] = procs as [JoinProcess, JoinProcess, JoinProcess];
+      const events = async (q = "") => (await p1.get<{ events: ClusterEvent[] }>(`/v1/events${q}`)).events;
+      const { id } = await p1.submit("coral", coralSeeds(N, "k"), { seed: 1, concurrency: 600 });
+      // p2 holds tasks when it dies
+      await waitFor("p2 to run steps", async () => metric(await p2.metrics(), "matrixd_steps_running") > 0, 30_000, 20);
+      await Bun.sleep(500);
+      await p2.kill9();
+      const st = await waitDone([p1, p3], id, 120_000);
+      expect(st.state).toBe("done");
+      const rows = await p3.results(id);
+      expect(rows.length).toBe(N);
+      expect(new Set(rows.map((r) => r.id)).size).toBe(N);
+
+      const lost = await waitFor("a member.lost of ev-p2", async () => of(await events(), "member.lost", "ev-p2")[0], 30_000, 200);
+      expect(lost.message).toMatch(/heartbeat stopped \d+\.\d s ago/);
+      const taken = await waitFor("a tasks.taken_over from ev-p2", async () => of(await events(), "tasks.taken_over", "ev-p2")[0], 60_000, 200);
+      expect(taken.count).toBeGreaterThan(0);
+      expect(["ev-p1", "ev-p3"]).toContain(taken.node);
+      // both survivors saw it vanish: still one entry; and it never left cleanly
+      await Bun.sleep(3000);
+      const all = await events("?limit=1000");
+      expect(of(all, "member.lost", "ev-p2").length).toBe(1);
+      expect(of(all, "member.left", "ev-p2")).toEqual([]);
+      expect(of(all, "job.submitted").filter((e) => e.job === id).length).toBe(1);
+      expect(of(all, "job.done").filter((e) => e.job === id).length).toBe(1);
+      // each survivor that took some over says so once
+      const takers = of(all, "tasks.taken_over", "ev-p2").map((e) => e.node);
+      expect(new Set(takers).size).toBe(takers.length);
+      // the node that saw it logged it
+      expect(p1.log(200_000) + p3.log(200_000)).toContain('"event":"member.lost"');
+    } finally {
+      await Promise.all(procs.filter((p) => p.alive).map((p) => p.kill9()));
+    }
+  }, 240_000);
 });

@@ -1,8 +1,11 @@
 import { describe } from "../errors.ts";
+import type { LlmClient } from "../llm/types.ts";
 import type { Logger } from "../log.ts";
+import type { Supervisor } from "../services/supervisor.ts";
 import type { ClusterEvent, EventKind, EventQuery, EventReport } from "../protocol/event.ts";
 import { type EventStore, isNatsUnavailable } from "../store/index.ts";
 import { sleep } from "../util/wait.ts";
+import { isManaged } from "./peers.ts";
 
 /** Tries at storing one event while NATS cannot be reached, and the first pause between them. */
 const PUBLISH_TRIES = 5;
@@ -126,4 +129,31 @@ export function jobEvent(kind: Extract<EventKind, `job.${string}` | "budget.reac
     "budget.reached": `job ${job} reached its budget`,
   };
   return [{ kind, job, message: detail ? `${says[kind]}: ${detail}` : says[kind] }, { id: `${kind}:${job}` }];
+}
+
+/**
+ * Report the node's LLM services into the feed: its supervised servers'
+ * restarts, and its LLM client's endpoints going down and coming back
+ * (which every node using an endpoint may see: the same change is stored
+ * once). Their own code logs them. Returns the ways to stop.
+ */
+export function watchServices(feed: EventFeed, node: string, o: { llm?: LlmClient; supervisors?: readonly Supervisor[] }): (() => void)[] {
+  const stops: (() => void)[] = [];
+  for (const sup of o.supervisors ?? []) {
+    stops.push(
+      sup.onRestart((r) => {
+        const message = `LLM server ${sup.name} on ${node} is restarted (restart ${r.restarts}, in ${r.inMs} ms): ${r.reason}`;
+        void feed.report({ kind: "llm.restarted", subject: sup.name, count: r.restarts, message }, { log: false });
+      }),
+    );
+  }
+  if (isManaged(o.llm)) {
+    stops.push(
+      o.llm.onStanding(({ url, up, reason }) => {
+        const message = up ? `LLM endpoint ${url} is up again` : `LLM endpoint ${url} is down${reason ? `: ${reason}` : ""}`;
+        void feed.report({ kind: up ? "endpoint.up" : "endpoint.down", subject: url, message }, { chain: `endpoint:${url}`, log: false });
+      }),
+    );
+  }
+  return stops;
 }

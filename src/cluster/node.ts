@@ -8,7 +8,7 @@ import { VERSION } from "../version.ts";
 import { JobControl } from "./control.ts";
 import { Coordinator } from "./coordinator.ts";
 import { NodeCounters } from "./counters.ts";
-import { EventFeed } from "./events.ts";
+import { EventFeed, watchServices } from "./events.ts";
 import { MemberEvents, Takeovers } from "./member-events.ts";
 import { NodeFigures } from "./figures.ts";
 import { envPool, gateEnv, RoleHosting, selectiveBus } from "./hosting.ts";
@@ -87,6 +87,7 @@ class ClusterNodeImpl implements RunningClusterNode {
     const draining = () => this.#state === "draining";
     const heartbeatMs = opts.heartbeatMs ?? 1000;
     this.#feed = new EventFeed(name, nats.events, log);
+    this.#unhooks.push(...watchServices(this.#feed, name, opts));
     this.#takeovers = new Takeovers({ node: name, feed: this.#feed, ackWaitMs: timings.ackWaitMs, heartbeatMs });
     this.#members = new MemberEvents({ node: name, startedAt, feed: this.#feed, takeovers: this.#takeovers });
     const takenOver = () => this.#takeovers.taken();

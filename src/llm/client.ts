@@ -11,7 +11,7 @@ import { MetricsPoller } from "./poller.ts";
 import { Router } from "./router.ts";
 import { credit, penalize } from "./standing.ts";
 import { Tries } from "./tries.ts";
-import type { ChatOptions, ChatRequest, ChatResult, EndpointInfo, ManagedLlmClient } from "./types.ts";
+import type { ChatOptions, ChatRequest, ChatResult, EndpointInfo, EndpointStanding, ManagedLlmClient } from "./types.ts";
 import { buildChatBody, estimateTokens, promptTokensAtLeast } from "./wire.ts";
 
 export type { FetchLike } from "./exchange.ts";
@@ -58,6 +58,9 @@ export class LlmClientImpl implements ManagedLlmClient {
   private answered = 0;
   private configFailures = 0;
   private readonly fatalListeners = new Set<(err: LlmError) => void>();
+  private readonly standingListeners = new Set<(change: EndpointStanding) => void>();
+  /** endpoints whose going down was told, and not yet their coming back */
+  private readonly downSaid = new Set<string>();
   /** requests waiting for an endpoint of their model to come back */
   #waitingForEndpoint = 0;
   private closed = false;
@@ -190,6 +193,30 @@ export class LlmClientImpl implements ManagedLlmClient {
     } else {
       this.log.warn({ endpoint: ep.url }, "LLM endpoint out");
     }
+    this.standing(ep, up, up ? undefined : "reported down (its health or metrics do not answer)");
+  }
+
+  /**
+   * `fn` hears each endpoint going down (failing, or reported out) and
+   * coming back, once per change whichever way it was seen. Returns the
+   * way to stop listening.
+   */
+  onStanding(fn: (change: EndpointStanding) => void): () => void {
+    this.standingListeners.add(fn);
+    return () => this.standingListeners.delete(fn);
+  }
+
+  private standing(ep: Endpoint, up: boolean, reason?: string): void {
+    if (up ? !this.downSaid.delete(ep.url) : this.downSaid.has(ep.url)) return;
+    if (!up) this.downSaid.add(ep.url);
+    const change: EndpointStanding = reason === undefined ? { url: ep.url, up } : { url: ep.url, up, reason };
+    for (const fn of this.standingListeners) {
+      try {
+        fn(change);
+      } catch (err) {
+        this.log.error({ endpoint: ep.url, err: String(err) }, "endpoint standing listener failed");
+      }
+    }
   }
 
   async close(): Promise<void> {
@@ -304,7 +331,7 @@ export class LlmClientImpl implements ManagedLlmClient {
         try {
           const done = await exchange(this.transport, ep, body, call);
           const ms = performance.now() - t0;
-          credit(ep, done, { sentTokens, ms, adaptive, log: this.log });
+          if (credit(ep, done, { sentTokens, ms, adaptive, log: this.log })) this.standing(ep, true);
           this.answered++;
           // usage is booked under the name asked for: servers answer with their own (llama.cpp: gpt-3.5-turbo)
           const asked = model ?? done.model ?? "";
@@ -335,7 +362,7 @@ export class LlmClientImpl implements ManagedLlmClient {
             this.log.debug({ endpoint: ep.url, reason: err.detail }, "LLM endpoint connection broke; choosing again");
             continue;
           }
-          penalize(ep, err, { epoch, now, adaptive, maxBackoffMs, log: this.log });
+          if (penalize(ep, err, { epoch, now, adaptive, maxBackoffMs, log: this.log })) this.standing(ep, false, err.detail);
           if (err.problem === "config") this.onConfigFailure(ep, err.detail);
           tries.spend(ep, err);
           this.log.debug({ endpoint: ep.url, attempt: tries.attempts, reason: err.detail }, "LLM request retried");

@@ -54,19 +54,19 @@ export class EventStore {
     if (st.messages === 0 || (q.after !== undefined && q.after >= st.last_seq)) return [];
     const first = Math.max(st.first_seq, (q.after ?? 0) + 1);
     if (q.job !== undefined) {
-      const all = await this.#scan(Subjects.jobEvents(q.job), first, q.after !== undefined ? limit : Number.POSITIVE_INFINITY, st.last_seq);
+      const all = await this.#scan(Subjects.jobEvents(q.job), first, q.after !== undefined ? limit : Number.POSITIVE_INFINITY);
       const mine = all.filter((e) => e.job === q.job);
       return q.after !== undefined ? mine : mine.slice(-limit);
     }
     const start = q.after !== undefined ? first : Math.max(st.first_seq, st.last_seq - limit + 1);
-    return this.#scan(Subjects.events, start, limit, st.last_seq);
+    return this.#scan(Subjects.events, start, limit);
   }
 
   /**
    * Read from `start` on, through an ordered consumer, until `max` events
-   * (garbage skipped does not count) or the stream's `last` message.
+   * (garbage skipped does not count) or the last message there is now.
    */
-  async #scan(filter: string, start: number, max: number, last: number): Promise<ClusterEvent[]> {
+  async #scan(filter: string, start: number, max: number): Promise<ClusterEvent[]> {
     const consumer = await this.link.js.consumers.get(Streams.events, {
       filter_subjects: filter,
       deliver_policy: DeliverPolicy.StartSequence,
@@ -74,18 +74,18 @@ export class EventStore {
     });
     const out: ClusterEvent[] = [];
     try {
-      // a job's filter may match nothing: a fetch would wait its whole expiry to say so
-      if ((await consumer.info()).num_pending === 0) return out;
-      for (let end = false; !end && out.length < max; ) {
-        const batch = await consumer.fetch({ max_messages: Math.min(max - out.length, 256), expires: 2000 });
+      // asking for exactly what is there, no fetch waits out its expiry
+      let left = (await consumer.info()).num_pending;
+      while (left > 0 && out.length < max) {
+        const batch = await consumer.fetch({ max_messages: Math.min(max - out.length, left, 256), expires: 2000 });
         let n = 0;
         for await (const m of batch) {
           n++;
+          left = m.info.pending;
           const ev = this.#decode(m);
           if (ev) out.push(ev);
-          if (m.seq >= last || m.info.pending === 0) end = true;
         }
-        if (n === 0) end = true;
+        if (n === 0) break;
       }
     } finally {
       await consumer.delete().catch(() => undefined);
