@@ -180,7 +180,7 @@ class ClusterNodeImpl implements RunningClusterNode {
     this.#counters.start();
     this.#coordinator.start();
     const roles = Object.keys(this.bus.load()).length;
-    this.#log.info({ roles, version: VERSION }, "node joined the cluster");
+    this.#log.info({ event: "member.joined", roles, version: VERSION }, "node joined the cluster");
     void this.#members.joined(roles);
     return this;
   }
@@ -261,6 +261,6 @@ class ClusterNodeImpl implements RunningClusterNode {
     await this.#feed.close();
     await this.#presence.leave();
     await this.#nats.close();
-    this.#log.info({ handedBack: this.bus.stats.handedBack }, "left the cluster");
+    this.#log.info({ event: "member.left", handedBack: this.bus.stats.handedBack }, "left the cluster");
   }
 }

@@ -186,12 +186,12 @@ export class LlmClientImpl implements ManagedLlmClient {
     const now = performance.now();
     if (!ep.report(up, now)) return;
     if (up) {
-      this.log.info({ endpoint: ep.url }, "LLM endpoint back");
+      this.log.info({ event: "endpoint.up", endpoint: ep.url }, "LLM endpoint back");
       // one that was not up to be looked at is looked at now
       if (!ep.discovered) ep.discoverAfter = 0;
       this.set.wake();
     } else {
-      this.log.warn({ endpoint: ep.url }, "LLM endpoint out");
+      this.log.warn({ event: "endpoint.down", endpoint: ep.url }, "LLM endpoint out");
     }
     this.standing(ep, up, up ? undefined : "reported down (its health or metrics do not answer)");
   }

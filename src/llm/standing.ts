@@ -29,7 +29,7 @@ export function penalize(
     o.log.info({ endpoint: ep.url, limit: ep.slots.limit, reason: f.detail }, "LLM endpoint concurrency cut");
   }
   if (broken && ep.onFailure(o.now, Math.max(1, o.maxBackoffMs))) {
-    o.log.warn({ endpoint: ep.url, fails: ep.fails, reason: f.detail }, "LLM endpoint down");
+    o.log.warn({ event: "endpoint.down", endpoint: ep.url, fails: ep.fails, reason: f.detail }, "LLM endpoint down");
     return true;
   }
   return false;
@@ -41,7 +41,7 @@ export function penalize(
  */
 export function credit(ep: Endpoint, done: Completion, o: { sentTokens: number; ms: number; adaptive: boolean; log: Logger }): boolean {
   const wasDown = ep.fails >= FAILS_TO_DOWN;
-  if (wasDown) o.log.info({ endpoint: ep.url }, "LLM endpoint up again");
+  if (wasDown) o.log.info({ event: "endpoint.up", endpoint: ep.url }, "LLM endpoint up again");
   ep.onSuccess(o.ms, o.adaptive);
   ep.promptTokens += done.prompt;
   ep.completionTokens += done.completion;

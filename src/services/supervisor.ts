@@ -176,7 +176,7 @@ export class Supervisor {
       this.restarts++;
       // A long healthy run resets the backoff; a crash loop keeps doubling it.
       if (ok && Date.now() - began > 60_000) backoff = this.spec.restartBackoffMs;
-      this.log.warn({ service: this.name, restarts: this.restarts, inMs: backoff }, "restarting the LLM server");
+      this.log.warn({ event: "llm.restarted", service: this.name, restarts: this.restarts, inMs: backoff, reason: this.#ended }, "restarting the LLM server");
       const restart: SupervisorRestart = { restarts: this.restarts, inMs: backoff, reason: this.#ended || "it stopped" };
       for (const fn of this.#restartListeners) {
         try {
