@@ -6,6 +6,7 @@ import { type RunningClusterNode, startClusterNode } from "../src/cluster/node.t
 import { describe, UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
+import { checkEnvDriver, checkNodeLlm, preflight } from "../src/preflight/index.ts";
 import { NODE_FLAGS, parseCommand } from "./args.ts";
 import { openNodeServices } from "./services.ts";
 import { handleSignals } from "./signals.ts";
@@ -29,6 +30,7 @@ usage: matrixd join --nats URL[,URL...] [--http HOST:PORT] [--llm sim|URL ...] [
   --name NODE          node name in the cluster (default hostname-pid)
   --plugin PATH        load a workflow from a file; repeatable
   --log-level LEVEL    pino level of the JSON log on stdout (default info)
+  --log-file FILE      write the JSON log to FILE (appended) instead of stdout
 
 SIGTERM or SIGINT: stop taking work, hand tasks in flight back to the cluster, leave, exit 0.
 exit codes: 0 left cleanly, 1 runtime failure, 2 usage or config error`;
@@ -70,11 +72,16 @@ export async function joinMain(argv: string[]): Promise<number> {
     throw new UsageError(`--http ${httpAddr} listens beyond loopback: give a bearer token (--token, config token or $MATRIXD_TOKEN)`);
   }
   const name = f.name ?? cfg.name ?? `${hostname()}-${process.pid}`;
-  const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "info", stream: "stdout" });
+  const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "info", stream: "stdout", ...(f["log-file"] !== undefined ? { file: f["log-file"] } : {}) });
 
   const registry = new Registry(builtinWorkflows);
   for (const p of [...cfg.plugins, ...(f.plugin ?? [])]) for (const w of await loadPlugin(p)) registry.add(w);
+  await preflight("join", [() => checkEnvDriver({ flag: f.env, config: cfg.env })]);
   const svc = await openNodeServices(f, cfg, log);
+  await preflight("join", [() => checkNodeLlm(svc.llm, cfg.llm)]).catch(async (err) => {
+    await svc.close();
+    throw err;
+  });
 
   const abort = new AbortController();
   let node: RunningClusterNode | undefined;

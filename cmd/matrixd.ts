@@ -10,6 +10,9 @@ import { submitMain } from "./submit.ts";
 import { guardMain } from "../src/services/guard.ts";
 import { joinMain } from "./join.ts";
 import { checkMain } from "./check.ts";
+import { jobsMain } from "./jobs.ts";
+import { resultsMain } from "./results.ts";
+import { cancelMain } from "./cancel.ts";
 
 const HELP = `matrixd ${VERSION}: peer-to-peer multi-agent synthetic data generation
 
@@ -22,6 +25,9 @@ usage: matrixd COMMAND [options]   (matrixd COMMAND --help for each)
   bench     matrixd against its baselines on a simulated fleet (needs the source tree)
   submit    send a seed file to a cluster node as a job; progress, dataset
   status    the cluster's members and jobs, as one node sees them
+  jobs      the cluster's jobs, one line each
+  results   a job's dataset (NDJSON), to stdout or a file
+  cancel    cancel a job (--purge: drop it and its dataset)
   version   print the version
 
 exit codes: 0 ok, 1 job or runtime failure, 2 usage or config error`;
@@ -35,6 +41,9 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   bench: benchMain,
   submit: submitMain,
   status: statusMain,
+  jobs: jobsMain,
+  results: resultsMain,
+  cancel: cancelMain,
   version: async () => {
     console.log(`matrixd ${VERSION}`);
     return 0;

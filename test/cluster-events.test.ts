@@ -152,7 +152,7 @@ describe.skipIf(missing !== undefined)("cluster events", () => {
       }
       const all = await feed(a!);
       expect(of(all, "job.submitted").length).toBeGreaterThanOrEqual(5);
-      expect(metric(a!.metrics(), "matrixd_garbage_total", 'subject="event"')).toBe(junk.length * 2);
+      expect(metric(await a!.metrics(), "matrixd_garbage_total", 'subject="event"')).toBe(junk.length * 2);
 
       // pages of two, from the start, give the whole feed once, in order
       const paged: ClusterEvent[] = [];
@@ -172,7 +172,7 @@ describe.skipIf(missing !== undefined)("cluster events", () => {
       expect((await json(await get(`?after=${last}`))).events).toEqual([]);
       expect((await json(await get("?limit=3"))).events).toEqual(all.slice(-3));
       // garbage read again is not counted again
-      expect(metric(a!.metrics(), "matrixd_garbage_total", 'subject="event"')).toBe(junk.length * 2);
+      expect(metric(await a!.metrics(), "matrixd_garbage_total", 'subject="event"')).toBe(junk.length * 2);
     } finally {
       await nats.close();
       await a!.close();

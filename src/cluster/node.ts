@@ -1,6 +1,7 @@
 import { NatsBusImpl } from "../bus/nats/index.ts";
 import { Accounting } from "../engine/accounting.ts";
 import { Engine } from "../engine/engine.ts";
+import { StepTimes } from "../engine/step-times.ts";
 import type { Logger } from "../log.ts";
 import { Registry } from "../plugin/registry.ts";
 import { type ClusterTimings, type NatsCluster, openNatsCluster, safeName } from "../store/index.ts";
@@ -91,6 +92,7 @@ class ClusterNodeImpl implements RunningClusterNode {
     this.#takeovers = new Takeovers({ node: name, feed: this.#feed, ackWaitMs: timings.ackWaitMs, heartbeatMs });
     this.#members = new MemberEvents({ node: name, startedAt, feed: this.#feed, takeovers: this.#takeovers });
     const takenOver = () => this.#takeovers.taken();
+    const stepTimes = new StepTimes();
     this.bus = new NatsBusImpl({
       link: nats.link,
       node: name,
@@ -100,6 +102,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       localFirst: opts.localFirst,
       rowExists: (job, id) => results.exists(job, id),
       onTakeover: takenOver,
+      stepLatency: stepTimes,
     });
     this.accounting = new Accounting(opts.prices);
     const spending = {
@@ -124,6 +127,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       log,
       llm: opts.llm,
       services: opts.services,
+      stepTimes,
       finish: (row) => this.#rows.store(row),
     });
     this.#hosting = new RoleHosting({ engine: this.engine, bus: this.bus, registry, select, fallback: opts.defaultSlots ?? 256, llm: opts.llm });
@@ -169,7 +173,19 @@ class ClusterNodeImpl implements RunningClusterNode {
       feed: this.#feed,
     });
     this.#control = new JobControl({ node: name, nats, workflows, table: this.#table, log, leaving, feed: this.#feed });
-    this.#figures = new NodeFigures({ node: name, nats, workflows, table: this.#table, engine: this.engine, bus: this.bus, accounting: this.accounting, draining });
+    this.#figures = new NodeFigures({
+      node: name,
+      nats,
+      workflows,
+      table: this.#table,
+      engine: this.engine,
+      bus: this.bus,
+      accounting: this.accounting,
+      counters: this.#counters,
+      stepTimes,
+      llm: opts.llm,
+      draining,
+    });
   }
 
   async start(): Promise<this> {
@@ -229,7 +245,7 @@ class ClusterNodeImpl implements RunningClusterNode {
     return this.#feed.read(q);
   }
 
-  metrics(): string {
+  metrics(): Promise<string> {
     return this.#figures.metrics();
   }
 

@@ -63,8 +63,8 @@ export interface ClusterNode {
    * `job`, only that job's.
    */
   events(opts: EventQuery): Promise<ClusterEvent[]>;
-  /** Prometheus text of this node's own counters */
-  metrics(): string;
+  /** Prometheus text of this node's own figures */
+  metrics(): Promise<string>;
   /** stop taking work, hand back tasks in flight, leave the cluster */
   close(): Promise<void>;
 }

@@ -11,7 +11,7 @@ import { MetricsPoller } from "./poller.ts";
 import { Router } from "./router.ts";
 import { credit, penalize } from "./standing.ts";
 import { Tries } from "./tries.ts";
-import type { ChatOptions, ChatRequest, ChatResult, EndpointInfo, EndpointStanding, ManagedLlmClient } from "./types.ts";
+import type { CallDurations, ChatOptions, ChatRequest, ChatResult, EndpointInfo, EndpointStanding, ManagedLlmClient } from "./types.ts";
 import { buildChatBody, estimateTokens, promptTokensAtLeast } from "./wire.ts";
 
 export type { FetchLike } from "./exchange.ts";
@@ -95,6 +95,10 @@ export class LlmClientImpl implements ManagedLlmClient {
   endpoints(): EndpointInfo[] {
     const now = performance.now();
     return this.set.list.map((e) => e.info(now));
+  }
+
+  *callDurations(): Iterable<CallDurations> {
+    for (const e of this.set.list) for (const [model, hist] of e.calls) yield { endpoint: e.url, model, hist };
   }
 
   /**
@@ -335,6 +339,7 @@ export class LlmClientImpl implements ManagedLlmClient {
           this.answered++;
           // usage is booked under the name asked for: servers answer with their own (llama.cpp: gpt-3.5-turbo)
           const asked = model ?? done.model ?? "";
+          ep.timeCall(asked, ms);
           const result: ChatResult = {
             text: done.text,
             toolCalls: done.toolCalls,

@@ -6,7 +6,7 @@ import { handOff } from "./handoff.ts";
 import type { Logger } from "../../log.ts";
 import { decodeWith } from "../../protocol/codec.ts";
 import type { TaskState } from "../../protocol/task.ts";
-import { type Bus, type RoleLoad, roleKey, type TaskHandler } from "../bus.ts";
+import { type Bus, type RoleLoad, roleKey, type StepLatency, type TaskHandler } from "../bus.ts";
 import type { NatsLink } from "../../store/connection.ts";
 import { Hold, type HoldSend, Keeper, parseAckSubject } from "./holds.ts";
 import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "../../store/names.ts";
@@ -30,6 +30,8 @@ export interface NatsBusOptions {
   rowExists(job: string, id: string): Promise<boolean>;
   /** a task delivered again (its node died, or gave it back) goes on here */
   onTakeover?: () => void;
+  /** the roles' step latency, for their load */
+  stepLatency?: StepLatency;
 }
 
 /** Called with each seed taken for a job; `again` when the server delivered it before. */
@@ -155,7 +157,7 @@ export class NatsBusImpl implements Bus {
     const out: Record<string, RoleLoad> = {};
     for (const [key, r] of this.#roles) {
       const slots = r.group ? Math.min(r.slots, r.group.slots) : r.slots;
-      out[key] = { slots, busy: r.busy, queued: r.overflow.length };
+      out[key] = { slots, busy: r.busy, queued: r.overflow.length, ...this.#o.stepLatency?.latency(key) };
     }
     return out;
   }
