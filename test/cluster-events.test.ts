@@ -8,6 +8,7 @@ import { encode } from "../src/protocol/codec.ts";
 import { builtinWorkflows } from "../plugins/index.ts";
 import { openNatsCluster } from "../src/store/index.ts";
 import { createLlmClient } from "../src/llm/index.ts";
+import { startSim } from "../src/sim/index.ts";
 import { freePort } from "../src/util/net.ts";
 import { DETERMINISM_JOB } from "./engine-cases.ts";
 import { coralSeeds } from "./support/seeds.ts";
@@ -17,6 +18,7 @@ import { MATRIXD, matrixdBin } from "./support/matrixd.ts";
 import { json } from "./support/api.ts";
 import { startNodes, TEST_TIMINGS, waitJob } from "./support/cluster-nodes.ts";
 import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
+import { serverPids } from "./support/procs.ts";
 import { waitFor } from "./support/wait.ts";
 
 /**
@@ -253,4 +255,55 @@ describe.skipIf(missing !== undefined)("cluster events", () => {
       await Promise.all(procs.filter((p) => p.alive).map((p) => p.kill9()));
     }
   }, 240_000);
+
+  test("cluster events - a budget reached, a job cancelled and one purged are each one entry of the job's events", async () => {
+    const sim = await startSim({ slots: 16, timeScale: 0.02 });
+    const llm = createLlmClient({ endpoints: [{ url: `${sim.url}/v1`, maxConcurrency: 16 }] });
+    const [a, b] = await startNodes(srv, ["ev-j1", "ev-j2"], { llm });
+    try {
+      const { id } = await a!.submit({ workflow: "coral", seeds: coralSeeds(400, "b"), config: { seed: 1, concurrency: 8, budget: { tokens: 3000 } } });
+      const st = await waitJob(b!, id, 60_000);
+      expect(st.budgetReached).toBeDefined();
+      const mine = await waitFor("the job's done event", async () => {
+        const evs = await b!.events({ job: id });
+        return evs.some((e) => e.kind === "job.done") && evs;
+      }, 20_000, 100);
+      expect(mine.map((e) => e.kind)).toEqual(["job.submitted", "budget.reached", "job.done"]);
+      expect(mine[1]!.message).toContain("tokens of 3,000");
+      expect(mine[2]!.message).toContain("at its budget");
+
+      const long = await a!.submit({ workflow: coralDummy.name, seeds: coralSeeds(3000, "c"), config: { concurrency: 2, options: DETERMINISM_JOB.options } });
+      expect(await b!.cancel(long.id)).toBe(true);
+      expect(await a!.purge(long.id)).toBe(true);
+      const kinds = async () => (await a!.events({ job: long.id })).map((e) => `${e.kind} ${e.node}`);
+      await waitFor("the purge in the feed", async () => (await kinds()).length === 3, 10_000, 100);
+      expect(await kinds()).toEqual(["job.submitted ev-j1", "job.cancelled ev-j2", "job.purged ev-j1"]);
+    } finally {
+      await Promise.all([a!.close(), b!.close()]);
+      await llm.close();
+      await sim.stop();
+    }
+  }, 90_000);
+
+  test("cluster events - a supervised LLM server killed is one llm.restarted saying why, with its endpoint going down and up", async () => {
+    const marker = `ev-sup-${process.pid}`;
+    const sup = `${marker}=${MATRIXD.join(" ")} sim-llm --port {port} --model ${marker}`;
+    const p = await spawnJoin({ name: "ev-s1", nats: srv.url, dir: tmp.dir, config: { nats: { ackWaitSec: 3, memberTtlSec: 3 } }, args: ["--supervise", sup], timeoutMs: 60_000 });
+    try {
+      const events = async () => (await p.get<{ events: ClusterEvent[] }>("/v1/events?limit=1000")).events.filter((e) => e.node === "ev-s1");
+      const victim = await waitFor("the supervised server", () => serverPids(marker)[0], 20_000, 100);
+      process.kill(victim, "SIGKILL");
+      const restarted = await waitFor("an llm.restarted event", async () => of(await events(), "llm.restarted", marker)[0], 30_000, 200);
+      expect(restarted.count).toBe(1);
+      expect(restarted.message).toContain("exited with code");
+      const up = await waitFor("its endpoint up again", async () => of(await events(), "endpoint.up")[0], 30_000, 200);
+      const all = await events();
+      expect(of(all, "endpoint.down", up.subject).length).toBe(1);
+      expect(of(all, "endpoint.down")[0]!.seq).toBeLessThan(up.seq);
+      expect(of(all, "llm.restarted").length).toBe(1);
+      expect(p.log(200_000)).toContain('"event":"llm.restarted"');
+    } finally {
+      await p.term();
+    }
+  }, 120_000);
 });
