@@ -306,4 +306,22 @@ describe.skipIf(missing !== undefined)("cluster events", () => {
       await p.term();
     }
   }, 120_000);
+
+  test("cluster events - a nats-server restart loses the member view for a while, yet no member is reported lost", async () => {
+    const nodes = await startNodes(srv, ["ev-r1", "ev-r2", "ev-r3"]);
+    try {
+      const names = nodes.map((n) => n.name).sort();
+      const view = async () => (await nodes[0]!.members()).map((m) => m.node).sort();
+      await waitFor("all three in the view", async () => JSON.stringify(await view().catch(() => [])) === JSON.stringify(names), 15_000, 200);
+      const before = (await feed(nodes[0]!)).at(-1)?.seq ?? 0;
+      await srv.restart();
+      await waitFor("all three in the view again", async () => JSON.stringify(await view().catch(() => [])) === JSON.stringify(names), 30_000, 200);
+      // past the time a loss would be concluded
+      await Bun.sleep(2 * TEST_TIMINGS.memberTtlMs + 6000);
+      const since = await nodes[1]!.events({ after: before });
+      expect(since.filter((e) => e.kind === "member.lost" || e.kind === "member.left")).toEqual([]);
+    } finally {
+      await Promise.all(nodes.map((n) => n.close()));
+    }
+  }, 90_000);
 });

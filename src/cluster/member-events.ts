@@ -45,6 +45,8 @@ export interface MemberEventsOptions {
 export class MemberEvents {
   readonly #seen = new Map<string, Seen>();
   #first = true;
+  /** no member is concluded lost before then (views just after a NATS outage are partial) */
+  #settledAt = 0;
 
   constructor(private readonly o: MemberEventsOptions) {}
 
@@ -61,6 +63,16 @@ export class MemberEvents {
       { kind: "member.left", subject: node, message: `${node} left the cluster, handing back ${handedBack} tasks` },
       { id: goneId(node, startedAt), log: false },
     );
+  }
+
+  /**
+   * This node's NATS connection came back: for a while, members missing
+   * from the view are not concluded lost. The members bucket lives in
+   * memory, so after a server restart each node's record comes back only
+   * as the node reconnects, some seconds apart.
+   */
+  reconnected(graceMs: number): void {
+    this.#settledAt = Date.now() + graceMs;
   }
 
   /** A member view was read. */
@@ -95,7 +107,7 @@ export class MemberEvents {
         if (now - s.presentAt > FORGET_MS) this.#seen.delete(name);
         continue;
       }
-      if (++s.missing >= MISSING_VIEWS) this.#lost(name, s, now);
+      if (++s.missing >= MISSING_VIEWS && now >= this.#settledAt) this.#lost(name, s, now);
     }
   }
 

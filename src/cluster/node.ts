@@ -91,6 +91,8 @@ class ClusterNodeImpl implements RunningClusterNode {
     this.#unhooks.push(...watchServices(this.#feed, name, opts));
     this.#takeovers = new Takeovers({ node: name, feed: this.#feed, ackWaitMs: timings.ackWaitMs, heartbeatMs });
     this.#members = new MemberEvents({ node: name, startedAt, feed: this.#feed, takeovers: this.#takeovers });
+    // reconnecting nodes take a few seconds to be back in the view: not lost meanwhile
+    this.#unhooks.push(nats.link.onReconnect(() => this.#members.reconnected(2 * timings.memberTtlMs + 5000)));
     const takenOver = () => this.#takeovers.taken();
     const stepTimes = new StepTimes();
     this.bus = new NatsBusImpl({

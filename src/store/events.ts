@@ -1,9 +1,10 @@
-import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, type JsMsg, type StreamState } from "@nats-io/jetstream";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { decodeWith, encode } from "../protocol/codec.ts";
 import { type ClusterEvent, EVENTS_DEFAULT_LIMIT, type EventQuery, type StoredEvent, StoredEventSchema } from "../protocol/event.ts";
 import type { NatsLink } from "./connection.ts";
+import { ApiCodes, isApiError } from "./errors.ts";
 import { Streams, Subjects } from "./names.ts";
 import { PUBLISH_TIMEOUT_MS } from "./setup.ts";
 
@@ -50,7 +51,14 @@ export class EventStore {
    */
   async read(q: EventQuery): Promise<ClusterEvent[]> {
     const limit = q.limit ?? EVENTS_DEFAULT_LIMIT;
-    const st = (await this.link.jsm.streams.info(Streams.events)).state;
+    let st: StreamState;
+    try {
+      st = (await this.link.jsm.streams.info(Streams.events)).state;
+    } catch (err) {
+      // made again by the next node that sets up the streams
+      if (isApiError(err, ApiCodes.streamNotFound)) return [];
+      throw err;
+    }
     if (st.messages === 0 || (q.after !== undefined && q.after >= st.last_seq)) return [];
     const first = Math.max(st.first_seq, (q.after ?? 0) + 1);
     if (q.job !== undefined) {
