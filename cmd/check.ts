@@ -8,10 +8,9 @@ import type { LlmSection } from "../src/llm/config.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
 import {
   type CheckResult,
-  checkEndpoints,
   checkEnvDriver,
   checkLlmGiven,
-  configTargets,
+  checkNodeEndpoints,
   formatResult,
   runChecks,
   type WorkflowNeeds,
@@ -93,17 +92,17 @@ async function checkSetup(f: { config?: string; workflow?: string; llm?: string[
   for (const p of [...cfg.plugins, ...(f.plugin ?? [])]) for (const w of await loadPlugin(p)) registry.add(w);
   const name = f.workflow ?? file ?? cfg.workflow;
   const wf = name === undefined ? undefined : workflowCheck(name, cfg, registry);
-  const supervise = [...cfg.supervise, ...superviseFlags(f.supervise)];
-  const flags = f.llm ?? [];
-  const targets = configTargets(flags, cfg.llm, supervise, cfg.sim);
+  const llm = { flags: f.llm, section: cfg.llm, supervise: [...cfg.supervise, ...superviseFlags(f.supervise)], sim: cfg.sim };
+  const needs = wf?.needs;
   const results = [
     ...(wf ? [wf.result] : []),
     ...(await runChecks([
-      () => checkEnvDriver({ flag: f.env, config: cfg.env }, wf?.needs),
-      () => (wf?.needs ? checkLlmGiven(wf.needs, { flags, section: cfg.llm !== undefined, supervise: supervise.length }) : []),
-      () => checkEndpoints(targets, wf?.needs?.models),
+      () => checkEnvDriver({ flag: f.env, config: cfg.env }, needs),
+      () => (needs ? checkLlmGiven(needs, llm) : []),
+      () => checkNodeEndpoints(llm, needs?.models, "warn"),
     ])),
   ];
+  if (results.length === 0) console.log("nothing to check: no workflow, no LLM endpoint, no environment (see matrixd check --help)");
   for (const r of results) console.log(formatResult(r));
   return results.some((r) => r.status === "fail") ? 2 : 0;
 }

@@ -37,6 +37,9 @@ usage: matrixd submit --server URL --workflow NAME FILE.jsonl [--wait] [--out FI
   --token T            bearer token of the API (default $MATRIXD_TOKEN)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
 
+Before a seed is sent, the server must answer and a workflow given by name must be hosted by some
+member of the cluster (GET /v1/cluster); else exit 2 with one line naming the server or workflow.
+
 prints the job id on stdout; progress and the summary go to stderr.
 exit codes: 0 done, 1 job cancelled or every task failed or a server/network error,
             2 usage, config or a request the server refused (bad seeds: each bad line is named;

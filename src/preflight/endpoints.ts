@@ -126,7 +126,10 @@ export async function checkEndpoints(targets: readonly EndpointTarget[], asked: 
       );
     } else {
       const serves = p.served ? `serves ${p.served.join(", ")}` : (p.note ?? "");
-      out.push(result(CHECK, t.url, p.note ? "warn" : "ok", `${name(t)} answers; ${serves}`));
+      // the client sends it only the models its config names: one it does not list may be refused
+      const unlisted = p.served ? (t.models ?? []).filter((m) => !p.served?.includes(m)) : [];
+      const also = unlisted.length > 0 ? `, but it is configured for ${unlisted.map((m) => `"${m}"`).join(", ")}: requests for that may be refused` : "";
+      out.push(result(CHECK, t.url, p.note || also ? "warn" : "ok", `${name(t)} answers; ${serves}${also}`));
     }
   }
   // models are judged on the endpoints that answered; with none, the failure above says it all

@@ -1,20 +1,12 @@
 import type { WorkflowNeeds } from "./needs.ts";
+import type { LlmSetting } from "./targets.ts";
 import { type CheckResult, result } from "./types.ts";
 
-/** Where a node's LLM endpoints come from; any of them is enough. */
-export interface LlmSources {
-  /** `--llm` flags */
-  flags?: readonly string[];
-  /** the config has an `llm` section (without endpoints it means the local default URL) */
-  section?: boolean;
-  /** `--supervise` flags and the config's `supervise` entries */
-  supervise?: number;
-}
-
 /** A workflow whose roles call an LLM has at least one endpoint to call. */
-export function checkLlmGiven(needs: WorkflowNeeds, sources: LlmSources): CheckResult[] {
+export function checkLlmGiven(needs: WorkflowNeeds, llm: LlmSetting): CheckResult[] {
   if (needs.llmRoles.length === 0) return [];
-  const given = (sources.flags?.length ?? 0) > 0 || sources.section === true || (sources.supervise ?? 0) > 0;
+  // an `llm` section without endpoints means the local default URL, checked with the rest
+  const given = (llm.flags?.length ?? 0) > 0 || llm.section !== undefined || llm.supervise.length > 0;
   if (given) return [];
   return [
     result(

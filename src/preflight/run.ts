@@ -1,6 +1,8 @@
 import { ConfigError } from "../errors.ts";
 import type { Check, CheckResult } from "./types.ts";
 
+const warned = new Set<string>();
+
 /** Run checks in parallel; their results in the order of the checks. */
 export async function runChecks(checks: readonly Check[]): Promise<CheckResult[]> {
   const all = await Promise.all(checks.map(async (c) => c()));
@@ -16,7 +18,12 @@ export async function runChecks(checks: readonly Check[]): Promise<CheckResult[]
 export async function preflight(command: string, checks: readonly Check[], warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<CheckResult[]> {
   const results = await runChecks(checks);
   const failed = results.filter((r) => r.status === "fail");
-  for (const r of results) if (r.status === "warn") warn(`matrixd ${command}: warning: ${r.message}`);
+  for (const r of results) {
+    // checked again once supervised servers started, an endpoint is warned of once
+    if (r.status !== "warn" || warned.has(r.message)) continue;
+    warned.add(r.message);
+    warn(`matrixd ${command}: warning: ${r.message}`);
+  }
   const [first] = failed;
   if (first) {
     const more = failed.length - 1;

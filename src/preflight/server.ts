@@ -52,6 +52,6 @@ export async function checkServer(api: ApiClient, workflow: string | undefined, 
   }
   const { hosts, names } = hosted(cluster, workflow);
   if (hosts || cluster.members.length === 0) out.push(result("workflow", workflow, "ok", `workflow ${workflow} is hosted in the cluster`));
-  else out.push(result("workflow", workflow, "fail", `no member of the cluster at ${server} hosts workflow "${workflow}" (hosted: ${names.join(", ") || "none"})`));
+  else out.push(result("workflow", workflow, "fail", `unknown workflow "${workflow}": no member of the cluster at ${server} hosts it (hosted: ${names.join(", ") || "none"})`));
   return out;
 }

@@ -32,8 +32,15 @@ export function clientTargets(endpoints: readonly EndpointInfo[], section: LlmSe
  * without starting anything: the in-process sim is known by its options, a
  * supervised server is not started (so not checked).
  */
-export function configTargets(flags: readonly string[], section: LlmSection | undefined, supervise: readonly SuperviseSpec[], sim: Record<string, unknown> | undefined): EndpointTarget[] {
-  const out: EndpointTarget[] = supervise.map((s) => ({ url: s.command, label: "supervised", assumed: "warn" as const, ...(s.model ? { models: [s.model] } : {}) }));
+export function configTargets(
+  flags: readonly string[],
+  section: LlmSection | undefined,
+  supervise: readonly SuperviseSpec[],
+  sim: Record<string, unknown> | undefined,
+  /** "warn" where nothing will start them (matrixd check); "ok" where they are checked once started */
+  supervised: "ok" | "warn" = "warn",
+): EndpointTarget[] {
+  const out: EndpointTarget[] = supervise.map((s) => ({ url: s.command, label: "supervised", assumed: supervised, ...(s.model ? { models: [s.model] } : {}) }));
   if (flags.length === 0) {
     const urls = section?.endpoints?.map((e) => e.url) ?? (section && supervise.length === 0 ? [normalizeBaseUrl(DEFAULT_ENDPOINT.url)] : []);
     return [...out, ...urls.map((url) => ({ url, ...configured(section, url) }))];
@@ -43,7 +50,11 @@ export function configTargets(flags: readonly string[], section: LlmSection | un
       const opts = SimOptionsSchema.safeParse(sim ?? {});
       const model = opts.success ? resolveSimOptions(opts.data).model : "sim-llm";
       out.push({ url: "sim", label: "in-process simulated LLM", models: [model], assumed: "ok" });
-    } else out.push({ url: normalizeBaseUrl(f), ...configured(section, normalizeBaseUrl(f)) });
+    } else if (/^https?:\/\//.test(f)) {
+      const url = normalizeBaseUrl(f);
+      out.push({ url, ...configured(section, url) });
+    }
+    // anything else is refused, as a usage error, when the client is built
   }
   return out;
 }
@@ -54,8 +65,25 @@ export interface OpenClient {
   supervisors: readonly Supervised[];
 }
 
-/** The check of a node's LLM endpoints once they are open: each answers, the asked models are served. */
-export function checkNodeLlm(llm: OpenClient | undefined, section: LlmSection | undefined, asked: readonly AskedModel[] = []): Promise<CheckResult[]> {
-  if (!llm) return Promise.resolve([]);
+/** Where a node's LLM endpoints come from, before any is opened. */
+export interface LlmSetting {
+  flags?: readonly string[];
+  section?: LlmSection;
+  supervise: readonly SuperviseSpec[];
+  sim?: Record<string, unknown>;
+}
+
+/**
+ * The check of a node's LLM endpoints before they are opened: each URL
+ * answers, the asked models are served (supervised servers taken as serving
+ * their model, until they are started and checked with the rest).
+ */
+export function checkNodeEndpoints(llm: LlmSetting, asked: readonly AskedModel[] = [], supervised: "ok" | "warn" = "ok"): Promise<CheckResult[]> {
+  return checkEndpoints(configTargets(llm.flags ?? [], llm.section, llm.supervise, llm.sim, supervised), asked);
+}
+
+/** The same once the node's supervised servers started (nothing to do without them). */
+export function checkSupervised(llm: OpenClient | undefined, section: LlmSection | undefined, asked: readonly AskedModel[] = []): Promise<CheckResult[]> {
+  if (!llm || llm.supervisors.length === 0) return Promise.resolve([]);
   return checkEndpoints(clientTargets(llm.client.endpoints(), section, llm.supervisors), asked);
 }
