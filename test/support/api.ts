@@ -72,6 +72,7 @@ export function overriding(node: ClusterNode, over: Partial<ClusterNode>): Clust
     tail: over.tail ?? ((id, n) => node.tail(id, n)),
     task: over.task ?? ((job, id) => node.task(job, id)),
     members: over.members ?? (() => node.members()),
+    events: over.events ?? ((q) => node.events(q)),
     metrics: over.metrics ?? (() => node.metrics()),
     close: over.close ?? (() => node.close()),
   };
