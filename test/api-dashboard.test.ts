@@ -16,7 +16,7 @@ if (!haveChromium()) {
   console.warn(`api-dashboard: ${CHROMIUM} is missing, dashboard tests skipped (apt-get install -y chromium)`);
 }
 
-/** Errors of the page's own code (console errors of refused requests are the token tests' point). */
+/** Errors of the page's own code (the refused requests' console errors are the token test's point). */
 function pageErrors(w: WatchedPage): string[] {
   return w.errors.filter((e) => e.startsWith("page error"));
 }
@@ -121,7 +121,7 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
       await reason.locator("a").click();
       await w.until(`document.getElementById("task-error")`);
       expect(await p.locator("#task-error").textContent()).toBe("step limit reached (3 steps)");
-      expect(pageErrors(w)).toEqual([]);
+      expect(w.errors).toEqual([]);
     } finally {
       await w.close();
     }
@@ -144,7 +144,7 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
       expect(await reply.textContent()).toContain("structured reply");
       expect(await reply.locator("pre").textContent()).toBe('{\n  "answer": "sunny",\n  "confidence": 0.9\n}');
       await w.shot("inproc-task-tools");
-      expect(pageErrors(w)).toEqual([]);
+      expect(w.errors).toEqual([]);
     } finally {
       await w.close();
     }

@@ -91,21 +91,24 @@
   };
 
   /**
-   * The cluster's events (GET /v1/events), read on with `after` so each
-   * poll brings only what is new; the last `keep` are held, newest first.
-   * A node without the feed (404) is asked once.
+   * The cluster's events (GET /v1/events): the latest `keep` first, then
+   * read on with `after` so each poll brings only what is new; held newest
+   * first. A node without the feed (404) is asked once.
    */
   M.feed = function (job, keep) {
-    var f = { items: [], after: 0, available: true };
+    var f = { items: [], after: null, available: true };
     f.poll = function () {
       if (!f.available) return Promise.resolve(f);
-      var q = "/v1/events?limit=200&after=" + f.after + (job ? "&job=" + encodeURIComponent(job) : "");
+      var q = "/v1/events?limit=" + (f.after === null ? (keep || 200) : 200) + (f.after === null ? "" : "&after=" + f.after) +
+        (job ? "&job=" + encodeURIComponent(job) : "");
       return M.api(q, null, { nullOn404: true }).then(function (body) {
         if (!body) { f.available = false; return f; }
         var evs = body.events || [];
+        var first = f.after === null;
+        if (first) f.after = 0;
         evs.forEach(function (e) { if (e.seq > f.after) f.after = e.seq; });
         f.items = evs.slice().reverse().concat(f.items).slice(0, keep || 200);
-        return evs.length >= 200 ? f.poll() : f;
+        return !first && evs.length >= 200 ? f.poll() : f;
       });
     };
     return f;
@@ -115,11 +118,12 @@
     if (!f.items.length) return [M.el("tr", null, M.el("td", { cls: "empty", colspan: "4", text: "no events yet" }))];
     return f.items.map(function (e) {
       var bad = /lost|down|budget|restarted/.test(e.kind);
-      return M.el("tr", { cls: bad ? (e.kind === "member.lost" ? "ev-lost" : "ev-bad") : null, "data-kind": e.kind, "data-seq": String(e.seq) },
+      return M.el("tr", { cls: bad ? (e.kind === "member.lost" ? "ev-lost" : "ev-bad") : null, "data-kind": e.kind, "data-seq": String(e.seq), "data-subject": e.subject },
         M.el("td", { cls: "num dim", title: new Date(e.at).toISOString(), text: new Date(e.at).toLocaleTimeString() }),
         M.el("td", null, M.el("span", { cls: "pill" + (bad ? " bad" : ""), text: e.kind })),
-        M.el("td", { cls: "mono", text: e.node }),
-        M.el("td", null, e.message, withJob && e.job ? [" ", M.el("a", { href: M.jobHref(e.job), cls: "mono", text: e.job })] : null));
+        M.el("td", { cls: "mono", text: e.subject || "" }),
+        M.el("td", null, e.message, withJob && e.job ? [" ", M.el("a", { href: M.jobHref(e.job), cls: "mono", text: e.job })] : null,
+          M.el("span", { cls: "dim", text: " · seen by " + e.node })));
     });
   };
 
