@@ -99,6 +99,8 @@ describe.skipIf(!haveChromium())("api dashboard", () => {
       expect(await p.locator("#failures-body").textContent()).toBe("no failed rows");
       expect(await p.locator('#roles-body tr[data-role="coral-dummy.teacher"]').count()).toBe(1);
       expect(await p.locator("#cancel").count()).toBe(0);
+      await w.until(`document.querySelector('#events-body tr[data-kind="job.done"]')`);
+      expect(await p.locator("#events-body tr[data-kind]").count()).toBe(2);
       await w.shot("inproc-job");
 
       await p.locator("#latest-body tr[data-task] a").first().click();
