@@ -7,7 +7,9 @@ import { StepTimes } from "../src/engine/step-times.ts";
 import { DURATION_BUCKETS_MS, Histogram, RecentHistogram } from "../src/metrics/histogram.ts";
 import { label, PromWriter } from "../src/metrics/text.ts";
 import type { JobRecord } from "../src/store/index.ts";
-import { prometheusMissing, promtoolCheck } from "./support/prometheus.ts";
+import { join } from "node:path";
+import { ROOT } from "./support/matrixd.ts";
+import { PROMTOOL, prometheusMissing, promtoolCheck } from "./support/prometheus.ts";
 
 const noPromtool = prometheusMissing();
 
@@ -104,5 +106,11 @@ describe("metrics text", () => {
     expect(await promtoolCheck(acct.prometheus(w).text())).toEqual({ code: 0, output: "" });
     const bad = await promtoolCheck("# HELP foo_x X.\n# TYPE foo_x counter\nfoo_x 1\n");
     expect(bad.output).toContain('should have "_total" suffix');
+  });
+
+  test.skipIf(noPromtool !== undefined)("metrics - the example scrape config is one promtool accepts", async () => {
+    const proc = Bun.spawn([PROMTOOL, "check", "config", "--syntax-only", join(ROOT, "configs/prometheus/prometheus.yml")], { stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect({ code, out: out.trim(), err: err.trim() }).toEqual({ code: 0, out: expect.stringContaining("SUCCESS"), err: "" });
   });
 });
