@@ -10,18 +10,24 @@ import { submitMain } from "./submit.ts";
 import { guardMain } from "../src/services/guard.ts";
 import { joinMain } from "./join.ts";
 import { checkMain } from "./check.ts";
+import { jobsMain } from "./jobs.ts";
+import { resultsMain } from "./results.ts";
+import { cancelMain } from "./cancel.ts";
 
 const HELP = `matrixd ${VERSION}: peer-to-peer multi-agent synthetic data generation
 
 usage: matrixd COMMAND [options]   (matrixd COMMAND --help for each)
 
   run       run a job on this machine, in-process (no external service)
-  check     check a workflow file (all its problems, or its graph)
+  check     check a workflow file (its problems, or its graph), or a node's set-up (--config ...)
   join      join a cluster over NATS: host roles, supervise LLM servers, serve the HTTP API
   sim-llm   a simulated GPU LLM server (OpenAI API, vLLM metrics)
   bench     matrixd against its baselines on a simulated fleet (needs the source tree)
   submit    send a seed file to a cluster node as a job; progress, dataset
   status    the cluster's members and jobs, as one node sees them
+  jobs      the cluster's jobs, one line each
+  results   a job's dataset (NDJSON), to stdout or a file
+  cancel    cancel a job (--purge: drop it and its dataset)
   version   print the version
 
 exit codes: 0 ok, 1 job or runtime failure, 2 usage or config error`;
@@ -35,6 +41,9 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   bench: benchMain,
   submit: submitMain,
   status: statusMain,
+  jobs: jobsMain,
+  results: resultsMain,
+  cancel: cancelMain,
   version: async () => {
     console.log(`matrixd ${VERSION}`);
     return 0;

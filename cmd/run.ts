@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { builtinWorkflows } from "../plugins/index.ts";
 import { loadJobConfig } from "../src/config/run.ts";
@@ -7,11 +6,14 @@ import { makeJobRuntime } from "../src/engine/job.ts";
 import { formatProgress } from "../src/engine/progress.ts";
 import { type RunProgress, type RunSummary, runJob } from "../src/engine/run.ts";
 import { type LlmError, UsageError } from "../src/errors.ts";
-import { createLogger } from "../src/log.ts";
+import { failureSummary } from "../src/engine/failures.ts";
+import { createLogger, LiveLine } from "../src/log.ts";
+import { checkEnvDriver, checkLlmGiven, checkNodeEndpoints, checkSupervised, checkOutPath, preflight, workflowNeeds } from "../src/preflight/index.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
 import { resolveWorkflow } from "../src/workflow/index.ts";
-import { intFlag, NODE_FLAGS, parseCommand } from "./args.ts";
+import { checkSeedFile, intFlag, NODE_FLAGS, parseCommand } from "./args.ts";
+import { superviseFlags } from "./llm.ts";
 import { openNodeServices } from "./services.ts";
 import { handleSignals } from "./signals.ts";
 
@@ -25,7 +27,7 @@ usage: matrixd run --workflow NAME|FILE --seeds FILE.jsonl --out FILE.jsonl
                        from --plugin, or a workflow file (.yaml, .yml, .json; see matrixd check)
   --seeds FILE         seed rows, one JSON object per line
   --out FILE           dataset (JSONL), one row per task; an existing file is resumed:
-                       tasks whose rows it holds are skipped
+                       tasks whose rows it holds are skipped; a missing folder is created
   --llm sim|URL        'sim' starts a simulated LLM in-process; a URL is an OpenAI-compatible
                        endpoint (e.g. http://10.0.0.5:8000/v1); repeat for several
   --supervise CMD      start and watch a local LLM server: a command with {port}, e.g.
@@ -39,7 +41,15 @@ usage: matrixd run --workflow NAME|FILE --seeds FILE.jsonl --out FILE.jsonl
   --config FILE        YAML or JSON settings (see configs/)
   --plugin PATH        load a workflow from a file; repeatable
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
-  --log-level LEVEL    pino level for the JSON log on stderr (default warn)
+  --log-level LEVEL    pino level for the JSON log on stderr (default warn); on a terminal its
+                       lines go above the progress line
+  --log-file FILE      write the JSON log to FILE (appended) instead of stderr
+
+Before any task is admitted, every LLM endpoint must answer GET /v1/models (with its API key) and
+serve the models the roles ask for, an LLM workflow must be given an endpoint, a workflow running
+tools --env and a driver that is there, and --out must be writable; else exit 2 with one line
+naming the endpoint, model, driver or path. A dead endpoint among live ones is a warning.
+matrixd check --config FILE runs the same checks alone.
 
 exit codes: 0 done, 1 job or runtime failure (or every task failed), 2 usage or config error`;
 
@@ -64,7 +74,7 @@ export async function runMain(argv: string[]): Promise<number> {
   if (!workflowName) throw new UsageError("--workflow is required");
   if (!f.seeds) throw new UsageError("--seeds is required");
   if (!f.out) throw new UsageError("--out is required");
-  if (!existsSync(f.seeds)) throw new UsageError(`seed file ${f.seeds} does not exist`);
+  await checkSeedFile(f.seeds);
   const concurrency = intFlag("concurrency", f.concurrency) ?? cfg.concurrency;
   const trials = intFlag("trials", f.trials) ?? cfg.trials;
   const seed = intFlag("seed", f.seed, Number.MIN_SAFE_INTEGER) ?? cfg.seed;
@@ -84,8 +94,30 @@ export async function runMain(argv: string[]): Promise<number> {
     source: f.seeds,
   });
 
-  const log = createLogger({ level: f["log-level"] ?? cfg.log?.level ?? "warn", stream: "stderr" });
+  const out = f.out;
+  const needs = workflowNeeds(workflow, job.config);
+  const llm = { flags: f.llm, section: cfg.llm, supervise: [...cfg.supervise, ...superviseFlags(f.supervise)], sim: cfg.sim };
+  await preflight("run", [
+    () => checkEnvDriver({ flag: f.env, config: cfg.env }, needs),
+    () => checkLlmGiven(needs, llm),
+    () => checkNodeEndpoints(llm, needs.models),
+    () => checkOutPath(out),
+  ]);
+
+  const tty = process.stderr.isTTY === true;
+  // on a terminal the progress line stays at the foot: everything else written to stderr goes above it
+  const live = tty ? new LiveLine(process.stderr) : undefined;
+  const say = (text: string) => (live ? live.write(text) : process.stderr.write(text));
+  const log = createLogger({
+    level: f["log-level"] ?? cfg.log?.level ?? "warn",
+    stream: "stderr",
+    ...(f["log-file"] !== undefined ? { file: f["log-file"] } : live ? { live } : {}),
+  });
   const svc = await openNodeServices(f, cfg, log);
+  await preflight("run", [() => checkSupervised(svc.llm, cfg.llm, needs.models)]).catch(async (err) => {
+    await svc.close();
+    throw err;
+  });
   const total = (await countLines(f.seeds)) * trials;
 
   const abort = new AbortController();
@@ -97,13 +129,12 @@ export async function runMain(argv: string[]): Promise<number> {
   });
   const offSignals = handleSignals({
     graceful: (sig) => {
-      process.stderr.write(`\n${sig}: no new tasks; finishing the ones in flight (again to stop now)\n`);
+      say(`${sig}: no new tasks; finishing the ones in flight (again to stop now)\n`);
       abort.abort();
     },
-    forced: (sig) => process.stderr.write(`${sig}: stopping now; run again with the same --out to resume\n`),
+    forced: (sig) => say(`${sig}: stopping now; run again with the same --out to resume\n`),
   });
 
-  const tty = process.stderr.isTTY === true;
   let timer: ReturnType<typeof setInterval> | undefined;
   let summary: RunSummary;
   try {
@@ -124,14 +155,15 @@ export async function runMain(argv: string[]): Promise<number> {
       onStart: (progress: () => RunProgress) => {
         const show = () => {
           const line = formatProgress(progress(), total);
-          process.stderr.write(tty ? `\r\x1b[K${line}` : `${new Date().toISOString()} ${line}\n`);
+          if (live) live.show(line);
+          else process.stderr.write(`${new Date().toISOString()} ${line}\n`);
         };
         timer = setInterval(show, tty ? 250 : every * 1000);
       },
     });
   } finally {
     if (timer) clearInterval(timer);
-    if (tty) process.stderr.write("\r\x1b[K");
+    live?.clear();
     offSignals();
     unfatal?.();
     await svc.close();
@@ -159,7 +191,9 @@ function usageLine(t: UsageTotals, cost: boolean): string {
 
 export function formatSummary(workflow: string, s: RunSummary, out: string): string {
   const tasks = s.written;
+  const { allFailed, reasons } = failureSummary(s.failures, s.ok, s.failed);
   const lines = [
+    ...(allFailed ? [allFailed] : []),
     `${workflow}: ${n(s.ok + s.failed)} rows (ok ${n(s.ok)}, failed ${n(s.failed)}; ${n(tasks)} this run, ${n(s.resumed)} resumed)` +
       ` in ${s.seconds.toFixed(1)}s${s.budgetReached ? ` (${s.budgetReached})` : s.stopped ? " (stopped early)" : ""}`,
     `  ${(tasks / Math.max(s.seconds, 1e-9)).toFixed(1)} tasks/s, ${n(s.hops)} hops (${(s.hops / Math.max(s.seconds, 1e-9)).toFixed(0)}/s),` +
@@ -177,6 +211,7 @@ export function formatSummary(workflow: string, s: RunSummary, out: string): str
     for (const [model, t] of Object.entries(a.byModel)) lines.push(`  model ${model}: ${usageLine(t, !a.unpriced.includes(model))}`);
     if (priced) lines.push(`  cost $${a.total.cost.toFixed(4)}${a.unpriced.length ? ` (no price for ${a.unpriced.join(", ")})` : ""}`);
   }
+  lines.push(...reasons);
   if (s.tornBytes > 0) lines.push(`  dropped a torn last line (${s.tornBytes} bytes) left by an earlier crash`);
   lines.push(`  dataset: ${out}`);
   return lines.join("\n");

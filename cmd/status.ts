@@ -1,6 +1,7 @@
-import { ApiClient, ApiError, DEFAULT_SERVER } from "../src/api/client.ts";
+import { ApiError, DEFAULT_SERVER } from "../src/api/client.ts";
+import { failureSummary } from "../src/engine/failures.ts";
 import { formatJob, jobsTable, membersTable } from "../src/api/format.ts";
-import { parseCommand } from "./args.ts";
+import { API_FLAGS, apiClient, parseCommand } from "./args.ts";
 
 export const STATUS_HELP = `matrixd status: the cluster's members and jobs, as one node sees them
 
@@ -16,24 +17,19 @@ exit codes: 0 ok, 1 server or network error, 2 usage or a request the server ref
 /** `matrixd status`: returns the exit code. */
 export async function statusMain(argv: string[]): Promise<number> {
   const { values: f } = parseCommand("status", argv, {
-    server: { type: "string" },
+    ...API_FLAGS,
     job: { type: "string" },
     json: { type: "boolean" },
-    token: { type: "string" },
-    help: { type: "boolean", short: "h" },
   });
   if (f.help) {
     console.log(STATUS_HELP);
     return 0;
   }
-  const api = new ApiClient({
-    server: f.server ?? process.env.MATRIXD_SERVER ?? DEFAULT_SERVER,
-    token: f.token ?? process.env.MATRIXD_TOKEN,
-  });
+  const api = apiClient(f);
   try {
     if (f.job !== undefined) {
       const job = await api.job(f.job);
-      console.log(f.json ? JSON.stringify(job, null, 2) : formatJob(job));
+      console.log(f.json ? JSON.stringify(job, null, 2) : [formatJob(job), ...failureSummary(job.failures, job.ok, job.failed, 10).reasons].join("\n"));
       return 0;
     }
     const [cluster, jobs] = await Promise.all([api.cluster(), api.jobs()]);

@@ -1,14 +1,17 @@
-import { existsSync, renameSync, rmSync, statSync } from "node:fs";
 import { builtinWorkflows } from "../plugins/index.ts";
-import { ApiClient, ApiError, DEFAULT_SERVER } from "../src/api/client.ts";
+import { type ApiClient, ApiError, DEFAULT_SERVER } from "../src/api/client.ts";
 import { formatJob, formatJobProgress } from "../src/api/format.ts";
 import { readConfigFile, validate } from "../src/config/load.ts";
 import { JobConfigSchema } from "../src/config/run.ts";
-import { describe, UsageError } from "../src/errors.ts";
+import { failureSummary } from "../src/engine/failures.ts";
+import { UsageError } from "../src/errors.ts";
+import { LiveLine } from "../src/log.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
+import { checkServer, preflight } from "../src/preflight/index.ts";
 import { type JobStatus, SUBMIT_SETTING_KEYS } from "../src/protocol/job.ts";
 import { isWorkflowFile, type LoadedWorkflow, loadWorkflowFile, WorkflowError } from "../src/workflow/index.ts";
-import { intFlag, parseCommand } from "./args.ts";
+import { API_FLAGS, apiClient, checkSeedFile, intFlag, parseCommand } from "./args.ts";
+import { downloadTo } from "./results.ts";
 import { handleSignals } from "./signals.ts";
 import { sleep } from "../src/util/wait.ts";
 
@@ -25,12 +28,17 @@ usage: matrixd submit --server URL --workflow NAME FILE.jsonl [--wait] [--out FI
   --plugin PATH        workflows a 'ts' role of the workflow file names, for the check here
                        (the nodes must have them too); repeatable
   FILE.jsonl           seed rows, one JSON object per line; sent as it is read
-  --wait               show progress until the job ends (a live line on a terminal)
+  --wait               show progress until the job ends (a live line on a terminal), then the
+                       most common failure reasons; when the node stops answering, the wait
+                       (and the download) go on through another member of the cluster
   --out FILE           wait, then write the dataset (JSONL, one row per task) to FILE
   --config FILE        YAML or JSON job settings, as for matrixd run; the job's own keys
                        (options, trials, seed, maxSteps, concurrency, stepRetries, job) are sent
   --token T            bearer token of the API (default $MATRIXD_TOKEN)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
+
+Before a seed is sent, the server must answer and a workflow given by name must be hosted by some
+member of the cluster (GET /v1/cluster); else exit 2 with one line naming the server or workflow.
 
 prints the job id on stdout; progress and the summary go to stderr.
 exit codes: 0 done, 1 job cancelled or every task failed or a server/network error,
@@ -59,15 +67,13 @@ export async function submitMain(argv: string[]): Promise<number> {
     "submit",
     argv,
     {
-      server: { type: "string" },
+      ...API_FLAGS,
       workflow: { type: "string" },
       wait: { type: "boolean" },
       out: { type: "string" },
       config: { type: "string" },
-      token: { type: "string" },
       plugin: { type: "string", multiple: true },
       "progress-every": { type: "string" },
-      help: { type: "boolean", short: "h" },
     },
     true,
   );
@@ -76,15 +82,15 @@ export async function submitMain(argv: string[]): Promise<number> {
     return 0;
   }
   const [seedFile] = positionals;
-  if (positionals.length !== 1 || seedFile === undefined) throw new UsageError("submit: give exactly one seed file (see matrixd submit --help)");
-  if (!existsSync(seedFile) || !statSync(seedFile).isFile()) throw new UsageError(`submit: seed file ${seedFile} does not exist`);
+  if (positionals.length !== 1 || seedFile === undefined) throw new UsageError("give exactly one seed file (see matrixd submit --help)");
+  await checkSeedFile(seedFile);
   const every = intFlag("progress-every", f["progress-every"]) ?? 10;
   const cfg = f.config ? jobSettings(f.config) : { settings: {}, dropped: [] };
   if (cfg.dropped.length > 0) {
     process.stderr.write(`config ${f.config}: node settings not sent with the job: ${cfg.dropped.join(", ")}\n`);
   }
   const workflow = f.workflow ?? cfg.workflow;
-  if (!workflow) throw new UsageError("submit: --workflow is required");
+  if (!workflow) throw new UsageError("--workflow is required");
   if (cfg.settings.workflow !== undefined && cfg.settings.workflow !== workflow) delete cfg.settings.workflow;
   let file: LoadedWorkflow | undefined;
   if (isWorkflowFile(workflow)) {
@@ -99,12 +105,14 @@ export async function submitMain(argv: string[]): Promise<number> {
     }
     // The job is for the definition: a file path in the config means it.
     delete cfg.settings.workflow;
-  } else if (workflow.includes("/")) throw new UsageError(`submit: --workflow ${workflow}: a workflow file ends in .yaml, .yml or .json`);
+  } else if (workflow.includes("/")) throw new UsageError(`--workflow ${workflow}: a workflow file ends in .yaml, .yml or .json`);
 
-  const api = new ApiClient({
-    server: f.server ?? process.env.MATRIXD_SERVER ?? DEFAULT_SERVER,
-    token: f.token ?? process.env.MATRIXD_TOKEN,
-  });
+  const api = apiClient(f);
+  // a file workflow was checked above; a named one must be hosted somewhere
+  await preflight("submit", [() => checkServer(api, file ? undefined : workflow)]);
+  const tty = process.stderr.isTTY === true;
+  const live = tty ? new LiveLine(process.stderr) : undefined;
+  const say = (text: string) => (live ? live.write(text) : process.stderr.write(text));
   try {
     // Bun sends a file body as it reads it, with its length: the server can refuse an oversized one at once.
     const seeds = Bun.file(seedFile);
@@ -114,11 +122,14 @@ export async function submitMain(argv: string[]): Promise<number> {
       process.stderr.write(`job ${id}: ${total.toLocaleString("en-US")} tasks submitted to ${api.server}\n`);
       return 0;
     }
-    const final = await follow(api, id, every);
-    process.stderr.write(`${formatJob(final)}\n`);
+    // the other members, while this node answers: the job goes on without it, and so does this wait
+    await api.learnMembers();
+    const final = await follow(api, id, every, live, say);
+    const { allFailed, reasons } = failureSummary(final.failures, final.ok, final.failed);
+    process.stderr.write(`${[...(allFailed ? [allFailed] : []), formatJob(final), ...reasons].join("\n")}\n`);
     let code = final.state === "cancelled" || (final.ok === 0 && final.failed > 0) ? 1 : 0;
     if (f.out) {
-      const rows = await download(api, id, f.out);
+      const rows = await downloadTo(api, id, f.out, say);
       const expected = final.ok + final.failed;
       process.stderr.write(`  dataset: ${f.out} (${rows.toLocaleString("en-US")} rows)\n`);
       if (rows !== expected) {
@@ -129,59 +140,61 @@ export async function submitMain(argv: string[]): Promise<number> {
     return code;
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
+    live?.clear();
     process.stderr.write(`matrixd submit: ${err.message}\n`);
     return err.exitCode;
   }
 }
 
-/** Poll the job until it ends, showing progress: a live line on a terminal, a line every `every` s otherwise. */
-async function follow(api: ApiClient, id: string, every: number): Promise<JobStatus> {
-  const tty = process.stderr.isTTY === true;
+/** No figure of a job moved for this long: the progress line says so instead of an ETA that no longer means anything. */
+const STALL_MS = 5000;
+/** How often the other members are asked for again while a job is followed. */
+const MEMBERS_EVERY_MS = 10_000;
+
+/**
+ * Poll the job until it ends, showing progress: a live line on a terminal,
+ * a line every `every` s otherwise. When the node stops answering, the
+ * polls go on through another member.
+ */
+async function follow(api: ApiClient, id: string, every: number, live: LiveLine | undefined, say: (text: string) => void): Promise<JobStatus> {
   const offSignals = handleSignals({
     graceful: () => {
-      process.stderr.write(`\njob ${id} goes on in the cluster; see matrixd status --job ${id}\n`);
+      live?.clear();
+      process.stderr.write(`job ${id} goes on in the cluster; see matrixd status --job ${id}\n`);
       process.exit(130);
     },
   });
   let lastLine = 0;
+  let figures = "";
+  let changedAt = Date.now();
+  let membersAt = Date.now();
+  const onSwitch = (from: string, to: string) => say(`${from} stopped answering; following job ${id} through ${to}\n`);
   try {
     for (;;) {
-      const st = await api.job(id);
+      const st = await api.failover(() => api.job(id), { onSwitch });
       if (st.state !== "running") {
-        if (tty) process.stderr.write("\r\x1b[K");
+        live?.clear();
         return st;
       }
-      const line = formatJobProgress(st);
-      if (tty) process.stderr.write(`\r\x1b[K${line}`);
-      else if (Date.now() - lastLine >= every * 1000) {
-        process.stderr.write(`${new Date().toISOString()} ${line}\n`);
-        lastLine = Date.now();
+      const now = Date.now();
+      const key = [st.ok, st.failed, st.running, st.queued, st.promptTokens + st.completionTokens].join(",");
+      if (key !== figures) {
+        figures = key;
+        changedAt = now;
       }
-      await sleep(tty ? 500 : Math.min(1000, every * 1000));
+      const line = formatJobProgress(st, now, now - changedAt >= STALL_MS ? now - changedAt : 0);
+      if (live) live.show(line);
+      else if (now - lastLine >= every * 1000) {
+        process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+        lastLine = now;
+      }
+      if (now - membersAt >= MEMBERS_EVERY_MS) {
+        membersAt = now;
+        await api.learnMembers();
+      }
+      await sleep(live ? 500 : Math.min(1000, every * 1000));
     }
   } finally {
     offSignals();
   }
-}
-
-/** Stream the dataset to `out` (through a .part file, so a cut download never looks whole); returns its rows. */
-async function download(api: ApiClient, id: string, out: string): Promise<number> {
-  const part = `${out}.part`;
-  const writer = Bun.file(part).writer();
-  let rows = 0;
-  let last = 10;
-  try {
-    for await (const chunk of await api.results(id)) {
-      for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) rows++;
-      last = chunk.at(-1) ?? last;
-      writer.write(chunk);
-    }
-    await writer.end();
-  } catch (err) {
-    await Promise.resolve(writer.end()).catch(() => {});
-    rmSync(part, { force: true });
-    throw err instanceof ApiError ? err : new ApiError(0, `dataset download broke off: ${describe(err)}`);
-  }
-  renameSync(part, out);
-  return last === 10 ? rows : rows + 1;
 }

@@ -49,7 +49,8 @@ describe("cli", () => {
       [["run", "--workflow", "coral", "--seeds", "missing.jsonl", "--out", "o.jsonl"], /seed file missing.jsonl does not exist/],
       [["run", "--workflow", "nope", "--seeds", "seeds.jsonl", "--out", "o.jsonl"], /unknown workflow "nope" \(known: coral, coral-dummy/],
       [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--llm", "gpu"], /--llm must be "sim" or an http\(s\) URL, got "gpu"/],
-      [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--concurrency", "0"], /--concurrency must be a whole number >= 1, got "0"/],
+      [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--concurrency", "0"], /--concurrency must be a positive integer, not 0/],
+      [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--concurrency", "-3"], /^matrixd run: --concurrency must be a positive integer, not -3$/m],
     ];
     for (const [args, pattern] of cases) {
       const r = await run(...args);
@@ -87,17 +88,6 @@ describe("cli", () => {
     expect(rows.find((x) => x.id === "line-6").error).toMatch(/^seed line 6: not JSON/);
     expect(rows.find((x) => x.id === "x").error).toMatch(/^seed line 7: "options": .*2/);
   });
-
-  test("cli - an LLM that cannot be reached fails every task with the reason, exit 1", async () => {
-    const r = await run(
-      "run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "dead.out", "--llm", "http://127.0.0.1:9/v1",
-      "--config", "fast-fail.yaml",
-    );
-    expect(r.code).toBe(1);
-    const rows = readRows(tmp.path("dead.out"));
-    expect(rows.length).toBe(20);
-    expect(rows.every((x) => x.status === "failed" && /^teacher: /.test(x.error))).toBe(true);
-  }, 60_000);
 
   test("cli - kill -9 in the middle of a run, then the same command resumes: one row per task", async () => {
     writeLines(tmp.path("kill.jsonl"), coralSeeds(800, "k"));
@@ -146,12 +136,13 @@ describe("cli", () => {
     writeLines(tmp.path("p.jsonl"), coralSeeds(300, "p"));
     const r = await run("run", "--workflow", "coral", "--seeds", "p.jsonl", "--out", "p.out", "--llm", "sim", "--progress-every", "1", "--config", "slow.yaml");
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/^\d{4}-\d\d-\d\dT\S+ done \d+\/300 \(ok \d+, failed 0\) in flight \d+ \| [\d.]+ tasks\/s [\d.]+ gen tok\/s .* ETA /m);
+    expect(r.stderr).toMatch(
+      /^\d{4}-\d\d-\d\dT\S+ done \d+\/300 \(ok \d+, failed 0\), in flight \d+ \| [\d.]+ tasks\/s, [\d.]+ gen tok\/s, [\d.]+ tok\/s all, [\d.]+ hops\/s \| [\d.]+% done, ETA \S+, elapsed \d+s$/m,
+    );
     expect(r.stdout).toMatch(/300 rows \(ok 300, failed 0; 300 this run, 0 resumed\)/);
     expect(r.stdout).toMatch(/tokens [\d,]+ \(prompt [\d,]+, completion [\d,]+/);
     expect(r.stdout).toMatch(/agreement_correctness 0\.\d+/);
   }, 60_000);
 });
 
-writeFileSync(`${tmp.dir}/fast-fail.yaml`, "llm:\n  retries: 1\n  backoffMs: 1\n  maxBackoffMs: 50\n");
 writeFileSync(`${tmp.dir}/slow.yaml`, "concurrency: 64\nsim:\n  slots: 32\n  timeScale: 0.02\n");

@@ -1,13 +1,32 @@
 import type { z } from "zod";
-import { describe } from "../errors.ts";
+import { describe, UsageError } from "../errors.ts";
 import { type JobStatus, JobStatusSchema } from "../protocol/job.ts";
 import { formatIssues } from "../util/issues.ts";
-import { ClusterResponseSchema, type ClusterResponse, ErrorBodySchema, JobsResponseSchema, type SubmitResponse, SubmitResponseSchema } from "./responses.ts";
+import { type CancelResponse, CancelResponseSchema, ClusterResponseSchema, type ClusterResponse, ErrorBodySchema, JobsResponseSchema, type SubmitResponse, SubmitResponseSchema } from "./responses.ts";
 
 /** Port of a node's HTTP API when `--http` gives none. */
 export const DEFAULT_HTTP_PORT = 7420;
 /** Server the CLI talks to when neither `--server` nor MATRIXD_SERVER says. */
 export const DEFAULT_SERVER = `http://127.0.0.1:${DEFAULT_HTTP_PORT}`;
+
+/**
+ * The base URL of a node's API as a user gives it: `127.0.0.1:7420` means
+ * `http://127.0.0.1:7420`; anything that is not then an http(s) URL is a
+ * UsageError naming the flag.
+ */
+export function serverUrl(text: string, flag = "--server"): string {
+  const given = text.trim();
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(given) ? given : `http://${given}`;
+  let u: URL;
+  try {
+    u = new URL(withScheme);
+  } catch {
+    throw new UsageError(`${flag} ${text} is not a URL (e.g. ${DEFAULT_SERVER})`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new UsageError(`${flag} ${text}: only http:// and https:// are served (e.g. ${DEFAULT_SERVER})`);
+  if (!u.hostname) throw new UsageError(`${flag} ${text} names no host (e.g. ${DEFAULT_SERVER})`);
+  return withScheme.replace(/\/+$/, "");
+}
 
 /**
  * A request the API answered with an error status (`status` 0: no answer at
@@ -48,12 +67,72 @@ export interface ClientOptions {
  * ```
  */
 export class ApiClient {
-  readonly server: string;
+  #server: string;
   readonly #token: string | undefined;
+  /** the other members' API base URLs, as the last answer of /v1/cluster gave them */
+  #others: string[] = [];
 
   constructor(opts: ClientOptions) {
-    this.server = opts.server.replace(/\/+$/, "");
+    this.#server = serverUrl(opts.server);
     this.#token = opts.token;
+  }
+
+  /** The node this client talks to now (another member once it has failed over). */
+  get server(): string {
+    return this.#server;
+  }
+
+  /**
+   * Remember the other members' API URLs (from `GET /v1/cluster`), to fail
+   * over to when this node stops answering. Quiet: a node that cannot say
+   * keeps the members last learned.
+   */
+  async learnMembers(): Promise<void> {
+    try {
+      const { members } = await this.cluster();
+      const urls = members.flatMap((m) => (m.http && m.state === "running" ? [m.http.replace(/\/+$/, "")] : []));
+      this.#others = [...new Set(urls)].filter((u) => u !== this.#server);
+    } catch {
+      // keep what was learned while the node answered
+    }
+  }
+
+  /**
+   * Run `op` against this node; when the node gives no answer at all (it
+   * died, its address refuses), move to the first other known member that
+   * answers `/healthz` and run `op` again there, for up to `withinMs`. Any
+   * answer of a node, an error status included, is final.
+   */
+  async failover<T>(op: () => Promise<T>, opts: { withinMs?: number; onSwitch?: (from: string, to: string, why: string) => void } = {}): Promise<T> {
+    const until = Date.now() + (opts.withinMs ?? 60_000);
+    for (;;) {
+      try {
+        return await op();
+      } catch (err) {
+        if (!(err instanceof ApiError) || err.status !== 0 || this.#others.length === 0 || Date.now() > until) throw err;
+        const next = await this.#answering();
+        if (next) {
+          const from = this.#server;
+          this.#others = [...this.#others.filter((u) => u !== next), from];
+          this.#server = next;
+          opts.onSwitch?.(from, next, err.message);
+          await this.learnMembers();
+        } else await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  /** The first other member that answers its health check. */
+  async #answering(): Promise<string | undefined> {
+    for (const url of this.#others) {
+      try {
+        const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
+        if (res.ok) return url;
+      } catch {
+        // not this one
+      }
+    }
+    return undefined;
   }
 
   async #fetch(path: string, init: RequestInit = {}): Promise<Response> {
@@ -61,9 +140,9 @@ export class ApiClient {
     if (this.#token) headers.set("Authorization", `Bearer ${this.#token}`);
     let res: Response;
     try {
-      res = await fetch(this.server + path, { ...init, headers });
+      res = await fetch(this.#server + path, { ...init, headers });
     } catch (err) {
-      throw new ApiError(0, `cannot reach ${this.server}: ${describe(err)}`, undefined, { cause: err });
+      throw new ApiError(0, `cannot reach ${this.#server}: ${describe(err)}`, undefined, { cause: err });
     }
     if (res.ok) return res;
     const text = await res.text().catch(() => "");
@@ -75,7 +154,7 @@ export class ApiClient {
     }
     const err = ErrorBodySchema.safeParse(body);
     if (err.success) throw new ApiError(res.status, err.data.error, err.data.details);
-    throw new ApiError(res.status, `${this.server}${path} answered ${res.status} ${res.statusText}${text ? `: ${text.slice(0, 200)}` : ""}`);
+    throw new ApiError(res.status, `${this.#server}${path} answered ${res.status} ${res.statusText}${text ? `: ${text.slice(0, 200)}` : ""}`);
   }
 
   async #json<T>(schema: z.ZodType<T>, path: string, init?: RequestInit): Promise<T> {
@@ -84,10 +163,10 @@ export class ApiClient {
     try {
       body = await res.json();
     } catch (err) {
-      throw new ApiError(res.status, `${this.server}${path} answered something that is not JSON: ${describe(err)}`);
+      throw new ApiError(res.status, `${this.#server}${path} answered something that is not JSON: ${describe(err)}`);
     }
     const parsed = schema.safeParse(body);
-    if (!parsed.success) throw new ApiError(res.status, `${this.server}${path} answered an unexpected shape: ${formatIssues(parsed.error)}`);
+    if (!parsed.success) throw new ApiError(res.status, `${this.#server}${path} answered an unexpected shape: ${formatIssues(parsed.error)}`);
     return parsed.data;
   }
 
@@ -145,8 +224,9 @@ export class ApiClient {
     return this.#json(JobStatusSchema, `/v1/jobs/${encodeURIComponent(id)}`);
   }
 
-  async cancel(id: string): Promise<void> {
-    await this.#fetch(`/v1/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
+  /** Cancel a job (`purge`: drop it and its dataset for good); the state the server answers. */
+  async cancel(id: string, purge = false): Promise<CancelResponse["state"]> {
+    return (await this.#json(CancelResponseSchema, `/v1/jobs/${encodeURIComponent(id)}${purge ? "?purge=1" : ""}`, { method: "DELETE" })).state;
   }
 
   /** The dataset as a byte stream of NDJSON rows. */

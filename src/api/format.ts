@@ -33,15 +33,20 @@ function metricsText(m: Record<string, number | null> | undefined): string {
     .join(", ");
 }
 
-/** One progress line of a job: rows done of total, counts, rate, tokens, ETA. */
-export function formatJobProgress(j: JobStatus, now = Date.now()): string {
+/**
+ * One progress line of a job, every figure labelled: rows done of total,
+ * counts, rate, tokens, share done, ETA (or, when `unchangedMs` says no
+ * figure moved for a while, how long since the last change), elapsed.
+ */
+export function formatJobProgress(j: JobStatus, now = Date.now(), unchangedMs = 0): string {
   const done = j.ok + j.failed;
   const pct = j.total > 0 ? ((100 * done) / j.total).toFixed(1) : "100.0";
   const left = j.total - done;
-  const eta = j.state === "running" ? ` ETA ${j.rate > 0 ? duration((1000 * left) / j.rate) : "?"}` : "";
+  const eta =
+    j.state !== "running" ? "" : unchangedMs > 0 ? `, no change for ${duration(unchangedMs)}` : `, ETA ${j.rate > 0 ? duration((1000 * left) / j.rate) : "?"}`;
   return (
-    `done ${n(done)}/${n(j.total)} (ok ${n(j.ok)}, failed ${n(j.failed)}) running ${n(j.running)} queued ${n(j.queued)} | ` +
-    `${rate(j.rate)} rows/s, ${short(j.promptTokens + j.completionTokens)} tokens | ${pct}%${eta} ${duration(now - j.createdAt)}`
+    `done ${n(done)}/${n(j.total)} (ok ${n(j.ok)}, failed ${n(j.failed)}), running ${n(j.running)}, queued ${n(j.queued)} | ` +
+    `${rate(j.rate)} rows/s, tokens ${short(j.promptTokens + j.completionTokens)} | ${pct}% done${eta}, elapsed ${duration(now - j.createdAt)}`
   );
 }
 

@@ -1,3 +1,4 @@
+import { topFailures } from "../engine/failures.ts";
 import { addTally, emptyTally, metricMeans } from "../engine/metrics.ts";
 import type { JobTally } from "../protocol/job.ts";
 import type { JobRecord, NodeCounters, SeedProgress } from "../store/index.ts";
@@ -62,6 +63,8 @@ export function jobStatus(
     ...(spent && rec.settings.budget ? { spent } : {}),
     ...(rec.budgetReached !== undefined ? { budgetReached: rec.budgetReached } : {}),
     metrics: metricMeans(t, defs),
+    ...(t.failures ? { failures: topFailures(t.failures) } : {}),
+    ...(t.timeline ? { timeline: t.timeline } : {}),
   };
 }
 

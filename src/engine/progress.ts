@@ -13,7 +13,7 @@ function duration(s: number): string {
   return h ? `${h}h${String(m).padStart(2, "0")}m` : m ? `${m}m${String(sec).padStart(2, "0")}s` : `${sec}s`;
 }
 
-/** One progress line: done, failed, in flight, tasks/s, tokens/s, ETA. */
+/** One progress line, every figure labelled: done, failed, in flight, tasks/s, tokens/s, share done, ETA, elapsed. */
 export function formatProgress(p: RunProgress, total: number | undefined, now = Date.now()): string {
   const secs = (now - p.startedAt) / 1000;
   const thisRun = p.done - p.resumed;
@@ -23,11 +23,11 @@ export function formatProgress(p: RunProgress, total: number | undefined, now = 
   if (total !== undefined && total > 0) {
     const left = Math.max(0, total - p.done);
     const pct = Math.min(100, (100 * p.done) / total).toFixed(1);
-    eta = ` ${pct}% ETA ${tps > 0 ? duration(left / tps) : "?"}`;
+    eta = `${pct}% done, ETA ${tps > 0 ? duration(left / tps) : "?"}, `;
   }
   return (
-    `done ${p.done}${total !== undefined ? `/${total}` : ""} (ok ${p.ok}, failed ${p.failed}) ` +
-    `in flight ${p.inFlight} | ${rate(thisRun, secs)} tasks/s ${rate(p.stats.completionTokens, secs)} gen tok/s ` +
-    `(${rate(tokens, secs)} all) ${rate(p.stats.hops, secs)} hops/s |${eta} ${duration(secs)}`
+    `done ${p.done}${total !== undefined ? `/${total}` : ""} (ok ${p.ok}, failed ${p.failed}), ` +
+    `in flight ${p.inFlight} | ${rate(thisRun, secs)} tasks/s, ${rate(p.stats.completionTokens, secs)} gen tok/s, ` +
+    `${rate(tokens, secs)} tok/s all, ${rate(p.stats.hops, secs)} hops/s | ${eta}elapsed ${duration(secs)}`
   );
 }

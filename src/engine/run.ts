@@ -5,12 +5,13 @@ import type { Logger } from "../log.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { OutputRow } from "../protocol/task.ts";
 import { JsonlSink, scanOutput } from "../sink/jsonl.ts";
-import type { Budget } from "../protocol/job.ts";
+import type { Budget, Failure } from "../protocol/job.ts";
 import { Accounting, type AccountingReport } from "./accounting.ts";
 import { Semaphore } from "../util/wait.ts";
 import { StepTimes } from "./step-times.ts";
 import { Engine, type EngineStats } from "./engine.ts";
 import type { JobRuntime } from "./job.ts";
+import { topFailures } from "./failures.ts";
 import { addRow, emptyTally, metricMeans } from "./metrics.ts";
 import { SeedFile, startTask } from "./tasks.ts";
 
@@ -75,6 +76,8 @@ export interface RunSummary {
   promptTokens: number;
   completionTokens: number;
   metrics: Record<string, number | null>;
+  /** the most common reasons of failed rows (earlier runs' included), most first */
+  failures: Failure[];
   /** this run's LLM calls by role, model and endpoint, with cost when prices are set */
   accounting?: AccountingReport;
   /** set when the budget stopped admission, e.g. `budget reached: 1,000,412 tokens of 1,000,000` */
@@ -96,7 +99,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   const resumed = scanOutput(opts.outPath, (row) => {
     if (row.status === "ok") okBefore++;
     else failedBefore++;
-    addRow(tally, row, metricDefs);
+    addRow(tally, { ...row, error: typeof row.error === "string" ? row.error : undefined }, metricDefs);
   });
   if (resumed.tornBytes > 0) log.warn({ out: opts.outPath, bytes: resumed.tornBytes }, "dropped a torn last line from the output");
   const done = resumed.done;
@@ -193,6 +196,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     promptTokens: s.promptTokens,
     completionTokens: s.completionTokens,
     metrics: metricMeans(tally, metricDefs),
+    failures: topFailures(tally.failures),
     accounting: accounting.report(job.id),
     ...(budgetReached ? { budgetReached } : {}),
   };

@@ -68,7 +68,9 @@ export class LlmClientImpl implements ManagedLlmClient {
   ) {
     this.structuredRetries = config.structuredRetries;
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
-    if (config.apiKey) headers.authorization = `Bearer ${config.apiKey}`;
+    // endpoints without their own apiKeyEnv take the client's key
+    const key = config.apiKey ?? (config.apiKeyEnv ? process.env[config.apiKeyEnv] : undefined);
+    if (key) headers.authorization = `Bearer ${key}`;
     this.transport = { fetch: opts.fetch ?? fetch, headers, timeoutMs: config.timeoutMs };
     this.log = opts.log ?? silentLogger;
     this.router = new Router([], config.stickyOverload);

@@ -19,6 +19,9 @@ const READER_TRIES = 6;
 const READER_TIMEOUT_MS = 2000;
 const H_USAGE = "Mx-Usage";
 const H_METRICS = "Mx-Metrics";
+/** a failed row's task id and error (JSON strings, the error cut short), for the tally of failure reasons */
+const H_TASK = "Mx-Task";
+const H_ERROR = "Mx-Error";
 
 /** Whether a row was stored by this call or was already there. */
 export type StoreOutcome = "stored" | "duplicate";
@@ -69,6 +72,10 @@ export class ResultStore {
     h.set(H_USAGE, `${stored.usage.prompt},${stored.usage.completion}`);
     const m = JSON.stringify(stored.metrics ?? {});
     if (m.length <= 2048) h.set(H_METRICS, m);
+    if (stored.status === "failed") {
+      h.set(H_TASK, JSON.stringify(stored.id.slice(0, 512)));
+      h.set(H_ERROR, JSON.stringify((stored.error ?? "").slice(0, 2000)));
+    }
     try {
       await this.link.unlessDisconnected(
         this.link.js.publish(Subjects.row(row.job, row.id), data, {
@@ -120,7 +127,8 @@ export class ResultStore {
 
   /**
    * Exact figures of a job from its stored rows (their headers only): how
-   * many rows, ok and failed, tokens and the workflow's metric sums.
+   * many rows, ok and failed, tokens, the workflow's metric sums, and the
+   * rows over time by when each was stored.
    */
   async tally(job: string, defs: readonly Metric[]): Promise<{ rows: number; tally: JobTally }> {
     const t = emptyTally();
@@ -134,7 +142,9 @@ export class ResultStore {
       const [p, c] = (m.headers?.get(H_USAGE) ?? "0,0").split(",").map((x) => Number(x) || 0);
       const mh = m.headers?.get(H_METRICS);
       const metrics = mh ? headerMetrics(mh) : undefined;
-      addRow(t, { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, ...(metrics ? { metrics } : {}) }, defs);
+      const failure = status === "failed" ? { id: headerString(m.headers?.get(H_TASK)), error: headerString(m.headers?.get(H_ERROR)) } : {};
+      const timings = { finished: Math.floor(m.info.timestampNanos / 1e6) };
+      addRow(t, { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, timings, ...(metrics ? { metrics } : {}), ...failure }, defs);
       rows++;
     }
     return { rows, tally: t };
@@ -203,6 +213,17 @@ function rowProblem(text: string): string | undefined {
 }
 
 /** A row's metrics from its metrics header, or undefined when the header is not an object of them. */
+/** A JSON string header's value (undefined when absent or not one). */
+function headerString(text: string | undefined): string | undefined {
+  if (!text) return undefined;
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === "string" ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function headerMetrics(text: string): Record<string, unknown> | undefined {
   let raw: unknown;
   try {

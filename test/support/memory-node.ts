@@ -113,6 +113,7 @@ class MemoryJob {
       updatedAt: this.updatedAt,
       acceptedBy: this.acceptedBy,
       metrics: metricMeans(this.tally, this.runtime.workflow.metrics ?? []),
+      ...(this.tally.timeline ? { timeline: this.tally.timeline } : {}),
     };
   }
 }
