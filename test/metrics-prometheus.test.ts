@@ -69,7 +69,7 @@ describe.skipIf(natsMissing !== undefined)("metrics a real Prometheus scrapes", 
   beforeAll(async () => {
     srv = await startNatsServer();
     // few slots and a short queue: requests wait, in the client and at the server
-    sim = await startSims(["--slots", "8", "--len-median", "60", "--max-len", "160", "--time-scale", "0.05"]);
+    sim = await startSims(["--slots", "8", "--len-median", "60", "--max-len", "160", "--time-scale", "0.1"]);
     const llm = sim.urls[0] as string;
     // coral's roles only: the idle pullers of every workflow's LLM roles would reserve the whole small LLM slot group
     const config = { nats: { ackWaitSec: 3, memberTtlSec: 3 }, roles: { "coral.*": {} }, llm: { endpoints: [{ url: llm, maxConcurrency: 12 }] } };
