@@ -37,6 +37,8 @@ export interface ClusterNodeOptions {
   heartbeatMs?: number;
   /** prices by model, for the cost figures of /metrics */
   prices?: Prices;
+  /** how long an ended job's series stay on /metrics (default 10 minutes) */
+  endedJobsShownMs?: number;
   /** use the LLM servers other members advertise, besides this node's own (default true; loopback ones never) */
   shareLlm?: boolean;
   /** aborting stops the first-connect retries */

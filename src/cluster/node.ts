@@ -187,6 +187,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       stepTimes,
       llm: opts.llm,
       draining,
+      endedJobsShownMs: opts.endedJobsShownMs,
     });
   }
 
