@@ -33,7 +33,8 @@ describe.skipIf(missing !== undefined)("dashboard on a cluster of matrixd join p
     procs = await Promise.all(
       ["da", "db"].map((name) => spawnJoin({ name, nats: srv.url, dir: tmp.dir, config: CONFIG, args: ["--llm", "sim", "--token", TOKEN] })),
     );
-    w = await openPage(1400, 1000);
+    // A laptop's screen.
+    w = await openPage(1280, 800);
   }, 120_000);
 
   afterAll(async () => {
