@@ -6,7 +6,9 @@ import { type RunningClusterNode, startClusterNode } from "../src/cluster/node.t
 import { describe, UsageError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
+import { checkEnvDriver, checkNodeEndpoints, checkSupervised, preflight } from "../src/preflight/index.ts";
 import { NODE_FLAGS, parseCommand } from "./args.ts";
+import { superviseFlags } from "./llm.ts";
 import { openNodeServices } from "./services.ts";
 import { handleSignals } from "./signals.ts";
 
@@ -30,6 +32,10 @@ usage: matrixd join --nats URL[,URL...] [--http HOST:PORT] [--llm sim|URL ...] [
   --plugin PATH        load a workflow from a file; repeatable
   --log-level LEVEL    pino level of the JSON log on stdout (default info)
   --log-file FILE      write the JSON log to FILE (appended) instead of stdout
+
+Before it joins, every LLM endpoint must answer GET /v1/models (with its API key; supervised
+servers once started) and the --env driver must be there (a Docker engine that answers, a bwrap
+that runs); else exit 2 with one line naming it. A dead endpoint among live ones is a warning.
 
 SIGTERM or SIGINT: stop taking work, hand tasks in flight back to the cluster, leave, exit 0.
 exit codes: 0 left cleanly, 1 runtime failure, 2 usage or config error`;
@@ -75,7 +81,13 @@ export async function joinMain(argv: string[]): Promise<number> {
 
   const registry = new Registry(builtinWorkflows);
   for (const p of [...cfg.plugins, ...(f.plugin ?? [])]) for (const w of await loadPlugin(p)) registry.add(w);
+  const llm = { flags: f.llm, section: cfg.llm, supervise: [...cfg.supervise, ...superviseFlags(f.supervise)], sim: cfg.sim };
+  await preflight("join", [() => checkEnvDriver({ flag: f.env, config: cfg.env }), () => checkNodeEndpoints(llm)]);
   const svc = await openNodeServices(f, cfg, log);
+  await preflight("join", [() => checkSupervised(svc.llm, cfg.llm)]).catch(async (err) => {
+    await svc.close();
+    throw err;
+  });
 
   const abort = new AbortController();
   let node: RunningClusterNode | undefined;

@@ -19,7 +19,7 @@ const HELP = `matrixd ${VERSION}: peer-to-peer multi-agent synthetic data genera
 usage: matrixd COMMAND [options]   (matrixd COMMAND --help for each)
 
   run       run a job on this machine, in-process (no external service)
-  check     check a workflow file (all its problems, or its graph)
+  check     check a workflow file (its problems, or its graph), or a node's set-up (--config ...)
   join      join a cluster over NATS: host roles, supervise LLM servers, serve the HTTP API
   sim-llm   a simulated GPU LLM server (OpenAI API, vLLM metrics)
   bench     matrixd against its baselines on a simulated fleet (needs the source tree)

@@ -8,10 +8,12 @@ import { type RunProgress, type RunSummary, runJob } from "../src/engine/run.ts"
 import { type LlmError, UsageError } from "../src/errors.ts";
 import { failureSummary } from "../src/engine/failures.ts";
 import { createLogger, LiveLine } from "../src/log.ts";
+import { checkEnvDriver, checkLlmGiven, checkNodeEndpoints, checkSupervised, checkOutPath, preflight, workflowNeeds } from "../src/preflight/index.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
 import { countLines } from "../src/util/lines.ts";
 import { resolveWorkflow } from "../src/workflow/index.ts";
 import { checkSeedFile, intFlag, NODE_FLAGS, parseCommand } from "./args.ts";
+import { superviseFlags } from "./llm.ts";
 import { openNodeServices } from "./services.ts";
 import { handleSignals } from "./signals.ts";
 
@@ -25,7 +27,7 @@ usage: matrixd run --workflow NAME|FILE --seeds FILE.jsonl --out FILE.jsonl
                        from --plugin, or a workflow file (.yaml, .yml, .json; see matrixd check)
   --seeds FILE         seed rows, one JSON object per line
   --out FILE           dataset (JSONL), one row per task; an existing file is resumed:
-                       tasks whose rows it holds are skipped
+                       tasks whose rows it holds are skipped; a missing folder is created
   --llm sim|URL        'sim' starts a simulated LLM in-process; a URL is an OpenAI-compatible
                        endpoint (e.g. http://10.0.0.5:8000/v1); repeat for several
   --supervise CMD      start and watch a local LLM server: a command with {port}, e.g.
@@ -42,6 +44,12 @@ usage: matrixd run --workflow NAME|FILE --seeds FILE.jsonl --out FILE.jsonl
   --log-level LEVEL    pino level for the JSON log on stderr (default warn); on a terminal its
                        lines go above the progress line
   --log-file FILE      write the JSON log to FILE (appended) instead of stderr
+
+Before any task is admitted, every LLM endpoint must answer GET /v1/models (with its API key) and
+serve the models the roles ask for, an LLM workflow must be given an endpoint, a workflow running
+tools --env and a driver that is there, and --out must be writable; else exit 2 with one line
+naming the endpoint, model, driver or path. A dead endpoint among live ones is a warning.
+matrixd check --config FILE runs the same checks alone.
 
 exit codes: 0 done, 1 job or runtime failure (or every task failed), 2 usage or config error`;
 
@@ -86,6 +94,16 @@ export async function runMain(argv: string[]): Promise<number> {
     source: f.seeds,
   });
 
+  const out = f.out;
+  const needs = workflowNeeds(workflow, job.config);
+  const llm = { flags: f.llm, section: cfg.llm, supervise: [...cfg.supervise, ...superviseFlags(f.supervise)], sim: cfg.sim };
+  await preflight("run", [
+    () => checkEnvDriver({ flag: f.env, config: cfg.env }, needs),
+    () => checkLlmGiven(needs, llm),
+    () => checkNodeEndpoints(llm, needs.models),
+    () => checkOutPath(out),
+  ]);
+
   const tty = process.stderr.isTTY === true;
   // on a terminal the progress line stays at the foot: everything else written to stderr goes above it
   const live = tty ? new LiveLine(process.stderr) : undefined;
@@ -96,6 +114,10 @@ export async function runMain(argv: string[]): Promise<number> {
     ...(f["log-file"] !== undefined ? { file: f["log-file"] } : live ? { live } : {}),
   });
   const svc = await openNodeServices(f, cfg, log);
+  await preflight("run", [() => checkSupervised(svc.llm, cfg.llm, needs.models)]).catch(async (err) => {
+    await svc.close();
+    throw err;
+  });
   const total = (await countLines(f.seeds)) * trials;
 
   const abort = new AbortController();

@@ -7,6 +7,7 @@ import { failureSummary } from "../src/engine/failures.ts";
 import { UsageError } from "../src/errors.ts";
 import { LiveLine } from "../src/log.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
+import { checkServer, preflight } from "../src/preflight/index.ts";
 import { type JobStatus, SUBMIT_SETTING_KEYS } from "../src/protocol/job.ts";
 import { isWorkflowFile, type LoadedWorkflow, loadWorkflowFile, WorkflowError } from "../src/workflow/index.ts";
 import { API_FLAGS, apiClient, checkSeedFile, intFlag, parseCommand } from "./args.ts";
@@ -35,6 +36,9 @@ usage: matrixd submit --server URL --workflow NAME FILE.jsonl [--wait] [--out FI
                        (options, trials, seed, maxSteps, concurrency, stepRetries, job) are sent
   --token T            bearer token of the API (default $MATRIXD_TOKEN)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
+
+Before a seed is sent, the server must answer and a workflow given by name must be hosted by some
+member of the cluster (GET /v1/cluster); else exit 2 with one line naming the server or workflow.
 
 prints the job id on stdout; progress and the summary go to stderr.
 exit codes: 0 done, 1 job cancelled or every task failed or a server/network error,
@@ -104,6 +108,8 @@ export async function submitMain(argv: string[]): Promise<number> {
   } else if (workflow.includes("/")) throw new UsageError(`--workflow ${workflow}: a workflow file ends in .yaml, .yml or .json`);
 
   const api = apiClient(f);
+  // a file workflow was checked above; a named one must be hosted somewhere
+  await preflight("submit", [() => checkServer(api, file ? undefined : workflow)]);
   const tty = process.stderr.isTTY === true;
   const live = tty ? new LiveLine(process.stderr) : undefined;
   const say = (text: string) => (live ? live.write(text) : process.stderr.write(text));

@@ -97,23 +97,30 @@ describe("api routes", () => {
     expect(m.roles["gated.wait"].slots).toBe(64);
   });
 
-  test("api - /metrics is Prometheus text of the node's counters and the HTTP requests", async () => {
+  test("api - /metrics is Prometheus text of the node's counters and the HTTP requests, by route pattern, with the node", async () => {
     const open = createApp(node, { registry, log: silentLogger });
     await open.request("/v1/jobs");
     await open.request("/v1/jobs/abc");
     await open.request("/definitely/not/here");
+    await open.request("/neither/this");
+    await open.request("/healthz");
+    await open.request("/");
     const res = await open.request("/metrics");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/plain; version=0.0.4");
     const text = await res.text();
     expect(text).toContain('matrixd_steps_total{node="node-a"}');
-    expect(text).toContain('matrixd_http_requests_total{method="GET",route="/v1/jobs",status="200"} 1');
+    expect(text).toContain('matrixd_http_requests_total{node="node-a",method="GET",route="/v1/jobs",status="200"} 1');
     // the route pattern, not the raw path, so random URLs cannot grow the series
-    expect(text).toContain('matrixd_http_requests_total{method="GET",route="/v1/jobs/:id",status="404"} 1');
-    expect(text).toContain('matrixd_http_requests_total{method="GET",route="unmatched",status="404"} 1');
-    expect(text).toMatch(/matrixd_http_request_duration_seconds_bucket\{method="GET",route="\/v1\/jobs",le="\+Inf"\} 1\n/);
+    expect(text).toContain('matrixd_http_requests_total{node="node-a",method="GET",route="/v1/jobs/:id",status="404"} 1');
+    expect(text).toContain('matrixd_http_requests_total{node="node-a",method="GET",route="unmatched",status="404"} 2');
+    // routes registered before the middleware after them are named too
+    expect(text).toContain('matrixd_http_requests_total{node="node-a",method="GET",route="/healthz",status="200"} 1');
+    expect(text).toContain('matrixd_http_requests_total{node="node-a",method="GET",route="/",status="200"} 1');
+    expect(text).toMatch(/matrixd_http_request_duration_seconds_bucket\{node="node-a",method="GET",route="\/v1\/jobs",le="\+Inf"\} 1\n/);
     expect(text).toContain("# TYPE matrixd_http_request_duration_seconds histogram");
-    expect(text).toMatch(/matrixd_http_requests_in_flight 1\n/);
+    expect(text).toMatch(/matrixd_http_requests_in_flight\{node="node-a"\} 1\n/);
+    expect(text).not.toMatch(/^[a-z_]+ /m);
     for (const line of text.split("\n")) {
       if (line === "" || line.startsWith("# ")) continue;
       expect(line).toMatch(/^[a-z_]+(\{[^}]*\})? [0-9.e+-]+$/);

@@ -104,17 +104,6 @@ describe("cli", () => {
     expect(rows.find((x) => x.id === "x").error).toMatch(/^seed line 7: "options": .*2/);
   });
 
-  test("cli - an LLM that cannot be reached fails every task with the reason, exit 1", async () => {
-    const r = await run(
-      "run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "dead.out", "--llm", "http://127.0.0.1:9/v1",
-      "--config", "fast-fail.yaml",
-    );
-    expect(r.code).toBe(1);
-    const rows = readRows(tmp.path("dead.out"));
-    expect(rows.length).toBe(20);
-    expect(rows.every((x) => x.status === "failed" && /^teacher: /.test(x.error))).toBe(true);
-  }, 60_000);
-
   test("cli - kill -9 in the middle of a run, then the same command resumes: one row per task", async () => {
     writeLines(tmp.path("kill.jsonl"), coralSeeds(800, "k"));
     const args = [bin, "run", "--workflow", "coral", "--seeds", "kill.jsonl", "--out", "kill.out", "--llm", "sim", "--config", "slow.yaml", "--progress-every", "1"];
@@ -171,5 +160,4 @@ describe("cli", () => {
   }, 60_000);
 });
 
-writeFileSync(`${tmp.dir}/fast-fail.yaml`, "llm:\n  retries: 1\n  backoffMs: 1\n  maxBackoffMs: 50\n");
 writeFileSync(`${tmp.dir}/slow.yaml`, "concurrency: 64\nsim:\n  slots: 32\n  timeScale: 0.02\n");

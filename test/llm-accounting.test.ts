@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { Accounting } from "../src/engine/accounting.ts";
 import { BudgetSchema } from "../src/protocol/job.ts";
+import { PromWriter } from "../src/metrics/text.ts";
 import { type LlmClientImpl, QUEUE_FACTOR, createLlmClient, llmCapacity } from "../src/llm/index.ts";
 
 const call = (prompt: number, completion: number, model = "big", endpoint = "http://a:1/v1") => ({
@@ -48,13 +49,16 @@ describe("llm accounting", () => {
     const a = new Accounting({ big: { prompt: 1, completion: 1 } });
     a.setBudget("j", { tokens: 10 });
     a.add("j", 'we"ird', call(3, 4));
-    const text = a.prometheus();
+    a.add("gone", "r", call(1, 1));
+    const text = a.prometheus(new PromWriter('node="n"'), (job) => job !== "gone").text();
     expect(text).toContain("# TYPE matrixd_llm_requests_total counter");
-    expect(text).toContain('matrixd_llm_prompt_tokens_total{job="j",role="we\\"ird",model="big",endpoint="http://a:1/v1"} 3');
-    expect(text).toContain('matrixd_llm_completion_tokens_total{job="j",role="we\\"ird",model="big",endpoint="http://a:1/v1"} 4');
+    expect(text).toContain('matrixd_llm_prompt_tokens_total{node="n",job_id="j",role="we\\"ird",model="big",endpoint="http://a:1/v1"} 3');
+    expect(text).toContain('matrixd_llm_completion_tokens_total{node="n",job_id="j",role="we\\"ird",model="big",endpoint="http://a:1/v1"} 4');
     expect(text).toContain("matrixd_llm_cost_dollars_total{");
-    expect(text).toContain('matrixd_job_budget_reached{job="j"} 0');
-    expect(new Accounting().prometheus()).not.toContain("cost_dollars");
+    expect(text).toContain('matrixd_job_budget_reached{node="n",job_id="j"} 0');
+    expect(text).not.toContain("job=");
+    expect(text).not.toContain('"gone"');
+    expect(new Accounting().prometheus(new PromWriter()).text()).not.toContain("cost_dollars");
   });
 });
 

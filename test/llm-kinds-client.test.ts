@@ -206,4 +206,14 @@ describe("llm kinds", () => {
     await c.close();
     delete process.env.MATRIXD_TEST_KEY;
   });
+
+  test("llm kinds - the llm section's apiKeyEnv is the key of endpoints that name none", async () => {
+    process.env.MATRIXD_TEST_KEY = "sk-section";
+    const s = serve(() => completion("ok"), { models: ["m"] });
+    const c = createLlmClient({ apiKeyEnv: "MATRIXD_TEST_KEY", endpoints: [{ url: s.url, kind: "openai" }] });
+    await c.chat(hello);
+    expect(s.headers[0]?.get("authorization")).toBe("Bearer sk-section");
+    await c.close();
+    delete process.env.MATRIXD_TEST_KEY;
+  });
 });

@@ -47,7 +47,7 @@ export interface AppOptions {
  */
 export function createApp(node: ClusterNode, opts: AppOptions): Hono {
   const registry = opts.registry;
-  const http = new HttpMetrics();
+  const http = new HttpMetrics(node.name);
   const app = new Hono();
 
   app.onError(errorHandler({ log: opts.log }));

@@ -26,6 +26,12 @@ export type TaskHandler = (state: TaskState, lease: Lease) => Promise<void>;
 /** Slots of one role on this node (the shape members publish). */
 export type { RoleLoad };
 
+/** The recent step latency of hosted roles, as the engine measures it (it goes into their load). */
+export interface StepLatency {
+  /** p50 and p99 (ms) of a role's (its `roleKey`) steps of the last minute or two; undefined when it ran none */
+  latency(key: string): { p50Ms: number; p99Ms: number } | undefined;
+}
+
 /**
  * Carries task states between roles. The engine only speaks to this and to
  * the leases it hands out; the in-process bus and the NATS bus both

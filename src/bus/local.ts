@@ -1,6 +1,6 @@
 import { TaskError } from "../errors.ts";
 import type { TaskState } from "../protocol/task.ts";
-import { type Bus, type Lease, type RoleLoad, roleKey, type TaskHandler } from "./bus.ts";
+import { type Bus, type Lease, type RoleLoad, roleKey, type StepLatency, type TaskHandler } from "./bus.ts";
 
 interface Hosted {
   slots: number;
@@ -23,6 +23,9 @@ export class LocalBus implements Bus {
     send: (state) => this.send(state),
     done: () => Promise.resolve(),
   };
+
+  /** `steps`: the roles' step latency, for their load */
+  constructor(private readonly steps?: StepLatency) {}
 
   host(key: string, slots: number, handler: TaskHandler): void {
     if (slots < 1) throw new RangeError(`role "${key}" needs at least one slot`);
@@ -61,7 +64,9 @@ export class LocalBus implements Bus {
 
   load(): Record<string, RoleLoad> {
     const out: Record<string, RoleLoad> = {};
-    for (const [role, h] of this.#roles) out[role] = { slots: h.slots, busy: h.busy, queued: h.queue.length - h.head };
+    for (const [role, h] of this.#roles) {
+      out[role] = { slots: h.slots, busy: h.busy, queued: h.queue.length - h.head, ...this.steps?.latency(role) };
+    }
     return out;
   }
 

@@ -51,6 +51,11 @@ export class NodeCounters {
     this.#dirty.add(row.job);
   }
 
+  /** What this node stored of a job so far (none before its first row here). */
+  tally(job: string): JobTally | undefined {
+    return this.#tallies.get(job);
+  }
+
   /** Write the changed counters now. */
   flush(): Promise<void> {
     this.#flushing ??= this.#flush().finally(() => {

@@ -1,7 +1,11 @@
 import type { NatsBusImpl } from "../bus/nats/index.ts";
 import type { Accounting } from "../engine/accounting.ts";
 import type { Engine } from "../engine/engine.ts";
-import type { NatsCluster, NodeCounters as NodeCountersRecord, SeedProgress } from "../store/index.ts";
+import type { StepTimes } from "../engine/step-times.ts";
+import type { LlmClient } from "../llm/types.ts";
+import { label, PromWriter } from "../metrics/text.ts";
+import type { JobRecord, NatsCluster, NodeCounters as NodeCountersRecord, SeedProgress } from "../store/index.ts";
+import type { NodeCounters } from "./counters.ts";
 import { isLive, type JobTable } from "./jobs.ts";
 import { prometheusText } from "./metrics.ts";
 import { FigureCache, jobStatus, sumCounters, sumSpent } from "./status.ts";
@@ -16,8 +20,23 @@ export interface NodeFiguresOptions {
   engine: Engine;
   bus: NatsBusImpl;
   accounting: Accounting;
+  counters: NodeCounters;
+  stepTimes: StepTimes;
+  llm?: LlmClient;
   /** whether the node is leaving the cluster */
   draining: () => boolean;
+  /** how long an ended job's series stay on /metrics (default 10 minutes) */
+  endedJobsShownMs?: number;
+}
+
+/** How long an ended job's series stay on /metrics, by default. */
+export const ENDED_JOBS_SHOWN_MS = 10 * 60_000;
+/** /metrics does not wait longer than this for the jobs' counts: it shows the last ones read. */
+const JOBS_WAIT_MS = 2000;
+
+/** The jobs whose series /metrics shows: the live ones, and those that ended less than `keepMs` ago. */
+export function shownJobs(recs: readonly JobRecord[], now: number, keepMs: number): JobRecord[] {
+  return recs.filter((r) => isLive(r) || now - r.updatedAt < keepMs);
 }
 
 /**
@@ -45,33 +64,55 @@ export class NodeFigures {
     return jobStatus(rec, sumCounters(counters), progress, this.o.workflows.metricsOf(rec), Date.now(), rec.final ? undefined : sumSpent(counters));
   }
 
-  /** Every job this node knows of, with its status. */
+  /** Every job this node knows of, with its status (less its timeline: a list stays small). */
   async jobs(): Promise<JobStatus[]> {
     const out: JobStatus[] = [];
     for (const rec of this.o.table.all()) {
       const st = await this.job(rec.id);
-      if (st) out.push(st);
+      if (!st) continue;
+      const { timeline: _, ...rest } = st;
+      out.push(rest);
     }
     return out;
   }
 
-  /** This node's counters as Prometheus text, its LLM spending included. */
-  metrics(): string {
-    const { bus, nats } = this.o;
-    return (
-      prometheusText({
-        node: this.o.node,
-        engine: this.o.engine.stats,
-        bus: bus.stats,
-        results: nats.results.stats,
-        link: nats.link.stats,
-        roles: bus.load(),
-        groups: bus.groups(),
-        kvGarbage: nats.jobs.garbage + nats.membership.garbage,
-        admitted: bus.keeper.admitted.size,
-        keepalives: bus.keeper.keepalives,
-        draining: this.o.draining(),
-      }) + this.o.accounting.prometheus()
-    );
+  /** the jobs /metrics showed last, for when their counts are slow to come */
+  #shown: JobStatus[] = [];
+
+  /**
+   * This node's figures as Prometheus text: its own counters, its roles'
+   * and LLM endpoints' load, the step and LLM-call durations, its LLM
+   * spending, and the live and lately ended jobs.
+   */
+  async metrics(): Promise<string> {
+    const { bus, nats, llm } = this.o;
+    const recs = shownJobs(this.o.table.all(), Date.now(), this.o.endedJobsShownMs ?? ENDED_JOBS_SHOWN_MS);
+    const read = Promise.all(recs.map((r) => this.job(r.id).catch(() => undefined))).then((all) => all.filter((j) => j !== undefined));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<JobStatus[]>((resolve) => {
+      timer = setTimeout(() => resolve(this.#shown), JOBS_WAIT_MS);
+    });
+    const jobs = await Promise.race([read, late]).finally(() => clearTimeout(timer));
+    this.#shown = jobs;
+    const ids = new Set(jobs.map((j) => j.id));
+    const w = prometheusText({
+      node: this.o.node,
+      engine: this.o.engine.stats,
+      bus: bus.stats,
+      results: nats.results.stats,
+      link: nats.link.stats,
+      roles: bus.load(),
+      groups: bus.groups(),
+      kvGarbage: nats.jobs.garbage + nats.membership.garbage,
+      admitted: bus.keeper.admitted.size,
+      keepalives: bus.keeper.keepalives,
+      draining: this.o.draining(),
+      steps: this.o.stepTimes.roles(),
+      endpoints: llm?.endpoints() ?? [],
+      calls: llm?.callDurations?.() ?? [],
+      jobs,
+      stored: (job) => this.o.counters.tally(job),
+    }, new PromWriter(label("node", this.o.node)));
+    return this.o.accounting.prometheus(w, (job) => ids.has(job)).text();
   }
 }

@@ -1,6 +1,7 @@
 import { NatsBusImpl } from "../bus/nats/index.ts";
 import { Accounting } from "../engine/accounting.ts";
 import { Engine } from "../engine/engine.ts";
+import { StepTimes } from "../engine/step-times.ts";
 import type { Logger } from "../log.ts";
 import { Registry } from "../plugin/registry.ts";
 import { type ClusterTimings, type NatsCluster, openNatsCluster, safeName } from "../store/index.ts";
@@ -79,6 +80,7 @@ class ClusterNodeImpl implements RunningClusterNode {
     const { results, jobs } = nats;
     const leaving = () => this.#closing !== undefined;
     const draining = () => this.#state === "draining";
+    const stepTimes = new StepTimes();
     this.bus = new NatsBusImpl({
       link: nats.link,
       node: name,
@@ -87,6 +89,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       replicas: nats.replicas,
       localFirst: opts.localFirst,
       rowExists: (job, id) => results.exists(job, id),
+      stepLatency: stepTimes,
     });
     this.accounting = new Accounting(opts.prices);
     const spending = {
@@ -111,6 +114,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       log,
       llm: opts.llm,
       services: opts.services,
+      stepTimes,
       finish: (row) => this.#rows.store(row),
     });
     this.#hosting = new RoleHosting({ engine: this.engine, bus: this.bus, registry, select, fallback: opts.defaultSlots ?? 256, llm: opts.llm });
@@ -151,7 +155,19 @@ class ClusterNodeImpl implements RunningClusterNode {
       memberTtlMs: timings.memberTtlMs,
     });
     this.#control = new JobControl({ node: name, nats, workflows, table: this.#table, log, leaving });
-    this.#figures = new NodeFigures({ node: name, nats, workflows, table: this.#table, engine: this.engine, bus: this.bus, accounting: this.accounting, draining });
+    this.#figures = new NodeFigures({
+      node: name,
+      nats,
+      workflows,
+      table: this.#table,
+      engine: this.engine,
+      bus: this.bus,
+      accounting: this.accounting,
+      counters: this.#counters,
+      stepTimes,
+      llm: opts.llm,
+      draining,
+    });
   }
 
   async start(): Promise<this> {
@@ -205,7 +221,7 @@ class ClusterNodeImpl implements RunningClusterNode {
     return this.#presence.list();
   }
 
-  metrics(): string {
+  metrics(): Promise<string> {
     return this.#figures.metrics();
   }
 

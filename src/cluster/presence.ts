@@ -30,8 +30,8 @@ export interface PresenceOptions {
 }
 
 /**
- * This node in the member view: its heartbeat (roles and their load, LLM
- * services, environments, HTTP URL, state), and the view of the others,
+ * This node in the member view: its heartbeat (roles and their load, the
+ * slot groups they share, LLM services, environments, HTTP URL, state), and the view of the others,
  * read again every few seconds.
  */
 export class Presence {
@@ -105,6 +105,7 @@ export class Presence {
       node: this.o.node,
       version: VERSION,
       roles: this.o.bus.load(),
+      groups: this.o.bus.groups(),
       services: {
         llm: (this.o.llm?.endpoints() ?? []).map((e) => ({ ...e })),
         ...(env ? { env: { driver: env.driver, capacity: env.capacity, inUse: env.inUse() } } : {}),

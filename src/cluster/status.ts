@@ -64,6 +64,7 @@ export function jobStatus(
     ...(rec.budgetReached !== undefined ? { budgetReached: rec.budgetReached } : {}),
     metrics: metricMeans(t, defs),
     ...(t.failures ? { failures: topFailures(t.failures) } : {}),
+    ...(t.timeline ? { timeline: t.timeline } : {}),
   };
 }
 

@@ -55,8 +55,8 @@ export interface ClusterNode {
   /** the dataset, one JSON row per line (no newline), exactly one per finished task */
   results(id: string): AsyncIterable<string>;
   members(): Promise<Member[]>;
-  /** Prometheus text of this node's own counters */
-  metrics(): string;
+  /** Prometheus text of this node's own figures */
+  metrics(): Promise<string>;
   /** stop taking work, hand back tasks in flight, leave the cluster */
   close(): Promise<void>;
 }

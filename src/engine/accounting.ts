@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { label, type PromWriter } from "../metrics/text.ts";
 import type { Budget } from "../protocol/job.ts";
 
 /**
@@ -169,27 +170,26 @@ export class Accounting {
    * role, model and endpoint; `matrixd_job_budget_reached` per job with a
    * budget.
    */
-  prometheus(): string {
-    const cells = [...this.#cells.values()];
-    const out: string[] = [];
-    const family = (name: string, help: string, value: (c: Cell) => number) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
-      for (const c of cells) {
-        out.push(`${name}{job="${esc(c.job)}",role="${esc(c.role)}",model="${esc(c.model)}",endpoint="${esc(c.endpoint)}"} ${value(c)}`);
-      }
-    };
+  /**
+   * The accounts as Prometheus families, written into `w` (whose base
+   * labels name the node): by job (`job_id`), role, model and endpoint;
+   * `shown` leaves out the jobs whose series have gone (ended long ago).
+   */
+  prometheus(w: PromWriter, shown: (job: string) => boolean = () => true): PromWriter {
+    const cells = [...this.#cells.values()].filter((c) => shown(c.job));
+    const rows = cells.map((c) => [`${label("job_id", c.job)},${label("role", c.role)},${label("model", c.model)},${label("endpoint", c.endpoint)}`, c] as const);
+    const family = (name: string, help: string, value: (c: Cell) => number) => w.many(name, "counter", help, rows.map(([l, c]) => [l, value(c)]));
     family("matrixd_llm_requests_total", "LLM calls answered.", (c) => c.requests);
     family("matrixd_llm_prompt_tokens_total", "Prompt tokens of the LLM calls answered.", (c) => c.promptTokens);
     family("matrixd_llm_completion_tokens_total", "Completion tokens of the LLM calls answered.", (c) => c.completionTokens);
     if (Object.keys(this.#prices).length > 0) {
       family("matrixd_llm_cost_dollars_total", "Cost of the LLM calls answered, from the configured prices.", (c) => c.cost);
     }
-    if (this.#budgets.size > 0) {
-      out.push("# HELP matrixd_job_budget_reached 1 once the job's budget is reached (no new tasks).", "# TYPE matrixd_job_budget_reached gauge");
-      for (const job of this.#budgets.keys()) out.push(`matrixd_job_budget_reached{job="${esc(job)}"} ${this.#reached.has(job) ? 1 : 0}`);
+    const budgets = [...this.#budgets.keys()].filter(shown);
+    if (budgets.length > 0) {
+      w.many("matrixd_job_budget_reached", "gauge", "1 once the job's budget is reached (no new tasks).", budgets.map((j) => [label("job_id", j), this.#reached.has(j) ? 1 : 0]));
     }
-    out.push("");
-    return out.join("\n");
+    return w;
   }
 
   #check(job: string): void {
@@ -215,8 +215,4 @@ function merge(into: UsageTotals, c: UsageTotals): void {
 
 function n(x: number): string {
   return x.toLocaleString("en-US");
-}
-
-function esc(v: string): string {
-  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }

@@ -1,6 +1,7 @@
 import type { Metric } from "../plugin/api.ts";
 import type { JobTally } from "../protocol/job.ts";
 import { addFailedTask, mergeFailures } from "./failures.ts";
+import { addToTimeline, sumTimelines } from "./timeline.ts";
 
 /** A row as a tally counts it. */
 export interface TalliedRow {
@@ -10,6 +11,8 @@ export interface TalliedRow {
   error?: string;
   usage?: { prompt: number; completion: number };
   metrics?: Readonly<Record<string, unknown>>;
+  /** when the row was stored (epoch ms): it goes into the tally's timeline */
+  timings?: { finished: number };
 }
 
 /** An empty tally. */
@@ -26,6 +29,9 @@ export function addRow(t: JobTally, row: TalliedRow, defs: readonly Metric[]): v
   }
   t.promptTokens += row.usage?.prompt ?? 0;
   t.completionTokens += row.usage?.completion ?? 0;
+  if (row.timings) {
+    t.timeline = addToTimeline(t.timeline, row.timings.finished, row.status === "ok", (row.usage?.prompt ?? 0) + (row.usage?.completion ?? 0));
+  }
   for (const m of defs) {
     const v = m.of(row.metrics ?? {}, row.status);
     if (v === undefined || !Number.isFinite(v)) continue;
@@ -43,6 +49,8 @@ export function addTally(t: JobTally, other: JobTally): void {
   t.promptTokens += other.promptTokens;
   t.completionTokens += other.completionTokens;
   if (other.failures) mergeFailures((t.failures ??= {}), other.failures);
+  const timeline = sumTimelines(t.timeline, other.timeline);
+  if (timeline) t.timeline = timeline;
   for (const [name, [sum, n]] of Object.entries(other.sums)) {
     const s = t.sums[name] ?? [0, 0];
     s[0] += sum;

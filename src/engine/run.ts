@@ -8,6 +8,7 @@ import { JsonlSink, scanOutput } from "../sink/jsonl.ts";
 import type { Budget, Failure } from "../protocol/job.ts";
 import { Accounting, type AccountingReport } from "./accounting.ts";
 import { Semaphore } from "../util/wait.ts";
+import { StepTimes } from "./step-times.ts";
 import { Engine, type EngineStats } from "./engine.ts";
 import type { JobRuntime } from "./job.ts";
 import { topFailures } from "./failures.ts";
@@ -109,8 +110,10 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
 
   const accounting = opts.accounting ?? new Accounting();
   if (opts.budget) accounting.setBudget(job.id, opts.budget);
-  const bus = new LocalBus();
+  const stepTimes = new StepTimes();
+  const bus = new LocalBus(stepTimes);
   const engine = new Engine({
+    stepTimes,
     bus,
     jobs: () => job,
     node: opts.node,

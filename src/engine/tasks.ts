@@ -8,6 +8,7 @@ import { parseSeedLine } from "../seeds/seeds.ts";
 import { fileLines } from "../util/lines.ts";
 import type { Accounting } from "./accounting.ts";
 import type { JobResolver, JobRuntime } from "./job.ts";
+import type { StepTimes } from "./step-times.ts";
 import { buildRow, seedErrorRow } from "./row.ts";
 import { afterStepError, applyStep, nextAfterStep, startOf, stepRandom } from "./step.ts";
 
@@ -171,6 +172,8 @@ export interface TaskRunnerOptions {
   services?: Record<string, unknown>;
   /** counts every answered LLM call by job, role, model and endpoint (budgets, cost, /metrics) */
   accounting?: Accounting;
+  /** each role's step durations (/metrics, and the role load members publish) */
+  stepTimes?: StepTimes;
 }
 
 /**
@@ -231,7 +234,9 @@ export class TaskRunner {
     if (!role) return this.#end(this.fail(state, lease, `workflow "${job.workflow.name}" has no role "${roleName}"`));
 
     const stats = this.stats;
+    const times = this.#opts.stepTimes;
     const at = Date.now();
+    const t0 = times ? performance.now() : 0;
     stats.running++;
     let result: StepResult;
     try {
@@ -239,9 +244,11 @@ export class TaskRunner {
     } catch (err) {
       stats.running--;
       if (this.#abort.signal.aborted) return END;
+      if (times) this.#time(times, job, roleName, t0);
       return this.#stepError(state, job, lease, roleName, err);
     }
     stats.running--;
+    if (times) this.#time(times, job, roleName, t0);
     stats.steps++;
     applyStep(state, roleName, result, at, this.#opts.node, stats);
     const after = nextAfterStep(state, job, roleName, result);
@@ -249,6 +256,11 @@ export class TaskRunner {
     state.next = after.next;
     if (after.next === null) return this.#end(this.#finish(state, job, lease));
     return { to: "next", state };
+  }
+
+  #time(times: StepTimes, job: JobRuntime, roleName: string, t0: number): void {
+    const now = performance.now();
+    times.observe(job.workflow.name, roleName, now - t0, now);
   }
 
   /** End a task as failed, whatever step it is at: its row is stored (none when its job is gone). */

@@ -11,7 +11,7 @@ import { MetricsPoller } from "./poller.ts";
 import { Router } from "./router.ts";
 import { credit, penalize } from "./standing.ts";
 import { Tries } from "./tries.ts";
-import type { ChatOptions, ChatRequest, ChatResult, EndpointInfo, ManagedLlmClient } from "./types.ts";
+import type { CallDurations, ChatOptions, ChatRequest, ChatResult, EndpointInfo, ManagedLlmClient } from "./types.ts";
 import { buildChatBody, estimateTokens, promptTokensAtLeast } from "./wire.ts";
 
 export type { FetchLike } from "./exchange.ts";
@@ -68,7 +68,9 @@ export class LlmClientImpl implements ManagedLlmClient {
   ) {
     this.structuredRetries = config.structuredRetries;
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
-    if (config.apiKey) headers.authorization = `Bearer ${config.apiKey}`;
+    // endpoints without their own apiKeyEnv take the client's key
+    const key = config.apiKey ?? (config.apiKeyEnv ? process.env[config.apiKeyEnv] : undefined);
+    if (key) headers.authorization = `Bearer ${key}`;
     this.transport = { fetch: opts.fetch ?? fetch, headers, timeoutMs: config.timeoutMs };
     this.log = opts.log ?? silentLogger;
     this.router = new Router([], config.stickyOverload);
@@ -92,6 +94,10 @@ export class LlmClientImpl implements ManagedLlmClient {
   endpoints(): EndpointInfo[] {
     const now = performance.now();
     return this.set.list.map((e) => e.info(now));
+  }
+
+  *callDurations(): Iterable<CallDurations> {
+    for (const e of this.set.list) for (const [model, hist] of e.calls) yield { endpoint: e.url, model, hist };
   }
 
   /**
@@ -308,6 +314,7 @@ export class LlmClientImpl implements ManagedLlmClient {
           this.answered++;
           // usage is booked under the name asked for: servers answer with their own (llama.cpp: gpt-3.5-turbo)
           const asked = model ?? done.model ?? "";
+          ep.timeCall(asked, ms);
           const result: ChatResult = {
             text: done.text,
             toolCalls: done.toolCalls,

@@ -5,6 +5,7 @@
 import type { LlmEndpointConfig } from "./config.ts";
 import { dialectFor } from "./dialect/index.ts";
 import type { Dialect, RateLimitReport, ServerInfo, ServerKind } from "./dialect/types.ts";
+import { DURATION_BUCKETS_MS, Histogram } from "../metrics/histogram.ts";
 import { fnv1a } from "../util/hash.ts";
 import { Semaphore } from "../util/wait.ts";
 import { TokenBucket } from "./limiter.ts";
@@ -99,6 +100,8 @@ export class Endpoint {
   errors = 0;
   promptTokens = 0;
   completionTokens = 0;
+  /** durations (ms) of the calls it answered, per model asked for */
+  readonly calls = new Map<string, Histogram>();
 
   /** where the client polls the server's load (its kind's metrics, or the configured URL) */
   metricsUrl: string | undefined;
@@ -302,6 +305,16 @@ export class Endpoint {
       this.aimd = Math.min(this.maxConcurrency, Math.max(this.aimd, this.slots.limit) + 1);
     }
     this.applyLimit();
+  }
+
+  /** An answered call of `model` took `ms`. */
+  timeCall(model: string, ms: number): void {
+    let h = this.calls.get(model);
+    if (!h) {
+      h = new Histogram(DURATION_BUCKETS_MS);
+      this.calls.set(model, h);
+    }
+    h.observe(ms);
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { LlmError } from "../errors.ts";
+import type { Histogram } from "../metrics/histogram.ts";
 import type { EndpointInfo } from "../protocol/member.ts";
 import type { ToolCall, Usage } from "../protocol/task.ts";
 import type { LlmEndpointInput } from "./config.ts";
@@ -58,11 +59,20 @@ export interface ChatOptions {
   affinity?: string;
 }
 
+/** How long the answered calls of one model at one endpoint took, ms (one attempt each, from send to answer). */
+export interface CallDurations {
+  endpoint: string;
+  model: string;
+  hist: Histogram;
+}
+
 /** The one LLM client agents use. */
 export interface LlmClient {
   chat(req: ChatRequest, opts?: ChatOptions): Promise<ChatResult>;
   /** the endpoints known, with their live load */
   endpoints(): EndpointInfo[];
+  /** the durations of the calls answered, per endpoint and model (for /metrics) */
+  callDurations?(): Iterable<CallDurations>;
   close(): Promise<void>;
   /** extra tries `chatJson` makes when a reply fails its schema (from the client's config) */
   readonly structuredRetries?: number;

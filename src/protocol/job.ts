@@ -59,6 +59,22 @@ export type SubmitSettings = z.infer<typeof SubmitSettingsSchema>;
 /** The keys of SubmitSettingsSchema: what `matrixd submit --config FILE` sends of a config file. */
 export const SUBMIT_SETTING_KEYS: readonly string[] = Object.keys(SubmitSettingsSchema.shape);
 
+/**
+ * Rows over time: per bucket of `width` ms from `start` (epoch ms, a
+ * multiple of `width`), the rows stored ok and failed and their tokens.
+ * Widths are the base width times a power of two, so two timelines re-bin
+ * exactly to the wider one; a timeline keeps at most a few hundred buckets
+ * and doubles its width when it would need more (src/engine/timeline.ts).
+ */
+export const TimelineSchema = z.object({
+  start: z.number().int(),
+  width: z.number().int().positive(),
+  ok: z.array(z.number().int().nonnegative()),
+  failed: z.array(z.number().int().nonnegative()),
+  tokens: z.array(z.number().int().nonnegative()),
+});
+export type Timeline = z.infer<typeof TimelineSchema>;
+
 export const JobStateSchema = z.enum(["running", "done", "cancelled"]);
 export type JobState = z.infer<typeof JobStateSchema>;
 
@@ -106,6 +122,8 @@ export const JobStatusSchema = z.object({
   metrics: z.record(z.string(), z.number().nullable()).optional(),
   /** the most common reasons of failed rows, most first (at most 10), each with an example task and its error */
   failures: z.array(FailureSchema).optional(),
+  /** the rows over time (in the status of one job, not in the list of jobs) */
+  timeline: TimelineSchema.optional(),
 });
 export type JobStatus = z.infer<typeof JobStatusSchema>;
 
@@ -119,5 +137,7 @@ export const JobTallySchema = z.object({
   sums: z.record(z.string(), z.tuple([z.number(), z.number().int().nonnegative()])),
   /** failed rows by reason (src/engine/failures.ts) */
   failures: FailureTallySchema.optional(),
+  /** the rows over time, by the time each was stored */
+  timeline: TimelineSchema.optional(),
 });
 export type JobTally = z.infer<typeof JobTallySchema>;

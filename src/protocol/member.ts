@@ -12,6 +12,9 @@ export const RoleLoadSchema = z.object({
   slots: z.number().int().nonnegative(),
   busy: z.number().int().nonnegative(),
   queued: z.number().int().nonnegative(),
+  /** step latency of the last minute or two, ms: median and 99th percentile (absent before a step ran lately) */
+  p50Ms: z.number().nonnegative().optional(),
+  p99Ms: z.number().nonnegative().optional(),
 });
 export type RoleLoad = z.infer<typeof RoleLoadSchema>;
 
@@ -57,6 +60,8 @@ export const MemberSchema = z.object({
   http: z.string().optional(),
   /** hosted roles (`workflow.role`) and their slots */
   roles: z.record(z.string(), RoleLoadSchema),
+  /** slot groups that roles share (the LLM-bound roles share one sized to the LLM services): their size and use */
+  groups: z.record(z.string(), z.object({ slots: z.number().int().nonnegative(), busy: z.number().int().nonnegative() })).optional(),
   services: z.object({
     llm: z.array(EndpointInfoSchema),
     env: EnvServiceInfoSchema.optional(),

@@ -127,7 +127,8 @@ export class ResultStore {
 
   /**
    * Exact figures of a job from its stored rows (their headers only): how
-   * many rows, ok and failed, tokens and the workflow's metric sums.
+   * many rows, ok and failed, tokens, the workflow's metric sums, and the
+   * rows over time by when each was stored.
    */
   async tally(job: string, defs: readonly Metric[]): Promise<{ rows: number; tally: JobTally }> {
     const t = emptyTally();
@@ -142,7 +143,8 @@ export class ResultStore {
       const mh = m.headers?.get(H_METRICS);
       const metrics = mh ? headerMetrics(mh) : undefined;
       const failure = status === "failed" ? { id: headerString(m.headers?.get(H_TASK)), error: headerString(m.headers?.get(H_ERROR)) } : {};
-      addRow(t, { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, ...(metrics ? { metrics } : {}), ...failure }, defs);
+      const timings = { finished: Math.floor(m.info.timestampNanos / 1e6) };
+      addRow(t, { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, timings, ...(metrics ? { metrics } : {}), ...failure }, defs);
       rows++;
     }
     return { rows, tally: t };

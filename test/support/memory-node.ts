@@ -4,6 +4,8 @@ import { CheckedJob, checkJob, prepareHead } from "../../src/cluster/submit.ts";
 import type { CheckedSeed, ClusterNode, JobIntake, JobState, JobStatus, JobSubmission, Member } from "../../src/cluster/types.ts";
 import { Semaphore } from "../../src/util/wait.ts";
 import { Engine } from "../../src/engine/engine.ts";
+import { StepTimes } from "../../src/engine/step-times.ts";
+import { label, PromWriter } from "../../src/metrics/text.ts";
 import type { JobRuntime } from "../../src/engine/job.ts";
 import { addRow, emptyTally, metricMeans } from "../../src/engine/metrics.ts";
 import type { JobTally } from "../../src/protocol/job.ts";
@@ -111,6 +113,7 @@ class MemoryJob {
       updatedAt: this.updatedAt,
       acceptedBy: this.acceptedBy,
       metrics: metricMeans(this.tally, this.runtime.workflow.metrics ?? []),
+      ...(this.tally.timeline ? { timeline: this.tally.timeline } : {}),
     };
   }
 }
@@ -123,7 +126,8 @@ class MemoryJob {
 export class MemoryNode implements ClusterNode {
   readonly name: string;
   readonly registry: Registry;
-  readonly #bus = new LocalBus();
+  readonly #steps = new StepTimes();
+  readonly #bus = new LocalBus(this.#steps);
   readonly #engine: Engine;
   readonly #jobs = new Map<string, MemoryJob>();
   readonly #llm: LlmClient | undefined;
@@ -140,6 +144,7 @@ export class MemoryNode implements ClusterNode {
     this.#slots = opts.slots ?? 64;
     this.#engine = new Engine({
       bus: this.#bus,
+      stepTimes: this.#steps,
       node: this.name,
       log: opts.log ?? silentLogger,
       llm: opts.llm,
@@ -250,18 +255,19 @@ export class MemoryNode implements ClusterNode {
     ];
   }
 
-  metrics(): string {
+  async metrics(): Promise<string> {
     const s = this.#engine.stats;
-    const lines: string[] = [];
-    const counter = (name: string, help: string, v: number) =>
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name}{node="${this.name}"} ${v}`);
-    counter("matrixd_steps_total", "Agent steps run on this node.", s.steps);
-    counter("matrixd_hops_total", "Task handoffs from this node.", s.hops);
-    counter("matrixd_tasks_ok_total", "Tasks finished ok on this node.", s.ok);
-    counter("matrixd_tasks_failed_total", "Tasks failed on this node.", s.failed);
-    counter("matrixd_prompt_tokens_total", "Prompt tokens of the steps run here.", s.promptTokens);
-    counter("matrixd_completion_tokens_total", "Completion tokens of the steps run here.", s.completionTokens);
-    return `${lines.join("\n")}\n`;
+    const w = new PromWriter(label("node", this.name));
+    w.one("matrixd_steps_total", "counter", "Agent steps run on this node.", s.steps);
+    w.one("matrixd_tasks_ok_total", "counter", "Tasks that ended ok on this node.", s.ok);
+    w.one("matrixd_tasks_failed_total", "counter", "Tasks that ended failed on this node.", s.failed);
+    w.many("matrixd_tokens_total", "counter", "LLM tokens of the steps run here.", [
+      ['kind="prompt"', s.promptTokens],
+      ['kind="completion"', s.completionTokens],
+    ]);
+    const steps = [...this.#steps.roles()].map((t) => [`${label("workflow", t.workflow)},${label("role", t.role)}`, t.hist] as const);
+    w.histogram("matrixd_step_duration_seconds", "Duration of the steps run on this node (the role's run), by workflow and role.", steps);
+    return w.text();
   }
 
   async close(): Promise<void> {

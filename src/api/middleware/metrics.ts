@@ -1,79 +1,74 @@
 import type { MiddlewareHandler } from "hono";
-import { routePath } from "hono/route";
+import { matchedRoutes } from "hono/route";
+import { Histogram } from "../../metrics/histogram.ts";
+import { label, PromWriter } from "../../metrics/text.ts";
 
-/** Upper bounds (seconds) of the latency histogram's buckets. */
-const BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10] as const;
+/** Upper bounds (ms) of the latency histogram's buckets. */
+const BUCKETS_MS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10_000] as const;
 
 interface Series {
-  method: string;
-  route: string;
-  status: number;
+  labels: string;
   count: number;
 }
 
 interface Latency {
-  method: string;
-  route: string;
-  buckets: number[];
-  sum: number;
-  count: number;
-}
-
-function label(v: string): string {
-  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+  labels: string;
+  hist: Histogram;
 }
 
 /**
  * The HTTP API's own counters: requests by method, route pattern and status,
- * latency to the response head by method and route, requests in flight.
- * Routes are the registered patterns (`/v1/jobs/:id`), never raw paths, so a
- * scan of random URLs cannot grow the series without bound.
+ * latency to the response head by method and route, requests in flight;
+ * every series names the node. Routes are the registered patterns
+ * (`/v1/jobs/:id`), never raw paths, so a scan of random URLs cannot grow
+ * the series without bound.
  */
 export class HttpMetrics {
   #requests = new Map<string, Series>();
   #latency = new Map<string, Latency>();
   inFlight = 0;
 
+  constructor(readonly node: string) {}
+
   observe(method: string, route: string, status: number, seconds: number): void {
-    const rk = `${method} ${route} ${status}`;
-    const s = this.#requests.get(rk) ?? { method, route, status, count: 0 };
-    s.count++;
-    this.#requests.set(rk, s);
     const lk = `${method} ${route}`;
-    const l = this.#latency.get(lk) ?? { method, route, buckets: BUCKETS.map(() => 0), sum: 0, count: 0 };
-    for (let i = 0; i < BUCKETS.length; i++) if (seconds <= (BUCKETS[i] as number)) l.buckets[i] = (l.buckets[i] as number) + 1;
-    l.sum += seconds;
-    l.count++;
-    this.#latency.set(lk, l);
+    const rk = `${lk} ${status}`;
+    let s = this.#requests.get(rk);
+    if (!s) {
+      s = { labels: `${label("method", method)},${label("route", route)},status="${status}"`, count: 0 };
+      this.#requests.set(rk, s);
+    }
+    s.count++;
+    let l = this.#latency.get(lk);
+    if (!l) {
+      l = { labels: `${label("method", method)},${label("route", route)}`, hist: new Histogram(BUCKETS_MS) };
+      this.#latency.set(lk, l);
+    }
+    l.hist.observe(seconds * 1000);
   }
 
   /** Prometheus text exposition of the counters. */
   text(): string {
-    const out: string[] = [
-      "# HELP matrixd_http_requests_total HTTP requests answered, by method, route and status.",
-      "# TYPE matrixd_http_requests_total counter",
-    ];
-    for (const s of this.#requests.values()) {
-      out.push(`matrixd_http_requests_total{method="${label(s.method)}",route="${label(s.route)}",status="${s.status}"} ${s.count}`);
-    }
-    out.push(
-      "# HELP matrixd_http_request_duration_seconds Time from request to response head.",
-      "# TYPE matrixd_http_request_duration_seconds histogram",
-    );
-    for (const l of this.#latency.values()) {
-      const base = `method="${label(l.method)}",route="${label(l.route)}"`;
-      BUCKETS.forEach((b, i) => out.push(`matrixd_http_request_duration_seconds_bucket{${base},le="${b}"} ${l.buckets[i]}`));
-      out.push(`matrixd_http_request_duration_seconds_bucket{${base},le="+Inf"} ${l.count}`);
-      out.push(`matrixd_http_request_duration_seconds_sum{${base}} ${l.sum}`);
-      out.push(`matrixd_http_request_duration_seconds_count{${base}} ${l.count}`);
-    }
-    out.push(
-      "# HELP matrixd_http_requests_in_flight HTTP requests being handled now.",
-      "# TYPE matrixd_http_requests_in_flight gauge",
-      `matrixd_http_requests_in_flight ${this.inFlight}`,
-    );
-    return `${out.join("\n")}\n`;
+    const w = new PromWriter(label("node", this.node));
+    w.many("matrixd_http_requests_total", "counter", "HTTP requests answered, by method, route and status.", [...this.#requests.values()].map((s) => [s.labels, s.count]));
+    w.histogram("matrixd_http_request_duration_seconds", "Time from request to response head.", [...this.#latency.values()].map((l) => [l.labels, l.hist]));
+    w.one("matrixd_http_requests_in_flight", "gauge", "HTTP requests being handled now.", this.inFlight);
+    return w.text();
   }
+}
+
+/**
+ * The pattern of the route that answered: the last matched route that is a
+ * handler (middleware is registered for every method, as `ALL`), whether
+ * or not the middleware after it ran; "unmatched" when none matched.
+ */
+function routeOf(c: Parameters<MiddlewareHandler>[0]): string {
+  const routes = matchedRoutes(c);
+  for (let i = routes.length - 1; i >= 0; i--) {
+    const r = routes[i];
+    if (r && r.method !== "ALL") return r.path;
+  }
+  return "unmatched";
 }
 
 /** Counts every request into `metrics`, errors and 404s included. */
@@ -85,10 +80,7 @@ export function requestMetrics(metrics: HttpMetrics): MiddlewareHandler {
       await next();
     } finally {
       metrics.inFlight--;
-      // The last matched pattern is the handler's; only this catch-all matching means no route did.
-      let route = routePath(c, -1);
-      if (route === "" || route === "*" || route === "/*") route = "unmatched";
-      metrics.observe(c.req.method, route, c.res.status, (performance.now() - start) / 1000);
+      metrics.observe(c.req.method, routeOf(c), c.res.status, (performance.now() - start) / 1000);
     }
   };
 }

@@ -9,8 +9,8 @@ export function nodeRoutes(node: ClusterNode, http: HttpMetrics): Hono {
 
   routes.get("/v1/cluster", async (c) => c.json({ node: node.name, members: await node.members() } satisfies ClusterResponse));
 
-  routes.get("/metrics", (c) => {
-    const own = node.metrics();
+  routes.get("/metrics", async (c) => {
+    const own = await node.metrics();
     const text = own.length === 0 || own.endsWith("\n") ? own : `${own}\n`;
     return c.body(text + http.text(), 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
   });

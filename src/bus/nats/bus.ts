@@ -6,7 +6,7 @@ import { handOff } from "./handoff.ts";
 import type { Logger } from "../../log.ts";
 import { decodeWith } from "../../protocol/codec.ts";
 import type { TaskState } from "../../protocol/task.ts";
-import { type Bus, type RoleLoad, roleKey, type TaskHandler } from "../bus.ts";
+import { type Bus, type RoleLoad, roleKey, type StepLatency, type TaskHandler } from "../bus.ts";
 import type { NatsLink } from "../../store/connection.ts";
 import { Hold, type HoldSend, Keeper, parseAckSubject } from "./holds.ts";
 import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "../../store/names.ts";
@@ -28,6 +28,8 @@ export interface NatsBusOptions {
   localFirst?: boolean;
   /** whether a task already has its row (asked for tasks delivered again) */
   rowExists(job: string, id: string): Promise<boolean>;
+  /** the roles' step latency, for their load */
+  stepLatency?: StepLatency;
 }
 
 /** Called with each seed taken for a job; `again` when the server delivered it before. */
@@ -153,7 +155,7 @@ export class NatsBusImpl implements Bus {
     const out: Record<string, RoleLoad> = {};
     for (const [key, r] of this.#roles) {
       const slots = r.group ? Math.min(r.slots, r.group.slots) : r.slots;
-      out[key] = { slots, busy: r.busy, queued: r.overflow.length };
+      out[key] = { slots, busy: r.busy, queued: r.overflow.length, ...this.#o.stepLatency?.latency(key) };
     }
     return out;
   }
