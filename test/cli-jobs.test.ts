@@ -4,7 +4,7 @@ import { createApp } from "../src/api/app.ts";
 import { silentLogger } from "../src/log.ts";
 import { gate, testRegistry } from "./support/api.ts";
 import { readRows, tempDir, writeLines } from "./support/files.ts";
-import { BUN, ROOT } from "./support/matrixd.ts";
+import { BUN, MATRIXD, ROOT, runProcess } from "./support/matrixd.ts";
 import { MemoryNode } from "./support/memory-node.ts";
 import { coralSeeds } from "./support/seeds.ts";
 import { waitFor } from "./support/wait.ts";
@@ -22,16 +22,7 @@ const node = new MemoryNode({ name: "jobs-node", registry });
 let server: ReturnType<typeof Bun.serve>;
 let url = "";
 
-async function matrixd(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([BUN, "cmd/matrixd.ts", ...args], {
-    cwd: ROOT,
-    env: { ...process.env, MATRIXD_TOKEN: TOKEN, MATRIXD_SERVER: "", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, stdout, stderr };
-}
+const matrixd = (args: string[], env: Record<string, string> = {}) => runProcess([...MATRIXD, ...args], { env: { MATRIXD_TOKEN: TOKEN, MATRIXD_SERVER: "", ...env } });
 
 beforeAll(() => {
   server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: createApp(node, { registry, token: TOKEN, log: silentLogger }).fetch });
@@ -71,6 +62,17 @@ describe("cli jobs, results, cancel", () => {
     expect(toFile.stderr).toBe(`job ${id}: 30 rows written to ${file}\n`);
     expect(readRows(file)).toEqual(rows);
     expect(existsSync(`${file}.part`)).toBe(false);
+
+    // --out into a folder not there yet: made; into a path under a file: refused before anything is sent
+    const deep = tmp.path("new/dir/ds.jsonl");
+    const made = await matrixd(["submit", "--server", url, "--workflow", "coral-dummy", tmp.path("seeds.jsonl"), "--out", deep]);
+    expect(made.code).toBe(0);
+    expect(readRows(deep).length).toBe(30);
+    const jobsBefore = (await node.jobs()).length;
+    const under = await matrixd(["submit", "--server", url, "--workflow", "coral-dummy", tmp.path("seeds.jsonl"), "--out", `${file}/x.jsonl`]);
+    expect(under.code).toBe(2);
+    expect(under.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^matrixd submit: .*--out .*x\.jsonl.* is a file/)]);
+    expect((await node.jobs()).length).toBe(jobsBefore);
   }, 60_000);
 
   test("cli cancel - cancels a running job (then exit 2: already cancelled); --purge drops it; an unknown job exits 2; no token exits 2", async () => {

@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import type { JobStatus } from "../src/protocol/job.ts";
 import { tempDir, writeLines } from "./support/files.ts";
 import { spawnJoin } from "./support/join-process.ts";
-import { BUN, MATRIXD, ROOT } from "./support/matrixd.ts";
+import { MATRIXD, runProcess } from "./support/matrixd.ts";
 import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
 import { coralSeeds } from "./support/seeds.ts";
 import { waitFor } from "./support/wait.ts";
@@ -20,11 +20,7 @@ const tmp = tempDir("matrixd-cli-summary-");
 const ERR = { errorRate: 1 };
 const REASON = "teacher: LLM request failed after N attempt: http://127.0.0.1:N/v1 answered 500 Internal Server Error: Simulated internal server error.";
 
-async function matrixd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([BUN, "cmd/matrixd.ts", ...args], { cwd: ROOT, env: { ...process.env, MATRIXD_TOKEN: "", MATRIXD_SERVER: "" }, stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, stdout, stderr };
-}
+const matrixd = (args: string[]) => runProcess([...MATRIXD, ...args], { env: { MATRIXD_TOKEN: "", MATRIXD_SERVER: "" }, timeoutMs: 120_000 });
 
 beforeAll(() => {
   writeLines(tmp.path("c40.jsonl"), coralSeeds(40, "c"));

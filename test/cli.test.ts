@@ -65,7 +65,7 @@ describe("cli", () => {
       [["results"], /^matrixd results: give exactly one job id \(see matrixd results --help\)$/m],
       [["cancel", "a", "b"], /^matrixd cancel: give exactly one job id \(see matrixd cancel --help\)$/m],
       [["jobs", "--server", "nope://"], /^matrixd jobs: --server nope:\/\/: only http/m],
-      [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--log-file", "no/such/dir/log"], /^matrixd run: --log-file no\/such\/dir\/log: cannot open it/m],
+      [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--llm", "sim", "--log-file", "no/such/dir/log"], /^matrixd run: --log-file no\/such\/dir\/log: cannot open it/m],
     ];
     for (const [args, pattern] of cases) {
       const r = await run(...args);
