@@ -90,7 +90,7 @@ export class ApiClient {
   async learnMembers(): Promise<void> {
     try {
       const { members } = await this.cluster();
-      const urls = members.flatMap((m) => (m.http && m.state === "running" ? [m.http.replace(/\/+$/, "")] : []));
+      const urls = members.flatMap((m) => (m.http && m.state === "running" && this.#reachable(m.http) ? [m.http.replace(/\/+$/, "")] : []));
       this.#others = [...new Set(urls)].filter((u) => u !== this.#server);
     } catch {
       // keep what was learned while the node answered
@@ -120,6 +120,26 @@ export class ApiClient {
         } else await new Promise((r) => setTimeout(r, 500));
       }
     }
+  }
+
+  /**
+   * Whether a member's advertised URL leads to it from here: one that
+   * listens on every address (0.0.0.0, ::) advertises no address of its
+   * own, which only means that member when this client talks to a node on
+   * its own machine.
+   */
+  #reachable(url: string): boolean {
+    const host = (u: string) => {
+      try {
+        return new URL(u).hostname.replace(/^\[|\]$/g, "");
+      } catch {
+        return "";
+      }
+    };
+    const h = host(url);
+    if (h !== "0.0.0.0" && h !== "::") return h !== "";
+    const mine = host(this.#server);
+    return mine === "localhost" || mine === "::1" || mine.startsWith("127.");
   }
 
   /** The first other member that answers its health check. */
