@@ -7,6 +7,7 @@ import { Engine } from "../../src/engine/engine.ts";
 import { StepTimes } from "../../src/engine/step-times.ts";
 import { label, PromWriter } from "../../src/metrics/text.ts";
 import type { JobRuntime } from "../../src/engine/job.ts";
+import { topFailures } from "../../src/engine/failures.ts";
 import { addRow, emptyTally, metricMeans } from "../../src/engine/metrics.ts";
 import type { JobTally } from "../../src/protocol/job.ts";
 import { seedTrials, startTask } from "../../src/engine/tasks.ts";
@@ -114,6 +115,7 @@ class MemoryJob {
       acceptedBy: this.acceptedBy,
       metrics: metricMeans(this.tally, this.runtime.workflow.metrics ?? []),
       ...(this.tally.timeline ? { timeline: this.tally.timeline } : {}),
+      ...(this.tally.failures ? { failures: topFailures(this.tally.failures) } : {}),
     };
   }
 }
