@@ -100,8 +100,9 @@ export class ApiClient {
   /**
    * Run `op` against this node; when the node gives no answer at all (it
    * died, its address refuses), move to the first other known member that
-   * answers `/healthz` and run `op` again there, for up to `withinMs`. Any
-   * answer of a node, an error status included, is final.
+   * answers `/healthz` and run `op` again there, for up to `withinMs`. A 503
+   * (NATS cannot answer the node for now) is asked again; any other answer
+   * of a node, an error status included, is final.
    */
   async failover<T>(op: () => Promise<T>, opts: { withinMs?: number; onSwitch?: (from: string, to: string, why: string) => void } = {}): Promise<T> {
     const until = Date.now() + (opts.withinMs ?? 60_000);
@@ -109,7 +110,13 @@ export class ApiClient {
       try {
         return await op();
       } catch (err) {
-        if (!(err instanceof ApiError) || err.status !== 0 || this.#others.length === 0 || Date.now() > until) throw err;
+        if (!(err instanceof ApiError) || Date.now() > until) throw err;
+        // 503: the node is there but NATS cannot answer it for now (a NATS restart): ask it again
+        if (err.status === 503) {
+          await new Promise((r) => setTimeout(r, 1000));
+          continue;
+        }
+        if (err.status !== 0 || this.#others.length === 0) throw err;
         const next = await this.#answering();
         if (next) {
           const from = this.#server;
