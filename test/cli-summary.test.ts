@@ -51,6 +51,10 @@ describe("cli summary", () => {
       expect.stringMatching(/^ {4}2 {2}seed line N: "question": .* \(e\.g\. task b[12]\)$/),
       expect.stringMatching(/^ {4}1 {2}seed line N: not JSON .* \(e\.g\. task line-13\)$/),
     ]);
+    // run again on the same output: nothing left to do, and the reasons are counted from the rows already there
+    const again = await matrixd(["run", "--workflow", "coral", "--seeds", tmp.path("mixed.jsonl"), "--out", tmp.path("mixed.out"), "--llm", "sim"]);
+    expect(again.stdout).toMatch(/^coral: 13 rows \(ok 10, failed 3; 0 this run, 13 resumed\)/);
+    expect(again.stdout.split("\n").filter((l) => /^ {4}\d/.test(l))).toEqual(reasons);
   }, 60_000);
 });
 
