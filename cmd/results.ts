@@ -79,6 +79,7 @@ const NL = 10;
  */
 export async function download(api: ApiClient, id: string, sink: RowSink, say: (text: string) => void = (t) => process.stderr.write(t)): Promise<number> {
   let written = 0;
+  let writeError: unknown;
   const onSwitch = (from: string, to: string) => say(`${from} stopped answering; carrying on through ${to}\n`);
   for (let attempt = 1; ; attempt++) {
     let skip = written;
@@ -102,9 +103,16 @@ export async function download(api: ApiClient, id: string, sink: RowSink, say: (
           if (start > last) continue;
           const whole = data.subarray(start, last + 1);
           for (const b of whole) if (b === NL) written++;
-          await sink.write(whole);
+          try {
+            await sink.write(whole);
+          } catch (err) {
+            writeError = err;
+            throw err;
+          }
         }
       } catch (err) {
+        // the sink failing (disk full, a closed pipe) is not the download breaking off: no try again
+        if (writeError !== undefined) throw writeError;
         throw new ApiError(0, `dataset download from ${api.server} broke off after ${written} rows: ${describe(err)}`, undefined, { cause: err });
       }
       // every row the API sends ends with its newline: a row without one was cut short
