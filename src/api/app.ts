@@ -7,6 +7,7 @@ import { bearerAuth } from "./middleware/auth.ts";
 import { errorHandler, notFound } from "./middleware/errors.ts";
 import { bodyLimit } from "./middleware/limits.ts";
 import { HttpMetrics, requestMetrics } from "./middleware/metrics.ts";
+import { eventRoutes } from "./routes/events.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { nodeRoutes } from "./routes/node.ts";
 
@@ -64,6 +65,7 @@ export function createApp(node: ClusterNode, opts: AppOptions): Hono {
     "/v1/jobs",
     jobRoutes({ node, registry, limits: { maxSeeds: opts.maxSeeds ?? DEFAULT_MAX_SEEDS }, log: opts.log }),
   );
+  app.route("/v1/events", eventRoutes(node));
   app.route("/", nodeRoutes(node, http));
   return app;
 }

@@ -104,6 +104,7 @@ export class NodeFigures {
       roles: bus.load(),
       groups: bus.groups(),
       kvGarbage: nats.jobs.garbage + nats.membership.garbage,
+      eventGarbage: nats.events.garbage,
       admitted: bus.keeper.admitted.size,
       keepalives: bus.keeper.keepalives,
       draining: this.o.draining(),

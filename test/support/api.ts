@@ -70,6 +70,7 @@ export function overriding(node: ClusterNode, over: Partial<ClusterNode>): Clust
     purge: over.purge ?? ((id) => node.purge(id)),
     results: over.results ?? ((id) => node.results(id)),
     members: over.members ?? (() => node.members()),
+    events: over.events ?? ((q) => node.events(q)),
     metrics: over.metrics ?? (() => node.metrics()),
     close: over.close ?? (() => node.close()),
   };
