@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { LiveLine } from "../src/log.ts";
 import { tempDir, writeLines } from "./support/files.ts";
 import { BUN, ROOT } from "./support/matrixd.ts";
-import { coralSeeds } from "./support/seeds.ts";
 
 /**
  * `matrixd run` on a real terminal (a pty from util-linux `script`): the
@@ -13,11 +13,12 @@ import { coralSeeds } from "./support/seeds.ts";
  */
 
 const tmp = tempDir("matrixd-cli-terminal-");
+const CHATTY = join(import.meta.dir, "fixtures/chatty-workflow.js");
 const script = Bun.which("script");
 if (!script) console.warn("cli-terminal: util-linux script is missing; the pty cases are skipped");
 
 const PROGRESS =
-  /^done \d+\/300 \(ok \d+, failed \d+\), in flight \d+ \| [\d.]+ tasks\/s, [\d.]+ gen tok\/s, [\d.]+ tok\/s all, [\d.]+ hops\/s \| [\d.]+% done, ETA \S+, elapsed \d+s$/;
+  /^done \d+\/\d+ \(ok \d+, failed \d+\), in flight \d+ \| [\d.]+ tasks\/s, [\d.]+ gen tok\/s, [\d.]+ tok\/s all, [\d.]+ hops\/s \| [\d.]+% done, ETA \S+, elapsed \d+s$/;
 
 /** The lines a terminal shows after drawing `raw`. */
 function screen(raw: string): string[] {
@@ -52,24 +53,23 @@ async function onTerminal(args: string[]): Promise<string> {
 }
 
 beforeAll(() => {
-  writeLines(tmp.path("seeds.jsonl"), coralSeeds(300, "t"));
-  // LLM errors make the client log (endpoint down, up again) while the tasks run
-  writeFileSync(tmp.path("noisy.yaml"), "sim:\n  timeScale: 0.05\n  errorRate: 0.1\nllm:\n  retries: 0\n");
+  // a workflow that logs at each of its slow steps: logs come all through the run
+  writeLines(tmp.path("chatty.jsonl"), Array.from({ length: 12 }, (_, i) => ({ id: `c${i}`, steps: 8 })));
 });
 afterAll(() => tmp.remove());
 
 describe.skipIf(!script)("cli terminal", () => {
   test("cli terminal - JSON log lines written while the progress line is shown go above it: every line on the screen is whole", async () => {
-    const raw = await onTerminal(["run", "--workflow", "coral", "--seeds", tmp.path("seeds.jsonl"), "--out", tmp.path("a.jsonl"), "--llm", "sim", "--config", tmp.path("noisy.yaml"), "--log-level", "debug"]);
+    const raw = await onTerminal(["run", "--workflow", "chatty", "--plugin", CHATTY, "--seeds", tmp.path("chatty.jsonl"), "--out", tmp.path("a.jsonl"), "--concurrency", "4"]);
     // the case is exercised: logs came while a progress line was up
     expect(raw).toMatch(/elapsed \d+s\r\x1b\[K\{"level"/);
     const lines = screen(raw).filter((l) => l.length > 0);
     const logs = lines.filter((l) => l.startsWith("{"));
-    expect(logs.length).toBeGreaterThan(2);
+    expect(logs.length).toBe(12 * 8);
     for (const l of logs) expect(() => JSON.parse(l)).not.toThrow();
     const rest = lines.filter((l) => !l.startsWith("{"));
     // no log glued to a progress line, no progress line cut by a log: the rest is the summary
-    expect(rest[0]).toMatch(/^coral: 300 rows \(ok \d+, failed \d+;/);
+    expect(rest[0]).toMatch(/^chatty: 12 rows \(ok 12, failed 0;/);
     for (const l of lines) expect(l.includes('{"level"') && !l.startsWith('{"level"')).toBe(false);
     // the last progress line drawn is whole (the screen cleared it before the summary)
     const drawn = raw.split("\r\x1b[K").filter((s) => s.startsWith("done "));
@@ -79,11 +79,11 @@ describe.skipIf(!script)("cli terminal", () => {
 
   test("cli terminal - with --log-file the log goes to the file and the terminal shows only progress and the summary", async () => {
     const log = tmp.path("run.log");
-    const raw = await onTerminal(["run", "--workflow", "coral", "--seeds", tmp.path("seeds.jsonl"), "--out", tmp.path("b.jsonl"), "--llm", "sim", "--config", tmp.path("noisy.yaml"), "--log-level", "debug", "--log-file", log]);
+    const raw = await onTerminal(["run", "--workflow", "chatty", "--plugin", CHATTY, "--seeds", tmp.path("chatty.jsonl"), "--out", tmp.path("b.jsonl"), "--concurrency", "4", "--log-file", log]);
     expect(raw).not.toContain('{"level"');
-    expect(screen(raw).filter((l) => l.length > 0)[0]).toMatch(/^coral: 300 rows/);
+    expect(screen(raw).filter((l) => l.length > 0)[0]).toMatch(/^chatty: 12 rows/);
     const lines = readFileSync(log, "utf8").trim().split("\n");
-    expect(lines.length).toBeGreaterThan(2);
+    expect(lines.filter((l) => l.includes('"msg":"chatty step"')).length).toBe(12 * 8);
     for (const l of lines) expect(JSON.parse(l).name).toBe("matrixd");
   }, 60_000);
 });
