@@ -2,7 +2,7 @@
 BUN := node_modules/.bin/bun
 TSC := node_modules/.bin/tsc
 APT_PACKAGES := nats-server redis-server bubblewrap docker.io busybox-static chromium openssl prometheus
-SOURCES := $(shell find cmd src plugins -name '*.ts') package.json
+SOURCES := $(shell find cmd src plugins -name '*.ts' -o -name '*.js' -o -name '*.css') package.json
 
 .PHONY: setup system build demo test lint bench seeds clean
 

@@ -135,6 +135,16 @@ export class JobControl {
     return this.o.nats.results.rows(id, async () => isLive(await table.fetch(id)));
   }
 
+  /** The job's last `n` rows, oldest first. */
+  tail(id: string, n: number): Promise<string[]> {
+    return this.o.nats.results.tail(id, n);
+  }
+
+  /** A task's row, or undefined while it has none. */
+  task(job: string, id: string): Promise<string | undefined> {
+    return this.o.nats.results.row(job, id);
+  }
+
   /**
    * A job carrying a definition: refused when another definition already
    * goes by its carried name (the same name and hash prefix) in the

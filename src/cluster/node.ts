@@ -232,6 +232,14 @@ class ClusterNodeImpl implements RunningClusterNode {
     return this.#control.results(id);
   }
 
+  tail(id: string, n: number): Promise<string[]> {
+    return this.#control.tail(id, n);
+  }
+
+  task(job: string, id: string): Promise<string | undefined> {
+    return this.#control.task(job, id);
+  }
+
   jobs(): Promise<JobStatus[]> {
     return this.#figures.jobs();
   }

@@ -56,6 +56,10 @@ export interface ClusterNode {
   purge(id: string): Promise<boolean>;
   /** the dataset, one JSON row per line (no newline), exactly one per finished task */
   results(id: string): AsyncIterable<string>;
+  /** the last `n` rows of a job, oldest first, as JSON text */
+  tail(id: string, n: number): Promise<string[]>;
+  /** a task's row as JSON text, or undefined while the task has none */
+  task(job: string, id: string): Promise<string | undefined>;
   members(): Promise<Member[]>;
   /**
    * The cluster's events feed, oldest first: those after seq `after` (at

@@ -125,6 +125,7 @@ class MemoryJob {
       updatedAt: this.updatedAt,
       acceptedBy: this.acceptedBy,
       metrics: metricMeans(this.tally, this.runtime.workflow.metrics ?? []),
+      ...(this.tally.failures ? { failures: topFailures(this.tally.failures) } : {}),
       ...(this.tally.timeline ? { timeline: this.tally.timeline } : {}),
       ...(this.tally.failures ? { failures: topFailures(this.tally.failures) } : {}),
     };
@@ -269,6 +270,14 @@ export class MemoryNode implements ClusterNode {
       if (job.state !== "running") return;
       await job.changed();
     }
+  }
+
+  async tail(id: string, n: number): Promise<string[]> {
+    return n < 1 ? [] : (this.#jobs.get(id)?.rows.slice(-n) ?? []);
+  }
+
+  async task(job: string, id: string): Promise<string | undefined> {
+    return this.#jobs.get(job)?.rows.find((r) => (JSON.parse(r) as { id: string }).id === id);
   }
 
   async members(): Promise<Member[]> {
