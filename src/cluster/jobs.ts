@@ -81,8 +81,13 @@ export class JobTable {
     return [...this.#recs.values()].sort((a, b) => a.createdAt - b.createdAt);
   }
 
-  /** The record, read from NATS when this node has not seen it yet. */
+  /**
+   * The record, read from NATS when this node has not seen it yet. Throws
+   * BrokenRecordError, naming the record, when what the jobs bucket holds
+   * for the job now is garbage: who follows the job then stops, with why.
+   */
   async fetch(id: string): Promise<JobRecord | undefined> {
+    this.store.checkNotBroken(id);
     const known = this.#recs.get(id);
     if (known) return known;
     const rec = await this.store.get(id);

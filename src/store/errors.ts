@@ -23,6 +23,11 @@ export class NatsPayloadError extends Error {
   override name = "NatsPayloadError";
 }
 
+/** A record in a bucket that is not one (garbage someone put there): names the record and what is wrong. */
+export class BrokenRecordError extends Error {
+  override name = "BrokenRecordError";
+}
+
 /** A job id that is taken, or a job that is not there. */
 export class JobStoreError extends Error {
   override name = "JobStoreError";

@@ -4,7 +4,7 @@
  * With src/bus/nats/ the only code that speaks to NATS.
  */
 export { connectNats, type LinkStats, type NatsConnectOptions, type NatsLink } from "./connection.ts";
-export { isNatsUnavailable, JobStoreError, NatsPayloadError, NatsUnavailableError } from "./errors.ts";
+export { BrokenRecordError, isNatsUnavailable, JobStoreError, NatsPayloadError, NatsUnavailableError } from "./errors.ts";
 export { EventStore } from "./events.ts";
 export { JobStore, type SeedProgress } from "./jobstore.ts";
 export { Membership } from "./membership.ts";

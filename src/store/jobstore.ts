@@ -5,7 +5,7 @@ import { sleep } from "../util/wait.ts";
 import type { Logger } from "../log.ts";
 import { decodeWith, encode } from "../protocol/codec.ts";
 import type { NatsLink } from "./connection.ts";
-import { ApiCodes, isApiError, JobStoreError } from "./errors.ts";
+import { ApiCodes, BrokenRecordError, isApiError, JobStoreError } from "./errors.ts";
 import { Buckets, jobKey, jobStatsKeys, seedConsumer, statsKey, Streams, Subjects } from "./names.ts";
 import { bucketKeys, type ClusterBuckets, type ClusterTimings, ensureConsumer, PUBLISH_TIMEOUT_MS, seedConsumerConfig } from "./setup.ts";
 import { type JobRecord, JobRecordSchema, type NodeCounters, NodeCountersSchema, type SeedMessage } from "./records.ts";
@@ -26,6 +26,8 @@ export interface SeedProgress {
  */
 export class JobStore {
   garbage = 0;
+  /** why each key whose last record was garbage is broken (dropped when a good record or a delete comes) */
+  readonly #broken = new Map<string, string>();
 
   constructor(
     private readonly link: NatsLink,
@@ -36,12 +38,21 @@ export class JobStore {
 
   #decode(e: KvEntry): JobRecord | undefined {
     try {
-      return decodeWith(JobRecordSchema, e.value, `job record "${e.key}"`);
+      const rec = decodeWith(JobRecordSchema, e.value, `job record "${e.key}"`);
+      this.#broken.delete(e.key);
+      return rec;
     } catch (err) {
       this.garbage++;
-      this.log.warn({ key: e.key, err: describe(err) }, "dropped a job record that is not one");
+      if (!this.#broken.has(e.key)) this.log.warn({ key: e.key, err: describe(err) }, "dropped a job record that is not one");
+      this.#broken.set(e.key, `job record "${e.key}" in bucket ${Buckets.jobs} is not a job record (${describe(err)}): the job cannot be followed; purge it`);
       return undefined;
     }
+  }
+
+  /** Throws BrokenRecordError when the last record seen of the job was garbage. */
+  checkNotBroken(id: string): void {
+    const why = this.#broken.get(jobKey(id));
+    if (why !== undefined) throw new BrokenRecordError(why);
   }
 
   /** Record a new job; throws JobStoreError when the id is taken. */
@@ -159,7 +170,10 @@ export class JobStore {
             if (e.operation === "PUT") {
               const rec = this.#decode(e);
               if (rec) onRecord(rec);
-            } else onGone(e.key);
+            } else {
+              this.#broken.delete(e.key);
+              onGone(e.key);
+            }
           }
         } catch (err) {
           if (!stopped) this.log.debug({ err: describe(err) }, "job watch ended");

@@ -1,5 +1,6 @@
 import { DeliverPolicy, type JetStreamClient, type JsMsg, jetstream } from "@nats-io/jetstream";
 import { headers as makeHeaders } from "@nats-io/transport-node";
+import { z } from "zod";
 import { describe } from "../errors.ts";
 import { addRow, emptyTally } from "../engine/metrics.ts";
 import { retry } from "../util/retry.ts";
@@ -19,8 +20,14 @@ const READER_TRIES = 6;
 const READER_TIMEOUT_MS = 2000;
 const H_USAGE = "Mx-Usage";
 const H_METRICS = "Mx-Metrics";
-/** a failed row's task id and error (JSON strings, the error cut short), for the tally of failure reasons */
+/**
+ * the row's task id (a JSON string), on every row: the tally, which reads
+ * headers only, counts a message as a row only when this id hashes to the
+ * subject it is on; with a failed row's error, the tally of failure reasons
+ */
 const H_TASK = "Mx-Task";
+/** Tries at storing a row over garbage that came first on its subject (a publisher that keeps at it). */
+const OVER_GARBAGE_TRIES = 5;
 const H_ERROR = "Mx-Error";
 
 /** Whether a row was stored by this call or was already there. */
@@ -72,26 +79,35 @@ export class ResultStore {
     h.set(H_USAGE, `${stored.usage.prompt},${stored.usage.completion}`);
     const m = JSON.stringify(stored.metrics ?? {});
     if (m.length <= 2048) h.set(H_METRICS, m);
+    h.set(H_TASK, JSON.stringify(stored.id));
     if (stored.status === "failed") {
-      h.set(H_TASK, JSON.stringify(stored.id.slice(0, 512)));
       h.set(H_ERROR, JSON.stringify((stored.error ?? "").slice(0, 2000)));
     }
-    try {
-      await this.link.unlessDisconnected(
-        this.link.js.publish(Subjects.row(row.job, row.id), data, {
-          expect: { lastSubjectSequence: 0 },
-          headers: h,
-          timeout: PUBLISH_TIMEOUT_MS,
-        }),
-      );
-      this.stats.stored++;
-      return { outcome: "stored", row: stored };
-    } catch (err) {
-      if (isApiError(err, ApiCodes.wrongLastSequence)) {
+    const subject = Subjects.row(row.job, row.id);
+    // 0: the first row of the task wins; else the sequence of garbage found there, which the row replaces.
+    let after = 0;
+    for (let tries = 1; ; tries++) {
+      try {
+        const ack = await this.link.unlessDisconnected(
+          this.link.js.publish(subject, data, { expect: { lastSubjectSequence: after }, headers: h, timeout: PUBLISH_TIMEOUT_MS }),
+        );
+        // The garbage before the row goes, so the subject holds the row alone.
+        if (after > 0) await this.link.jsm.streams.purge(Streams.rows, { filter: subject, seq: ack.seq });
+        this.stats.stored++;
+        return { outcome: "stored", row: stored };
+      } catch (err) {
+        if (!isApiError(err, ApiCodes.wrongLastSequence)) throw err;
+      }
+      // Something is on the subject: the task's row (a task run twice), or garbage someone published there.
+      const last = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: subject });
+      const problem = last ? rowProblem(new TextDecoder().decode(last.data), row.job, last.subject) : undefined;
+      if (last && problem === undefined) {
         this.stats.duplicates++;
         return { outcome: "duplicate", row: stored };
       }
-      throw err;
+      if (last) this.#garbage(subject, `${problem}; the task's row is stored after it`);
+      if (tries >= OVER_GARBAGE_TRIES) throw new Error(`garbage keeps coming on ${subject}, where the row of task "${row.id}" goes`);
+      after = last?.seq ?? 0;
     }
   }
 
@@ -101,16 +117,17 @@ export class ResultStore {
     return r.purged;
   }
 
-  /** Whether the task has its row. */
+  /** Whether the task has its row (garbage on its subject is none). */
   async exists(job: string, id: string): Promise<boolean> {
-    const m = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: Subjects.row(job, id) });
-    return m !== null;
+    return (await this.row(job, id)) !== undefined;
   }
 
   /** A task's row as JSON text, or undefined while it has none. */
   async row(job: string, id: string): Promise<string | undefined> {
     const m = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: Subjects.row(job, id) });
-    return m ? new TextDecoder().decode(m.data) : undefined;
+    if (!m) return undefined;
+    const text = new TextDecoder().decode(m.data);
+    return rowProblem(text, job, m.subject) === undefined ? text : undefined;
   }
 
   /**
@@ -138,7 +155,7 @@ export class ResultStore {
           for await (const m of batch) {
             got++;
             const text = decoder.decode(m.data);
-            if (rowProblem(text) !== undefined) continue;
+            if (rowProblem(text, job, m.subject) !== undefined) continue;
             out.push(text);
             if (out.length > n) out.shift();
           }
@@ -164,7 +181,7 @@ export class ResultStore {
     const decoder = new TextDecoder();
     for await (const m of this.#read(job, false, running)) {
       const text = decoder.decode(m.data);
-      const problem = rowProblem(text);
+      const problem = rowProblem(text, job, m.subject);
       if (problem === undefined) yield text;
       else this.#garbage(m.subject, problem);
     }
@@ -180,14 +197,15 @@ export class ResultStore {
     let rows = 0;
     for await (const m of this.#read(job, true)) {
       const status = m.headers?.get(H_STATUS);
-      if (status !== "ok" && status !== "failed") {
-        this.#garbage(m.subject, `no ${H_STATUS} header`);
+      const task = headerString(m.headers?.get(H_TASK));
+      if ((status !== "ok" && status !== "failed") || task === undefined || Subjects.row(job, task) !== m.subject) {
+        this.#garbage(m.subject, `no ${H_STATUS} header, or no ${H_TASK} header of the task whose subject it is on`);
         continue;
       }
       const [p, c] = (m.headers?.get(H_USAGE) ?? "0,0").split(",").map((x) => Number(x) || 0);
       const mh = m.headers?.get(H_METRICS);
       const metrics = mh ? headerMetrics(mh) : undefined;
-      const failure = status === "failed" ? { id: headerString(m.headers?.get(H_TASK)), error: headerString(m.headers?.get(H_ERROR)) } : {};
+      const failure = status === "failed" ? { id: task, error: headerString(m.headers?.get(H_ERROR)) } : {};
       const timings = { finished: Math.floor(m.info.timestampNanos / 1e6) };
       addRow(t, { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, timings, ...(metrics ? { metrics } : {}), ...failure }, defs);
       rows++;
@@ -246,16 +264,34 @@ export class ResultStore {
   }
 }
 
-/** Why a stored row is not one, or undefined when it is. */
-function rowProblem(text: string): string | undefined {
+/** What a row read back must have, besides its head: the fields every row of matrixd has. */
+const RowCheckSchema = OutputRowHeadSchema.extend({
+  job: z.string(),
+  workflow: z.string().min(1),
+  trial: z.number().int().nonnegative(),
+  history: z.array(z.unknown()),
+});
+
+/**
+ * Why a message on a row subject is not the row of a task of `job`, or
+ * undefined when it is: one line of JSON with a row's fields, of that job,
+ * on the subject of its own task id. Anyone who may publish on the NATS
+ * server can put anything there; this keeps it out of counts and datasets.
+ */
+function rowProblem(text: string, job: string, subject: string): string | undefined {
+  // matrixd writes a row as JSON.stringify makes it, on one line; the dataset is one row per line.
+  if (text.includes("\n")) return "not one line";
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
     return `not JSON: ${describe(err)}`;
   }
-  const parsed = OutputRowHeadSchema.safeParse(raw);
-  return parsed.success ? undefined : formatIssues(parsed.error);
+  const parsed = RowCheckSchema.safeParse(raw);
+  if (!parsed.success) return formatIssues(parsed.error);
+  if (parsed.data.job !== job) return `a row of job "${parsed.data.job.slice(0, 80)}"`;
+  if (Subjects.row(job, parsed.data.id) !== subject) return `the row of task "${parsed.data.id.slice(0, 80)}" on the subject of another task`;
+  return undefined;
 }
 
 /** A row's metrics from its metrics header, or undefined when the header is not an object of them. */
