@@ -117,7 +117,7 @@ export async function joinMain(argv: string[]): Promise<number> {
   try {
     node = await startClusterNode({
       name,
-      nats: { servers, user: cfg.nats.user, pass: cfg.nats.pass, token: cfg.nats.token, tls: cfg.nats.tls },
+      nats: { servers, user: cfg.nats.user, pass: cfg.nats.pass, token: cfg.nats.token, creds: cfg.nats.creds, tls: cfg.nats.tls },
       timings: { ackWaitMs: cfg.nats.ackWaitSec * 1000, memberTtlMs: cfg.nats.memberTtlSec * 1000 },
       replicas: cfg.nats.replicas,
       workflows: registry,

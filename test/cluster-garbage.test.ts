@@ -1,11 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Kvm } from "@nats-io/kv";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { builtinWorkflows } from "../plugins/index.ts";
+import { createApp } from "../src/api/app.ts";
 import type { RunningClusterNode } from "../src/cluster/node.ts";
+import { silentLogger } from "../src/log.ts";
+import { Registry } from "../src/plugin/registry.ts";
 import { Buckets, jobKey, Subjects } from "../src/store/names.ts";
 import { startNodes, waitJob } from "./support/cluster-nodes.ts";
 import { type NatsServer, natsServerMissing, startNatsServer } from "./support/nats-server.ts";
 import { coralSeeds } from "./support/seeds.ts";
+import { waitFor } from "./support/wait.ts";
 
 const missing = natsServerMissing();
 if (missing) console.warn(`cluster-garbage: ${missing}; skipped`);
@@ -104,7 +109,17 @@ describe.skipIf(missing !== undefined)("cluster garbage on matrixd's subjects (i
       expect(await error(n.job(job))).toContain(`job record "${job}"`);
       expect(await error(download(n, job))).toContain(`job record "${job}"`);
     }
+    // Over HTTP: the status and the download answer at once with the error, naming the record.
+    const app = createApp(a, { registry: new Registry(builtinWorkflows), log: silentLogger });
+    for (const path of [`/v1/jobs/${job}`, `/v1/jobs/${job}/results`]) {
+      const res = await app.request(path, { signal: AbortSignal.timeout(10_000) });
+      expect(res.status).toBe(500);
+      expect(((await res.json()) as { error: string }).error).toContain(`job record "${job}"`);
+    }
     expect(Date.now() - started).toBeLessThan(15_000);
+    // Purging it is how it goes away, on every node.
+    expect((await app.request(`/v1/jobs/${job}?purge=1`, { method: "DELETE" })).status).toBe(200);
+    for (const n of nodes) await waitFor(`job ${job} gone on a node`, async () => (await n.job(job).catch(() => "broken")) === undefined, 10_000, 100);
     // The nodes go on: another job runs to its end.
     const { id } = await a.submit({ workflow: "coral-dummy", seeds: coralSeeds(30, "after"), config: { job: "after-broken" } });
     expect((await waitJob(nodes[1] as RunningClusterNode, id)).state).toBe("done");

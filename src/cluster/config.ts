@@ -8,9 +8,12 @@ import { SuperviseSchema } from "../services/supervisor.ts";
 export const NatsConfigSchema = z.strictObject({
   /** one or more `nats://host:port` (or `host:port`) */
   servers: z.array(z.string().min(1)).min(1).default(["nats://127.0.0.1:4222"]),
+  /** the node's NATS user and password (configs/nats/auth.conf gives matrixd nodes their own) */
   user: z.string().min(1).optional(),
   pass: z.string().optional(),
   token: z.string().min(1).optional(),
+  /** a credentials file (user JWT and NKey seed, as `nsc` writes one) for a server in operator mode */
+  creds: z.string().min(1).optional(),
   /** file paths */
   tls: z.strictObject({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional() }).optional(),
   /** a task or seed message un-acked this long (its node died) is delivered to another node */

@@ -1,6 +1,6 @@
 import { ConfigError, describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { JobStoreError, type NatsCluster } from "../store/index.ts";
+import { BrokenRecordError, JobStoreError, type NatsCluster } from "../store/index.ts";
 import { type EventFeed, jobEvent } from "./events.ts";
 import { StreamIntake } from "./intake.ts";
 import { isLive, type JobTable } from "./jobs.ts";
@@ -118,9 +118,14 @@ export class JobControl {
   /** Remove a job with its rows and counters, cancelling it first if it runs; false for an unknown job. */
   async purge(id: string): Promise<boolean> {
     const { table, nats } = this.o;
-    const rec = await table.fetch(id);
+    // A job whose record is garbage is purged all the same: that is how it goes away.
+    const rec = await table.fetch(id).catch((err: unknown) => {
+      if (err instanceof BrokenRecordError) return "broken" as const;
+      throw err;
+    });
     if (!rec) return false;
-    if (isLive(rec)) await this.cancel(id, `purged on ${this.o.node}`);
+    if (rec === "broken") await nats.jobs.dropSeeds(id).catch(() => undefined);
+    else if (isLive(rec)) await this.cancel(id, `purged on ${this.o.node}`);
     const rows = await nats.results.purge(id);
     await nats.jobs.dropCounters(id);
     await nats.jobs.remove(id);

@@ -14,7 +14,7 @@ import type { ClusterNode } from "./types.ts";
 export interface ClusterNodeOptions {
   /** node name; made safe for subjects and keys */
   name: string;
-  nats: { servers: string[]; user?: string; pass?: string; token?: string; tls?: { ca?: string; cert?: string; key?: string } };
+  nats: { servers: string[]; user?: string; pass?: string; token?: string; creds?: string; tls?: { ca?: string; cert?: string; key?: string } };
   timings?: Partial<ClusterTimings>;
   /** copies NATS keeps of each stream and bucket this node creates (default 1; more needs a NATS cluster) */
   replicas?: number;

@@ -1,6 +1,7 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { ConfigError, describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { retry } from "../util/retry.ts";
@@ -13,6 +14,8 @@ export interface NatsConnectOptions {
   user?: string;
   pass?: string;
   token?: string;
+  /** path of a credentials file (user JWT and NKey seed) */
+  creds?: string;
   /** file paths of the CA, client certificate and key */
   tls?: { ca?: string; cert?: string; key?: string };
   /** connection name the server shows (the node name) */
@@ -60,6 +63,15 @@ function backoffSince(since: () => number): () => number {
   };
 }
 
+/** A credentials file's bytes; ConfigError naming it when it cannot be read. */
+function readCreds(path: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`cannot read the NATS credentials file ${path} (nats.creds): ${describe(err)}`);
+  }
+}
+
 /**
  * Why a first connection can never succeed as configured (wrong credentials,
  * a certificate that does not verify), or undefined for a failure worth
@@ -93,6 +105,7 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
   if (opts.user !== undefined) options.user = opts.user;
   if (opts.pass !== undefined) options.pass = opts.pass;
   if (opts.token !== undefined) options.token = opts.token;
+  if (opts.creds !== undefined) options.authenticator = credsAuthenticator(readCreds(opts.creds));
   if (opts.tls) {
     options.tls = {};
     if (opts.tls.ca) options.tls.caFile = opts.tls.ca;
@@ -107,7 +120,7 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
         return await connect(options);
       } catch (err) {
         const refused = refusal(err);
-        if (refused) throw new ConfigError(`NATS at ${opts.servers.join(",")} ${refused} (nats.user/pass, nats.token or nats.tls in the config)`);
+        if (refused) throw new ConfigError(`NATS at ${opts.servers.join(",")} ${refused} (nats.user/pass, nats.token, nats.creds or nats.tls in the config)`);
         throw err;
       }
     },

@@ -109,6 +109,7 @@ export class JobStore {
   async remove(id: string): Promise<void> {
     await this.dropSeeds(id);
     await this.buckets.jobs.purge(jobKey(id));
+    this.#broken.delete(jobKey(id));
   }
 
   async get(id: string): Promise<JobRecord | undefined> {

@@ -1,7 +1,7 @@
 import { spawnSync, type Subprocess } from "bun";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { z } from "zod";
 import { freePort } from "../../src/util/net.ts";
 import { waitFor } from "./wait.ts";
@@ -81,13 +81,25 @@ async function waitReady(proc: Subprocess<"ignore", "pipe", "pipe">, timeoutMs: 
  * Start nats-server (`-js -sd DIR -a 127.0.0.1`, or without `-js` when
  * `opts.jetstream` is false) on a port it picks itself
  * (`-p -1`, read back from its ports file), or on `opts.port` when given.
- * Throws a clear error when the binary is missing.
+ * `opts.include` names config files (an `authorization` block, say) that
+ * its config includes, so a shipped one is tested as it is. Throws a clear
+ * error when the binary is missing.
  */
-export async function startNatsServer(opts: { port?: number; storeDir?: string; args?: string[]; /** false: a server without JetStream */ jetstream?: boolean } = {}): Promise<NatsServer> {
+export async function startNatsServer(
+  opts: { port?: number; storeDir?: string; args?: string[]; /** false: a server without JetStream */ jetstream?: boolean; include?: string[] } = {},
+): Promise<NatsServer> {
   const missing = natsServerMissing();
   if (missing) throw new Error(missing);
   const storeDir = opts.storeDir ?? mkdtempSync(join(tmpdir(), "matrixd-nats-"));
   const portsDir = mkdtempSync(join(tmpdir(), "matrixd-nats-ports-"));
+  const configArgs: string[] = [];
+  if (opts.include?.length) {
+    // nats-server resolves an include beside the including file, so each is copied there.
+    const config = join(portsDir, "server.conf");
+    for (const f of opts.include) copyFileSync(f, join(portsDir, basename(f)));
+    writeFileSync(config, opts.include.map((f) => `include ./${basename(f)}\n`).join(""));
+    configArgs.push("-c", config);
+  }
   let port = opts.port;
   let proc: Subprocess<"ignore", "pipe", "pipe"> | undefined;
 
@@ -95,7 +107,7 @@ export async function startNatsServer(opts: { port?: number; storeDir?: string; 
     for (let attempt = 0; ; attempt++) {
       const listen = port === undefined ? ["-p", "-1", "--ports_file_dir", portsDir] : ["-p", String(port)];
       const js = opts.jetstream === false ? [] : ["-js", "-sd", storeDir];
-      proc = Bun.spawn([BINARY, ...js, ...listen, "-a", "127.0.0.1", ...(opts.args ?? [])], {
+      proc = Bun.spawn([BINARY, ...configArgs, ...js, ...listen, "-a", "127.0.0.1", ...(opts.args ?? [])], {
         stdin: "ignore",
         stdout: "pipe",
         stderr: "pipe",

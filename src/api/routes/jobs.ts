@@ -104,12 +104,13 @@ export function jobRoutes(opts: JobRoutesOptions): Hono {
 
   jobs.delete("/:id", async (c) => {
     const id = c.req.param("id");
-    const job = await jobOr404(node, id);
     const purge = c.req.query("purge");
     if (purge !== undefined && purge !== "0" && purge !== "false") {
-      await node.purge(id);
+      // No status first: a job whose record is broken has none, and is purged all the same.
+      if (!(await node.purge(id))) throw new HttpError(404, `no job "${id}"`);
       return c.json({ id, state: "purged" } satisfies CancelResponse);
     }
+    const job = await jobOr404(node, id);
     if (!(await node.cancel(id))) {
       const now = await node.job(id);
       throw new HttpError(409, `job "${id}" is already ${now?.state ?? job.state}`);
