@@ -4,7 +4,7 @@ TSC := node_modules/.bin/tsc
 APT_PACKAGES := nats-server redis-server bubblewrap docker.io busybox-static chromium openssl prometheus
 SOURCES := $(shell find cmd src plugins -name '*.ts' -o -name '*.js' -o -name '*.css') package.json
 
-.PHONY: setup system build demo test lint bench seeds clean
+.PHONY: setup system build demo test test-faults lint bench seeds clean
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -37,6 +37,10 @@ demo: build
 
 test: setup system build
 	$(BUN) test --timeout 120000
+
+# The long fault loop (minutes): more seeds, kill -9 of a random node every few seconds, a nats-server restart.
+test-faults: setup system build
+	MATRIXD_FAULTS=long $(BUN) test --timeout 900000 test/cluster-faults.test.ts
 
 lint: setup
 	$(TSC) --noEmit -p .
