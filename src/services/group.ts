@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
+import { isGone, procStat } from "../util/proc.ts";
 
 /**
  * Process groups of supervised servers, read from /proc: the guard leads a
@@ -6,21 +7,9 @@ import { readdirSync, readFileSync } from "node:fs";
  * (after the guard, the shell or the server died) is ended as one.
  */
 
-/** The state letter and process group of a process, from /proc/PID/stat; undefined when it is gone. */
-function statOf(pid: number | "self"): { state: string; pgrp: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // the command name in parentheses may hold spaces: the fields start after the last ")"
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { state: fields[0] ?? "", pgrp: Number(fields[2]) };
-  } catch {
-    return undefined;
-  }
-}
-
 /** The process group this process is in. */
 export function ownGroup(): number {
-  return statOf("self")?.pgrp ?? -1;
+  return procStat("self")?.pgrp ?? -1;
 }
 
 /** The live members of process group `pgid` (zombies, which hold nothing, left out). */
@@ -29,8 +18,8 @@ export function groupMembers(pgid: number): number[] {
   for (const name of readdirSync("/proc")) {
     const pid = Number(name);
     if (!Number.isInteger(pid) || pid <= 0) continue;
-    const s = statOf(pid);
-    if (s && s.pgrp === pgid && s.state !== "Z" && s.state !== "X") out.push(pid);
+    const s = procStat(pid);
+    if (s && s.pgrp === pgid && !isGone(s)) out.push(pid);
   }
   return out;
 }
