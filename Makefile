@@ -1,8 +1,8 @@
 # matrixd: `make demo` and `make test` do all set-up on a fresh machine.
 BUN := node_modules/.bin/bun
 TSC := node_modules/.bin/tsc
-APT_PACKAGES := nats-server redis-server bubblewrap docker.io busybox-static chromium openssl
-SOURCES := $(shell find cmd src plugins -name '*.ts') package.json
+APT_PACKAGES := nats-server redis-server bubblewrap docker.io busybox-static chromium openssl prometheus
+SOURCES := $(shell find cmd src plugins -name '*.ts' -o -name '*.js' -o -name '*.css') package.json
 
 .PHONY: setup system build demo test lint bench seeds clean
 
@@ -12,7 +12,7 @@ node_modules/.installed: package.json package-lock.json
 
 setup: node_modules/.installed
 
-# Servers the tests start for real (nats-server, redis, dockerd, bwrap, chromium).
+# Servers the tests start for real (nats-server, redis, dockerd, bwrap, chromium, prometheus and promtool).
 system:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -124,6 +124,7 @@ export async function joinMain(argv: string[]): Promise<number> {
       roles: roleSelection(cfg.roles),
       defaultSlots: cfg.defaultSlots,
       llm: svc.llm?.client,
+      supervisors: svc.llm?.supervisors,
       services: svc.services,
       log,
       localFirst: cfg.localFirst,

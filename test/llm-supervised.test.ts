@@ -3,39 +3,16 @@
  * killed mid-job, budgets and prices in the summary.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, statSync, writeFileSync } from "node:fs";
 import { coralSeeds } from "./support/seeds.ts";
 import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { pidsWith, serverPids } from "./support/procs.ts";
 import { waitFor } from "./support/wait.ts";
 import { MATRIXD } from "./support/matrixd.ts";
 import { startSims } from "./support/sim-llm.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.remove());
-
-/** Pids of live processes whose command line contains every one of `marks`. */
-function pidsWith(...marks: string[]): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8");
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      if (marks.every((m) => cmd.includes(m)) && !/\) Z /.test(stat)) out.push(Number(d));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-/** The supervised server itself: not matrixd (--supervise), not the guard, not the shell. */
-function serverPids(marker: string): number[] {
-  return pidsWith(marker, "sim-llm").filter((pid) => {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    return !argv.includes("--supervise") && !argv.includes("__guard") && argv[0] !== "/bin/sh" && argv[0] !== "sh";
-  });
-}
 
 async function run(args: string[], timeoutMs = 100_000): Promise<{ code: number; stdout: string; stderr: string }> {
   const proc = Bun.spawn([...MATRIXD, "run", ...args], { cwd: tmp.dir, stdout: "pipe", stderr: "pipe" });

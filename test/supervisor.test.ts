@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { coralSeeds } from "./support/seeds.ts";
 import { matrixdBin, runProcess } from "./support/matrixd.ts";
 import { readRows, tempDir, writeLines } from "./support/files.ts";
+import { pidsWith } from "./support/procs.ts";
 import { waitFor } from "./support/wait.ts";
 
 const tmp = tempDir();
@@ -11,22 +12,6 @@ beforeAll(async () => {
   bin = await matrixdBin();
 }, 120_000);
 afterAll(() => tmp.remove());
-
-/** Pids of live processes whose command line contains `marker`. */
-function pidsWith(marker: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8");
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      if (cmd.includes(marker) && !/\) Z /.test(stat)) out.push(Number(d));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
 
 describe("supervisor", () => {
   test("supervisor - a server that dies mid-job is restarted and no task fails", async () => {

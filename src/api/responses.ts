@@ -24,6 +24,10 @@ export type JobsResponse = z.infer<typeof JobsResponseSchema>;
 export const CancelResponseSchema = z.object({ id: z.string(), state: z.enum(["cancelled", "purged"]) });
 export type CancelResponse = z.infer<typeof CancelResponseSchema>;
 
+/** What `POST /v1/jobs/:id/download` answers: a link to the dataset that works for a minute, with no token. */
+export const DownloadResponseSchema = z.object({ url: z.string(), expires: z.number() });
+export type DownloadResponse = z.infer<typeof DownloadResponseSchema>;
+
 /** What `GET /v1/cluster` answers. */
 export const ClusterResponseSchema = z.object({
   /** the node that answered */

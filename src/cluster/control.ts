@@ -1,6 +1,7 @@
 import { ConfigError, describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { JobStoreError, type NatsCluster } from "../store/index.ts";
+import { type EventFeed, jobEvent } from "./events.ts";
 import { StreamIntake } from "./intake.ts";
 import { isLive, type JobTable } from "./jobs.ts";
 import { type JobHead, prepareHead, prepareJob, recordSizeProblem } from "./submit.ts";
@@ -20,6 +21,8 @@ export interface JobControlOptions {
   log: Logger;
   /** whether the node is leaving: then it takes no new jobs */
   leaving: () => boolean;
+  /** where the jobs' changes of state are reported */
+  feed: EventFeed;
 }
 
 /**
@@ -39,7 +42,7 @@ export class JobControl {
     const tooLarge = recordSizeProblem(head, node, maxMessageBytes);
     if (tooLarge) throw new ConfigError(tooLarge);
     this.#carry(head);
-    return new StreamIntake({
+    const intake = new StreamIntake({
       head,
       store: nats.jobs,
       node,
@@ -48,6 +51,19 @@ export class JobControl {
       onRecord: (rec) => table.set(rec),
       onRemoved: (id) => table.forget(id),
     });
+    return {
+      add: (seed) => intake.add(seed),
+      abort: () => intake.abort(),
+      commit: async () => {
+        const done = await intake.commit();
+        this.#submitted(done.id, head.workflow.name, done.total);
+        return done;
+      },
+    };
+  }
+
+  #submitted(id: string, workflow: string, total: number): void {
+    void this.o.feed.report(...jobEvent("job.submitted", id, `${total} tasks of ${workflow}, on ${this.o.node}`));
   }
 
   /** Store a job's seeds and start it; a job whose seeds cannot all be stored is cancelled, saying why. */
@@ -79,6 +95,7 @@ export class JobControl {
       throw new JobStoreError(`job "${rec.id}" ended while its seeds were stored: ${running?.reason ?? "its record is gone"}`);
     }
     this.o.log.info({ job: rec.id, workflow: rec.workflow, tasks: stored }, "job stored");
+    this.#submitted(rec.id, rec.workflow, rec.total);
     return { id: rec.id, total: rec.total };
   }
 
@@ -93,6 +110,7 @@ export class JobControl {
     });
     if (!rec || !changed) return false;
     this.o.table.set(rec);
+    void this.o.feed.report(...jobEvent("job.cancelled", id, reason));
     await jobs.dropSeeds(id).catch((err) => this.o.log.warn({ job: id, err: describe(err) }, "cannot drop the seeds of a cancelled job"));
     return true;
   }
@@ -107,7 +125,7 @@ export class JobControl {
     await nats.jobs.dropCounters(id);
     await nats.jobs.remove(id);
     table.forget(id);
-    this.o.log.info({ job: id, rows }, "job purged");
+    void this.o.feed.report(...jobEvent("job.purged", id, `${rows} rows removed, on ${this.o.node}`));
     return true;
   }
 
@@ -115,6 +133,16 @@ export class JobControl {
   results(id: string): AsyncIterable<string> {
     const { table } = this.o;
     return this.o.nats.results.rows(id, async () => isLive(await table.fetch(id)));
+  }
+
+  /** The job's last `n` rows, oldest first. */
+  tail(id: string, n: number): Promise<string[]> {
+    return this.o.nats.results.tail(id, n);
+  }
+
+  /** A task's row, or undefined while it has none. */
+  task(job: string, id: string): Promise<string | undefined> {
+    return this.o.nats.results.row(job, id);
   }
 
   /**

@@ -2,6 +2,7 @@ import type { JobRecord, JobStore, ResultStore } from "../store/index.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { fnv1a } from "../util/hash.ts";
+import { type EventFeed, jobEvent } from "./events.ts";
 import { isLive, type JobTable } from "./jobs.ts";
 import { sumSpent } from "./status.ts";
 import type { NodeWorkflows } from "./workflows.ts";
@@ -30,6 +31,8 @@ export interface CoordinatorOptions {
   memberTtlMs: number;
   /** a job still `submitting` this long was left half-stored by a node that died */
   submitTimeoutMs?: number;
+  /** where jobs ending and budgets reached are reported */
+  feed: EventFeed;
 }
 
 /**
@@ -101,7 +104,8 @@ export class Coordinator {
     if (rec.state === "submitting") {
       // A job being streamed in says it is alive now and then (its updatedAt); one left silent was abandoned.
       if (this.#acceptorGone(rec) || Date.now() - rec.updatedAt > (this.o.submitTimeoutMs ?? 600_000)) {
-        await this.#end(rec, "cancelled", `the node that accepted the job (${rec.acceptedBy}) stopped before all its seeds were stored`);
+        const why = `the node that accepted the job (${rec.acceptedBy}) stopped before all its seeds were stored`;
+        if (await this.#end(rec, "cancelled", why)) void this.o.feed.report(...jobEvent("job.cancelled", rec.id, why));
         this.#acceptorMissing.delete(rec.id);
       }
       return;
@@ -114,7 +118,7 @@ export class Coordinator {
         // Admission stopped at the budget and every task admitted has its row: the job ends here.
         const { tally } = await results.tally(rec.id, this.#metrics(rec));
         if (await this.#end(rec, "done", rec.budgetReached, tally)) {
-          this.o.log.info({ job: rec.id, ok: tally.ok, failed: tally.failed, reason: rec.budgetReached }, "job done at its budget");
+          void this.o.feed.report(...jobEvent("job.done", rec.id, `${tally.ok} ok, ${tally.failed} failed, at its budget (${rec.budgetReached})`));
         }
         return;
       }
@@ -132,7 +136,7 @@ export class Coordinator {
     if (rows >= rec.total) {
       const ended = await this.#end(rec, "done", undefined, tally);
       this.#tallied.delete(rec.id);
-      if (ended) this.o.log.info({ job: rec.id, ok: tally.ok, failed: tally.failed }, "job done");
+      if (ended) void this.o.feed.report(...jobEvent("job.done", rec.id, `${tally.ok} ok, ${tally.failed} failed`));
       return;
     }
     if (seedsLeft) return;
@@ -165,11 +169,15 @@ export class Coordinator {
           ? `budget reached: $${cost.toFixed(4)} of $${budget.cost}`
           : undefined;
     if (!why) return;
-    const updated = await this.o.store.update(rec.id, (r) =>
-      isLive(r) && r.budgetReached === undefined ? { ...r, budgetReached: why, updatedAt: Math.max(Date.now(), r.updatedAt + 1) } : undefined,
-    );
+    let changed = false;
+    const updated = await this.o.store.update(rec.id, (r) => {
+      changed = false;
+      if (!isLive(r) || r.budgetReached !== undefined) return undefined;
+      changed = true;
+      return { ...r, budgetReached: why, updatedAt: Math.max(Date.now(), r.updatedAt + 1) };
+    });
     if (updated) this.o.table.set(updated);
-    this.o.log.info({ job: rec.id, reason: why }, "job admits no new tasks");
+    if (changed) void this.o.feed.report(...jobEvent("budget.reached", rec.id, `${why}; no new tasks are admitted, those in flight finish`));
   }
 
   /**

@@ -64,14 +64,12 @@ export class NodeFigures {
     return jobStatus(rec, sumCounters(counters), progress, this.o.workflows.metricsOf(rec), Date.now(), rec.final ? undefined : sumSpent(counters));
   }
 
-  /** Every job this node knows of, with its status (less its timeline: a list stays small). */
+  /** Every job this node knows of, with its status. */
   async jobs(): Promise<JobStatus[]> {
     const out: JobStatus[] = [];
     for (const rec of this.o.table.all()) {
       const st = await this.job(rec.id);
-      if (!st) continue;
-      const { timeline: _, ...rest } = st;
-      out.push(rest);
+      if (st) out.push(st);
     }
     return out;
   }
@@ -104,6 +102,7 @@ export class NodeFigures {
       roles: bus.load(),
       groups: bus.groups(),
       kvGarbage: nats.jobs.garbage + nats.membership.garbage,
+      eventGarbage: nats.events.garbage,
       admitted: bus.keeper.admitted.size,
       keepalives: bus.keeper.keepalives,
       draining: this.o.draining(),

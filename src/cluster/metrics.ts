@@ -22,6 +22,8 @@ export interface NodeFigures {
   groups: Record<string, { slots: number; busy: number }>;
   /** records in the jobs bucket, counters and member records that were not what they should be */
   kvGarbage: number;
+  /** messages on the events feed that were not events */
+  eventGarbage: number;
   /** seeds this node admitted whose rows are not stored yet */
   admitted: number;
   /** keep-alives sent for held messages */
@@ -81,6 +83,7 @@ export function prometheusText(f: NodeFigures, w = new PromWriter(label("node", 
     ['subject="done"', b.garbage.done],
     ['subject="row"', f.results.garbage],
     ['subject="kv"', f.kvGarbage],
+    ['subject="event"', f.eventGarbage],
   ]);
   w.one("matrixd_publish_retries_total", "counter", "Hand-offs tried again (NATS unreachable).", b.publishRetries);
   w.one("matrixd_handed_back_total", "counter", "Tasks given back to NATS at shutdown.", b.handedBack);

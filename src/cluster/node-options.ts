@@ -5,6 +5,7 @@ import type { LlmClient } from "../llm/types.ts";
 import type { Logger } from "../log.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { Registry } from "../plugin/registry.ts";
+import type { Supervisor } from "../services/supervisor.ts";
 import type { ClusterTimings } from "../store/index.ts";
 import type { RoleSelection } from "./config.ts";
 import type { ClusterNode } from "./types.ts";
@@ -24,6 +25,8 @@ export interface ClusterNodeOptions {
   /** slots of `auto` roles that do not wait on an LLM, or when there is no LLM (default 256) */
   defaultSlots?: number;
   llm?: LlmClient;
+  /** the local LLM servers this node supervises: their restarts go into the events feed */
+  supervisors?: readonly Supervisor[];
   services?: Record<string, unknown>;
   /** base URL of this node's HTTP API, advertised to the cluster */
   http?: string;
@@ -34,6 +37,8 @@ export interface ClusterNodeOptions {
   heartbeatMs?: number;
   /** prices by model, for the cost figures of /metrics */
   prices?: Prices;
+  /** how long an ended job's series stay on /metrics (default 10 minutes) */
+  endedJobsShownMs?: number;
   /** use the LLM servers other members advertise, besides this node's own (default true; loopback ones never) */
   shareLlm?: boolean;
   /** aborting stops the first-connect retries */

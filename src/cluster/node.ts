@@ -9,6 +9,8 @@ import { VERSION } from "../version.ts";
 import { JobControl } from "./control.ts";
 import { Coordinator } from "./coordinator.ts";
 import { NodeCounters } from "./counters.ts";
+import { EventFeed, watchServices } from "./events.ts";
+import { MemberEvents, Takeovers } from "./member-events.ts";
 import { NodeFigures } from "./figures.ts";
 import { envPool, gateEnv, RoleHosting, selectiveBus } from "./hosting.ts";
 import { JobTable } from "./jobs.ts";
@@ -17,7 +19,7 @@ import { Presence } from "./presence.ts";
 import { RowWriter } from "./row-writer.ts";
 import { JobStarter } from "./starter.ts";
 import type { ClusterNodeOptions, RunningClusterNode } from "./node-options.ts";
-import type { JobIntake, JobStatus, JobSubmission, Member } from "./types.ts";
+import type { ClusterEvent, EventQuery, JobIntake, JobStatus, JobSubmission, Member } from "./types.ts";
 import { NodeWorkflows } from "./workflows.ts";
 
 export type { ClusterNodeOptions, RunningClusterNode } from "./node-options.ts";
@@ -62,6 +64,10 @@ class ClusterNodeImpl implements RunningClusterNode {
   readonly #control: JobControl;
   readonly #figures: NodeFigures;
   readonly #presence: Presence;
+  readonly #feed: EventFeed;
+  readonly #members: MemberEvents;
+  readonly #takeovers: Takeovers;
+  readonly #unhooks: (() => void)[] = [];
   readonly #unhookEnv: (() => void) | undefined;
   #state: "running" | "draining" = "running";
   #closing: Promise<void> | undefined;
@@ -80,6 +86,14 @@ class ClusterNodeImpl implements RunningClusterNode {
     const { results, jobs } = nats;
     const leaving = () => this.#closing !== undefined;
     const draining = () => this.#state === "draining";
+    const heartbeatMs = opts.heartbeatMs ?? 1000;
+    this.#feed = new EventFeed(name, nats.events, log);
+    this.#unhooks.push(...watchServices(this.#feed, name, opts));
+    this.#takeovers = new Takeovers({ node: name, feed: this.#feed, ackWaitMs: timings.ackWaitMs, heartbeatMs });
+    this.#members = new MemberEvents({ node: name, startedAt, feed: this.#feed, takeovers: this.#takeovers });
+    // reconnecting nodes take a few seconds to be back in the view: not lost meanwhile
+    this.#unhooks.push(nats.link.onReconnect(() => this.#members.reconnected(2 * timings.memberTtlMs + 5000)));
+    const takenOver = () => this.#takeovers.taken();
     const stepTimes = new StepTimes();
     this.bus = new NatsBusImpl({
       link: nats.link,
@@ -89,6 +103,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       replicas: nats.replicas,
       localFirst: opts.localFirst,
       rowExists: (job, id) => results.exists(job, id),
+      onTakeover: takenOver,
       stepLatency: stepTimes,
     });
     this.accounting = new Accounting(opts.prices);
@@ -129,6 +144,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       results,
       finish: (row) => this.#rows.store(row),
       log,
+      onTakeover: takenOver,
     });
     const peers = (opts.shareLlm ?? true) && isManaged(opts.llm) ? new PeerEndpoints(opts.llm, name, log) : undefined;
     this.#presence = new Presence({
@@ -139,9 +155,12 @@ class ClusterNodeImpl implements RunningClusterNode {
       env,
       http: opts.http,
       startedAt,
-      heartbeatMs: opts.heartbeatMs ?? 1000,
+      heartbeatMs,
       draining,
-      onMembers: peers ? (all) => peers.update(all) : undefined,
+      onMembers: (all) => {
+        peers?.update(all);
+        this.#members.update(all);
+      },
       log,
     });
     this.#coordinator = new Coordinator({
@@ -153,8 +172,9 @@ class ClusterNodeImpl implements RunningClusterNode {
       log,
       members: () => this.#presence.live(),
       memberTtlMs: timings.memberTtlMs,
+      feed: this.#feed,
     });
-    this.#control = new JobControl({ node: name, nats, workflows, table: this.#table, log, leaving });
+    this.#control = new JobControl({ node: name, nats, workflows, table: this.#table, log, leaving, feed: this.#feed });
     this.#figures = new NodeFigures({
       node: name,
       nats,
@@ -167,6 +187,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       stepTimes,
       llm: opts.llm,
       draining,
+      endedJobsShownMs: opts.endedJobsShownMs,
     });
   }
 
@@ -177,7 +198,9 @@ class ClusterNodeImpl implements RunningClusterNode {
     await this.#presence.start();
     this.#counters.start();
     this.#coordinator.start();
-    this.#log.info({ roles: Object.keys(this.bus.load()).length, version: VERSION }, "node joined the cluster");
+    const roles = Object.keys(this.bus.load()).length;
+    this.#log.info({ event: "member.joined", roles, version: VERSION }, "node joined the cluster");
+    void this.#members.joined(roles);
     return this;
   }
 
@@ -209,6 +232,14 @@ class ClusterNodeImpl implements RunningClusterNode {
     return this.#control.results(id);
   }
 
+  tail(id: string, n: number): Promise<string[]> {
+    return this.#control.tail(id, n);
+  }
+
+  task(job: string, id: string): Promise<string | undefined> {
+    return this.#control.task(job, id);
+  }
+
   jobs(): Promise<JobStatus[]> {
     return this.#figures.jobs();
   }
@@ -219,6 +250,10 @@ class ClusterNodeImpl implements RunningClusterNode {
 
   members(): Promise<Member[]> {
     return this.#presence.list();
+  }
+
+  events(q: EventQuery): Promise<ClusterEvent[]> {
+    return this.#feed.read(q);
   }
 
   metrics(): Promise<string> {
@@ -246,8 +281,13 @@ class ClusterNodeImpl implements RunningClusterNode {
     await this.bus.close();
     this.#counters.stop();
     await this.#counters.flush();
+    this.#takeovers.stop();
+    for (const unhook of this.#unhooks) unhook();
+    // said before the record goes, so no peer reports this node lost; a NATS away holds the leave up 3 s at most
+    void this.#members.left(this.bus.stats.handedBack);
+    await this.#feed.close(3000);
     await this.#presence.leave();
     await this.#nats.close();
-    this.#log.info({ handedBack: this.bus.stats.handedBack }, "left the cluster");
+    this.#log.info({ event: "member.left", handedBack: this.bus.stats.handedBack }, "left the cluster");
   }
 }

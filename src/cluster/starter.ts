@@ -34,6 +34,8 @@ export interface StarterOptions {
    * the task already holds its environment.
    */
   envGate?: string;
+  /** a seed delivered again (the node that admitted it died, or gave it back) starts its task here */
+  onTakeover?: () => void;
 }
 
 /**
@@ -99,10 +101,11 @@ export class JobStarter {
       return;
     }
     // Delivered before: its node died, maybe after the task got its row.
-    this.o.results.exists(seed.job, seed.id).then(
-      (exists) => (exists ? void hold.done() : this.#begin(rt, seed, hold)),
-      () => this.#begin(rt, seed, hold),
-    );
+    const begin = () => {
+      this.o.onTakeover?.();
+      this.#begin(rt, seed, hold);
+    };
+    this.o.results.exists(seed.job, seed.id).then((exists) => (exists ? void hold.done() : begin()), begin);
   }
 
   #begin(rt: JobRuntime, seed: SeedMessage, hold: Hold): void {

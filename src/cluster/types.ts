@@ -1,7 +1,9 @@
+import type { ClusterEvent, EventQuery } from "../protocol/event.ts";
 import type { JobStatus } from "../protocol/job.ts";
 import type { Member } from "../protocol/member.ts";
 import type { CheckedSeed } from "../seeds/check.ts";
 
+export type { ClusterEvent, EventKind, EventQuery } from "../protocol/event.ts";
 export type { JobState, JobStatus } from "../protocol/job.ts";
 export type { Member } from "../protocol/member.ts";
 
@@ -54,7 +56,17 @@ export interface ClusterNode {
   purge(id: string): Promise<boolean>;
   /** the dataset, one JSON row per line (no newline), exactly one per finished task */
   results(id: string): AsyncIterable<string>;
+  /** the last `n` rows of a job, oldest first, as JSON text */
+  tail(id: string, n: number): Promise<string[]>;
+  /** a task's row as JSON text, or undefined while the task has none */
+  task(job: string, id: string): Promise<string | undefined>;
   members(): Promise<Member[]>;
+  /**
+   * The cluster's events feed, oldest first: those after seq `after` (at
+   * most `limit`), or the latest `limit` when `after` is not given; with
+   * `job`, only that job's.
+   */
+  events(opts: EventQuery): Promise<ClusterEvent[]>;
   /** Prometheus text of this node's own figures */
   metrics(): Promise<string>;
   /** stop taking work, hand back tasks in flight, leave the cluster */

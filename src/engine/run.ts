@@ -185,6 +185,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
       void engine.begin(started.state);
     }
     if (seeds.stopped) stopped = true;
+    if (budgetReached) log.warn({ job: job.id, event: "budget.reached", reason: budgetReached }, `job ${job.id} reached its budget (${budgetReached}): no new tasks are admitted, those in flight finish`);
     await admission.idle();
   };
   const admitted = admit().then(() => undefined);

@@ -11,7 +11,7 @@ import { MetricsPoller } from "./poller.ts";
 import { Router } from "./router.ts";
 import { credit, penalize } from "./standing.ts";
 import { Tries } from "./tries.ts";
-import type { CallDurations, ChatOptions, ChatRequest, ChatResult, EndpointInfo, ManagedLlmClient } from "./types.ts";
+import type { CallDurations, ChatOptions, ChatRequest, ChatResult, EndpointInfo, EndpointStanding, ManagedLlmClient } from "./types.ts";
 import { buildChatBody, estimateTokens, promptTokensAtLeast } from "./wire.ts";
 
 export type { FetchLike } from "./exchange.ts";
@@ -58,6 +58,9 @@ export class LlmClientImpl implements ManagedLlmClient {
   private answered = 0;
   private configFailures = 0;
   private readonly fatalListeners = new Set<(err: LlmError) => void>();
+  private readonly standingListeners = new Set<(change: EndpointStanding) => void>();
+  /** endpoints whose going down was told, and not yet their coming back */
+  private readonly downSaid = new Set<string>();
   /** requests waiting for an endpoint of their model to come back */
   #waitingForEndpoint = 0;
   private closed = false;
@@ -189,12 +192,36 @@ export class LlmClientImpl implements ManagedLlmClient {
     const now = performance.now();
     if (!ep.report(up, now)) return;
     if (up) {
-      this.log.info({ endpoint: ep.url }, "LLM endpoint back");
+      this.log.info({ event: "endpoint.up", endpoint: ep.url }, "LLM endpoint back");
       // one that was not up to be looked at is looked at now
       if (!ep.discovered) ep.discoverAfter = 0;
       this.set.wake();
     } else {
-      this.log.warn({ endpoint: ep.url }, "LLM endpoint out");
+      this.log.warn({ event: "endpoint.down", endpoint: ep.url }, "LLM endpoint out");
+    }
+    this.standing(ep, up, up ? undefined : "reported down (its health or metrics do not answer)");
+  }
+
+  /**
+   * `fn` hears each endpoint going down (failing, or reported out) and
+   * coming back, once per change whichever way it was seen. Returns the
+   * way to stop listening.
+   */
+  onStanding(fn: (change: EndpointStanding) => void): () => void {
+    this.standingListeners.add(fn);
+    return () => this.standingListeners.delete(fn);
+  }
+
+  private standing(ep: Endpoint, up: boolean, reason?: string): void {
+    if (up ? !this.downSaid.delete(ep.url) : this.downSaid.has(ep.url)) return;
+    if (!up) this.downSaid.add(ep.url);
+    const change: EndpointStanding = reason === undefined ? { url: ep.url, up } : { url: ep.url, up, reason };
+    for (const fn of this.standingListeners) {
+      try {
+        fn(change);
+      } catch (err) {
+        this.log.error({ endpoint: ep.url, err: String(err) }, "endpoint standing listener failed");
+      }
     }
   }
 
@@ -310,7 +337,7 @@ export class LlmClientImpl implements ManagedLlmClient {
         try {
           const done = await exchange(this.transport, ep, body, call);
           const ms = performance.now() - t0;
-          credit(ep, done, { sentTokens, ms, adaptive, log: this.log });
+          if (credit(ep, done, { sentTokens, ms, adaptive, log: this.log })) this.standing(ep, true);
           this.answered++;
           // usage is booked under the name asked for: servers answer with their own (llama.cpp: gpt-3.5-turbo)
           const asked = model ?? done.model ?? "";
@@ -342,7 +369,7 @@ export class LlmClientImpl implements ManagedLlmClient {
             this.log.debug({ endpoint: ep.url, reason: err.detail }, "LLM endpoint connection broke; choosing again");
             continue;
           }
-          penalize(ep, err, { epoch, now, adaptive, maxBackoffMs, log: this.log });
+          if (penalize(ep, err, { epoch, now, adaptive, maxBackoffMs, log: this.log })) this.standing(ep, false, err.detail);
           if (err.problem === "config") this.onConfigFailure(ep, err.detail);
           tries.spend(ep, err);
           this.log.debug({ endpoint: ep.url, attempt: tries.attempts, reason: err.detail }, "LLM request retried");

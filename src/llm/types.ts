@@ -99,6 +99,16 @@ export interface ManagedLlmClient extends LlmClient {
   onFatal(fn: (err: LlmError) => void): () => void;
   /** requests waiting now because no endpoint for their model is up */
   waitingForEndpoint(): number;
+  /** `fn` hears each endpoint going down and coming back, once per change */
+  onStanding(fn: (change: EndpointStanding) => void): () => void;
+}
+
+/** An endpoint went down (failing, or reported out) or came back. */
+export interface EndpointStanding {
+  url: string;
+  up: boolean;
+  /** why it went down */
+  reason?: string;
 }
 
 /** One endpoint as this client sees it (the shape members advertise it in). */

@@ -41,6 +41,13 @@ export type SuperviseSpec = z.infer<typeof SuperviseSchema>;
 
 export type SupervisorState = "starting" | "ready" | "restarting" | "stopped";
 
+/** A restart of a supervised server: which one it is, when it starts again, and why the last run ended. */
+export interface SupervisorRestart {
+  restarts: number;
+  inMs: number;
+  reason: string;
+}
+
 /**
  * The sequences a server command runs at once, when it says: vLLM
  * `--max-num-seqs`, llama.cpp `--parallel`/`-np`, SGLang
@@ -81,6 +88,9 @@ export class Supervisor {
   port = 0;
   readonly name: string;
   readonly #listeners = new Set<(s: Supervisor) => void>();
+  readonly #restartListeners = new Set<(r: SupervisorRestart) => void>();
+  /** why the last run of the server ended */
+  #ended = "";
   #proc: Subprocess<"pipe", "pipe", "pipe"> | undefined;
   /** the ending of #proc and its group, once begun */
   #ending: Promise<void> | undefined;
@@ -134,6 +144,12 @@ export class Supervisor {
     return () => this.#listeners.delete(fn);
   }
 
+  /** Call `fn` each time the server is restarted (it died or stopped answering). Returns the way to stop listening. */
+  onRestart(fn: (r: SupervisorRestart) => void): () => void {
+    this.#restartListeners.add(fn);
+    return () => this.#restartListeners.delete(fn);
+  }
+
   #changed(): void {
     for (const fn of this.#listeners) {
       try {
@@ -184,7 +200,15 @@ export class Supervisor {
       this.restarts++;
       // A long healthy run resets the backoff; a crash loop keeps doubling it.
       if (ok && Date.now() - began > 60_000) backoff = this.spec.restartBackoffMs;
-      this.log.warn({ service: this.name, restarts: this.restarts, inMs: backoff }, "restarting the LLM server");
+      this.log.warn({ event: "llm.restarted", service: this.name, restarts: this.restarts, inMs: backoff, reason: this.#ended }, "restarting the LLM server");
+      const restart: SupervisorRestart = { restarts: this.restarts, inMs: backoff, reason: this.#ended || "it stopped" };
+      for (const fn of this.#restartListeners) {
+        try {
+          fn(restart);
+        } catch (err) {
+          this.log.error({ service: this.name, err: describe(err) }, "supervisor listener failed");
+        }
+      }
       await this.#sleep(backoff);
       backoff = Math.min(backoff * 2 || 1, this.spec.maxBackoffMs);
       if (!this.#stopped) await this.#portForRestart();
@@ -219,6 +243,7 @@ export class Supervisor {
     const command = this.spec.command.replaceAll("{port}", String(this.port));
     this.#setState("starting");
     this.load = undefined;
+    this.#ended = "";
     this.log.info({ service: this.name, command }, "starting the LLM server");
     // detached: the guard leads a new process group (and session), which the server's command joins
     const proc = Bun.spawn([...guardCommand(), String(this.spec.graceMs), command], {
@@ -236,6 +261,8 @@ export class Supervisor {
       exited = true;
       if (!this.#stopped) {
         this.log.warn({ service: this.name, code }, "the LLM server exited");
+        // killed for not answering, it keeps that reason
+        this.#ended ||= `it exited with code ${code}`;
         // say so at once: requests stop going to it while it restarts
         if (this.#proc === proc) this.#setState("restarting");
       }
@@ -247,6 +274,7 @@ export class Supervisor {
       if (Date.now() > deadline) {
         const err = new Error(`${this.name}: not healthy within ${this.spec.startTimeoutMs} ms of starting`);
         this.log.error({ service: this.name }, err.message);
+        this.#ended = `it was not healthy within ${this.spec.startTimeoutMs} ms of starting`;
         if (first) for (const w of this.#readyWaiters.splice(0)) w.reject(err);
         await this.#kill();
         return false;
@@ -282,6 +310,7 @@ export class Supervisor {
       failures = healthy ? 0 : failures + 1;
       if (failures >= this.spec.unhealthyAfter) {
         this.log.warn({ service: this.name, failures }, "the LLM server stopped answering");
+        this.#ended = `it stopped answering (${failures} health probes failed)`;
         break;
       }
     }

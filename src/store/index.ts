@@ -5,6 +5,7 @@
  */
 export { connectNats, type LinkStats, type NatsConnectOptions, type NatsLink } from "./connection.ts";
 export { isNatsUnavailable, JobStoreError, NatsPayloadError, NatsUnavailableError } from "./errors.ts";
+export { EventStore } from "./events.ts";
 export { JobStore, type SeedProgress } from "./jobstore.ts";
 export { Membership } from "./membership.ts";
 export { Buckets, hopMsgId, jobKey, jobToken, SAFE_NAME, safeName, Streams, Subjects, taskToken } from "./names.ts";
@@ -18,4 +19,4 @@ export {
   SeedMessageSchema,
 } from "./records.ts";
 export { ResultStore, type ResultStats, type StoreOutcome } from "./results.ts";
-export { BUCKET_STREAMS, type ClusterTimings, ensureStreams } from "./setup.ts";
+export { BUCKET_STREAMS, type ClusterTimings, EVENTS_KEPT, ensureStreams } from "./setup.ts";

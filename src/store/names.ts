@@ -13,11 +13,13 @@ import { createHash } from "node:crypto";
  * | job specs and state | bucket `mx-jobs`, key `<job>` | KV |
  * | per-node job counters | bucket `mx-stats`, key `<job>.<node>` | KV |
  * | members | bucket `mx-members`, key `<node>` | KV with a max age |
+ * | cluster events | `mx.event.<kind>.<job or ~>` in `MX_EVENTS` | limits stream with a max age, count and size |
  */
 export const Streams = {
   tasks: "MX_TASKS",
   seeds: "MX_SEEDS",
   rows: "MX_ROWS",
+  events: "MX_EVENTS",
 } as const;
 
 export const Buckets = {
@@ -35,6 +37,11 @@ export const Subjects = {
   jobRows: (job: string) => `mx.row.${jobToken(job)}.>`,
   rows: "mx.row.>",
   done: (node: string) => `mx.done.${node}`,
+  /** an event (its kind has one dot: `member.lost`), under the token of its job, or `~` for none */
+  event: (kind: string, job?: string) => `mx.event.${kind}.${job === undefined ? "~" : jobToken(job)}`,
+  /** the events of one job */
+  jobEvents: (job: string) => `mx.event.*.*.${jobToken(job)}`,
+  events: "mx.event.>",
 } as const;
 
 /** The durable consumer of a role's tasks (workflow names have no `_`, so this is unambiguous). */

@@ -2,6 +2,7 @@ import { describe } from "../errors.ts";
 import { retry } from "../util/retry.ts";
 import { type NatsConnectOptions, type NatsLink, connectNats } from "./connection.ts";
 import { isNatsUnavailable } from "./errors.ts";
+import { EventStore } from "./events.ts";
 import { JobStore } from "./jobstore.ts";
 import { Membership } from "./membership.ts";
 import { ResultStore } from "./results.ts";
@@ -26,6 +27,8 @@ export interface NatsCluster {
   jobs: JobStore;
   results: ResultStore;
   membership: Membership;
+  /** the cluster's events feed */
+  events: EventStore;
   close(): Promise<void>;
 }
 
@@ -48,7 +51,7 @@ function untilJetStreamAnswers<T>(opts: NatsConnectOptions, setup: () => Promise
 /**
  * Connect, create the streams and buckets when missing (with `replicas`
  * copies each, default 1), bring existing ones up to `replicas` where the
- * server allows it, and open the job, result and membership stores.
+ * server allows it, and open the job, result, membership and event stores.
  */
 export async function openNatsCluster(opts: NatsConnectOptions & { timings: ClusterTimings; replicas?: number }): Promise<NatsCluster> {
   const replicas = opts.replicas ?? 1;
@@ -75,6 +78,7 @@ export async function openNatsCluster(opts: NatsConnectOptions & { timings: Clus
         () => openMembersBucket(link, opts.timings, replicas),
         () => bucketKeys(link, Buckets.members),
       ),
+      events: new EventStore(link, opts.log),
       close: () => link.close(),
     };
   } catch (err) {

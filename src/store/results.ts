@@ -1,4 +1,4 @@
-import { type JetStreamClient, type JsMsg, jetstream } from "@nats-io/jetstream";
+import { DeliverPolicy, type JetStreamClient, type JsMsg, jetstream } from "@nats-io/jetstream";
 import { headers as makeHeaders } from "@nats-io/transport-node";
 import { describe } from "../errors.ts";
 import { addRow, emptyTally } from "../engine/metrics.ts";
@@ -107,6 +107,51 @@ export class ResultStore {
     return m !== null;
   }
 
+  /** A task's row as JSON text, or undefined while it has none. */
+  async row(job: string, id: string): Promise<string | undefined> {
+    const m = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: Subjects.row(job, id) });
+    return m ? new TextDecoder().decode(m.data) : undefined;
+  }
+
+  /**
+   * The last `n` rows a job stored, oldest first, as JSON text. The stream
+   * finds the job's last row by subject; from there a reader of the job's
+   * rows starts a window back, widened until it holds `n` rows or reaches
+   * the stream's start, so only about `n` rows are read whatever the
+   * job's size.
+   */
+  async tail(job: string, n: number): Promise<string[]> {
+    const last = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: Subjects.jobRows(job) });
+    if (!last || n < 1) return [];
+    const decoder = new TextDecoder();
+    for (let window = 2 * n; ; window *= 4) {
+      const from = Math.max(1, last.seq - window + 1);
+      const consumer = await this.#reader(job, false, from);
+      try {
+        const pending = (await consumer.info()).num_pending;
+        if (pending < n && from > 1) continue;
+        const out: string[] = [];
+        let left = pending;
+        while (left > 0) {
+          const batch = await consumer.fetch({ max_messages: Math.min(left, 512), expires: 5000 });
+          let got = 0;
+          for await (const m of batch) {
+            got++;
+            const text = decoder.decode(m.data);
+            if (rowProblem(text) !== undefined) continue;
+            out.push(text);
+            if (out.length > n) out.shift();
+          }
+          if (got === 0) break;
+          left -= got;
+        }
+        return out;
+      } finally {
+        await consumer.delete().catch(() => undefined);
+      }
+    }
+  }
+
   /**
    * The job's rows in the order they were stored, as JSON text (one row
    * each). With `running` it follows the job: while `running()` says the job
@@ -156,8 +201,9 @@ export class ResultStore {
    * nats-server 2.9 may place the new consumer on the missing server and
    * never answer, which happens to about one try in three while it is gone.
    */
-  #reader(job: string, headersOnly: boolean) {
-    return retry(() => this.#readerJs.consumers.get(Streams.rows, { filter_subjects: Subjects.jobRows(job), headers_only: headersOnly }), {
+  #reader(job: string, headersOnly: boolean, fromSeq?: number) {
+    const start = fromSeq === undefined ? {} : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq };
+    return retry(() => this.#readerJs.consumers.get(Streams.rows, { filter_subjects: Subjects.jobRows(job), headers_only: headersOnly, ...start }), {
       tries: READER_TRIES,
       baseMs: 50,
       maxMs: 200,

@@ -33,12 +33,28 @@ const ns = (ms: number) => Math.round(ms * 1_000_000);
  */
 export const PUBLISH_TIMEOUT_MS = 3000;
 
+/**
+ * How long and how much of the events feed is kept: a day, and at most this
+ * many entries and bytes (the oldest go first). Events are rare (joins,
+ * losses, job ends), so these bounds are only met by a flood.
+ */
+export const EVENTS_KEPT = { maxAgeMs: 24 * 3600_000, maxEntries: 100_000, maxBytes: 64 * 1024 * 1024 } as const;
+
 function streamConfigs(replicas: number): (Partial<StreamConfig> & { name: string })[] {
   const common = { storage: StorageType.File, num_replicas: replicas, discard: DiscardPolicy.Old, duplicate_window: ns(120_000) };
   return [
     { name: Streams.tasks, subjects: [Subjects.tasks], retention: RetentionPolicy.Workqueue, ...common },
     { name: Streams.seeds, subjects: [Subjects.seeds], retention: RetentionPolicy.Workqueue, ...common },
     { name: Streams.rows, subjects: [Subjects.rows], retention: RetentionPolicy.Limits, ...common },
+    {
+      name: Streams.events,
+      subjects: [Subjects.events],
+      retention: RetentionPolicy.Limits,
+      ...common,
+      max_age: ns(EVENTS_KEPT.maxAgeMs),
+      max_msgs: EVENTS_KEPT.maxEntries,
+      max_bytes: EVENTS_KEPT.maxBytes,
+    },
   ];
 }
 

@@ -69,7 +69,10 @@ export function overriding(node: ClusterNode, over: Partial<ClusterNode>): Clust
     cancel: over.cancel ?? ((id) => node.cancel(id)),
     purge: over.purge ?? ((id) => node.purge(id)),
     results: over.results ?? ((id) => node.results(id)),
+    tail: over.tail ?? ((id, n) => node.tail(id, n)),
+    task: over.task ?? ((job, id) => node.task(job, id)),
     members: over.members ?? (() => node.members()),
+    events: over.events ?? ((q) => node.events(q)),
     metrics: over.metrics ?? (() => node.metrics()),
     close: over.close ?? (() => node.close()),
   };

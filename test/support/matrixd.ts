@@ -12,7 +12,7 @@ function sourcesMtime(): number {
   let newest = statSync(join(ROOT, "package.json")).mtimeMs;
   for (const dir of ["cmd", "src", "plugins"]) {
     for (const name of readdirSync(join(ROOT, dir), { recursive: true, encoding: "utf8" })) {
-      if (name.endsWith(".ts")) newest = Math.max(newest, statSync(join(ROOT, dir, name)).mtimeMs);
+      if (/\.(ts|js|css)$/.test(name)) newest = Math.max(newest, statSync(join(ROOT, dir, name)).mtimeMs);
     }
   }
   return newest;

@@ -1,12 +1,24 @@
 import { builtinWorkflows } from "../../plugins/index.ts";
 import { LocalBus } from "../../src/bus/local.ts";
 import { CheckedJob, checkJob, prepareHead } from "../../src/cluster/submit.ts";
-import type { CheckedSeed, ClusterNode, JobIntake, JobState, JobStatus, JobSubmission, Member } from "../../src/cluster/types.ts";
+import type {
+  CheckedSeed,
+  ClusterEvent,
+  ClusterNode,
+  EventKind,
+  EventQuery,
+  JobIntake,
+  JobState,
+  JobStatus,
+  JobSubmission,
+  Member,
+} from "../../src/cluster/types.ts";
 import { Semaphore } from "../../src/util/wait.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { StepTimes } from "../../src/engine/step-times.ts";
 import { label, PromWriter } from "../../src/metrics/text.ts";
 import type { JobRuntime } from "../../src/engine/job.ts";
+import { topFailures } from "../../src/engine/failures.ts";
 import { addRow, emptyTally, metricMeans } from "../../src/engine/metrics.ts";
 import type { JobTally } from "../../src/protocol/job.ts";
 import { seedTrials, startTask } from "../../src/engine/tasks.ts";
@@ -113,6 +125,7 @@ class MemoryJob {
       updatedAt: this.updatedAt,
       acceptedBy: this.acceptedBy,
       metrics: metricMeans(this.tally, this.runtime.workflow.metrics ?? []),
+      ...(this.tally.failures ? { failures: topFailures(this.tally.failures) } : {}),
       ...(this.tally.timeline ? { timeline: this.tally.timeline } : {}),
     };
   }
@@ -135,6 +148,8 @@ export class MemoryNode implements ClusterNode {
   readonly #slots: number;
   /** workflows jobs carried, hosted at their first job */
   readonly #carried = new Set<string>();
+  /** the events feed: this node's jobs' changes of state */
+  readonly #events: ClusterEvent[] = [];
   #closed = false;
 
   constructor(opts: MemoryNodeOptions = {}) {
@@ -185,6 +200,7 @@ export class MemoryNode implements ClusterNode {
     const trials = head.settings.trials;
     const job = new MemoryJob(head.runtime, seeds.length * trials, this.name, head.settings.concurrency);
     this.#jobs.set(id, job);
+    this.#event("job.submitted", id, `job ${id} submitted: ${job.total} tasks`);
     void this.#run(job, seeds, trials);
     return { id, total: job.total };
   }
@@ -204,7 +220,19 @@ export class MemoryNode implements ClusterNode {
       }
     }
     await job.admission.idle();
+    if (job.state !== "running") return;
     job.end("done");
+    this.#event("job.done", job.runtime.id, `job ${job.runtime.id} done: ${job.ok} ok, ${job.failed} failed`);
+  }
+
+  #event(kind: EventKind, job: string, message: string): void {
+    this.#events.push({ seq: this.#events.length + 1, at: Date.now(), kind, node: this.name, job, message });
+  }
+
+  async events(q: EventQuery): Promise<ClusterEvent[]> {
+    const limit = q.limit ?? 100;
+    const mine = this.#events.filter((e) => q.job === undefined || e.job === q.job);
+    return q.after === undefined ? mine.slice(-limit) : mine.filter((e) => e.seq > (q.after as number)).slice(0, limit);
   }
 
   async jobs(): Promise<JobStatus[]> {
@@ -219,6 +247,7 @@ export class MemoryNode implements ClusterNode {
     const job = this.#jobs.get(id);
     if (!job || job.state !== "running") return false;
     job.end("cancelled");
+    this.#event("job.cancelled", id, `job ${id} cancelled`);
     return true;
   }
 
@@ -227,6 +256,7 @@ export class MemoryNode implements ClusterNode {
     if (!job) return false;
     if (job.state === "running") job.end("cancelled");
     this.#jobs.delete(id);
+    this.#event("job.purged", id, `job ${id} purged`);
     return true;
   }
 
@@ -239,6 +269,14 @@ export class MemoryNode implements ClusterNode {
       if (job.state !== "running") return;
       await job.changed();
     }
+  }
+
+  async tail(id: string, n: number): Promise<string[]> {
+    return n < 1 ? [] : (this.#jobs.get(id)?.rows.slice(-n) ?? []);
+  }
+
+  async task(job: string, id: string): Promise<string | undefined> {
+    return this.#jobs.get(job)?.rows.find((r) => (JSON.parse(r) as { id: string }).id === id);
   }
 
   async members(): Promise<Member[]> {

@@ -4,7 +4,8 @@ import type { Logger } from "../../log.ts";
 import type { Registry } from "../../plugin/registry.ts";
 import { HttpError } from "../http-error.ts";
 import { ndjsonStream } from "../ndjson.ts";
-import type { CancelResponse, JobsResponse, SubmitResponse } from "../responses.ts";
+import type { DownloadSigner } from "../download.ts";
+import type { CancelResponse, DownloadResponse, JobsResponse, SubmitResponse } from "../responses.ts";
 import { readSubmission, type SubmissionLimits, submitStream } from "../submission.ts";
 
 export interface JobRoutesOptions {
@@ -12,7 +13,21 @@ export interface JobRoutesOptions {
   registry: Registry;
   limits: SubmissionLimits;
   log?: Logger;
+  /** signs the short-lived download links of `POST /v1/jobs/:id/download` */
+  downloads: DownloadSigner;
 }
+
+/** The most rows `?tail=` answers. */
+export const MAX_TAIL = 1000;
+
+/** The `tail` query as a count of rows; 400 unless a whole number from 1 to MAX_TAIL. */
+function tailCount(q: string): number {
+  const n = /^[0-9]{1,7}$/.test(q) ? Number(q) : Number.NaN;
+  if (!(n >= 1 && n <= MAX_TAIL)) throw new HttpError(400, `"tail" must be a whole number from 1 to ${MAX_TAIL}, not "${q.slice(0, 40)}"`);
+  return n;
+}
+
+const NDJSON_HEADERS = { "Content-Type": "application/x-ndjson", "Cache-Control": "no-store" };
 
 async function jobOr404(node: ClusterNode, id: string): Promise<JobStatus> {
   const job = await node.job(id);
@@ -21,12 +36,31 @@ async function jobOr404(node: ClusterNode, id: string): Promise<JobStatus> {
 }
 
 /**
- * `/v1/jobs`: submit, list, status, results (NDJSON, streamed), cancel.
+ * The dataset of one job through a signed link (`POST /v1/jobs/:id/download`
+ * makes one): an open route, registered before the bearer check, that
+ * answers only with a valid, unexpired signature.
+ */
+export function downloadRoutes(node: ClusterNode, downloads: DownloadSigner): Hono {
+  const routes = new Hono();
+  routes.get("/:id", async (c) => {
+    const id = c.req.param("id");
+    const exp = Number(c.req.query("exp"));
+    if (!downloads.verify(id, exp, c.req.query("sig") ?? "")) throw new HttpError(403, "this download link is wrong or has expired");
+    await jobOr404(node, id);
+    const file = `${id.replace(/[^A-Za-z0-9_.-]/g, "_")}.jsonl`;
+    return c.body(ndjsonStream(node.results(id)), 200, { ...NDJSON_HEADERS, "Content-Disposition": `attachment; filename="${file}"` });
+  });
+  return routes;
+}
+
+/**
+ * `/v1/jobs`: submit, list, status, results (NDJSON, streamed, or the last
+ * rows with `?tail=N`), one task's row, a download link, cancel.
  * Seeds are checked against the workflow before the node sees them, so a
  * job is either taken whole or refused with every bad line named.
  */
 export function jobRoutes(opts: JobRoutesOptions): Hono {
-  const { node, registry, limits, log } = opts;
+  const { node, registry, limits, log, downloads } = opts;
   const jobs = new Hono();
 
   jobs.post("/", async (c) => {
@@ -36,17 +70,39 @@ export function jobRoutes(opts: JobRoutesOptions): Hono {
     return c.json({ id, total } satisfies SubmitResponse, 201, { Location: `/v1/jobs/${encodeURIComponent(id)}` });
   });
 
-  jobs.get("/", async (c) => c.json({ jobs: await node.jobs() } satisfies JobsResponse));
+  // The list leaves out each job's timeline, so a dashboard polling it stays cheap.
+  jobs.get("/", async (c) => c.json({ jobs: (await node.jobs()).map(({ timeline: _, ...rest }) => rest) } satisfies JobsResponse));
 
   jobs.get("/:id", async (c) => c.json(await jobOr404(node, c.req.param("id"))));
 
   jobs.get("/:id/results", async (c) => {
     const id = c.req.param("id");
+    const tail = c.req.query("tail");
+    const n = tail === undefined ? undefined : tailCount(tail);
     await jobOr404(node, id);
-    return c.body(ndjsonStream(node.results(id)), 200, {
-      "Content-Type": "application/x-ndjson",
-      "Cache-Control": "no-store",
-    });
+    if (n !== undefined) {
+      const rows = await node.tail(id, n);
+      return c.body(rows.map((r) => `${r}\n`).join(""), 200, NDJSON_HEADERS);
+    }
+    return c.body(ndjsonStream(node.results(id)), 200, NDJSON_HEADERS);
+  });
+
+  jobs.get("/:id/tasks/:task", async (c) => {
+    const id = c.req.param("id");
+    const task = c.req.param("task");
+    await jobOr404(node, id);
+    const row = await node.task(id, task);
+    if (row === undefined) throw new HttpError(404, `task "${task}" of job "${id}" has no row yet`);
+    return c.body(row, 200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
+  });
+
+  // A link the browser can follow without the bearer header: see DownloadSigner.
+  jobs.post("/:id/download", async (c) => {
+    const id = c.req.param("id");
+    await jobOr404(node, id);
+    const { exp, sig } = downloads.sign(id);
+    const url = `/v1/download/${encodeURIComponent(id)}?exp=${exp}&sig=${sig}`;
+    return c.json({ url, expires: exp } satisfies DownloadResponse);
   });
 
   jobs.delete("/:id", async (c) => {

@@ -28,6 +28,8 @@ export interface NatsBusOptions {
   localFirst?: boolean;
   /** whether a task already has its row (asked for tasks delivered again) */
   rowExists(job: string, id: string): Promise<boolean>;
+  /** a task delivered again (its node died, or gave it back) goes on here */
+  onTakeover?: () => void;
   /** the roles' step latency, for their load */
   stepLatency?: StepLatency;
 }
@@ -291,7 +293,10 @@ export class NatsBusImpl implements Bus {
       role.take(false);
       const check = (exists: boolean) => {
         role.give(true);
-        if (!exists) return this.#start(role, state, hold);
+        if (!exists) {
+          this.#o.onTakeover?.();
+          return this.#start(role, state, hold);
+        }
         this.stats.alreadyDone++;
         void hold.done();
         this.#pump(role);

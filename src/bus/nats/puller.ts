@@ -6,10 +6,14 @@ import type { NatsLink } from "../../store/connection.ts";
 export interface SlotPool {
   /** slots neither running a step nor promised to a pull request */
   free(): number;
-  /** promise `n` slots to a pull request */
-  reserve(n: number): void;
-  /** take back `n` promised slots */
-  release(n: number): void;
+  /**
+   * promise `n` slots to a pull request; `light` for an idle request's one
+   * slot, which holds no slot of a group the pool shares with others (see
+   * RoleSlots.reserve)
+   */
+  reserve(n: number, light?: boolean): void;
+  /** take back `n` promised slots (`light` as they were promised) */
+  release(n: number, light?: boolean): void;
   /** a request ended and its unused slots were taken back: whatever waits on this node for them may start */
   settled?(): void;
 }
@@ -23,7 +27,8 @@ export interface PullerOptions {
    * A message taken off the consumer, with the subject that acks it.
    * `reserved` is true when a slot was promised to it (it was released just
    * before the call and the receiver must take it now); false for a message
-   * that came after its request ended.
+   * that came after its request ended, or for an idle request's (whose slot
+   * was promised light: the receiver checks for room).
    */
   onMessage(msg: Msg, ack: string, reserved: boolean): void;
   /** requests go unanswered (the consumer may be gone): re-create what is needed */
@@ -40,6 +45,8 @@ export interface PullerOptions {
 interface Request {
   n: number;
   batch: number;
+  /** an idle request's: its slot was promised light */
+  light: boolean;
   delivered: number;
   end: (status: RequestEnd) => void;
 }
@@ -132,7 +139,9 @@ export class Puller {
       }
       const batch = idle ? 1 : Math.min(free, o.maxBatch);
       const expires = idle ? o.idleExpiresMs : o.burstExpiresMs;
-      o.pool.reserve(batch);
+      // An idle request's slot is promised light: idle pullers of roles sharing a group must not hold all of it.
+      const light = idle;
+      o.pool.reserve(batch, light);
       let req: Request | undefined;
       const end = await new Promise<RequestEnd>((resolve) => {
         const timer = setTimeout(() => finish("silent"), expires + 2000);
@@ -141,7 +150,7 @@ export class Puller {
           if (this.#current === req) this.#current = undefined;
           resolve(status);
         };
-        req = { n: ++this.#seq, batch, delivered: 0, end: finish };
+        req = { n: ++this.#seq, batch, light, delivered: 0, end: finish };
         this.#current = req;
         this.requests++;
         try {
@@ -155,7 +164,7 @@ export class Puller {
       });
       const got = (req as Request | undefined)?.delivered ?? 0;
       this.ends[end] = (this.ends[end] ?? 0) + 1;
-      o.pool.release(batch - got);
+      o.pool.release(batch - got, light);
       if (batch > got) o.pool.settled?.();
       idle = got === 0;
       if (end === "silent" || end === "unavailable" || end === "refused") {
@@ -184,9 +193,9 @@ export class Puller {
       // A JetStream message: it answers the open request, if any.
       if (req) {
         req.delivered++;
-        this.#o.pool.release(1);
+        this.#o.pool.release(1, req.light);
         if (req.delivered >= req.batch) req.end("filled");
-        this.#o.onMessage(msg, ack, true);
+        this.#o.onMessage(msg, ack, !req.light);
       } else {
         this.late++;
         this.#o.onMessage(msg, ack, false);

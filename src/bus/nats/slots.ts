@@ -63,13 +63,13 @@ export class GatedSlots implements SlotPool {
     return Math.min(this.role.free(), this.gate.free());
   }
 
-  reserve(n: number): void {
-    this.role.reserve(n);
+  reserve(n: number, light = false): void {
+    this.role.reserve(n, light);
     this.gate.reserved += n;
   }
 
-  release(n: number): void {
-    this.role.release(n);
+  release(n: number, light = false): void {
+    this.role.release(n, light);
     this.gate.reserved -= n;
   }
 
@@ -119,14 +119,22 @@ export class RoleSlots implements SlotPool {
     return this.group ? Math.min(own, this.group.free()) : own;
   }
 
-  reserve(n: number): void {
+  /**
+   * Promise `n` slots to a pull request. A `light` promise (an idle
+   * request's single slot) holds one of the role's own slots but none of
+   * its group's: a node hosting more LLM-bound roles than its LLM runs
+   * sequences would otherwise have every group slot promised to idle
+   * requests, and no seed would ever be asked for. What a light request
+   * brings starts when the group has room, else waits here for it.
+   */
+  reserve(n: number, light = false): void {
     this.reserved += n;
-    if (this.group) this.group.reserved += n;
+    if (this.group && !light) this.group.reserved += n;
   }
 
-  release(n: number): void {
+  release(n: number, light = false): void {
     this.reserved -= n;
-    if (this.group) this.group.reserved -= n;
+    if (this.group && !light) this.group.reserved -= n;
   }
 
   settled(): void {
