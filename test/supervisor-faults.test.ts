@@ -12,6 +12,7 @@ import { matrixdBin } from "./support/matrixd.ts";
 import { readRows, tempDir, writeLines } from "./support/files.ts";
 import { waitFor } from "./support/wait.ts";
 import { commandArgv } from "../src/services/guard.ts";
+import { isGone, procStat } from "../src/util/proc.ts";
 
 const tmp = tempDir();
 let bin = "";
@@ -26,15 +27,10 @@ afterAll(() => {
   tmp.remove();
 });
 
-/** The start time (field 22 of /proc/PID/stat) of a live, non-zombie process. */
+/** The start time of a live, non-zombie process. */
 function startTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return fields[0] === "Z" ? undefined : fields[19];
-  } catch {
-    return undefined;
-  }
+  const s = procStat(pid);
+  return isGone(s) ? undefined : s?.startTime;
 }
 
 function alive(pid: number): boolean {
