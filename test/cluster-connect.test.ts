@@ -71,8 +71,12 @@ describe.skipIf(missing !== undefined)("NATS credentials", () => {
       await runsAJob({ servers: [users.url], user: "mx", pass: "s3cret" });
       await runsAJob({ servers: [tokens.url], token: "t0ken" });
       const wrong = await refused({ servers: [users.url], user: "mx", pass: "nope" });
-      expect(wrong.message).toBe(`NATS at ${users.url} refused this node's credentials: Authorization Violation (nats.user/pass, nats.token or nats.tls in the config)`);
+      expect(wrong.message).toBe(`NATS at ${users.url} refused this node's credentials: Authorization Violation (nats.user/pass, nats.token, nats.creds or nats.tls in the config)`);
       await refused({ servers: [users.url] });
+      // A credentials file that is missing or is not one is named at once, before any connection.
+      expect((await refused({ servers: [users.url], creds: tmp.path("none.creds") })).message).toContain(`cannot read the NATS credentials file ${tmp.path("none.creds")}`);
+      writeFileSync(tmp.path("bad.creds"), "user: mx\n");
+      expect((await refused({ servers: [users.url], creds: tmp.path("bad.creds") })).message).toContain("is not a NATS credentials file");
       await refused({ servers: [tokens.url], token: "other" });
     } finally {
       await users.close();

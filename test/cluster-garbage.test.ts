@@ -96,6 +96,23 @@ describe.skipIf(missing !== undefined)("cluster garbage on matrixd's subjects (i
     expect((await download(b, id)).lines.length).toBe(200);
   }, 60_000);
 
+  test("cluster - a row stored by an earlier matrixd (an ok row with no task header) is counted, from its body", async () => {
+    const job = "earlier";
+    const seeds = coralSeeds(20, "e");
+    for (const seed of seeds) {
+      const id = String(seed.id);
+      const row = { id, job, workflow: "coral-dummy", trial: 0, seed, status: "ok", output: null, history: [], metrics: {}, usage: { prompt: 1, completion: 1 } };
+      nc.publish(Subjects.row(job, id), JSON.stringify(row), { headers: okHeaders() });
+    }
+    await nc.flush();
+    const a = nodes[0] as RunningClusterNode;
+    const { id } = await a.submit({ workflow: "coral-dummy", seeds, config: { job } });
+    const st = await waitJob(a, id);
+    expect(st.state).toBe("done");
+    expect(st.ok).toBe(20);
+    expect((await download(a, id)).lines.length).toBe(20);
+  }, 60_000);
+
   test("cluster - a job whose record is garbage is reported broken, and its download ends with an error", async () => {
     const job = "broken";
     const a = nodes[0] as RunningClusterNode;

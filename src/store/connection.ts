@@ -63,13 +63,19 @@ function backoffSince(since: () => number): () => number {
   };
 }
 
-/** A credentials file's bytes; ConfigError naming it when it cannot be read. */
+/** A credentials file's bytes; ConfigError naming it when it cannot be read or is not one. */
 function readCreds(path: string): Uint8Array {
+  let data: Buffer;
   try {
-    return readFileSync(path);
+    data = readFileSync(path);
   } catch (err) {
     throw new ConfigError(`cannot read the NATS credentials file ${path} (nats.creds): ${describe(err)}`);
   }
+  const text = data.toString("utf8");
+  if (!/-{3,}BEGIN NATS USER JWT-{3,}/.test(text) || !/-{3,}BEGIN USER NKEY SEED-{3,}/.test(text)) {
+    throw new ConfigError(`${path} (nats.creds) is not a NATS credentials file: it needs a user JWT and an NKey seed, as nsc writes them`);
+  }
+  return data;
 }
 
 /**

@@ -197,7 +197,8 @@ export class ResultStore {
     let rows = 0;
     for await (const m of this.#read(job, true)) {
       const status = m.headers?.get(H_STATUS);
-      const task = headerString(m.headers?.get(H_TASK));
+      // A row stored by an earlier matrixd has no task header when ok: its body tells (garbage's too).
+      const task = headerString(m.headers?.get(H_TASK)) ?? (status === "ok" ? await this.#idFromBody(job, m.seq, m.subject) : undefined);
       if ((status !== "ok" && status !== "failed") || task === undefined || Subjects.row(job, task) !== m.subject) {
         this.#garbage(m.subject, `no ${H_STATUS} header, or no ${H_TASK} header of the task whose subject it is on`);
         continue;
@@ -211,6 +212,14 @@ export class ResultStore {
       rows++;
     }
     return { rows, tally: t };
+  }
+
+  /** The task id of the row stored at `seq`, or undefined when that is not a row of the job. */
+  async #idFromBody(job: string, seq: number, subject: string): Promise<string | undefined> {
+    const m = await this.link.jsm.streams.getMessage(Streams.rows, { seq });
+    if (!m) return undefined;
+    const text = new TextDecoder().decode(m.data);
+    return rowProblem(text, job, subject) === undefined ? OutputRowHeadSchema.shape.id.parse(JSON.parse(text).id) : undefined;
   }
 
   /**
