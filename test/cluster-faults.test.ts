@@ -20,9 +20,10 @@ if (missing) console.warn(`cluster-faults: ${missing}; skipped`);
 
 const LONG = process.env.MATRIXD_FAULTS === "long";
 const PLAN = LONG
-  ? { seeds: 8000, kills: 24, everyMs: [2000, 5000], natsRestartAt: 8, timeoutMs: 600_000 }
-  : { seeds: 1500, kills: 4, everyMs: [1200, 2000], natsRestartAt: -1, timeoutMs: 50_000 };
-const SIM = { lenMedian: 40, maxLen: 128, timeScale: 0.05 };
+  ? { seeds: 8000, kills: 24, everyMs: [1000, 2500], natsRestartAt: 8, timeoutMs: 600_000, timeScale: 0.25 }
+  : { seeds: 1500, kills: 4, everyMs: [1200, 2000], natsRestartAt: -1, timeoutMs: 50_000, timeScale: 0.05 };
+// The sim is slow enough that the job outlasts the loop: every kill comes mid-job.
+const SIM = { lenMedian: 40, maxLen: 128, timeScale: PLAN.timeScale };
 const JOB = { seed: 7, concurrency: 400 };
 const CONFIG = { nats: { ackWaitSec: 2, memberTtlSec: 2 }, sim: SIM, log: { level: "info" } };
 
@@ -38,9 +39,9 @@ describe.skipIf(missing !== undefined)("cluster fault loop (matrixd join process
 
   beforeAll(async () => {
     srv = await startNatsServer();
-    [reference, procs] = await Promise.all([referenceRun(tmp.dir, seeds, { sim: SIM, ...JOB }, 120_000), Promise.all(["k1", "k2", "k3"].map(join))]);
+    [reference, procs] = await Promise.all([referenceRun(tmp.dir, seeds, { sim: SIM, ...JOB }, 300_000), Promise.all(["k1", "k2", "k3"].map(join))]);
     expect(reference.length).toBe(PLAN.seeds);
-  }, 180_000);
+  }, 360_000);
 
   afterAll(async () => {
     await Promise.all(procs.filter((p) => p.alive).map((p) => p.kill9()));
