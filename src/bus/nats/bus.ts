@@ -274,6 +274,7 @@ export class NatsBusImpl implements Bus {
       this.keeper.nak(reply);
       return;
     }
+    this.stats.hopBytes += msg.data.length;
     let env: TaskEnvelope;
     try {
       env = decodeWith(TaskEnvelopeSchema, msg.data, `task message on ${msg.subject}`);
