@@ -15,12 +15,12 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { LATENCY_BUCKETS_MS } from "../src/bus/nats/latency.ts";
 import { freePort } from "../src/util/net.ts";
 import { tempDir } from "../test/support/files.ts";
 import { type JoinProcess, metric, spawnJoin } from "../test/support/join-process.ts";
 import { matrixdBin } from "../test/support/matrixd.ts";
 import { startNatsServer } from "../test/support/nats-server.ts";
+import { latencyQuantile } from "./hop-latency.ts";
 import { procStatus, repoRoot } from "./proc.ts";
 
 const { values: f } = parseArgs({
@@ -51,23 +51,6 @@ function dummySeeds(n: number): unknown[] {
 async function seedsOf(file: string, n: number): Promise<unknown[]> {
   const lines = (await Bun.file(join(repoRoot(), "configs/seeds", file)).text()).split("\n").filter((l) => l.trim());
   return Array.from({ length: Math.min(n, lines.length) }, (_, i) => JSON.parse(lines[i] as string));
-}
-
-function latencyQuantile(texts: string[], q: number): number {
-  const bounds = [...LATENCY_BUCKETS_MS.map((b) => b / 1000), Number.POSITIVE_INFINITY];
-  const cum = bounds.map((le) => texts.reduce((s, t) => s + metric(t, "matrixd_hop_latency_seconds_bucket", `le="${Number.isFinite(le) ? le : "+Inf"}"`), 0));
-  const total = cum[cum.length - 1] ?? 0;
-  if (total === 0) return 0;
-  const rank = q * total;
-  for (let i = 0; i < cum.length; i++) {
-    if ((cum[i] as number) >= rank) {
-      const lo = i === 0 ? 0 : (bounds[i - 1] as number);
-      const hi = Number.isFinite(bounds[i] as number) ? (bounds[i] as number) : lo * 2;
-      const below = i === 0 ? 0 : (cum[i - 1] as number);
-      return 1000 * (lo + ((hi - lo) * (rank - below)) / Math.max((cum[i] as number) - below, 1));
-    }
-  }
-  return 0;
 }
 
 async function varz(port: number): Promise<{ in: number; out: number }> {
