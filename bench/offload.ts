@@ -42,6 +42,8 @@ interface Case {
   config: Record<string, unknown>;
   args: string[];
   nodeConfig?: Record<string, unknown>;
+  /** a workflow definition the job carries (instead of `workflow`) */
+  definition?: unknown;
 }
 
 function dummySeeds(n: number): unknown[] {
@@ -57,6 +59,38 @@ async function varz(port: number): Promise<{ in: number; out: number }> {
   const v = (await (await fetch(`http://127.0.0.1:${port}/varz`)).json()) as { in_bytes: number; out_bytes: number };
   return { in: v.in_bytes, out: v.out_bytes };
 }
+
+async function submitDefinition(node: JoinProcess, c: Case): Promise<{ id: string }> {
+  const res = await fetch(`${node.url}/v1/jobs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ definition: c.definition, seeds: c.seeds, config: c.config }),
+  });
+  if (res.status !== 201) throw new Error(`submit: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { id: string };
+}
+
+/** Twelve LLM turns of 256 KiB each, every one its own text (the sim's script names task and turn). */
+const FILLER = "abcdefghijklmnop".repeat(16 * 1024);
+const LONG = {
+  definition: {
+    name: "longtext",
+    seed: { type: "object", properties: { id: { type: "string" } }, required: ["id"] },
+    vars: { i: 0 },
+    start: "writer",
+    roles: {
+      writer: {
+        kind: "llm",
+        max_tokens: 1000,
+        messages: [{ role: "user", content: "id={{ seed.id }} turn={{ vars.i }}" }],
+        set: { i: "vars.i + 1" },
+        next: [{ if: "vars.i >= 12", then: "end" }, { then: "writer" }],
+      },
+    },
+    output: { turns: "vars.i" },
+  },
+  sim: { timeScale: 0.001, contextTokens: 100_000_000, script: [{ match: "/id=(\\S+) turn=(\\d+)/", text: `{{1}}/{{2}}:${FILLER}` }] },
+};
 
 async function runCase(c: Case, offloadBytes: number, bin: string): Promise<Record<string, unknown>> {
   const monitor = await freePort();
@@ -80,7 +114,7 @@ async function runCase(c: Case, offloadBytes: number, bin: string): Promise<Reco
     const v0 = await varz(monitor);
     const cpu0 = nodes.map((n) => procStatus(n.proc.pid).cpuS);
     const t0 = Date.now();
-    const { id } = await nodes[0]!.submit(c.workflow, c.seeds, c.config);
+    const { id } = c.definition === undefined ? await nodes[0]!.submit(c.workflow, c.seeds, c.config) : await submitDefinition(nodes[0]!, c);
     let st = await nodes[1]!.job(id);
     while (st.state === "running") {
       await Bun.sleep(200);
@@ -125,15 +159,25 @@ async function runCase(c: Case, offloadBytes: number, bin: string): Promise<Reco
 
 const cases: Case[] = [];
 if (only.has("dummy")) {
-  for (const textBytes of [1024, 16_384, 262_144]) {
+  // coral-dummy's turns are slices of a 64 KiB text: 48 KiB is about its largest
+  for (const textBytes of [1024, 16_384, 49_152]) {
     cases.push({
       name: `coral-dummy ${textBytes / 1024} KiB turns`,
       workflow: "coral-dummy",
-      seeds: dummySeeds(textBytes > 100_000 ? TASKS / 4 : TASKS),
+      seeds: dummySeeds(TASKS),
       config: { concurrency: 64, options: { textBytes, maxTurns: 8, agreeAfter: 8 } },
       args: [],
     });
   }
+  cases.push({
+    name: "longtext 256 KiB turns",
+    workflow: "longtext",
+    definition: LONG.definition,
+    seeds: Array.from({ length: quick ? 10 : 40 }, (_, i) => ({ id: `s${i}` })),
+    config: { concurrency: 20 },
+    args: ["--llm", "sim"],
+    nodeConfig: { sim: LONG.sim },
+  });
 }
 const sim = { timeScale: 0.002 };
 if (only.has("coral")) cases.push({ name: "coral", workflow: "coral", seeds: await seedsOf("coral.jsonl", TASKS), config: { concurrency: 64 }, args: ["--llm", "sim"], nodeConfig: { sim } });
@@ -151,7 +195,7 @@ if (only.has("tool-use")) {
 const bin = await matrixdBin();
 const results: Record<string, unknown>[] = [];
 for (const c of cases) {
-  const settings = c.name.startsWith("coral-dummy") ? SETTINGS : [0, 512, 65_536];
+  const settings = c.name.startsWith("coral-dummy") || c.name.startsWith("longtext") ? SETTINGS : [0, 512, 65_536];
   for (const s of settings) results.push(await runCase(c, s, bin));
 }
 const dir = f.out ?? join(repoRoot(), "bench/results");

@@ -37,9 +37,10 @@ export async function handOff(
     if (parts && parts.length > 0) env.parts = parts;
     return encode(env);
   };
-  let data: Uint8Array;
+  let data = envelope(state, undefined);
   const parts = opts.parts;
-  if (parts?.enabled) {
+  // A small state goes as it is: no object store on its way.
+  if (parts?.enabled && (data.length >= parts.offloadBytes || data.length > limit)) {
     try {
       data = (
         await retry(() => parts.encodeFitting("hop", state.job, state.id, state, envelope, limit), {
@@ -55,7 +56,7 @@ export async function handOff(
     } catch {
       return "abandoned";
     }
-  } else data = envelope(state, undefined);
+  }
   if (data.length > limit) throw new TaskError(`task state of ${data.length} bytes is over the ${limit} bytes NATS takes in one message`);
   const msgID = hopMsgId(state.job, state.id, state.steps, state.attempts);
   const subject = Subjects.task(state.workflow, state.next as string);
