@@ -24,8 +24,11 @@ export type Claim = z.infer<typeof ClaimSchema>;
 /** A text taken out of a value, with its claim. */
 export interface Taken {
   claim: Claim;
-  bytes: Uint8Array;
+  text: string;
 }
+
+/** What a claim says of a text: its SHA-256 (base64url) and UTF-8 size. */
+export type Digest = (text: string) => { sha256: string; size: number };
 
 type Path = (string | number)[];
 
@@ -35,6 +38,12 @@ const utf8 = new TextEncoder();
 export function digestOf(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("base64url");
 }
+
+/** A text's digest, computed. */
+export const digestText: Digest = (text) => {
+  const bytes = utf8.encode(text);
+  return { sha256: digestOf(bytes), size: bytes.length };
+};
 
 /** UTF-8 bytes of a string, computed only when its length leaves it in doubt. */
 function atLeast(s: string, bytes: number): boolean {
@@ -88,17 +97,17 @@ function emptied<T>(v: T, paths: readonly Path[]): T {
 /**
  * Take the large texts out of a value: every string of at least `minBytes`
  * UTF-8 bytes, anywhere in it. `name` gives each text's object name from
- * its digest. Returns the value with those strings emptied (a copy along
- * their paths; the value given is not changed) and what was taken.
+ * its digest (`digest` may remember those of texts seen before). Returns
+ * the value with those strings emptied (a copy along their paths; the
+ * value given is not changed) and what was taken.
  */
-export function takeLarge<T>(value: T, minBytes: number, name: (sha256: string) => string): { value: T; taken: Taken[] } {
+export function takeLarge<T>(value: T, minBytes: number, name: (sha256: string) => string, digest: Digest = digestText): { value: T; taken: Taken[] } {
   const found: { path: Path; text: string }[] = [];
   largeStrings(value, Math.max(1, minBytes), [], found);
   if (found.length === 0) return { value, taken: [] };
   const taken = found.map(({ path, text }) => {
-    const bytes = utf8.encode(text);
-    const sha256 = digestOf(bytes);
-    return { claim: { path, name: name(sha256), size: bytes.length, sha256 }, bytes };
+    const { sha256, size } = digest(text);
+    return { claim: { path, name: name(sha256), size, sha256 }, text };
   });
   return { value: emptied(value, found.map((f) => f.path)), taken };
 }
@@ -112,20 +121,28 @@ export function checkClaim(claim: Claim, bytes: Uint8Array, where: string): void
   if (got !== claim.sha256) throw new CodecError(`object "${claim.name}" in ${where} does not match its reference: sha256 ${got}, expected ${claim.sha256}`);
 }
 
+/** Fetched bytes as the text of their claim: checked against it, then decoded. */
+export function textOf(claim: Claim, bytes: Uint8Array, where: string): string {
+  checkClaim(claim, bytes, where);
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (err) {
+    throw new CodecError(`object "${claim.name}" in ${where} is not UTF-8 text`, { cause: err });
+  }
+}
+
 /**
- * Put texts back into a value decoded with claims (it is changed in place).
- * Each claim's path must lead to an emptied string; each text is checked
- * against its claim first (unless `check` is false: the caller did).
+ * Put texts back into a value decoded with claims (it is changed in place):
+ * each claim's path must lead to an emptied string. The texts are the
+ * claims' own (see {@link textOf}).
  */
-export function putBack(value: unknown, parts: readonly { claim: Claim; bytes: Uint8Array }[], where: string, check = true): void {
-  const decoder = new TextDecoder("utf-8", { fatal: true });
-  for (const { claim, bytes } of parts) {
-    if (check) checkClaim(claim, bytes, where);
+export function putBack(value: unknown, parts: readonly Taken[], where: string): void {
+  for (const { claim, text } of parts) {
     let parent: unknown = value;
     for (let i = 0; i < claim.path.length - 1; i++) parent = step(parent, claim.path[i] as string | number);
     const last = claim.path[claim.path.length - 1] as string | number;
     if (step(parent, last) !== "") throw new CodecError(`the reference to object "${claim.name}" in ${where} points at ${claim.path.join(".")}, which holds no emptied text`);
-    (parent as Record<string | number, unknown>)[last] = decoder.decode(bytes);
+    (parent as Record<string | number, unknown>)[last] = text;
   }
 }
 

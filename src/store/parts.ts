@@ -2,7 +2,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { Objm, type ObjectStore, StorageType } from "@nats-io/obj";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { type Claim, checkClaim, putBack, type Taken, takeLarge } from "../protocol/claim.ts";
+import { type Claim, type Digest, digestText, putBack, type Taken, takeLarge, textOf } from "../protocol/claim.ts";
 import type { NatsLink } from "./connection.ts";
 import { ApiCodes, isApiError } from "./errors.ts";
 import { jobToken, taskToken } from "./names.ts";
@@ -34,8 +34,12 @@ export interface PartStats {
 /** The default of `nats.offloadBytes` (chosen by measurement: see the README). */
 export const DEFAULT_OFFLOAD_BYTES = 64 * 1024;
 
-/** Bytes of recently written or read texts a node keeps, so a task that comes back is not fetched again. */
-const CACHE_BYTES = 64 * 1024 * 1024;
+/**
+ * Characters of recently written or read texts a node keeps, with their
+ * digests: a task that comes back is not fetched again, and a text handed
+ * on again is not hashed again.
+ */
+const CACHE_CHARS = 32 * 1024 * 1024;
 /** Names known to be in the store (written or read here): not written again. */
 const KNOWN_NAMES = 100_000;
 /** Tasks on this node whose parts it knows (those it finishes have them removed). */
@@ -68,8 +72,12 @@ export class PartStore {
   readonly #buckets = new Map<string, Promise<ObjectStore>>();
   readonly #readers = new Map<string, Promise<ObjectStore>>();
   readonly #known = new Set<string>();
-  readonly #cache = new Map<string, Uint8Array>();
-  #cacheBytes = 0;
+  /** texts by digest, and the digests of those texts */
+  readonly #cache = new Map<string, string>();
+  readonly #digests = new Map<string, { sha256: string; size: number }>();
+  #cacheChars = 0;
+  /** a text's digest, remembered for the texts in the cache */
+  readonly #digest: Digest = (text) => this.#digests.get(text) ?? digestText(text);
   /** names of the parts of tasks on this node, by job and task */
   readonly #tasks = new Map<string, Set<string>>();
 
@@ -107,10 +115,10 @@ export class PartStore {
     if (!this.enabled || (plain.length < this.offloadBytes && plain.length <= limit)) return { data: plain, claims: [] };
     const prefix = taskToken(task);
     const name = (sha: string) => `${prefix}/${sha}`;
-    let out = takeLarge(value, this.offloadBytes, name);
+    let out = takeLarge(value, this.offloadBytes, name, this.#digest);
     let data = out.taken.length > 0 ? encode(out.value, out.taken.map((t) => t.claim)) : plain;
     if (data.length > limit) {
-      out = takeLarge(value, Math.min(this.offloadBytes, LAST_PASS_BYTES), name);
+      out = takeLarge(value, Math.min(this.offloadBytes, LAST_PASS_BYTES), name, this.#digest);
       data = encode(out.value, out.taken.map((t) => t.claim));
     }
     await this.#putAll(kind, job, task, out.taken);
@@ -120,8 +128,8 @@ export class PartStore {
   /** Fetch the texts `claims` name and put them back into `value` (in place); PartMissingError names a part that is not there. */
   async restore(kind: PartKind, job: string, task: string, value: unknown, claims: readonly Claim[], where: string): Promise<void> {
     const bucket = partBucket(kind, job);
-    const parts = await mapLimited(claims, PARALLEL, async (claim) => ({ claim, bytes: await this.#get(bucket, claim, where) }));
-    putBack(value, parts, where, false);
+    const parts = await mapLimited(claims, PARALLEL, async (claim) => ({ claim, text: await this.#get(bucket, claim, where) }));
+    putBack(value, parts, where);
     if (kind === "hop") this.#track(job, task, claims.map((c) => c.name));
   }
 
@@ -211,13 +219,25 @@ export class PartStore {
     if (taken.length === 0) return;
     const bucket = partBucket(kind, job);
     const os = await this.#bucket(bucket, true);
-    await mapLimited(taken, PARALLEL, async ({ claim, bytes }) => {
+    try {
+      await this.#putEach(os, bucket, taken);
+    } catch (err) {
+      // The bucket may be gone (the job ended while a duplicate of one of its tasks ran): made again on the next try.
+      this.#buckets.delete(bucket);
+      throw err;
+    }
+    if (kind === "hop") this.#track(job, task, taken.map((t) => t.claim.name));
+  }
+
+  async #putEach(os: ObjectStore, bucket: string, taken: readonly Taken[]): Promise<void> {
+    await mapLimited(taken, PARALLEL, async ({ claim, text }) => {
       const id = `${bucket}/${claim.name}`;
-      this.#remember(claim.sha256, bytes);
+      this.#remember(claim, text);
       if (this.#known.has(id)) {
         this.stats.reused++;
         return;
       }
+      const bytes = utf8.encode(text);
       // The same text written again (a duplicate hop) would replace chunks a reader may be reading.
       const there = await os.info(claim.name);
       if (there && !there.deleted && there.size === claim.size) this.stats.reused++;
@@ -228,11 +248,10 @@ export class PartStore {
       }
       this.#know(id);
     });
-    if (kind === "hop") this.#track(job, task, taken.map((t) => t.claim.name));
   }
 
-  /** A part's bytes, checked against its claim (cached ones were when they were cached). */
-  async #get(bucket: string, claim: Claim, where: string): Promise<Uint8Array> {
+  /** A part's text, checked against its claim (cached ones were when they were cached). */
+  async #get(bucket: string, claim: Claim, where: string): Promise<string> {
     const cached = this.#cache.get(claim.sha256);
     if (cached) {
       this.stats.cached++;
@@ -256,10 +275,10 @@ export class PartStore {
     }
     this.stats.fetched++;
     this.stats.fetchedBytes += bytes.length;
-    checkClaim(claim, bytes, where);
+    const text = textOf(claim, bytes, where);
     this.#know(`${bucket}/${claim.name}`);
-    this.#remember(claim.sha256, bytes);
-    return bytes;
+    this.#remember(claim, text);
+    return text;
   }
 
   #know(id: string): void {
@@ -267,14 +286,16 @@ export class PartStore {
     if (this.#known.size > KNOWN_NAMES) this.#known.delete(this.#known.values().next().value as string);
   }
 
-  #remember(sha256: string, bytes: Uint8Array): void {
-    if (bytes.length > CACHE_BYTES / 8 || this.#cache.has(sha256)) return;
-    this.#cache.set(sha256, bytes);
-    this.#cacheBytes += bytes.length;
+  #remember(claim: Claim, text: string): void {
+    if (text.length > CACHE_CHARS / 8 || this.#cache.has(claim.sha256)) return;
+    this.#cache.set(claim.sha256, text);
+    this.#digests.set(text, { sha256: claim.sha256, size: claim.size });
+    this.#cacheChars += text.length;
     for (const [k, v] of this.#cache) {
-      if (this.#cacheBytes <= CACHE_BYTES) break;
+      if (this.#cacheChars <= CACHE_CHARS) break;
       this.#cache.delete(k);
-      this.#cacheBytes -= v.length;
+      this.#digests.delete(v);
+      this.#cacheChars -= v.length;
     }
   }
 
@@ -289,6 +310,8 @@ export class PartStore {
     for (const n of names) set.add(n);
   }
 }
+
+const utf8 = new TextEncoder();
 
 function taskKey(job: string, task: string): string {
   return `${job}\u0000${task}`;
