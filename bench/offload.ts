@@ -1,5 +1,5 @@
 /**
- * Claim-check figures (`bun bench/offload.ts [--quick] [--only dummy,coral,tool-use]`):
+ * Claim-check figures (`bun bench/offload.ts [--quick] [--only dummy,longtext,coral,tool-use] [--settings 0,512,...]`):
  * three `matrixd join` processes on one local nats-server, every hop
  * through NATS (local-first off), at several `nats.offloadBytes`.
  *
@@ -25,12 +25,12 @@ import { procStatus, repoRoot } from "./proc.ts";
 
 const { values: f } = parseArgs({
   args: process.argv.slice(2),
-  options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" } },
+  options: { quick: { type: "boolean" }, only: { type: "string" }, settings: { type: "string" }, out: { type: "string" } },
 });
 const quick = f.quick === true;
-const only = new Set((f.only ?? "dummy,coral,tool-use").split(","));
+const only = new Set((f.only ?? "dummy,longtext,coral,tool-use").split(","));
 const TASKS = quick ? 60 : 200;
-const SETTINGS = [0, 512, 4096, 16_384, 65_536, 262_144];
+const SETTINGS = f.settings ? f.settings.split(",").map(Number) : [0, 512, 4096, 16_384, 65_536, 262_144];
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const tmp = tempDir("matrixd-bench-offload-");
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
@@ -169,6 +169,8 @@ if (only.has("dummy")) {
       args: [],
     });
   }
+}
+if (only.has("longtext")) {
   cases.push({
     name: "longtext 256 KiB turns",
     workflow: "longtext",
@@ -195,7 +197,7 @@ if (only.has("tool-use")) {
 const bin = await matrixdBin();
 const results: Record<string, unknown>[] = [];
 for (const c of cases) {
-  const settings = c.name.startsWith("coral-dummy") || c.name.startsWith("longtext") ? SETTINGS : [0, 512, 65_536];
+  const settings = c.name.startsWith("coral-dummy") || c.name.startsWith("longtext") || f.settings ? SETTINGS : [0, 512, 65_536];
   for (const s of settings) results.push(await runCase(c, s, bin));
 }
 const dir = f.out ?? join(repoRoot(), "bench/results");

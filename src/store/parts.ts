@@ -1,5 +1,5 @@
 import { jetstream } from "@nats-io/jetstream";
-import { Objm, type ObjectStore, StorageType } from "@nats-io/obj";
+import { Objm, type ObjectStore, setSha256Backend, StorageType } from "@nats-io/obj";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { type Claim, type Digest, digestText, putBack, type Taken, takeLarge, textOf } from "../protocol/claim.ts";
@@ -48,6 +48,9 @@ const TRACKED_TASKS = 100_000;
 const LAST_PASS_BYTES = 1024;
 /** Objects read or written at once for one message. */
 const PARALLEL = 8;
+
+// The object store client checks every object it writes and reads with SHA-256: the runtime's, not its pure-JS default.
+setSha256Backend("native");
 
 /** The object store bucket of a job's parts of one kind. */
 export function partBucket(kind: PartKind, job: string): string {
@@ -125,7 +128,12 @@ export class PartStore {
     return { data, claims: out.taken.map((t) => t.claim) };
   }
 
-  /** Fetch the texts `claims` name and put them back into `value` (in place); PartMissingError names a part that is not there. */
+  /**
+   * Fetch the texts `claims` name and put them back into `value` (in
+   * place). PartMissingError names a part that is not there, CodecError one
+   * that is not what its claim says; any other error is NATS failing to
+   * answer (try again).
+   */
   async restore(kind: PartKind, job: string, task: string, value: unknown, claims: readonly Claim[], where: string): Promise<void> {
     const bucket = partBucket(kind, job);
     const parts = await mapLimited(claims, PARALLEL, async (claim) => ({ claim, text: await this.#get(bucket, claim, where) }));
@@ -266,7 +274,8 @@ export class PartStore {
         break;
       } catch (err) {
         if (isApiError(err, ApiCodes.streamNotFound)) break;
-        if (attempt >= 3) throw new PartMissingError(`cannot read object "${claim.name}" of bucket ${bucket}: ${describe(err)}`, { cause: err });
+        // NATS away: not the object's fault; the caller tries again later
+        if (attempt >= 3) throw new Error(`cannot read object "${claim.name}" of bucket ${bucket}: ${describe(err)}`, { cause: err });
       }
     }
     if (bytes === null) {

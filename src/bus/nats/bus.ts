@@ -1,5 +1,5 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
-import { describe, TaskError } from "../../errors.ts";
+import { CodecError, describe, TaskError } from "../../errors.ts";
 import { retry } from "../../util/retry.ts";
 import { sleep } from "../../util/wait.ts";
 import { handOff } from "./handoff.ts";
@@ -8,7 +8,7 @@ import { decodeWith } from "../../protocol/codec.ts";
 import type { TaskState } from "../../protocol/task.ts";
 import { type Bus, type RoleLoad, roleKey, type StepLatency, type TaskHandler } from "../bus.ts";
 import type { NatsLink } from "../../store/connection.ts";
-import type { PartStore } from "../../store/parts.ts";
+import { PartMissingError, type PartStore } from "../../store/parts.ts";
 import { Hold, type HoldSend, Keeper, parseAckSubject } from "./holds.ts";
 import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "../../store/names.ts";
 import { Puller } from "./puller.ts";
@@ -293,7 +293,15 @@ export class NatsBusImpl implements Bus {
       const parts = env.parts;
       this.#o.parts.restore("hop", env.state.job, env.state.id, env.state, parts, `task ${env.state.id} of job ${env.state.job}`).then(
         () => this.#onEnvelope(role, env, reply, reserved),
-        (err: unknown) => this.#onEnvelope(role, env, reply, reserved, describe(err)),
+        (err: unknown) => {
+          if (err instanceof PartMissingError || err instanceof CodecError) this.#onEnvelope(role, env, reply, reserved, describe(err));
+          else {
+            // NATS did not answer: the message comes back later
+            this.#log.warn({ task: env.state.id, err: describe(err) }, "cannot fetch a task's large texts; it is delivered again");
+            this.keeper.nak(reply);
+            if (reserved) this.#pump(role);
+          }
+        },
       );
       return;
     }
