@@ -26,7 +26,7 @@ usage: matrixd join --nats URL[,URL...] [--http HOST:PORT] [--llm sim|URL ...] [
   --supervise CMD      start and watch a local LLM server (a command with {port})
   --env docker|bwrap   per-task environments for tool-using workflows, advertised to the cluster
   --config FILE        YAML or JSON: nats (servers, user, pass, token, tls, ackWaitSec,
-                       memberTtlSec, replicas), http, token, name, roles, llm, sim, limits, plugins
+                       memberTtlSec, replicas, offloadBytes), http, token, name, roles, llm, sim, limits, plugins
   --token T            bearer token of the HTTP API
   --name NODE          node name in the cluster (default hostname-pid)
   --plugin PATH        load a workflow from a file; repeatable
@@ -120,6 +120,7 @@ export async function joinMain(argv: string[]): Promise<number> {
       nats: { servers, user: cfg.nats.user, pass: cfg.nats.pass, token: cfg.nats.token, creds: cfg.nats.creds, tls: cfg.nats.tls },
       timings: { ackWaitMs: cfg.nats.ackWaitSec * 1000, memberTtlMs: cfg.nats.memberTtlSec * 1000 },
       replicas: cfg.nats.replicas,
+      offloadBytes: cfg.nats.offloadBytes,
       workflows: registry,
       roles: roleSelection(cfg.roles),
       defaultSlots: cfg.defaultSlots,

@@ -269,7 +269,7 @@ describe.skipIf(missing !== undefined)("cluster node (in-process, real nats-serv
     }
   }, 60_000);
 
-  test("cluster - a row too large for one NATS message is stored as a failed row saying so", async () => {
+  test("cluster - a row too large for one NATS message is stored whole through the object store, and with offloading off as a failed row saying so", async () => {
     const huge = defineWorkflow({
       name: "huge",
       description: "test workflow",
@@ -284,12 +284,23 @@ describe.skipIf(missing !== undefined)("cluster node (in-process, real nats-serv
     try {
       const { id } = await a!.submit({ workflow: "huge", seeds: [{ id: "h" }] });
       const st = await waitJob(a!, id);
-      expect(st.failed).toBe(1);
+      expect(st.ok).toBe(1);
       const [row] = await readResults(a!, id);
+      expect(row.status).toBe("ok");
+      expect(row.history[0].text.length).toBe(2 * 1024 * 1024);
+    } finally {
+      await a!.close();
+    }
+    const [off] = await startNodes(srv, ["h2"], { extra: [huge], offloadBytes: 0 });
+    try {
+      const { id } = await off!.submit({ workflow: "huge", seeds: [{ id: "h" }] });
+      const st = await waitJob(off!, id);
+      expect(st.failed).toBe(1);
+      const [row] = await readResults(off!, id);
       expect(row.status).toBe("failed");
       expect(row.error).toMatch(/^row of \d+ bytes is over the \d+ bytes NATS takes in one message$/);
     } finally {
-      await a!.close();
+      await off!.close();
     }
   }, 30_000);
 });

@@ -18,6 +18,8 @@ export interface Lease {
   send(state: TaskState): Promise<void>;
   /** The task is finished and its row is stored: let go of what the lease holds. */
   done(): Promise<void>;
+  /** Set when the task arrived damaged (a part of its state could not be fetched): its step fails the task with this reason. */
+  readonly broken?: string | undefined;
 }
 
 /** Runs one step of a task that arrived for a hosted role. */

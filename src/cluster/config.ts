@@ -25,6 +25,13 @@ export const NatsConfigSchema = z.strictObject({
    * 3 on a NATS cluster so that losing a server loses nothing)
    */
   replicas: z.number().int().min(1).max(5).default(1),
+  /**
+   * texts of a task state crossing the network (or of a row too large for
+   * one message) of at least this many bytes are kept in the NATS object
+   * store, the message referring to them; 0 turns it off (a state or row
+   * over the server's max_payload then fails)
+   */
+  offloadBytes: z.number().int().min(0).optional(),
 });
 export type NatsConfig = z.infer<typeof NatsConfigSchema>;
 

@@ -112,6 +112,7 @@ export class JobControl {
     this.o.table.set(rec);
     void this.o.feed.report(...jobEvent("job.cancelled", id, reason));
     await jobs.dropSeeds(id).catch((err) => this.o.log.warn({ job: id, err: describe(err) }, "cannot drop the seeds of a cancelled job"));
+    await this.o.nats.results.jobEnded(id).catch((err) => this.o.log.warn({ job: id, err: describe(err) }, "cannot remove the objects of a cancelled job"));
     return true;
   }
 

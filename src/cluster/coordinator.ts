@@ -209,6 +209,7 @@ export class Coordinator {
     });
     if (updated) this.o.table.set(updated);
     if (changed) await this.o.store.dropSeeds(rec.id).catch(() => undefined);
+    if (changed) await this.o.results.jobEnded(rec.id).catch((err) => this.o.log.warn({ job: rec.id, err: describe(err) }, "cannot remove the objects of an ended job"));
     return changed;
   }
 }

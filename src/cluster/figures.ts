@@ -98,6 +98,7 @@ export class NodeFigures {
       engine: this.o.engine.stats,
       bus: bus.stats,
       results: nats.results.stats,
+      parts: nats.parts.stats,
       link: nats.link.stats,
       roles: bus.load(),
       groups: bus.groups(),

@@ -6,7 +6,7 @@ import type { CallDurations } from "../llm/types.ts";
 import { label, PromWriter } from "../metrics/text.ts";
 import type { JobTally } from "../protocol/job.ts";
 import type { EndpointInfo } from "../protocol/member.ts";
-import type { LinkStats, ResultStats } from "../store/index.ts";
+import type { LinkStats, PartStats, ResultStats } from "../store/index.ts";
 import type { JobStatus } from "./types.ts";
 import { VERSION } from "../version.ts";
 
@@ -16,6 +16,8 @@ export interface NodeFigures {
   engine: EngineStats;
   bus: NatsBusStats;
   results: ResultStats;
+  /** the object store's large texts (absent: counted as none) */
+  parts?: PartStats;
   link: LinkStats;
   roles: Record<string, RoleLoad>;
   /** slots shared by several roles (the LLM-bound ones) */
@@ -73,6 +75,20 @@ export function prometheusText(f: NodeFigures, w = new PromWriter(label("node", 
     ['route="duplicate"', b.duplicateHops],
   ]);
   w.one("matrixd_tasks_received_total", "counter", "Task messages taken off NATS.", b.received);
+  w.one("matrixd_hop_bytes_total", "counter", "Bytes of the task messages taken off NATS (the large texts they refer to are in matrixd_parts_bytes_total).", b.hopBytes);
+  const p = f.parts;
+  w.many("matrixd_parts_total", "counter", "Large texts of task states and rows in the NATS object store: written, found there already, read, taken from this node's cache, removed, missing.", [
+    ['op="put"', p?.put ?? 0],
+    ['op="reused"', p?.reused ?? 0],
+    ['op="fetched"', p?.fetched ?? 0],
+    ['op="cached"', p?.cached ?? 0],
+    ['op="removed"', p?.removed ?? 0],
+    ['op="missing"', p?.missing ?? 0],
+  ]);
+  w.many("matrixd_parts_bytes_total", "counter", "Bytes of large texts written to and read from the NATS object store.", [
+    ['op="put"', p?.putBytes ?? 0],
+    ['op="fetched"', p?.fetchedBytes ?? 0],
+  ]);
   w.one("matrixd_redeliveries_total", "counter", "Task messages delivered again (a node died or gave them back).", b.redelivered);
   w.one("matrixd_redelivered_already_done_total", "counter", "Redelivered tasks that already had their row.", b.alreadyDone);
   w.one("matrixd_seeds_taken_total", "counter", "Seeds this node admitted as tasks.", b.seedsTaken);

@@ -18,6 +18,8 @@ export interface ClusterNodeOptions {
   timings?: Partial<ClusterTimings>;
   /** copies NATS keeps of each stream and bucket this node creates (default 1; more needs a NATS cluster) */
   replicas?: number;
+  /** texts of a task state or row of at least this many bytes travel in the NATS object store (0: never; default DEFAULT_OFFLOAD_BYTES) */
+  offloadBytes?: number;
   /** the workflows this node knows (their roles are hosted as `roles` says) */
   workflows: Registry | readonly AnyWorkflow[];
   /** which roles to host and their slots (default: every role, `auto`) */

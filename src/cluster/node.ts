@@ -36,7 +36,7 @@ export async function startClusterNode(opts: ClusterNodeOptions): Promise<Runnin
   const log = opts.log.child({ node: name });
   const timings: ClusterTimings = { ...DEFAULT_TIMINGS, ...opts.timings };
   const registry = opts.workflows instanceof Registry ? opts.workflows : new Registry(opts.workflows);
-  const nats: NatsCluster = await openNatsCluster({ ...opts.nats, name, log, timings, replicas: opts.replicas, signal: opts.signal });
+  const nats: NatsCluster = await openNatsCluster({ ...opts.nats, name, log, timings, replicas: opts.replicas, offloadBytes: opts.offloadBytes, signal: opts.signal });
   return new ClusterNodeImpl(name, opts, nats, registry, timings, log).start();
 }
 
@@ -105,6 +105,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       rowExists: (job, id) => results.exists(job, id),
       onTakeover: takenOver,
       stepLatency: stepTimes,
+      parts: nats.parts,
     });
     this.accounting = new Accounting(opts.prices);
     const spending = {

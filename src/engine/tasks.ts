@@ -228,6 +228,7 @@ export class TaskRunner {
     if (this.#abort.signal.aborted) return END;
     const job = await this.#opts.jobs(state.job);
     if (!job) return this.#end(this.fail(state, lease, `job "${state.job}" is unknown or cancelled`));
+    if (lease?.broken !== undefined) return this.#end(this.fail(state, lease, lease.broken));
     if (state.pin !== undefined && state.pin !== this.#opts.node) return this.#restart(state, job, lease);
     const roleName = state.next as string;
     const role = job.workflow.roles[roleName];

@@ -18,5 +18,6 @@ export {
   type SeedMessage,
   SeedMessageSchema,
 } from "./records.ts";
+export { DEFAULT_OFFLOAD_BYTES, PartMissingError, type PartKind, type PartStats, PartStore, partBucket } from "./parts.ts";
 export { ResultStore, type ResultStats, type StoreOutcome } from "./results.ts";
 export { BUCKET_STREAMS, type ClusterTimings, EVENTS_KEPT, ensureStreams } from "./setup.ts";

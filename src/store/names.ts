@@ -14,6 +14,8 @@ import { createHash } from "node:crypto";
  * | per-node job counters | bucket `mx-stats`, key `<job>.<node>` | KV |
  * | members | bucket `mx-members`, key `<node>` | KV with a max age |
  * | cluster events | `mx.event.<kind>.<job or ~>` in `MX_EVENTS` | limits stream with a max age, count and size |
+ * | large texts of a job's task states | bucket `mx-hop-<job>`, object `<task hash>/<sha256>` | object store, removed at the job's end (see parts.ts) |
+ * | large texts of a job's rows over max_payload | bucket `mx-row-<job>`, object `<task hash>/<sha256>` | object store, removed with the job's purge |
  */
 export const Streams = {
   tasks: "MX_TASKS",

@@ -1,11 +1,13 @@
 import { describe } from "../errors.ts";
 import { retry } from "../util/retry.ts";
+import { DEFAULT_OFFLOAD_BYTES } from "./parts.ts";
 import { type NatsConnectOptions, type NatsLink, connectNats } from "./connection.ts";
 import { isNatsUnavailable } from "./errors.ts";
 import { EventStore } from "./events.ts";
 import { JobStore } from "./jobstore.ts";
 import { Membership } from "./membership.ts";
 import { ResultStore } from "./results.ts";
+import { PartStore } from "./parts.ts";
 import { Buckets, Streams } from "./names.ts";
 import {
   BUCKET_STREAMS,
@@ -26,6 +28,8 @@ export interface NatsCluster {
   replicas: number;
   jobs: JobStore;
   results: ResultStore;
+  /** the large texts of task states and rows, in the object store */
+  parts: PartStore;
   membership: Membership;
   /** the cluster's events feed */
   events: EventStore;
@@ -53,7 +57,9 @@ function untilJetStreamAnswers<T>(opts: NatsConnectOptions, setup: () => Promise
  * copies each, default 1), bring existing ones up to `replicas` where the
  * server allows it, and open the job, result, membership and event stores.
  */
-export async function openNatsCluster(opts: NatsConnectOptions & { timings: ClusterTimings; replicas?: number }): Promise<NatsCluster> {
+export async function openNatsCluster(
+  opts: NatsConnectOptions & { timings: ClusterTimings; replicas?: number; offloadBytes?: number },
+): Promise<NatsCluster> {
   const replicas = opts.replicas ?? 1;
   const link = await connectNats(opts);
   try {
@@ -65,12 +71,14 @@ export async function openNatsCluster(opts: NatsConnectOptions & { timings: Clus
       await reconcileReplicas(link, [...Object.values(Streams), ...BUCKET_STREAMS], replicas, opts.log);
       return b;
     });
+    const parts = new PartStore(link, opts.log, opts.offloadBytes ?? DEFAULT_OFFLOAD_BYTES, replicas);
     return {
       link,
       timings: opts.timings,
       replicas,
       jobs: new JobStore(link, buckets, opts.timings, opts.log),
-      results: new ResultStore(link, opts.log),
+      results: new ResultStore(link, opts.log, parts),
+      parts,
       membership: new Membership(
         buckets.members,
         opts.name,

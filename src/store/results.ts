@@ -8,6 +8,8 @@ import type { Logger } from "../log.ts";
 import type { Metric } from "../plugin/api.ts";
 import { formatIssues } from "../util/issues.ts";
 import { type OutputRow, OutputRowHeadSchema } from "../protocol/task.ts";
+import { ClaimSchema, type Claim } from "../protocol/claim.ts";
+import type { PartStore } from "./parts.ts";
 import type { NatsLink } from "./connection.ts";
 import { ApiCodes, isApiError, isTimeout } from "./errors.ts";
 import { Streams, Subjects } from "./names.ts";
@@ -29,6 +31,12 @@ const H_TASK = "Mx-Task";
 /** Tries at storing a row over garbage that came first on its subject (a publisher that keeps at it). */
 const OVER_GARBAGE_TRIES = 5;
 const H_ERROR = "Mx-Error";
+/** set on a row stored with its large texts as objects: its body is a {@link PartedRowSchema} */
+const H_PARTS = "Mx-Parts";
+
+/** The body of a row too large for one message: the row with its large texts emptied, and their claims. */
+const PartedRowSchema = z.object({ row: z.looseObject({ id: z.string().min(1), job: z.string().min(1) }), parts: z.array(ClaimSchema).min(1) });
+const utf8 = new TextEncoder();
 
 /** Whether a row was stored by this call or was already there. */
 export type StoreOutcome = "stored" | "duplicate";
@@ -56,25 +64,40 @@ export class ResultStore {
   constructor(
     private readonly link: NatsLink,
     private readonly log: Logger,
+    /** where the large texts of rows over the payload limit go (none: such a row is stored failed) */
+    private readonly parts?: PartStore,
   ) {
     this.#readerJs = jetstream(link.nc, { timeout: READER_TIMEOUT_MS });
   }
 
   /**
    * Store a task's row unless the task has one; resolves with what was done
-   * and the row as stored (a row too large for one message is replaced by a
-   * failed row saying so). Throws when NATS cannot be reached (try again).
+   * and the row as stored. A row too large for one message has its large
+   * texts stored as objects, the message referring to them; one too large
+   * even so (or with no object store) is replaced by a failed row saying so.
+   * Throws when NATS cannot be reached (try again). Once the row is stored,
+   * the objects of the task's state are removed.
    */
   async store(row: OutputRow): Promise<{ outcome: StoreOutcome; row: OutputRow }> {
     let stored = row;
-    let data = new TextEncoder().encode(JSON.stringify(row));
+    let data: Uint8Array = utf8.encode(JSON.stringify(row));
     const limit = this.link.maxPayload() - 4096;
+    let parted = 0;
+    if (data.length > limit && this.parts?.enabled) {
+      const encode = (r: OutputRow, parts: Claim[] | undefined) => utf8.encode(JSON.stringify(parts ? { row: r, parts } : r));
+      const fit = await this.parts.encodeFitting("row", row.job, row.id, row, encode, limit);
+      if (fit.data.length <= limit) {
+        data = fit.data;
+        parted = fit.claims.length;
+      }
+    }
     if (data.length > limit) {
       this.stats.oversized++;
       stored = oversizedRow(row, data.length, limit);
-      data = new TextEncoder().encode(JSON.stringify(stored));
+      data = utf8.encode(JSON.stringify(stored));
     }
     const h = makeHeaders();
+    if (parted > 0) h.set(H_PARTS, String(parted));
     h.set(H_STATUS, stored.status);
     h.set(H_USAGE, `${stored.usage.prompt},${stored.usage.completion}`);
     const m = JSON.stringify(stored.metrics ?? {});
@@ -94,6 +117,7 @@ export class ResultStore {
         // The garbage before the row goes, so the subject holds the row alone.
         if (after > 0) await this.link.jsm.streams.purge(Streams.rows, { filter: subject, seq: ack.seq });
         this.stats.stored++;
+        void this.parts?.finished(row.job, row.id);
         return { outcome: "stored", row: stored };
       } catch (err) {
         if (!isApiError(err, ApiCodes.wrongLastSequence)) throw err;
@@ -103,6 +127,7 @@ export class ResultStore {
       const problem = last ? rowProblem(new TextDecoder().decode(last.data), row.job, last.subject) : undefined;
       if (last && problem === undefined) {
         this.stats.duplicates++;
+        void this.parts?.finished(row.job, row.id);
         return { outcome: "duplicate", row: stored };
       }
       if (last) this.#garbage(subject, `${problem}; the task's row is stored after it`);
@@ -111,10 +136,40 @@ export class ResultStore {
     }
   }
 
-  /** Drop a job's rows for good (its dataset is gone); how many were dropped. */
+  /** A stored row's JSON text, whole: a row stored in parts gets its texts back from the object store. */
+  async #whole(data: Uint8Array, headers: { get(k: string): string } | undefined, subject: string): Promise<string> {
+    const text = new TextDecoder().decode(data);
+    if (!headers?.get(H_PARTS) || !this.parts) return text;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      return text; // not a row: rowProblem says so
+    }
+    const body = PartedRowSchema.safeParse(raw);
+    if (!body.success) return text; // not a row: rowProblem says so
+    const { row, parts } = body.data;
+    try {
+      await this.parts.restore("row", row.job, row.id, row, parts, `the row on ${subject}`);
+    } catch (err) {
+      // The row is kept, saying what is missing, rather than dropped from the dataset.
+      this.stats.garbage++;
+      this.log.warn({ subject, err: describe(err) }, "cannot make a stored row whole");
+      return JSON.stringify({ ...row, partsMissing: describe(err) });
+    }
+    return JSON.stringify(row);
+  }
+
+  /** Drop a job's rows for good (its dataset is gone), and every object of the job; how many rows were dropped. */
   async purge(job: string): Promise<number> {
     const r = await this.link.jsm.streams.purge(Streams.rows, { filter: Subjects.jobRows(job) });
+    await this.parts?.purge(job);
     return r.purged;
+  }
+
+  /** The job ended: the objects its task states left (a node that died mid-hop) are removed; rows keep theirs. */
+  async jobEnded(job: string): Promise<void> {
+    await this.parts?.jobEnded(job);
   }
 
   /** Whether the task has its row (garbage on its subject is none). */
@@ -126,7 +181,7 @@ export class ResultStore {
   async row(job: string, id: string): Promise<string | undefined> {
     const m = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: Subjects.row(job, id) });
     if (!m) return undefined;
-    const text = new TextDecoder().decode(m.data);
+    const text = await this.#whole(m.data, m.header, m.subject);
     return rowProblem(text, job, m.subject) === undefined ? text : undefined;
   }
 
@@ -147,22 +202,26 @@ export class ResultStore {
       try {
         const pending = (await consumer.info()).num_pending;
         if (pending < n && from > 1) continue;
-        const out: string[] = [];
+        const out: { data: Uint8Array; headers: JsMsg["headers"]; subject: string }[] = [];
         let left = pending;
         while (left > 0) {
           const batch = await consumer.fetch({ max_messages: Math.min(left, 512), expires: 5000 });
           let got = 0;
           for await (const m of batch) {
             got++;
-            const text = decoder.decode(m.data);
-            if (rowProblem(text, job, m.subject) !== undefined) continue;
-            out.push(text);
+            if (!m.headers?.get(H_PARTS) && rowProblem(decoder.decode(m.data), job, m.subject) !== undefined) continue;
+            out.push({ data: m.data, headers: m.headers, subject: m.subject });
             if (out.length > n) out.shift();
           }
           if (got === 0) break;
           left -= got;
         }
-        return out;
+        const texts: string[] = [];
+        for (const m of out) {
+          const text = await this.#whole(m.data, m.headers, m.subject);
+          if (rowProblem(text, job, m.subject) === undefined) texts.push(text);
+        }
+        return texts;
       } finally {
         await consumer.delete().catch(() => undefined);
       }
@@ -178,9 +237,8 @@ export class ResultStore {
    * logged and skipped.
    */
   async *rows(job: string, running?: () => Promise<boolean>): AsyncGenerator<string> {
-    const decoder = new TextDecoder();
     for await (const m of this.#read(job, false, running)) {
-      const text = decoder.decode(m.data);
+      const text = await this.#whole(m.data, m.headers, m.subject);
       const problem = rowProblem(text, job, m.subject);
       if (problem === undefined) yield text;
       else this.#garbage(m.subject, problem);

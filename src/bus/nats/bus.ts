@@ -1,5 +1,5 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
-import { describe, TaskError } from "../../errors.ts";
+import { CodecError, describe, TaskError } from "../../errors.ts";
 import { retry } from "../../util/retry.ts";
 import { sleep } from "../../util/wait.ts";
 import { handOff } from "./handoff.ts";
@@ -8,6 +8,7 @@ import { decodeWith } from "../../protocol/codec.ts";
 import type { TaskState } from "../../protocol/task.ts";
 import { type Bus, type RoleLoad, roleKey, type StepLatency, type TaskHandler } from "../bus.ts";
 import type { NatsLink } from "../../store/connection.ts";
+import { PartMissingError, type PartStore } from "../../store/parts.ts";
 import { Hold, type HoldSend, Keeper, parseAckSubject } from "./holds.ts";
 import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "../../store/names.ts";
 import { Puller } from "./puller.ts";
@@ -32,6 +33,8 @@ export interface NatsBusOptions {
   onTakeover?: () => void;
   /** the roles' step latency, for their load */
   stepLatency?: StepLatency;
+  /** where the large texts of task states are kept (none: every state travels whole) */
+  parts?: PartStore;
 }
 
 /** Called with each seed taken for a job; `again` when the server delivered it before. */
@@ -218,10 +221,12 @@ export class NatsBusImpl implements Bus {
       stop: () => this.#closed,
       onRetry: () => this.stats.publishRetries++,
       replicas: this.#o.replicas,
+      parts: this.#o.parts,
     });
     if (done === "abandoned") return; // left held: given back, or delivered again after the ack wait
     if (done === "duplicate") this.stats.duplicateHops++;
     else this.stats.remoteHops++;
+    this.#o.parts?.left(state.job, state.id);
     this.keeper.handedOn(hold);
   }
 
@@ -269,6 +274,7 @@ export class NatsBusImpl implements Bus {
       this.keeper.nak(reply);
       return;
     }
+    this.stats.hopBytes += msg.data.length;
     let env: TaskEnvelope;
     try {
       env = decodeWith(TaskEnvelopeSchema, msg.data, `task message on ${msg.subject}`);
@@ -282,10 +288,36 @@ export class NatsBusImpl implements Bus {
       if (reserved) this.#pump(role);
       return;
     }
+    if (env.parts && this.#o.parts) {
+      // Its large texts are fetched first; one that cannot be fails the task, saying which.
+      const parts = env.parts;
+      this.#o.parts.restore("hop", env.state.job, env.state.id, env.state, parts, `task ${env.state.id} of job ${env.state.job}`).then(
+        () => this.#onEnvelope(role, env, reply, reserved),
+        (err: unknown) => {
+          if (err instanceof PartMissingError || err instanceof CodecError) this.#onEnvelope(role, env, reply, reserved, describe(err));
+          else {
+            // NATS did not answer: the message comes back later
+            this.#log.warn({ task: env.state.id, err: describe(err) }, "cannot fetch a task's large texts; it is delivered again");
+            this.keeper.nak(reply);
+            if (reserved) this.#pump(role);
+          }
+        },
+      );
+      return;
+    }
+    this.#onEnvelope(role, env, reply, reserved);
+  }
+
+  #onEnvelope(role: RoleSlots, env: TaskEnvelope, reply: string, reserved: boolean, broken?: string): void {
+    if (this.#draining) {
+      this.keeper.nak(reply);
+      return;
+    }
     const state = env.state;
     this.stats.received++;
     this.stats.hopLatency.observe(Math.max(0, Date.now() - env.sent));
     const hold = new Hold(this.keeper, this.#hop, { ack: reply, mark: hopMsgId(state.job, state.id, state.steps, state.attempts) }, env.seed);
+    if (broken !== undefined) hold.broken = broken;
     const delivery = parseAckSubject(reply);
     if (delivery && delivery.count > 1) {
       this.stats.redelivered++;
@@ -430,7 +462,9 @@ export class NatsBusImpl implements Bus {
     // Storing an unchanged state would be refused as a duplicate of the message it came with.
     const progressed = state.next !== null && (hold.task !== undefined ? hold.mark !== id : id !== hopMsgId(state.job, state.id, 0, {}));
     if (progressed) {
-      const done = await handOff(this.#o.link, state, hold.seed, { log: this.#log, stop: () => true, once: true, replicas: this.#o.replicas }).catch(() => "abandoned" as const);
+      const done = await handOff(this.#o.link, state, hold.seed, { log: this.#log, stop: () => true, once: true, replicas: this.#o.replicas, parts: this.#o.parts }).catch(
+        () => "abandoned" as const,
+      );
       if (done !== "abandoned") {
         this.keeper.handedOn(hold);
         return;

@@ -54,6 +54,8 @@ export class Hold implements Lease {
   run = 0;
   /** "held" until the task is finished, handed on, or given back */
   state: "held" | "done" | "handed" | "returned" = "held";
+  /** why the task arrived damaged (a large text of its state could not be fetched back): its step fails it with this */
+  broken: string | undefined;
 
   constructor(
     private readonly keeper: Keeper,

@@ -10,6 +10,8 @@ export interface NatsBusStats {
   duplicateHops: number;
   /** task messages taken off the stream */
   received: number;
+  /** their bytes (without the large texts they refer to) */
+  hopBytes: number;
   /** of which were deliveries again (a node died, or a hand-back) */
   redelivered: number;
   /** redelivered tasks that already had their row */
@@ -31,6 +33,7 @@ export function newBusStats(): NatsBusStats {
     remoteHops: 0,
     duplicateHops: 0,
     received: 0,
+    hopBytes: 0,
     redelivered: 0,
     alreadyDone: 0,
     seedsTaken: 0,

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { ClaimSchema } from "../../protocol/claim.ts";
 import { TaskStateSchema } from "../../protocol/task.ts";
 
 /**
@@ -30,6 +31,8 @@ export const TaskEnvelopeSchema = z.object({
   v: z.literal(1),
   state: TaskStateSchema,
   seed: SeedRefSchema.optional(),
+  /** the state's large texts, kept in the object store (their places in `state` hold empty strings) */
+  parts: z.array(ClaimSchema).optional(),
   /** epoch ms when it was published, for the hop latency figure */
   sent: z.number(),
 });
