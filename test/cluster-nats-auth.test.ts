@@ -23,7 +23,8 @@ if (missing) console.warn(`cluster-nats-auth: ${missing}; skipped`);
 const AUTH = join(ROOT, "configs/nats/auth.conf");
 const MATRIXD = { user: "matrixd", pass: "change-me-matrixd" };
 const APP = { user: "app", pass: "change-me-app" };
-const CONFIG = { nats: { ...MATRIXD, ackWaitSec: 3, memberTtlSec: 3 }, sim: { lenMedian: 40, maxLen: 128, timeScale: 0.02 }, log: { level: "info" } };
+// offloadBytes low so large texts go through the object store, whose subjects the users must allow too
+const CONFIG = { nats: { ...MATRIXD, ackWaitSec: 3, memberTtlSec: 3, offloadBytes: 256 }, sim: { lenMedian: 40, maxLen: 128, timeScale: 0.02 }, log: { level: "info" } };
 
 describe.skipIf(missing !== undefined)("cluster on a nats-server with users and permissions", () => {
   const tmp = tempDir("matrixd-nats-auth-");
