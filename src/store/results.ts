@@ -78,11 +78,7 @@ export class ResultStore {
     }
     try {
       await this.link.unlessDisconnected(
-        this.link.js.publish(Subjects.row(row.job, row.id), data, {
-          expect: { lastSubjectSequence: 0 },
-          headers: h,
-          timeout: PUBLISH_TIMEOUT_MS,
-        }),
+        this.link.publish(Subjects.row(row.job, row.id), data, { expectLastSubjectSequence: 0, headers: h, timeoutMs: PUBLISH_TIMEOUT_MS }),
       );
       this.stats.stored++;
       return { outcome: "stored", row: stored };
