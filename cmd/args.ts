@@ -75,9 +75,14 @@ export async function checkSeedFile(path: string): Promise<void> {
     throw new UsageError(`seed file ${path} does not exist`);
   }
   if (!st.isFile()) throw new UsageError(`seed file ${path} is not a file`);
-  for await (const chunk of Bun.file(path).stream()) {
-    // anything but whitespace is a line to read: the file is not empty
-    for (const b of chunk) if (b !== 32 && b !== 9 && b !== 10 && b !== 13) return;
+  try {
+    for await (const chunk of Bun.file(path).stream()) {
+      // anything but whitespace is a line to read: the file is not empty
+      for (const b of chunk) if (b !== 32 && b !== 9 && b !== 10 && b !== 13) return;
+    }
+  } catch (err) {
+    const code = err instanceof Error && "code" in err ? ` (${String(err.code)})` : "";
+    throw new UsageError(`seed file ${path} cannot be read${code}`);
   }
   throw new UsageError(`seed file ${path} is empty`);
 }

@@ -79,6 +79,7 @@ const NL = 10;
  */
 export async function download(api: ApiClient, id: string, sink: RowSink, say: (text: string) => void = (t) => process.stderr.write(t)): Promise<number> {
   let written = 0;
+  let writeError: unknown;
   const onSwitch = (from: string, to: string) => say(`${from} stopped answering; carrying on through ${to}\n`);
   for (let attempt = 1; ; attempt++) {
     let skip = written;
@@ -102,23 +103,30 @@ export async function download(api: ApiClient, id: string, sink: RowSink, say: (
           if (start > last) continue;
           const whole = data.subarray(start, last + 1);
           for (const b of whole) if (b === NL) written++;
-          await sink.write(whole);
+          try {
+            await sink.write(whole);
+          } catch (err) {
+            writeError = err;
+            throw err;
+          }
         }
       } catch (err) {
+        // the sink failing (disk full, a closed pipe) is not the download breaking off: no try again
+        if (writeError !== undefined) throw writeError;
         throw new ApiError(0, `dataset download from ${api.server} broke off after ${written} rows: ${describe(err)}`, undefined, { cause: err });
       }
-      if (partial.length > 0 && skip === 0) {
-        await sink.write(concat(partial, new Uint8Array([NL])));
-        written++;
-      }
+      // every row the API sends ends with its newline: a row without one was cut short
+      if (partial.length > 0) throw new ApiError(0, `dataset download from ${api.server} ended inside a row after ${written} rows`);
       const st = await api.failover(() => api.job(id), { onSwitch });
       const expected = st.ok + st.failed;
-      if (st.state === "running" || written >= expected) {
+      if (st.state !== "running" && written >= expected) {
         await sink.end();
         return written;
       }
-      if (attempt >= 5) throw new ApiError(0, `the dataset has ${written} rows but the job counts ${expected}`);
-      say(`the dataset from ${api.server} ended after ${written} of ${expected} rows; reading the rest again\n`);
+      // a stream that ended before the job did, or short of its rows, was cut: read the rest
+      if (attempt >= 5) throw new ApiError(0, `the dataset has ${written} rows but the job ${st.state === "running" ? "is still running" : `counts ${expected}`}`);
+      if (st.state === "running") await new Promise((r) => setTimeout(r, 1000));
+      else say(`the dataset from ${api.server} ended after ${written} of ${expected} rows; reading the rest again\n`);
     } catch (err) {
       if (!(err instanceof ApiError) || err.status !== 0 || attempt >= 5) throw err;
       say(`${err.message}; reading the rest again\n`);

@@ -37,21 +37,24 @@ export async function statusMain(argv: string[]): Promise<number> {
       console.log(JSON.stringify({ node: cluster.node, members: cluster.members, jobs }, null, 2));
       return 0;
     }
+    // The real limit of LLM work is each node's shared LLM slot group, not the sum of its roles' slots.
     let slots = 0;
     let busy = 0;
     for (const m of cluster.members) {
-      for (const r of Object.values(m.roles)) {
-        slots += r.slots;
-        busy += r.busy;
+      const g = m.groups?.llm;
+      if (g) {
+        slots += g.slots;
+        busy += g.busy;
       }
     }
-    const running = jobs.filter((j) => j.state === "running").length;
+    const live = jobs.filter((j) => j.state === "running");
     console.log(
-      `cluster seen from ${cluster.node} (${api.server}): ${cluster.members.length} member${cluster.members.length === 1 ? "" : "s"}, ` +
-        `${(slots - busy).toLocaleString("en-US")} of ${slots.toLocaleString("en-US")} slots free; ` +
-        `${jobs.length} job${jobs.length === 1 ? "" : "s"}, ${running} running\n`,
+      `cluster seen from ${cluster.node} (${api.server}): ${cluster.members.length} member${cluster.members.length === 1 ? "" : "s"}` +
+        (slots > 0 ? `, LLM slots ${busy.toLocaleString("en-US")} busy of ${slots.toLocaleString("en-US")}` : "") +
+        `; ${jobs.length} job${jobs.length === 1 ? "" : "s"}, ${live.length} running\n`,
     );
-    console.log(membersTable(cluster.members));
+    // While jobs run, only their workflows' roles are listed (the others are counted); with none, every role.
+    console.log(membersTable(cluster.members, Date.now(), live.length > 0 ? new Set(live.map((j) => j.workflow)) : undefined));
     if (jobs.length > 0) console.log(`\n${jobsTable(jobs)}`);
     return 0;
   } catch (err) {

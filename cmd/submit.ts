@@ -7,7 +7,7 @@ import { failureSummary } from "../src/engine/failures.ts";
 import { UsageError } from "../src/errors.ts";
 import { LiveLine } from "../src/log.ts";
 import { loadPlugin, Registry } from "../src/plugin/registry.ts";
-import { checkServer, preflight } from "../src/preflight/index.ts";
+import { checkOutPath, checkServer, preflight } from "../src/preflight/index.ts";
 import { type JobStatus, SUBMIT_SETTING_KEYS } from "../src/protocol/job.ts";
 import { isWorkflowFile, type LoadedWorkflow, loadWorkflowFile, WorkflowError } from "../src/workflow/index.ts";
 import { API_FLAGS, apiClient, checkSeedFile, intFlag, parseCommand } from "./args.ts";
@@ -109,7 +109,8 @@ export async function submitMain(argv: string[]): Promise<number> {
 
   const api = apiClient(f);
   // a file workflow was checked above; a named one must be hosted somewhere
-  await preflight("submit", [() => checkServer(api, file ? undefined : workflow)]);
+  const out = f.out;
+  await preflight("submit", [() => checkServer(api, file ? undefined : workflow), ...(out !== undefined ? [() => checkOutPath(out)] : [])]);
   const tty = process.stderr.isTTY === true;
   const live = tty ? new LiveLine(process.stderr) : undefined;
   const say = (text: string) => (live ? live.write(text) : process.stderr.write(text));

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { readRows, tempDir, writeLines } from "./support/files.ts";
 import { type JoinProcess, spawnJoin, waitDone } from "./support/join-process.ts";
 import { BUN, MATRIXD, ROOT } from "./support/matrixd.ts";
@@ -119,4 +119,23 @@ describe.skipIf(missing !== undefined)("cli failover", () => {
     expect(await again.exited).toBe(0);
     expect(text.trim().split("\n").length).toBe(N);
   }, 150_000);
+
+  test("cli - join --log-file: the JSON log goes to the file (appended), nothing to stdout", async () => {
+    const log = tmp.path("join.log");
+    writeFileSync(log, "earlier line\n");
+    const proc = Bun.spawn([...MATRIXD, "join", "--nats", srv.url, "--http", "127.0.0.1:0", "--name", "logger", "--log-level", "info", "--log-file", log], {
+      cwd: ROOT,
+      stdout: "pipe",
+      stderr: "pipe",
+      stdin: "ignore",
+    });
+    const stdout = new Response(proc.stdout).text();
+    await waitFor("the node's log in the file", async () => readFileSync(log, "utf8").includes('"msg":"HTTP API listening"'), 30_000, 100);
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+    expect(await stdout).toBe("");
+    const [first, ...lines] = readFileSync(log, "utf8").trim().split("\n");
+    expect(first).toBe("earlier line");
+    for (const l of lines) expect(JSON.parse(l).name).toBe("matrixd");
+  }, 60_000);
 });

@@ -11,6 +11,8 @@ let bin = "";
 beforeAll(async () => {
   bin = await matrixdBin();
   writeLines(tmp.path("seeds.jsonl"), coralSeeds(20));
+  writeFileSync(tmp.path("empty.jsonl"), "");
+  writeFileSync(tmp.path("blank.jsonl"), "\n  \n\n");
 }, 120_000);
 afterAll(() => tmp.remove());
 
@@ -51,6 +53,19 @@ describe("cli", () => {
       [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--llm", "gpu"], /--llm must be "sim" or an http\(s\) URL, got "gpu"/],
       [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--concurrency", "0"], /--concurrency must be a positive integer, not 0/],
       [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--concurrency", "-3"], /^matrixd run: --concurrency must be a positive integer, not -3$/m],
+      [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--trials", "two"], /^matrixd run: --trials must be a positive integer, not two$/m],
+      [["run", "--workflow", "coral", "--seeds", "empty.jsonl", "--out", "o.jsonl"], /^matrixd run: seed file empty.jsonl is empty$/m],
+      [["run", "--workflow", "coral", "--seeds", "blank.jsonl", "--out", "o.jsonl"], /^matrixd run: seed file blank.jsonl is empty$/m],
+      [["submit", "--workflow", "coral", "empty.jsonl", "--server", "127.0.0.1:9"], /^matrixd submit: seed file empty.jsonl is empty$/m],
+      [["submit", "--workflow", "coral", "missing.jsonl"], /^matrixd submit: seed file missing.jsonl does not exist$/m],
+      [["submit", "seeds.jsonl"], /^matrixd submit: --workflow is required$/m],
+      [["submit", "--workflow", "coral", "seeds.jsonl", "--server", "ftp://127.0.0.1:9"], /^matrixd submit: --server ftp:\/\/127.0.0.1:9: only http:\/\/ and https:\/\/ are served/m],
+      [["submit", "--workflow", "coral", "seeds.jsonl", "--server", "http://"], /^matrixd submit: --server http:\/\/ is not a URL/m],
+      [["submit", "--workflow", "coral", "seeds.jsonl", "--progress-every", "-1"], /^matrixd submit: --progress-every must be a positive integer, not -1$/m],
+      [["results"], /^matrixd results: give exactly one job id \(see matrixd results --help\)$/m],
+      [["cancel", "a", "b"], /^matrixd cancel: give exactly one job id \(see matrixd cancel --help\)$/m],
+      [["jobs", "--server", "nope://"], /^matrixd jobs: --server nope:\/\/: only http/m],
+      [["run", "--workflow", "coral", "--seeds", "seeds.jsonl", "--out", "o.jsonl", "--llm", "sim", "--log-file", "no/such/dir/log"], /^matrixd run: --log-file no\/such\/dir\/log: cannot open it/m],
     ];
     for (const [args, pattern] of cases) {
       const r = await run(...args);
@@ -59,7 +74,7 @@ describe("cli", () => {
       expect(r.stderr.trim().split("\n").length).toBe(1);
     }
     expect(existsSync(tmp.path("o.jsonl"))).toBe(false);
-  });
+  }, 60_000);
 
   test("cli - config errors exit 2 naming the file and the key", async () => {
     const cases: [string, string, RegExp][] = [

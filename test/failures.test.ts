@@ -17,6 +17,9 @@ describe("failures", () => {
     // a field's name stays: it is what the reason is about
     expect(failureReason('seed line 12: "question" must be a string')).toBe('seed line N: "question" must be a string');
     expect(failureReason('model "gpt-4o" is not served')).toBe('model "…" is not served');
+    expect(failureReason("LLM request failed after 1 attempt: http://127.0.0.1:4312/v1 answered 429 Too Many Requests")).toBe(
+      "LLM request failed after N attempt: http://127.0.0.1:N/v1 answered 429 Too Many Requests",
+    );
     expect(failureReason("first line 3\n  at stack 44")).toBe("first line N");
     expect(failureReason("")).toBe("no error given");
     expect(failureReason("x".repeat(500)).length).toBeLessThanOrEqual(200);
@@ -49,7 +52,7 @@ describe("failures", () => {
     addTally(sum, b);
     expect(sum.failed).toBe(9);
     expect(topFailures(sum.failures)).toEqual([
-      { reason: "LLM answered N after N tries", count: 8, task: "a0", error: "LLM answered 503 after 0 tries" },
+      { reason: "LLM answered 503 after N tries", count: 8, task: "a0", error: "LLM answered 503 after 0 tries" },
       { reason: "no env driver", count: 1, task: "b9", error: "no env driver" },
     ]);
     expect(emptyTally().failures).toBeUndefined();

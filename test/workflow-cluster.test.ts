@@ -34,8 +34,8 @@ let srv: NatsServer;
 let procs: JoinProcess[] = [];
 let nodeNo = 0;
 
-async function joinNode(args: string[] = []): Promise<JoinProcess> {
-  const p = await spawnJoin({ name: `wf${++nodeNo}`, nats: srv.url, dir: tmp.dir, config: CONFIG, args: ["--llm", "sim", ...args] });
+async function joinNode(args: string[] = [], config: Record<string, unknown> = CONFIG): Promise<JoinProcess> {
+  const p = await spawnJoin({ name: `wf${++nodeNo}`, nats: srv.url, dir: tmp.dir, config, args: ["--llm", "sim", ...args] });
   procs.push(p);
   return p;
 }
@@ -149,7 +149,9 @@ describe.skipIf(missing !== undefined)("carried workflow on a cluster of matrixd
 
   test("carried - a node killed with kill -9 mid-job: the carried job's dataset is complete, one row per task", async () => {
     const wc = loadWorkflowFile(WRITER_CRITIC);
-    const [a, b, c] = await Promise.all([joinNode(), joinNode(), joinNode()]);
+    // A slower sim (its answers do not depend on its speed) so the kill comes mid-job on a fast machine too.
+    const slow = { ...CONFIG, sim: { ...SIM, timeScale: 0.1 } };
+    const [a, b, c] = await Promise.all([joinNode([], slow), joinNode([], slow), joinNode([], slow)]);
     const sub = await matrixd(["submit", "--server", a!.url, "--workflow", WRITER_CRITIC, tmp.path("seeds.jsonl"), "--config", tmp.path("job.json")]);
     expect(sub.code).toBe(0);
     const id = sub.stdout.trim();

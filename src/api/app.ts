@@ -68,7 +68,7 @@ export function createApp(node: ClusterNode, opts: AppOptions): Hono {
 
   app.route(
     "/v1/jobs",
-    jobRoutes({ node, registry, limits: { maxSeeds: opts.maxSeeds ?? DEFAULT_MAX_SEEDS }, log: opts.log, downloads }),
+    jobRoutes({ node, registry, limits: { maxSeeds: opts.maxSeeds ?? DEFAULT_MAX_SEEDS }, downloads }),
   );
   app.route("/v1/events", eventRoutes(node));
   app.route("/", nodeRoutes(node, http));

@@ -90,7 +90,7 @@ export class ApiClient {
   async learnMembers(): Promise<void> {
     try {
       const { members } = await this.cluster();
-      const urls = members.flatMap((m) => (m.http && m.state === "running" ? [m.http.replace(/\/+$/, "")] : []));
+      const urls = members.flatMap((m) => (m.http && m.state === "running" && this.#reachable(m.http) ? [m.http.replace(/\/+$/, "")] : []));
       this.#others = [...new Set(urls)].filter((u) => u !== this.#server);
     } catch {
       // keep what was learned while the node answered
@@ -100,8 +100,9 @@ export class ApiClient {
   /**
    * Run `op` against this node; when the node gives no answer at all (it
    * died, its address refuses), move to the first other known member that
-   * answers `/healthz` and run `op` again there, for up to `withinMs`. Any
-   * answer of a node, an error status included, is final.
+   * answers `/healthz` and run `op` again there, for up to `withinMs`. A 503
+   * (NATS cannot answer the node for now) is asked again; any other answer
+   * of a node, an error status included, is final.
    */
   async failover<T>(op: () => Promise<T>, opts: { withinMs?: number; onSwitch?: (from: string, to: string, why: string) => void } = {}): Promise<T> {
     const until = Date.now() + (opts.withinMs ?? 60_000);
@@ -109,7 +110,13 @@ export class ApiClient {
       try {
         return await op();
       } catch (err) {
-        if (!(err instanceof ApiError) || err.status !== 0 || this.#others.length === 0 || Date.now() > until) throw err;
+        if (!(err instanceof ApiError) || Date.now() > until) throw err;
+        // 503: the node is there but NATS cannot answer it for now (a NATS restart): ask it again
+        if (err.status === 503) {
+          await new Promise((r) => setTimeout(r, 1000));
+          continue;
+        }
+        if (err.status !== 0 || this.#others.length === 0) throw err;
         const next = await this.#answering();
         if (next) {
           const from = this.#server;
@@ -120,6 +127,26 @@ export class ApiClient {
         } else await new Promise((r) => setTimeout(r, 500));
       }
     }
+  }
+
+  /**
+   * Whether a member's advertised URL leads to it from here: one that
+   * listens on every address (0.0.0.0, ::) advertises no address of its
+   * own, which only means that member when this client talks to a node on
+   * its own machine.
+   */
+  #reachable(url: string): boolean {
+    const host = (u: string) => {
+      try {
+        return new URL(u).hostname.replace(/^\[|\]$/g, "");
+      } catch {
+        return "";
+      }
+    };
+    const h = host(url);
+    if (h !== "0.0.0.0" && h !== "::") return h !== "";
+    const mine = host(this.#server);
+    return mine === "localhost" || mine === "::1" || mine.startsWith("127.");
   }
 
   /** The first other member that answers its health check. */

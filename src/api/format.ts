@@ -85,24 +85,35 @@ export function table(head: readonly string[], rows: readonly (readonly string[]
   return out.join("\n");
 }
 
-/** The members table: node, state, roles (busy/slots +queued), LLM endpoints (in flight/limit), version, age. */
-export function membersTable(members: readonly Member[], now = Date.now()): string {
+/**
+ * The members table: node, state, slot groups and roles (busy/slots
+ * +queued), LLM endpoints (in flight/limit), version, age. With `active`
+ * (the workflows of live jobs), only their roles are listed; the other
+ * workflows are counted on one line.
+ */
+export function membersTable(members: readonly Member[], now = Date.now(), active?: ReadonlySet<string>): string {
   const rows = [...members]
     .sort((a, b) => a.node.localeCompare(b.node))
     .map((m) => {
       // One line per workflow: "coral: extractor 0/64, matcher 0/64, ..."
       const byWorkflow = new Map<string, string[]>();
+      const idle = new Set<string>();
       for (const [key, r] of Object.entries(m.roles).sort(([a], [b]) => a.localeCompare(b))) {
         const dot = key.indexOf(".");
         const wf = dot > 0 ? key.slice(0, dot) : "";
         const role = dot > 0 ? key.slice(dot + 1) : key;
+        if (active && wf && !active.has(wf)) {
+          idle.add(wf);
+          continue;
+        }
         const list = byWorkflow.get(wf) ?? [];
         list.push(`${role} ${r.busy}/${r.slots}${r.queued ? ` +${r.queued}` : ""}`);
         byWorkflow.set(wf, list);
       }
-      const roles = [...byWorkflow]
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([wf, list]) => (wf ? `${wf}: ${list.join(", ")}` : list.join(", "))).join("\n");
+      const lines = Object.entries(m.groups ?? {}).map(([g, v]) => `${g} slots (shared): ${v.busy}/${v.slots}`);
+      for (const [wf, list] of [...byWorkflow].sort(([a], [b]) => a.localeCompare(b))) lines.push(wf ? `${wf}: ${list.join(", ")}` : list.join(", "));
+      if (idle.size > 0) lines.push(`${idle.size} workflow${idle.size === 1 ? "" : "s"} with no live job`);
+      const roles = lines.join("\n");
       const llm = m.services.llm
         .map((e) => `${e.url.replace(/^https?:\/\//, "")} ${e.inFlight}/${e.limit}${e.waiting ? ` +${e.waiting}` : ""}${e.healthy ? "" : " DOWN"}`)
         .join("\n");

@@ -31,6 +31,8 @@ export function failureReason(error: string, task?: string): string {
   s = s
     .replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'`<>()]+/gi, (u) => keep(url(u)))
     .replace(/"(?:[^"\\]|\\.)*"|'[^'\s][^']*'|`[^`]*`/g, (q) => keep(quoted(q)))
+    // an HTTP status says what went wrong (429 is not 500): it stays
+    .replace(/\b(?:answered|status|HTTP|code) [1-5]\d\d\b/g, keep)
     .replace(/\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, "<id>")
     .replace(/\b(?!\d+(?:ms|s|m|h|k|kb|mb|gb|b|x)\b)(?=[A-Za-z0-9_-]*\d[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{8,}\b/g, "<id>")
     .replace(/(?<![A-Za-z_<])\d+(?:[.,]\d+)*(?=(?:ms|s|m|h|k|kb|mb|gb|b|x|%)?(?![A-Za-z_]))/gi, "N")

@@ -127,6 +127,7 @@ class MemoryJob {
       metrics: metricMeans(this.tally, this.runtime.workflow.metrics ?? []),
       ...(this.tally.failures ? { failures: topFailures(this.tally.failures) } : {}),
       ...(this.tally.timeline ? { timeline: this.tally.timeline } : {}),
+      ...(this.tally.failures ? { failures: topFailures(this.tally.failures) } : {}),
     };
   }
 }

@@ -1,6 +1,5 @@
 import { Hono } from "hono";
 import type { ClusterNode, JobStatus } from "../../cluster/types.ts";
-import type { Logger } from "../../log.ts";
 import type { Registry } from "../../plugin/registry.ts";
 import { HttpError } from "../http-error.ts";
 import { ndjsonStream } from "../ndjson.ts";
@@ -12,7 +11,6 @@ export interface JobRoutesOptions {
   node: ClusterNode;
   registry: Registry;
   limits: SubmissionLimits;
-  log?: Logger;
   /** signs the short-lived download links of `POST /v1/jobs/:id/download` */
   downloads: DownloadSigner;
 }
@@ -60,13 +58,12 @@ export function downloadRoutes(node: ClusterNode, downloads: DownloadSigner): Ho
  * job is either taken whole or refused with every bad line named.
  */
 export function jobRoutes(opts: JobRoutesOptions): Hono {
-  const { node, registry, limits, log, downloads } = opts;
+  const { node, registry, limits, downloads } = opts;
   const jobs = new Hono();
 
   jobs.post("/", async (c) => {
     const read = await readSubmission(c.req.raw, { workflow: c.req.query("workflow"), config: c.req.query("config") }, registry, limits);
     const { id, total } = read.kind === "whole" ? await node.submit(read.submission) : await submitStream(node, read, limits);
-    log?.info({ job: id, workflow: read.kind === "whole" ? read.submission.workflow : read.workflow.name, total }, "job submitted");
     return c.json({ id, total } satisfies SubmitResponse, 201, { Location: `/v1/jobs/${encodeURIComponent(id)}` });
   });
 
@@ -111,14 +108,12 @@ export function jobRoutes(opts: JobRoutesOptions): Hono {
     const purge = c.req.query("purge");
     if (purge !== undefined && purge !== "0" && purge !== "false") {
       await node.purge(id);
-      log?.info({ job: id }, "job purged");
       return c.json({ id, state: "purged" } satisfies CancelResponse);
     }
     if (!(await node.cancel(id))) {
       const now = await node.job(id);
       throw new HttpError(409, `job "${id}" is already ${now?.state ?? job.state}`);
     }
-    log?.info({ job: id }, "job cancelled");
     return c.json({ id, state: "cancelled" } satisfies CancelResponse);
   });
 
