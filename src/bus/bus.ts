@@ -18,6 +18,12 @@ export interface Lease {
   send(state: TaskState): Promise<void>;
   /** The task is finished and its row is stored: let go of what the lease holds. */
   done(): Promise<void>;
+  /**
+   * The task's last step is over and its row is being stored: the slot of
+   * that step may go to other work meanwhile (storing a row is not the
+   * role's work). What the lease holds stays held until `done`.
+   */
+  finishing?(): void;
 }
 
 /** Runs one step of a task that arrived for a hosted role. */
