@@ -15,7 +15,7 @@
  * Prints the figures and writes bench/results/cluster.json (the cluster's
  * figures under `natsCluster`).
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LATENCY_BUCKETS_MS } from "../src/bus/nats/latency.ts";
@@ -301,6 +301,16 @@ async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
 }
 
 const results: Record<string, unknown> = { machine: machineInfo(root), quick, plan };
+
+/** The figures of an earlier file with this run's sections put in, each new one carrying this run's machine. */
+function mergeSections(old: Record<string, unknown>, now: Record<string, unknown>): Record<string, unknown> {
+  const merged = { ...old };
+  for (const [k, v] of Object.entries(now)) {
+    if (k === "machine" || k === "quick" || k === "plan") continue;
+    merged[k] = v !== null && typeof v === "object" && !Array.isArray(v) ? { machine: now.machine, quick: now.quick, ...(v as object) } : v;
+  }
+  return merged;
+}
 try {
   log("one nats-server:");
   const monitorPort = await freePort();
@@ -339,7 +349,10 @@ try {
 
 const out = f.out ?? join(root, "bench", "results");
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, "cluster.json"), `${JSON.stringify(results, null, 2)}\n`);
+// A run of some sections only (--only) keeps the other sections' figures of the file, each with the machine it ran on.
+const file = join(out, "cluster.json");
+const written = f.only !== undefined && existsSync(file) ? mergeSections(JSON.parse(readFileSync(file, "utf8")), results) : results;
+writeFileSync(file, `${JSON.stringify(written, null, 2)}\n`);
 const lines: string[] = [];
 /** The figures of one NATS setup, as lines. */
 function describeFigures(title: string, r: Record<string, unknown>): void {
