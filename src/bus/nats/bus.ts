@@ -201,10 +201,8 @@ export class NatsBusImpl implements Bus {
         this.#run(role, state, hold, keeps);
         return;
       }
-      // A task holding something that lives here (an environment) waits for a slot here rather than move;
-      // so does a seed just admitted here (its request promised no slot: see Puller's fill mode).
-      const fresh = hold.run === 0 && hold.task === undefined && hold.seed?.node === this.#o.node;
-      if (pinnedHere || fresh) {
+      if (pinnedHere) {
+        // The task holds something that lives here (an environment): it waits for a slot here rather than move.
         hold.run = 0;
         role.overflow.push({ state, hold });
         return;
@@ -369,8 +367,6 @@ export class NatsBusImpl implements Bus {
       stream: Streams.seeds,
       consumer: seedConsumer(job),
       pool: gate ? new GatedSlots(role, gate) : role,
-      // A gate's shares are promised to each request; seeds of an ungated job are asked for with a waiting request.
-      fill: gate === undefined,
       log: this.#log,
       onMessage: (msg, ack) => this.#onSeed(job, msg, ack, onSeed),
     });

@@ -40,24 +40,11 @@ export interface PullerOptions {
   idleExpiresMs?: number;
   /** how long a request for several messages waits when none are there (default 100 ms) */
   burstExpiresMs?: number;
-  /**
-   * Fill mode (a job's seeds): every request asks for all the free slots and
-   * waits at the server up to `fillExpiresMs` to be filled, promising none
-   * of them: the server hands each message over as soon as it may (a seed
-   * acked elsewhere frees room under the job's limit), with no round trip,
-   * and local work keeps the slots meanwhile. A message that finds no room
-   * waits on this node for one (`reserved` false).
-   */
-  fill?: boolean;
-  /** how long a fill-mode request waits at the server (default 1000 ms) */
-  fillExpiresMs?: number;
 }
 
 interface Request {
   n: number;
   batch: number;
-  /** slots promised to it (none in fill mode) */
-  promised: number;
   /** an idle request's: its slot was promised light */
   light: boolean;
   delivered: number;
@@ -75,8 +62,7 @@ type RequestEnd = "filled" | "expired" | "empty" | "silent" | "unavailable" | "r
  * single one-message request waiting (one slot promised); once messages flow
  * it asks for every free slot with `no_wait`, which the server answers at
  * once with what it has, so free slots are never promised for long and local
- * hops can use them. In fill mode (seeds) every request asks for all the
- * free slots and waits, promising none (see `PullerOptions.fill`).
+ * hops can use them.
  */
 export class Puller {
   readonly #o: Required<Omit<PullerOptions, "onSilence">> & Pick<PullerOptions, "onSilence">;
@@ -96,7 +82,7 @@ export class Puller {
   readonly ends: Record<string, number> = {};
 
   constructor(opts: PullerOptions) {
-    this.#o = { maxBatch: 256, idleExpiresMs: 1000, burstExpiresMs: 100, fill: false, fillExpiresMs: 1000, onSilence: undefined, ...opts };
+    this.#o = { maxBatch: 256, idleExpiresMs: 1000, burstExpiresMs: 100, onSilence: undefined, ...opts };
     this.#inbox = createInbox();
     this.#subject = `$JS.API.CONSUMER.MSG.NEXT.${opts.stream}.${opts.consumer}`;
   }
@@ -151,13 +137,11 @@ export class Puller {
         await this.#sleep(1000);
         continue;
       }
-      const fill = o.fill;
-      const batch = idle && !fill ? 1 : Math.min(free, o.maxBatch);
-      const expires = fill ? o.fillExpiresMs : idle ? o.idleExpiresMs : o.burstExpiresMs;
+      const batch = idle ? 1 : Math.min(free, o.maxBatch);
+      const expires = idle ? o.idleExpiresMs : o.burstExpiresMs;
       // An idle request's slot is promised light: idle pullers of roles sharing a group must not hold all of it.
-      const light = idle || fill;
-      const promised = fill ? 0 : batch;
-      o.pool.reserve(promised, light);
+      const light = idle;
+      o.pool.reserve(batch, light);
       let req: Request | undefined;
       const end = await new Promise<RequestEnd>((resolve) => {
         const timer = setTimeout(() => finish("silent"), expires + 2000);
@@ -166,12 +150,11 @@ export class Puller {
           if (this.#current === req) this.#current = undefined;
           resolve(status);
         };
-        req = { n: ++this.#seq, batch, promised, light, delivered: 0, end: finish };
+        req = { n: ++this.#seq, batch, light, delivered: 0, end: finish };
         this.#current = req;
         this.requests++;
         try {
-          const noWait = fill ? "" : `"no_wait":true,`;
-          o.link.nc.publish(this.#subject, `{"batch":${batch},${noWait}"expires":${expires * 1_000_000}}`, {
+          o.link.nc.publish(this.#subject, `{"batch":${batch},"no_wait":true,"expires":${expires * 1_000_000}}`, {
             reply: `${this.#inbox}.${req.n}`,
           });
         } catch (err) {
@@ -181,9 +164,8 @@ export class Puller {
       });
       const got = (req as Request | undefined)?.delivered ?? 0;
       this.ends[end] = (this.ends[end] ?? 0) + 1;
-      const unused = Math.max(0, promised - got);
-      o.pool.release(unused, light);
-      if (unused > 0) o.pool.settled?.();
+      o.pool.release(batch - got, light);
+      if (batch > got) o.pool.settled?.();
       idle = got === 0;
       if (end === "silent" || end === "unavailable" || end === "refused") {
         if (end === "silent") silent++;
@@ -211,10 +193,9 @@ export class Puller {
       // A JetStream message: it answers the open request, if any.
       if (req) {
         req.delivered++;
-        const promised = req.delivered <= req.promised;
-        if (promised) this.#o.pool.release(1, req.light);
+        this.#o.pool.release(1, req.light);
         if (req.delivered >= req.batch) req.end("filled");
-        this.#o.onMessage(msg, ack, promised && !req.light);
+        this.#o.onMessage(msg, ack, !req.light);
       } else {
         this.late++;
         this.#o.onMessage(msg, ack, false);
