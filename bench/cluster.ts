@@ -15,17 +15,19 @@
  * Prints the figures and writes bench/results/cluster.json (the cluster's
  * figures under `natsCluster`).
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { JobStatus } from "../src/cluster/types.ts";
 import { type JoinProcess, metric, spawnJoin } from "../test/support/join-process.ts";
 import { tempDir } from "../test/support/files.ts";
 import { startNatsCluster, startNatsServer } from "../test/support/nats-server.ts";
+import { describeSide, measureSideBySide } from "./cluster-side.ts";
 import { gauge, startFleet } from "./fleet.ts";
 import { latencyQuantile } from "./hop-latency.ts";
 import { machineInfo } from "./machine.ts";
 import { matrixdCommand, procStatus, repoRoot } from "./proc.ts";
+import { freePort } from "../src/util/net.ts";
 
 const { values: f } = parseArgs({
   args: process.argv.slice(2),
@@ -33,18 +35,24 @@ const { values: f } = parseArgs({
     quick: { type: "boolean" },
     only: { type: "string" },
     "nats-cluster": { type: "boolean" },
+    rounds: { type: "string" },
+    "side-slots": { type: "string" },
     out: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (f.help) {
-  console.log(`usage: bun bench/cluster.ts [--quick] [--only dummy,nats,coral] [--nats-cluster] [--out DIR]
+  console.log(`usage: bun bench/cluster.ts [--quick] [--only dummy,nats,coral,side] [--nats-cluster] [--out DIR]
+  --only           sections: dummy (hops/s), nats (every hop through NATS), coral (a shared fleet),
+                   side (the same coral-dummy job through \`matrixd run\` and the three nodes, in turns)
+  --rounds N       jobs of each mode in the side-by-side section (default 3; quick 1)
+  --side-slots N   slots of each role on each node there (default: the job's concurrency, as matrixd run)
   --nats-cluster   measure also on a 3-server NATS cluster with 3 replicas (after one nats-server)
   writes DIR/cluster.json (default bench/results)`);
   process.exit(0);
 }
 const quick = f.quick === true;
-const only = new Set((f.only ?? "dummy,nats,coral").split(","));
+const only = new Set((f.only ?? "dummy,nats,coral,side").split(","));
 const withCluster = f["nats-cluster"] === true;
 const plan = quick
   ? {
@@ -54,6 +62,7 @@ const plan = quick
       coral: 200,
       coralConcurrency: 256,
       fleet: { servers: 3, slots: 16, decodeTps: 20_000, flags: { "agree-rate": 0.3 } },
+      side: { tasks: 3000, concurrency: 1024, rounds: 1 },
     }
   : {
       dummy: 60_000,
@@ -62,6 +71,7 @@ const plan = quick
       coral: 6000,
       coralConcurrency: 512,
       fleet: { servers: 3, slots: 64, decodeTps: 12_000, flags: { "agree-rate": 0.3 } },
+      side: { tasks: 20_000, concurrency: 4096, rounds: 3 },
     };
 
 const root = repoRoot();
@@ -270,11 +280,36 @@ async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
 }
 
 const results: Record<string, unknown> = { machine: machineInfo(root), quick, plan };
+
+/** The figures of an earlier file with this run's sections put in, each new one carrying this run's machine. */
+function mergeSections(old: Record<string, unknown>, now: Record<string, unknown>): Record<string, unknown> {
+  const merged = { ...old };
+  for (const [k, v] of Object.entries(now)) {
+    if (k === "machine" || k === "quick" || k === "plan") continue;
+    merged[k] = v !== null && typeof v === "object" && !Array.isArray(v) ? { machine: now.machine, quick: now.quick, ...(v as object) } : v;
+  }
+  return merged;
+}
 try {
   log("one nats-server:");
-  const single = await startNatsServer();
+  const monitorPort = await freePort();
+  const single = await startNatsServer({ args: ["-m", String(monitorPort)] });
   try {
-    Object.assign(results, await measureOn({ tag: "", urls: [single.url], replicas: 1 }));
+    const nats = { tag: "", urls: [single.url], replicas: 1 };
+    Object.assign(results, await measureOn(nats));
+    if (only.has("side")) {
+      const ctx = {
+        matrixd,
+        dir: tmp.dir,
+        monitor: `http://127.0.0.1:${monitorPort}`,
+        startNodes: (config: Record<string, unknown>) => startNodes(nats, "s", config),
+        stopNodes,
+        log,
+      };
+      const rounds = f.rounds === undefined ? plan.side.rounds : Number(f.rounds);
+      const slots = f["side-slots"] === undefined ? undefined : Number(f["side-slots"]);
+      results.sideBySide = await measureSideBySide(ctx, { ...plan.side, rounds, ...(slots ? { slots } : {}) }, single.pid);
+    }
   } finally {
     await single.close();
   }
@@ -293,7 +328,10 @@ try {
 
 const out = f.out ?? join(root, "bench", "results");
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, "cluster.json"), `${JSON.stringify(results, null, 2)}\n`);
+// A run of some sections only (--only) keeps the other sections' figures of the file, each with the machine it ran on.
+const file = join(out, "cluster.json");
+const written = f.only !== undefined && existsSync(file) ? mergeSections(JSON.parse(readFileSync(file, "utf8")), results) : results;
+writeFileSync(file, `${JSON.stringify(written, null, 2)}\n`);
 const lines: string[] = [];
 /** The figures of one NATS setup, as lines. */
 function describeFigures(title: string, r: Record<string, unknown>): void {
@@ -313,6 +351,7 @@ function describeFigures(title: string, r: Record<string, unknown>): void {
 }
 const cores = (results.machine as { cores: number }).cores;
 describeFigures(`cluster of 3 matrixd join processes, one nats-server (${cores} cores)`, results);
+if (results.sideBySide) lines.push(...describeSide(results.sideBySide as Record<string, unknown>));
 if (results.natsCluster) describeFigures("the same on a 3-server NATS cluster, streams and buckets with 3 replicas", results.natsCluster as Record<string, unknown>);
 lines.push(`written: ${join(out, "cluster.json")}`);
 console.log(lines.join("\n"));

@@ -20,6 +20,12 @@ export interface Lease {
   done(): Promise<void>;
   /** Set when the task arrived damaged (a part of its state could not be fetched): its step fails the task with this reason. */
   readonly broken?: string | undefined;
+  /**
+   * The task's last step is over and its row is being stored: the slot of
+   * that step may go to other work meanwhile (storing a row is not the
+   * role's work). What the lease holds stays held until `done`.
+   */
+  finishing?(): void;
 }
 
 /** Runs one step of a task that arrived for a hosted role. */

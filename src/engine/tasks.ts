@@ -352,6 +352,7 @@ export class TaskRunner {
     const row = buildRow(state, job);
     if (row.status === "ok") this.stats.ok++;
     else this.stats.failed++;
+    lease?.finishing?.();
     try {
       await this.#opts.finish(row, state);
     } catch (err) {

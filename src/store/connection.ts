@@ -6,6 +6,7 @@ import { ConfigError, describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { retry } from "../util/retry.ts";
 import { isAuthRefused, NatsUnavailableError } from "./errors.ts";
+import { AckedPublisher, type PubAck, type PublishOptions } from "./publisher.ts";
 
 /** How to reach and log in to NATS (from the join config). */
 export interface NatsConnectOptions {
@@ -42,6 +43,8 @@ export interface NatsLink {
   readonly stats: LinkStats;
   /** largest message the server takes, bytes */
   maxPayload(): number;
+  /** publish to a stream and wait for its ack (the hot paths: seeds, hops, rows; see AckedPublisher) */
+  publish(subject: string, data: Uint8Array, opts: PublishOptions): Promise<PubAck>;
   /** called after each reconnect (pull requests and watchers may need a nudge); returns a function that stops it */
   onReconnect(fn: () => void): () => void;
   /**
@@ -141,7 +144,8 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
 
   const stats: LinkStats = { connected: true, disconnects: 0, reconnects: 0, errors: 0 };
   const reconnectHooks: (() => void)[] = [];
-  let dropped: (() => void)[] = [];
+  // A set: thousands of publishes may wait at once, each leaving it when answered.
+  let dropped = new Set<() => void>();
   const conn = nc;
   void (async () => {
     for await (const s of conn.status()) {
@@ -150,9 +154,9 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
           stats.connected = false;
           stats.disconnects++;
           downSince = Date.now();
-          log.warn({ server: s.server, inFlight: dropped.length }, "NATS disconnected");
+          log.warn({ server: s.server, inFlight: dropped.size }, "NATS disconnected");
           const waiting = dropped;
-          dropped = [];
+          dropped = new Set();
           for (const f of waiting) f();
           break;
         }
@@ -196,6 +200,7 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
   })();
 
   const js = jetstream(conn, { timeout: 5_000 });
+  const publisher = new AckedPublisher(conn);
   // No API check here: JetStream may not be up yet (a starting cluster); the first setup request waits for it.
   const jsm = await jetstreamManager(conn, { timeout: 5_000, checkAPI: false });
   return {
@@ -205,6 +210,7 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
     kvm: new Kvm(js),
     stats,
     maxPayload: () => conn.info?.max_payload ?? 1024 * 1024,
+    publish: (subject, data, opts) => publisher.publish(subject, data, opts),
     onReconnect: (fn) => {
       reconnectHooks.push(fn);
       return () => {
@@ -216,11 +222,8 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
       if (!stats.connected) return p;
       return new Promise<T>((resolve, reject) => {
         const onDrop = () => reject(new NatsUnavailableError("the NATS connection dropped while waiting for an answer"));
-        dropped.push(onDrop);
-        const forget = () => {
-          const i = dropped.indexOf(onDrop);
-          if (i >= 0) dropped.splice(i, 1);
-        };
+        dropped.add(onDrop);
+        const forget = () => dropped.delete(onDrop);
         p.then(
           (v) => {
             forget();
@@ -234,11 +237,12 @@ export async function connectNats(opts: NatsConnectOptions): Promise<NatsLink> {
       });
     },
     async close() {
-      if (conn.isClosed()) return;
       try {
-        await conn.drain();
+        if (!conn.isClosed()) await conn.drain();
       } catch {
         await conn.close();
+      } finally {
+        publisher.close();
       }
     },
   };

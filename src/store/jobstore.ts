@@ -98,7 +98,7 @@ export class JobStore {
 
   async #publishSeed(s: SeedMessage, index: number): Promise<void> {
     const data = encode(s);
-    await retry(() => this.link.unlessDisconnected(this.link.js.publish(Subjects.seed(s.job), data, { msgID: `${s.job}:${index}`, timeout: PUBLISH_TIMEOUT_MS })), {
+    await retry(() => this.link.unlessDisconnected(this.link.publish(Subjects.seed(s.job), data, { msgID: `${s.job}:${index}`, timeoutMs: PUBLISH_TIMEOUT_MS })), {
       tries: 6,
       baseMs: 200,
       maxMs: 3200,

@@ -112,7 +112,7 @@ export class ResultStore {
     for (let tries = 1; ; tries++) {
       try {
         const ack = await this.link.unlessDisconnected(
-          this.link.js.publish(subject, data, { expect: { lastSubjectSequence: after }, headers: h, timeout: PUBLISH_TIMEOUT_MS }),
+          this.link.publish(subject, data, { expectLastSubjectSequence: after, headers: h, timeoutMs: PUBLISH_TIMEOUT_MS }),
         );
         // The garbage before the row goes, so the subject holds the row alone.
         if (after > 0) await this.link.jsm.streams.purge(Streams.rows, { filter: subject, seq: ack.seq });

@@ -92,6 +92,12 @@ export class JoinProcess {
   }
 }
 
+/** Kill -9 every node of `procs` still alive, and empty the list (a test's clean-up). */
+export async function killAll(procs: JoinProcess[]): Promise<void> {
+  const alive = procs.splice(0).filter((p) => p.alive);
+  await Promise.all(alive.map((p) => p.kill9()));
+}
+
 /** Poll the live nodes until the job ends (any live node answers); bounded, and the error shows each node's log tail. */
 export async function waitDone(procs: readonly JoinProcess[], id: string, timeoutMs: number): Promise<JobStatus> {
   let last: unknown;

@@ -12,6 +12,8 @@ export interface NatsServer {
   port: number;
   /** the JetStream store folder (kept across restarts) */
   storeDir: string;
+  /** the process id of the server running now (undefined while stopped) */
+  readonly pid: number | undefined;
   /** Stop it (SIGTERM, then SIGKILL after a grace); the store is kept. */
   stop(): Promise<void>;
   /** Start it again on the same port with the same store. */
@@ -139,6 +141,9 @@ export async function startNatsServer(
     url: `nats://127.0.0.1:${chosen}`,
     port: chosen,
     storeDir,
+    get pid() {
+      return proc?.pid;
+    },
     stop,
     restart: async () => {
       await stop();

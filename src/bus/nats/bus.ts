@@ -236,8 +236,23 @@ export class NatsBusImpl implements Bus {
     hold.run = id;
     const run: Run = { state, hold, role, groupSlot: true };
     this.#runs.set(id, run);
-    const after = (err?: unknown) => {
+    // The slot goes back when the step ends, or earlier when its task is only storing its row.
+    let slotHeld = true;
+    const freeSlot = () => {
+      if (!slotHeld) return;
+      slotHeld = false;
       role.give(run.groupSlot);
+      if (run.groupSlot) this.#pumpAll(role);
+      else this.#pump(role);
+    };
+    hold.freeSlot = freeSlot;
+    const after = (err?: unknown) => {
+      if (hold.freeSlot === freeSlot) hold.freeSlot = undefined;
+      const early = !slotHeld;
+      if (slotHeld) {
+        slotHeld = false;
+        role.give(run.groupSlot);
+      }
       this.#runs.delete(id);
       if (err !== undefined) this.#log.error({ role: role.key, task: state.id, err: describe(err) }, "step handler threw");
       if (hold.run === id && hold.open) {
@@ -247,6 +262,7 @@ export class NatsBusImpl implements Bus {
           this.keeper.giveBack(hold);
         }
       }
+      if (early) return;
       if (run.groupSlot) this.#pumpAll(role);
       else this.#pump(role);
     };

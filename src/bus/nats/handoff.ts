@@ -61,7 +61,7 @@ export async function handOff(
   const msgID = hopMsgId(state.job, state.id, state.steps, state.attempts);
   const subject = Subjects.task(state.workflow, state.next as string);
   try {
-    const ack = await retry(() => link.unlessDisconnected(link.js.publish(subject, data, { msgID, timeout: PUBLISH_TIMEOUT_MS })), {
+    const ack = await retry(() => link.unlessDisconnected(link.publish(subject, data, { msgID, timeoutMs: PUBLISH_TIMEOUT_MS })), {
       baseMs: 100,
       maxMs: 2000,
       retryable: (err) => !isPayloadTooLarge(err),

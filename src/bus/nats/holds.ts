@@ -52,6 +52,8 @@ export class Hold implements Lease {
   seed: SeedRef | undefined;
   /** the local run that has the task now (a later run takes it over on a local hop) */
   run = 0;
+  /** gives back the slot of the run that has the task now, once (set by the bus for each run) */
+  freeSlot: (() => void) | undefined;
   /** "held" until the task is finished, handed on, or given back */
   state: "held" | "done" | "handed" | "returned" = "held";
   /** why the task arrived damaged (a large text of its state could not be fetched back): its step fails it with this */
@@ -81,6 +83,13 @@ export class Hold implements Lease {
   /** Give the task back to NATS to be delivered again at once. */
   giveBack(): void {
     this.keeper.giveBack(this);
+  }
+
+  /** The task's last step is over and its row is being stored: its slot may go to other work. */
+  finishing(): void {
+    const free = this.freeSlot;
+    this.freeSlot = undefined;
+    free?.();
   }
 
   /** The task's row is stored: let go of the task message and the seed. */
