@@ -13,6 +13,7 @@ import { Engine, type EngineStats } from "./engine.ts";
 import type { JobRuntime } from "./job.ts";
 import { topFailures } from "./failures.ts";
 import { addRow, emptyTally, metricMeans } from "./metrics.ts";
+import { encodeRow } from "./row.ts";
 import { SeedFile, startTask } from "./tasks.ts";
 
 export interface RunJobOptions {
@@ -122,7 +123,8 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     services: opts.services,
     accounting,
     finish: async (row) => {
-      sink.write(row);
+      // a row too big throws here, before anything is counted: the runner stores a failed row instead
+      sink.writeLine(encodeRow(row));
       if (row.status === "ok") ok++;
       else failed++;
       addRow(tally, row, metricDefs);
@@ -161,6 +163,8 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
         stopped = true;
         break;
       }
+      // no LLM endpoint answers: the tasks in flight wait for one, and nothing new is admitted meanwhile
+      if (opts.llm && (opts.llm.waitingForEndpoint?.() ?? 0) > 0) await pauseAdmission(opts.llm, job.id, log, opts.signal);
       const wait = admission.acquire();
       if (wait) await wait;
       // the budget may have run out while this task waited for a place
@@ -201,6 +205,17 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     accounting: accounting.report(job.id),
     ...(budgetReached ? { budgetReached } : {}),
   };
+}
+
+/** How often a paused admission looks whether LLM requests still wait for an endpoint. */
+const PAUSE_CHECK_MS = 250;
+
+/** Admit nothing while LLM requests wait for an endpoint to come back (or their wait runs out). */
+async function pauseAdmission(llm: LlmClient, job: string, log: Logger, signal: AbortSignal | undefined): Promise<void> {
+  const t0 = Date.now();
+  log.warn({ job, event: "job.waiting" }, `job ${job}: no LLM endpoint answers; admission paused, the tasks in flight wait for one`);
+  while ((llm.waitingForEndpoint?.() ?? 0) > 0 && !signal?.aborted) await Bun.sleep(PAUSE_CHECK_MS);
+  log.warn({ job, event: "job.resumed", waitedSec: Math.round((Date.now() - t0) / 1000) }, `job ${job}: admission resumed`);
 }
 
 /** Slots of a role the user gave none: an LLM-bound role's follow its endpoints' capacity. */
