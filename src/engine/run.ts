@@ -5,6 +5,7 @@ import type { Logger } from "../log.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { OutputRow } from "../protocol/task.ts";
 import { JsonlSink, scanOutput } from "../sink/jsonl.ts";
+import { dropFailedRows } from "../sink/retry.ts";
 import type { Budget, Failure } from "../protocol/job.ts";
 import { Accounting, type AccountingReport } from "./accounting.ts";
 import { Semaphore } from "../util/wait.ts";
@@ -44,6 +45,8 @@ export interface RunJobOptions {
    * not admitted get no row (a later run with the same output resumes them)
    */
   budget?: Budget;
+  /** run again the tasks whose rows in the output are failed, replacing those rows (see dropFailedRows) */
+  retryFailed?: boolean;
 }
 
 export interface RunProgress {
@@ -67,6 +70,8 @@ export interface RunSummary {
   written: number;
   /** tasks skipped because their rows were already in the output */
   resumed: number;
+  /** failed rows taken out of the output for their tasks to run again (--retry-failed) */
+  retried?: number;
   /** bytes of a torn last line dropped from the output at start */
   tornBytes: number;
   /** true when the run was stopped before every seed was admitted */
@@ -97,6 +102,8 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   const tally = emptyTally();
   let okBefore = 0;
   let failedBefore = 0;
+  const retried = opts.retryFailed ? dropFailedRows(opts.outPath).ids.size : undefined;
+  if (retried !== undefined) log.info({ out: opts.outPath, retried }, `took ${retried} failed rows out of the output: their tasks run again`);
   const resumed = scanOutput(opts.outPath, (row) => {
     if (row.status === "ok") okBefore++;
     else failedBefore++;
@@ -193,6 +200,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     failed,
     written: sink.rows,
     resumed: resumed.rows,
+    ...(retried !== undefined ? { retried } : {}),
     tornBytes: resumed.tornBytes,
     stopped,
     seconds: (Date.now() - startedAt) / 1000,
