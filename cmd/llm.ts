@@ -45,14 +45,7 @@ export async function openLlm(args: {
       await sup.start();
       supervisors.push(sup);
       stops.push(() => sup.stop());
-      const slots = sup.slots;
-      endpoints.push({
-        url: sup.url,
-        maxConcurrency: spec.maxConcurrency,
-        kind: spec.kind,
-        ...(slots ? { slots } : {}),
-        ...(spec.model ? { models: [spec.model] } : {}),
-      });
+      endpoints.push(sup.endpoint());
     }
     for (const f of flags) {
       if (f === "sim") {

@@ -10,6 +10,7 @@ import { failureSummary } from "../src/engine/failures.ts";
 import { createLogger, LiveLine } from "../src/log.ts";
 import { checkEnvDriver, checkLlmGiven, checkNodeEndpoints, checkSupervised, checkOutPath, preflight, workflowNeeds } from "../src/preflight/index.ts";
 import { Registry, loadPlugin } from "../src/plugin/registry.ts";
+import { lockOutput } from "../src/sink/lock.ts";
 import { countLines } from "../src/util/lines.ts";
 import { resolveWorkflow } from "../src/workflow/index.ts";
 import { checkSeedFile, intFlag, NODE_FLAGS, parseCommand } from "./args.ts";
@@ -107,6 +108,8 @@ export async function runMain(argv: string[]): Promise<number> {
     () => checkNodeEndpoints(llm, needs.models),
     () => checkOutPath(out),
   ]);
+  // one writer per dataset: refused before any service starts
+  const lock = lockOutput(out, "matrixd run");
 
   const tty = process.stderr.isTTY === true;
   // on a terminal the progress line stays at the foot: everything else written to stderr goes above it
@@ -172,6 +175,7 @@ export async function runMain(argv: string[]): Promise<number> {
     offSignals();
     unfatal?.();
     await svc.close();
+    lock.release();
   }
   console.log(formatSummary(workflow.name, summary, f.out));
   if (fatal) {

@@ -111,7 +111,14 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   });
   if (resumed.tornBytes > 0) log.warn({ out: opts.outPath, bytes: resumed.tornBytes }, "dropped a torn last line from the output");
   const done = resumed.done;
-  const sink = new JsonlSink(opts.outPath, log);
+  const sink = new JsonlSink(opts.outPath, log, { rowsBefore: resumed.rows });
+  // a write that fails stops admission, and the run, at once: no further row could be kept
+  const stop = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+  const broken = sink.broken.then((err) => {
+    stop.abort();
+    return err;
+  });
   const admission = new Semaphore(opts.concurrency);
   let ok = okBefore;
   let failed = failedBefore;
@@ -140,7 +147,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   });
   engine.hostWorkflow(wf, (role) => opts.roleSlots?.[role] ?? defaultSlots(wf, role, job.config, opts.llm, opts.concurrency));
 
-  const seeds = new SeedFile(opts.seedsPath, job, opts.trials, { skip: (id) => done.has(id), signal: opts.signal });
+  const seeds = new SeedFile(opts.seedsPath, job, opts.trials, { skip: (id) => done.has(id), signal });
   const startedAt = Date.now();
   opts.onStart?.(() => ({
     done: ok + failed,
@@ -160,7 +167,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     failed++;
     addRow(tally, row, metricDefs);
   };
-  try {
+  const admit = async () => {
     for await (const entry of seeds.entries()) {
       if (!entry.ok) {
         writeRow(entry.row);
@@ -191,9 +198,17 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     if (seeds.stopped) stopped = true;
     if (budgetReached) log.warn({ job: job.id, event: "budget.reached", reason: budgetReached }, `job ${job.id} reached its budget (${budgetReached}): no new tasks are admitted, those in flight finish`);
     await admission.idle();
+  };
+  const admitted = admit().then(() => undefined);
+  // once the output broke, admission winds down unwatched: its end is no news
+  admitted.catch(() => {});
+  try {
+    const broke = await Promise.race([admitted, broken]);
+    if (broke) throw broke;
   } finally {
     sink.close();
   }
+  if (sink.error) throw sink.error;
   const s = engine.stats;
   return {
     ok,

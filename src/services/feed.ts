@@ -7,7 +7,8 @@ import type { Supervisor } from "./supervisor.ts";
  * restart instead of failing), and its load from the metrics the supervisor
  * reads every second (with its slots from its command line when the
  * metrics do not say them). The endpoint is the supervisor's URL, which stays the
- * same across restarts. Returns the way to stop.
+ * same across restarts unless a restart finds the port taken and moves: then
+ * the endpoint moves with it. Returns the way to stop.
  *
  * @example
  * ```ts
@@ -17,7 +18,13 @@ import type { Supervisor } from "./supervisor.ts";
  * ```
  */
 export function feedSupervisor(client: ManagedLlmClient, sup: Supervisor): () => void {
+  let url = sup.url;
   const update = (s: Supervisor) => {
+    if (s.url !== url) {
+      client.addEndpoint(s.endpoint());
+      client.removeEndpoint(url);
+      url = s.url;
+    }
     const up = s.up;
     const slots = s.slots ?? s.load?.slots;
     if (up && s.load) client.reportLoad(s.url, { running: s.load.running, waiting: s.load.waiting, ...(slots ? { slots } : {}) });

@@ -4,6 +4,9 @@ import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { readLines } from "../util/lines.ts";
 import { freePort } from "../util/net.ts";
+import type { LlmEndpointInput } from "../llm/config.ts";
+import { endGroup } from "./group.ts";
+import { portFree } from "./port.ts";
 import { dialectFor, probeKind } from "../llm/dialect/index.ts";
 import { type Dialect, KIND_SETTINGS, type ServerLoad } from "../llm/dialect/types.ts";
 
@@ -64,11 +67,17 @@ export function guardCommand(): string[] {
 }
 
 
+/** How long a restart waits for the old server's port to be let go before it moves to another. */
+const PORT_WAIT_MS = 3_000;
+
 /**
  * Starts a local LLM server, waits for its /health, reads its /metrics every
  * second, restarts it with exponential backoff when it dies or stops
  * answering, and stops it on shutdown. The server runs under a guard process
- * (see guard.ts) so it never outlives matrixd.
+ * (see guard.ts) that leads a process group of its own: whichever of the
+ * guard, a shell or the server dies, the rest of the group is ended before
+ * the next start, and the guard ends the group when matrixd dies, so no
+ * server outlives matrixd or holds the port of the next one.
  */
 export class Supervisor {
   state: SupervisorState = "starting";
@@ -83,6 +92,8 @@ export class Supervisor {
   /** why the last run of the server ended */
   #ended = "";
   #proc: Subprocess<"pipe", "pipe", "pipe"> | undefined;
+  /** the ending of #proc and its group, once begun */
+  #ending: Promise<void> | undefined;
   #stopped = false;
   #wake: (() => void) | undefined;
   #readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -102,8 +113,21 @@ export class Supervisor {
     this.name = spec.name ?? spec.model ?? spec.command.split(/\s+/)[0] ?? "llm";
   }
 
+  /** Its OpenAI base URL; it changes only when a restart finds the port taken and moves. */
   get url(): string {
     return `http://127.0.0.1:${this.port}/v1`;
+  }
+
+  /** The server as an endpoint of the LLM client. */
+  endpoint(): LlmEndpointInput {
+    const slots = this.slots;
+    return {
+      url: this.url,
+      maxConcurrency: this.spec.maxConcurrency,
+      kind: this.spec.kind,
+      ...(slots ? { slots } : {}),
+      ...(this.spec.model ? { models: [this.spec.model] } : {}),
+    };
   }
 
   /** Whether requests may go to the server now: ready, and its last probe answered. */
@@ -187,6 +211,30 @@ export class Supervisor {
       }
       await this.#sleep(backoff);
       backoff = Math.min(backoff * 2 || 1, this.spec.maxBackoffMs);
+      if (!this.#stopped) await this.#portForRestart();
+    }
+  }
+
+  /**
+   * The old server is gone, but its port may still be held (by a process
+   * that left the group, or another program that took it): wait a little,
+   * then move to a free port unless the port is fixed.
+   */
+  async #portForRestart(): Promise<void> {
+    const deadline = Date.now() + PORT_WAIT_MS;
+    while (!(await portFree(this.port))) {
+      if (Date.now() >= deadline) {
+        if (this.spec.port !== undefined) {
+          this.log.warn({ service: this.name, port: this.port }, "the LLM server's port is still taken; starting it there anyway");
+          return;
+        }
+        const old = this.port;
+        this.port = await freePort();
+        this.log.warn({ service: this.name, port: old, newPort: this.port }, "the LLM server's port is still taken; moving it to a free one");
+        this.#changed();
+        return;
+      }
+      await Bun.sleep(100);
     }
   }
 
@@ -197,12 +245,15 @@ export class Supervisor {
     this.load = undefined;
     this.#ended = "";
     this.log.info({ service: this.name, command }, "starting the LLM server");
+    // detached: the guard leads a new process group (and session), which the server's command joins
     const proc = Bun.spawn([...guardCommand(), String(this.spec.graceMs), command], {
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
+      detached: true,
     });
     this.#proc = proc;
+    this.#ending = undefined;
     this.#pipeLogs(proc.stdout, "stdout");
     this.#pipeLogs(proc.stderr, "stderr");
     let exited = false;
@@ -230,7 +281,10 @@ export class Supervisor {
       }
       await this.#sleep(250);
     }
-    if (exited || this.#stopped) return false;
+    if (exited || this.#stopped) {
+      await this.#kill();
+      return false;
+    }
     await this.#findKind();
     // the first load comes with the news that it is up, so capacity is known at once
     await this.#readMetrics();
@@ -312,10 +366,20 @@ export class Supervisor {
     }
   }
 
-  /** Close the guard's stdin: it stops the server's group (SIGTERM, then SIGKILL after the grace). */
-  async #kill(): Promise<void> {
+  /** End the current server and its guard; once, however many ask. */
+  #kill(): Promise<void> {
     const proc = this.#proc;
-    if (!proc) return;
+    if (!proc) return Promise.resolve();
+    this.#ending ??= this.#end(proc);
+    return this.#ending;
+  }
+
+  /**
+   * Close the guard's stdin: it stops the server's group (SIGTERM, then
+   * SIGKILL after the grace). Then end whatever of the group is left: all of
+   * it when the guard itself was killed.
+   */
+  async #end(proc: Subprocess<"pipe", "pipe", "pipe">): Promise<void> {
     try {
       proc.stdin.end();
     } catch {
@@ -324,6 +388,8 @@ export class Supervisor {
     const timer = setTimeout(() => proc.kill(9), this.spec.graceMs + 2_000);
     await proc.exited;
     clearTimeout(timer);
+    const stuck = await endGroup(proc.pid, this.spec.graceMs);
+    if (stuck.length > 0) this.log.error({ service: this.name, pids: stuck }, "processes of the LLM server outlived SIGKILL");
   }
 
   #pipeLogs(stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr"): void {

@@ -1,7 +1,8 @@
-import { closeSync, existsSync, fsyncSync, openSync, readSync, statSync, truncateSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, statSync, truncateSync, writeSync } from "node:fs";
 import { CodecError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { formatIssues } from "../util/issues.ts";
+import { ioReason, ioRemedy, OutputWriteError } from "./errors.ts";
 import { type OutputRow, type OutputRowHead, OutputRowHeadSchema } from "../protocol/task.ts";
 
 /** What an existing output file already holds, found when it is opened for resume. */
@@ -82,6 +83,11 @@ function addRow(text: string, done: Set<string>, onRow?: (row: OutputRowHead) =>
  * Appends dataset rows to a JSONL file. Rows are buffered and written in
  * large appends; `flush` makes them durable. A crash loses only rows not yet
  * flushed, and resume re-runs exactly those tasks.
+ *
+ * A write that fails (a full disk, a file system gone read-only) never
+ * throws from `write` or a timer: the file is cut back to its last whole
+ * row, later rows are dropped, and `error` (and `broken`) say what happened,
+ * so the run can stop with one line and a later run resume after that row.
  */
 export class JsonlSink {
   #fd: number;
@@ -89,15 +95,41 @@ export class JsonlSink {
   #bytes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  /** bytes of whole rows in the file */
+  #size: number;
+  /** whole rows in the file, earlier runs' included */
+  #whole: number;
+  #error: OutputWriteError | undefined;
+  #broke: ((err: OutputWriteError) => void) | undefined;
+  /** resolves with the error once a write fails (never, while they succeed) */
+  readonly broken: Promise<OutputWriteError>;
+  /** rows given to `write` */
   rows = 0;
+  readonly #flushBytes: number;
+  readonly #flushMs: number;
 
   constructor(
     readonly path: string,
     private readonly log?: Logger,
-    private readonly flushBytes = 1 << 20,
-    private readonly flushMs = 200,
+    opts: { rowsBefore?: number; flushBytes?: number; flushMs?: number } = {},
   ) {
-    this.#fd = openSync(path, "a");
+    this.#flushBytes = opts.flushBytes ?? 1 << 20;
+    this.#flushMs = opts.flushMs ?? 200;
+    this.#whole = opts.rowsBefore ?? 0;
+    this.broken = new Promise((resolve) => {
+      this.#broke = resolve;
+    });
+    try {
+      this.#fd = openSync(path, "a");
+    } catch (err) {
+      throw this.#failure(err);
+    }
+    this.#size = fstatSync(this.#fd).size;
+  }
+
+  /** The write error that stopped the sink, if one did. */
+  get error(): OutputWriteError | undefined {
+    return this.#error;
   }
 
   write(row: OutputRow): void {
@@ -106,12 +138,13 @@ export class JsonlSink {
 
   /** Append a row already encoded (one JSON line, with its newline). */
   writeLine(line: string): void {
+    if (this.#error) return;
     if (this.#closed) throw new Error(`output ${this.path} is closed`);
     this.#buf.push(line);
     this.#bytes += line.length;
     this.rows++;
-    if (this.#bytes >= this.flushBytes) this.flush();
-    else this.#timer ??= setTimeout(() => this.flush(), this.flushMs);
+    if (this.#bytes >= this.#flushBytes) this.flush();
+    else this.#timer ??= setTimeout(() => this.flush(), this.#flushMs);
   }
 
   /** Write buffered rows to the file (one write call). */
@@ -120,23 +153,72 @@ export class JsonlSink {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    if (this.#buf.length === 0) return;
+    if (this.#buf.length === 0 || this.#error) return;
     const data = Buffer.from(this.#buf.join(""));
+    const lines = this.#buf.length;
     this.#buf = [];
     this.#bytes = 0;
     let off = 0;
-    while (off < data.length) off += writeSync(this.#fd, data, off);
+    try {
+      while (off < data.length) off += writeSync(this.#fd, data, off);
+    } catch (err) {
+      this.#fail(err, data.subarray(0, off));
+      return;
+    }
+    this.#size += data.length;
+    this.#whole += lines;
+  }
+
+  /**
+   * Keep the whole rows of a part-written batch and cut the torn one off
+   * (cutting frees space, so it works on a full disk; where it cannot, resume
+   * drops the torn line), then stop.
+   */
+  #fail(err: unknown, written: Buffer): void {
+    const end = written.lastIndexOf(10) + 1;
+    let rows = 0;
+    for (let i = written.indexOf(10); i !== -1 && i < end; i = written.indexOf(10, i + 1)) rows++;
+    this.#size += end;
+    this.#whole += rows;
+    try {
+      ftruncateSync(this.#fd, this.#size);
+    } catch {
+      // a read-only file system: the next run's resume cuts it
+    }
+    this.#failure(err);
+  }
+
+  #failure(err: unknown): OutputWriteError {
+    if (this.#error) return this.#error;
+    const { code, words } = ioReason(err);
+    this.#error = new OutputWriteError(
+      `cannot write ${this.path}: ${words} after ${this.#whole.toLocaleString("en-US")} rows; ${ioRemedy(code)} and run again to resume`,
+      code,
+      { cause: err },
+    );
+    this.#buf = [];
+    this.#bytes = 0;
+    this.#broke?.(this.#error);
+    return this.#error;
   }
 
   close(): void {
     if (this.#closed) return;
     this.flush();
-    try {
-      fsyncSync(this.#fd);
-    } catch (err) {
-      this.log?.warn({ err: String(err) }, "fsync of output failed");
+    if (!this.#error) {
+      try {
+        fsyncSync(this.#fd);
+      } catch (err) {
+        // a file that cannot be synced (a pipe, /dev/stdout) is fine; anything else lost rows
+        if (ioReason(err).code === "EINVAL") this.log?.debug({ err: String(err) }, "fsync of output not supported");
+        else this.#failure(err);
+      }
     }
-    closeSync(this.#fd);
+    try {
+      closeSync(this.#fd);
+    } catch (err) {
+      this.#failure(err);
+    }
     this.#closed = true;
   }
 }
