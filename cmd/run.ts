@@ -22,13 +22,16 @@ export const RUN_HELP = `matrixd run: run a job on this machine, in-process, wit
 
 usage: matrixd run --workflow NAME|FILE --seeds FILE.jsonl --out FILE.jsonl
                    [--llm sim | --llm URL ...] [--supervise CMD ...] [--env docker|bwrap] [--concurrency N]
-                   [--config FILE] [--plugin PATH ...]
+                   [--config FILE] [--plugin PATH ...] [--retry-failed]
 
   --workflow NAME|FILE workflow to run: built in (coral, coral-dummy, reasoning-extract, tool-use),
                        from --plugin, or a workflow file (.yaml, .yml, .json; see matrixd check)
   --seeds FILE         seed rows, one JSON object per line
   --out FILE           dataset (JSONL), one row per task; an existing file is resumed:
                        tasks whose rows it holds are skipped; a missing folder is created
+  --retry-failed       run again the tasks whose rows in --out are failed: their rows are taken out
+                       (the file is rewritten beside itself and renamed) and replaced by the new ones;
+                       ok rows stay as they are
   --llm sim|URL        'sim' starts a simulated LLM in-process; a URL is an OpenAI-compatible
                        endpoint (e.g. http://10.0.0.5:8000/v1); repeat for several
   --supervise CMD      start and watch a local LLM server: a command with {port}, e.g.
@@ -65,6 +68,7 @@ export async function runMain(argv: string[]): Promise<number> {
     trials: { type: "string" },
     seed: { type: "string" },
     "progress-every": { type: "string" },
+    "retry-failed": { type: "boolean" },
   });
   if (f.help) {
     console.log(RUN_HELP);
@@ -152,6 +156,7 @@ export async function runMain(argv: string[]): Promise<number> {
       services: svc.services,
       accounting: new Accounting(cfg.prices),
       ...(cfg.budget ? { budget: cfg.budget } : {}),
+      ...(f["retry-failed"] ? { retryFailed: true } : {}),
       log,
       node: `${hostname()}-${process.pid}`,
       signal: abort.signal,
@@ -198,7 +203,7 @@ export function formatSummary(workflow: string, s: RunSummary, out: string): str
   const { allFailed, reasons } = failureSummary(s.failures, s.ok, s.failed);
   const lines = [
     ...(allFailed ? [allFailed] : []),
-    `${workflow}: ${n(s.ok + s.failed)} rows (ok ${n(s.ok)}, failed ${n(s.failed)}; ${n(tasks)} this run, ${n(s.resumed)} resumed)` +
+    `${workflow}: ${n(s.ok + s.failed)} rows (ok ${n(s.ok)}, failed ${n(s.failed)}; ${n(tasks)} this run, ${n(s.resumed)} resumed${s.retried !== undefined ? `, ${n(s.retried)} failed run again` : ""})` +
       ` in ${s.seconds.toFixed(1)}s${s.budgetReached ? ` (${s.budgetReached})` : s.stopped ? " (stopped early)" : ""}`,
     `  ${(tasks / Math.max(s.seconds, 1e-9)).toFixed(1)} tasks/s, ${n(s.hops)} hops (${(s.hops / Math.max(s.seconds, 1e-9)).toFixed(0)}/s),` +
       ` tokens ${n(s.promptTokens + s.completionTokens)} (prompt ${n(s.promptTokens)}, completion ${n(s.completionTokens)},` +

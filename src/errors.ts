@@ -44,6 +44,11 @@ export class TaskError extends Error {
   override name = "TaskError";
 }
 
+/** A task's row too big to store; the task ends as a failed row saying so, without its history. */
+export class RowTooBigError extends Error {
+  override name = "RowTooBigError";
+}
+
 /** A seed line that is not JSON or fails the workflow's seed schema. */
 export class SeedError extends Error {
   override name = "SeedError";

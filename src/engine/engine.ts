@@ -3,6 +3,7 @@ import { describe } from "../errors.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { TaskState } from "../protocol/task.ts";
 import type { JobRuntime } from "./job.ts";
+import type { Logger } from "../log.ts";
 import { newTaskState, TaskRunner, type TaskRunnerOptions, type TaskStats } from "./tasks.ts";
 
 export { MAX_RESTARTS, RESTART_KEY } from "./tasks.ts";
@@ -22,8 +23,11 @@ export class Engine {
   readonly #bus: Bus;
   readonly #runner: TaskRunner;
 
+  readonly #log: Logger;
+
   constructor(opts: EngineOptions) {
     this.#bus = opts.bus;
+    this.#log = opts.log;
     this.#runner = new TaskRunner(opts);
   }
 
@@ -58,7 +62,15 @@ export class Engine {
   }
 
   async #step(state: TaskState, lease: Lease): Promise<void> {
-    const out = await this.#runner.step(state, lease);
+    let out: Awaited<ReturnType<TaskRunner["step"]>>;
+    try {
+      out = await this.#runner.step(state, lease);
+    } catch (err) {
+      // whatever throws, the task reaches a row (or stays with its lease, to come back)
+      const why = `role "${String(state.next)}": ${describe(err)}`;
+      await this.#runner.fail(state, lease, why).catch((e: unknown) => this.#log.error({ task: state.id, err: describe(e), why }, "cannot fail a task"));
+      return;
+    }
     if (out.to !== "end") await this.#send(out.state, lease, out.to === "next");
   }
 
@@ -68,7 +80,7 @@ export class Engine {
       if (hop) this.#runner.stats.hops++;
       await (lease ?? this.#bus).send(state);
     } catch (err) {
-      await this.#runner.fail(state, lease, describe(err));
+      await this.#runner.fail(state, lease, describe(err)).catch((e: unknown) => this.#log.error({ task: state.id, err: describe(e) }, "cannot fail a task"));
     }
   }
 }

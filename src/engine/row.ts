@@ -1,5 +1,6 @@
 import type { JobRuntime } from "./job.ts";
-import { describe } from "../errors.ts";
+import { describe, RowTooBigError } from "../errors.ts";
+import { formatBytes } from "../util/bytes.ts";
 import type { OutputRow, TaskState, Usage } from "../protocol/task.ts";
 import { VERSION } from "../version.ts";
 
@@ -79,4 +80,41 @@ export function seedErrorRow(
       config_hash: job.configHash,
     },
   };
+}
+
+/**
+ * The most characters a row's JSON may have. Answers are capped (the LLM
+ * client's maxAnswerBytes), so only a task of very many turns comes near;
+ * past it, and well before the 2 GiB where encoding fails for lack of
+ * memory, the row is not stored.
+ */
+export const MAX_ROW_CHARS = 256 * 1024 * 1024;
+
+/**
+ * A row as one JSONL line (newline included).
+ *
+ * @throws RowTooBigError naming its size when it is over MAX_ROW_CHARS or cannot be encoded at all
+ */
+export function encodeRow(row: OutputRow, max = MAX_ROW_CHARS): string {
+  let line: string;
+  try {
+    line = `${JSON.stringify(row)}\n`;
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    throw new RowTooBigError(`its row is too big to store (about ${formatBytes(rowChars(row))} of text; encoding it failed: ${err.message})`);
+  }
+  if (line.length > max) throw new RowTooBigError(`its row is too big to store (${formatBytes(line.length)} of JSON, over ${formatBytes(max)})`);
+  return line;
+}
+
+/** The characters of a row's turns, roughly what makes it big. */
+function rowChars(row: OutputRow): number {
+  let n = 0;
+  for (const t of row.history) n += t.text.length + (t.reasoning?.length ?? 0);
+  return n;
+}
+
+/** The failed row that replaces a row too big to store: the task's identity and the reason, without its turns or output. */
+export function slimRow(row: OutputRow, error: string): OutputRow {
+  return { ...row, status: "failed", error, output: null, history: [], metrics: {} };
 }

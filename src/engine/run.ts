@@ -5,6 +5,7 @@ import type { Logger } from "../log.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
 import type { OutputRow } from "../protocol/task.ts";
 import { JsonlSink, scanOutput } from "../sink/jsonl.ts";
+import { dropFailedRows } from "../sink/retry.ts";
 import type { Budget, Failure } from "../protocol/job.ts";
 import { Accounting, type AccountingReport } from "./accounting.ts";
 import { Semaphore } from "../util/wait.ts";
@@ -13,6 +14,7 @@ import { Engine, type EngineStats } from "./engine.ts";
 import type { JobRuntime } from "./job.ts";
 import { topFailures } from "./failures.ts";
 import { addRow, emptyTally, metricMeans } from "./metrics.ts";
+import { encodeRow } from "./row.ts";
 import { SeedFile, startTask } from "./tasks.ts";
 
 export interface RunJobOptions {
@@ -43,6 +45,8 @@ export interface RunJobOptions {
    * not admitted get no row (a later run with the same output resumes them)
    */
   budget?: Budget;
+  /** run again the tasks whose rows in the output are failed, replacing those rows (see dropFailedRows) */
+  retryFailed?: boolean;
 }
 
 export interface RunProgress {
@@ -66,6 +70,8 @@ export interface RunSummary {
   written: number;
   /** tasks skipped because their rows were already in the output */
   resumed: number;
+  /** failed rows taken out of the output for their tasks to run again (--retry-failed) */
+  retried?: number;
   /** bytes of a torn last line dropped from the output at start */
   tornBytes: number;
   /** true when the run was stopped before every seed was admitted */
@@ -96,6 +102,8 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
   const tally = emptyTally();
   let okBefore = 0;
   let failedBefore = 0;
+  const retried = opts.retryFailed ? dropFailedRows(opts.outPath).ids.size : undefined;
+  if (retried !== undefined) log.info({ out: opts.outPath, retried }, `took ${retried} failed rows out of the output: their tasks run again`);
   const resumed = scanOutput(opts.outPath, (row) => {
     if (row.status === "ok") okBefore++;
     else failedBefore++;
@@ -129,7 +137,8 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     services: opts.services,
     accounting,
     finish: async (row) => {
-      sink.write(row);
+      // a row too big throws here, before anything is counted: the runner stores a failed row instead
+      sink.writeLine(encodeRow(row));
       if (row.status === "ok") ok++;
       else failed++;
       addRow(tally, row, metricDefs);
@@ -168,6 +177,8 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
         stopped = true;
         break;
       }
+      // no LLM endpoint answers: the tasks in flight wait for one, and nothing new is admitted meanwhile
+      if (opts.llm && (opts.llm.waitingForEndpoint?.() ?? 0) > 0) await pauseAdmission(opts.llm, job.id, log, opts.signal);
       const wait = admission.acquire();
       if (wait) await wait;
       // the budget may have run out while this task waited for a place
@@ -204,6 +215,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     failed,
     written: sink.rows,
     resumed: resumed.rows,
+    ...(retried !== undefined ? { retried } : {}),
     tornBytes: resumed.tornBytes,
     stopped,
     seconds: (Date.now() - startedAt) / 1000,
@@ -216,6 +228,17 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     accounting: accounting.report(job.id),
     ...(budgetReached ? { budgetReached } : {}),
   };
+}
+
+/** How often a paused admission looks whether LLM requests still wait for an endpoint. */
+const PAUSE_CHECK_MS = 250;
+
+/** Admit nothing while LLM requests wait for an endpoint to come back (or their wait runs out). */
+async function pauseAdmission(llm: LlmClient, job: string, log: Logger, signal: AbortSignal | undefined): Promise<void> {
+  const t0 = Date.now();
+  log.warn({ job, event: "job.waiting" }, `job ${job}: no LLM endpoint answers; admission paused, the tasks in flight wait for one`);
+  while ((llm.waitingForEndpoint?.() ?? 0) > 0 && !signal?.aborted) await Bun.sleep(PAUSE_CHECK_MS);
+  log.warn({ job, event: "job.resumed", waitedSec: Math.round((Date.now() - t0) / 1000) }, `job ${job}: admission resumed`);
 }
 
 /** Slots of a role the user gave none: an LLM-bound role's follow its endpoints' capacity. */

@@ -1,5 +1,5 @@
 import type { Lease } from "../bus/bus.ts";
-import { describe, LlmError } from "../errors.ts";
+import { describe, LlmError, RowTooBigError } from "../errors.ts";
 import type { LlmClient } from "../llm/types.ts";
 import type { Logger } from "../log.ts";
 import type { AgentContext, StepResult, TaskLlm } from "../plugin/api.ts";
@@ -9,7 +9,7 @@ import { fileLines } from "../util/lines.ts";
 import type { Accounting } from "./accounting.ts";
 import type { JobResolver, JobRuntime } from "./job.ts";
 import type { StepTimes } from "./step-times.ts";
-import { buildRow, seedErrorRow } from "./row.ts";
+import { buildRow, seedErrorRow, slimRow } from "./row.ts";
 import { afterStepError, applyStep, nextAfterStep, startOf, stepRandom } from "./step.ts";
 
 /**
@@ -251,8 +251,14 @@ export class TaskRunner {
     stats.running--;
     if (times) this.#time(times, job, roleName, t0);
     stats.steps++;
-    applyStep(state, roleName, result, at, this.#opts.node, stats);
-    const after = nextAfterStep(state, job, roleName, result);
+    let after: ReturnType<typeof nextAfterStep>;
+    try {
+      applyStep(state, roleName, result, at, this.#opts.node, stats);
+      after = nextAfterStep(state, job, roleName, result);
+    } catch (err) {
+      // a result that is not what a step returns (a plugin's bug) fails its task, never leaves it in flight
+      return this.#end(this.fail(state, lease, `${roleName}: its step's result cannot be applied: ${describe(err)}`));
+    }
     if (after.fail !== undefined) return this.#end(this.fail(state, lease, after.fail));
     state.next = after.next;
     if (after.next === null) return this.#end(this.#finish(state, job, lease));
@@ -356,10 +362,28 @@ export class TaskRunner {
     try {
       await this.#opts.finish(row, state);
     } catch (err) {
-      // The row is not stored: keep the lease so the task comes back.
-      this.#opts.log.error({ task: state.id, err: describe(err) }, "cannot store row");
-      return;
+      if (!(err instanceof RowTooBigError) || !(await this.#storeSlim(row, state, err))) {
+        // The row is not stored: keep the lease so the task comes back.
+        this.#opts.log.error({ task: state.id, err: describe(err) }, "cannot store row");
+        return;
+      }
     }
     await lease?.done();
+  }
+
+  /** Store, in place of a row too big, the failed row saying so; false when that cannot be stored either. */
+  async #storeSlim(row: OutputRow, state: TaskState, err: RowTooBigError): Promise<boolean> {
+    const slim = slimRow(row, row.error === undefined ? err.message : `${row.error}; ${err.message}`);
+    if (row.status === "ok") {
+      this.stats.ok--;
+      this.stats.failed++;
+    }
+    this.#opts.log.warn({ task: state.id, err: err.message }, "row too big to store: storing a failed row without its turns");
+    try {
+      await this.#opts.finish(slim, state);
+      return true;
+    } catch {
+      return false;
+    }
   }
 }

@@ -36,6 +36,8 @@ export class Call implements Cancellable {
   ctl: AbortController | null = null;
   timedOut = false;
   stop: "abort" | "closed" | null = null;
+  /** counted among the requests waiting for an endpoint to come back */
+  held = false;
   reason: unknown;
 
   interrupt(stop: "abort" | "closed", reason?: unknown): void {

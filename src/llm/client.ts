@@ -5,7 +5,7 @@ import { AttemptFailure, Call, INTERRUPTED } from "./call.ts";
 import { type Endpoint, type LoadReport, REDIRECT } from "./endpoint.ts";
 import { EndpointSet, parseEndpoints } from "./endpoint-set.ts";
 import { discover } from "./discover.ts";
-import { exchange, type FetchLike, type Transport } from "./exchange.ts";
+import { answerLimits, exchange, type FetchLike, type Transport } from "./exchange.ts";
 import { sleep } from "../util/wait.ts";
 import { MetricsPoller } from "./poller.ts";
 import { Router } from "./router.ts";
@@ -74,7 +74,7 @@ export class LlmClientImpl implements ManagedLlmClient {
     // endpoints without their own apiKeyEnv take the client's key
     const key = config.apiKey ?? (config.apiKeyEnv ? process.env[config.apiKeyEnv] : undefined);
     if (key) headers.authorization = `Bearer ${key}`;
-    this.transport = { fetch: opts.fetch ?? fetch, headers, timeoutMs: config.timeoutMs };
+    this.transport = { fetch: opts.fetch ?? fetch, headers, timeoutMs: config.timeoutMs, idleTimeoutMs: config.idleTimeoutMs };
     this.log = opts.log ?? silentLogger;
     this.router = new Router([], config.stickyOverload);
     this.poller = new MetricsPoller(() => this.set.list, (ep, up) => this.health(ep, up), this.log);
@@ -245,6 +245,7 @@ export class LlmClientImpl implements ManagedLlmClient {
     try {
       return await this.run(req, opts?.affinity, call);
     } finally {
+      if (call.held) this.unhold();
       this.calls.delete(call);
       if (signal && onAbort) signal.removeEventListener("abort", onAbort);
     }
@@ -255,6 +256,7 @@ export class LlmClientImpl implements ManagedLlmClient {
     const { retries, backoffMs, maxBackoffMs, adaptive } = this.config;
     const key = this.config.affinity ? affinity : undefined;
     const tries = new Tries(retries);
+    const limits = answerLimits(this.config, req.max_tokens);
     let body = "";
     /** the model and dialect the body was built for */
     let bodyFor: string | null = null;
@@ -335,7 +337,7 @@ export class LlmClientImpl implements ManagedLlmClient {
         const epoch = ep.epoch;
         const t0 = performance.now();
         try {
-          const done = await exchange(this.transport, ep, body, call);
+          const done = await exchange(this.transport, ep, body, call, limits);
           const ms = performance.now() - t0;
           if (credit(ep, done, { sentTokens, ms, adaptive, log: this.log })) this.standing(ep, true);
           this.answered++;
@@ -362,6 +364,7 @@ export class LlmClientImpl implements ManagedLlmClient {
           if (!(err instanceof AttemptFailure) || call.stop) throw err;
           now = performance.now();
           ep.errors++;
+          if (err.kind === "network" && ep.unreachableSince < 0) ep.unreachableSince = now;
           if (sentTokens > 0) ep.tpm?.give(sentTokens);
           // a watched server whose connection broke is restarting: wait for it or go elsewhere
           if (tries.failed(ep, err) === "choose-again") {
@@ -371,7 +374,10 @@ export class LlmClientImpl implements ManagedLlmClient {
           }
           if (penalize(ep, err, { epoch, now, adaptive, maxBackoffMs, log: this.log })) this.standing(ep, false, err.detail);
           if (err.problem === "config") this.onConfigFailure(ep, err.detail);
-          tries.spend(ep, err);
+          // every endpoint of the model refuses connections after answering before: wait for one, spending no retry
+          const hold = err.kind === "network" ? this.hold(req.model, now, call) : -1;
+          if (hold === 0) throw this.unreachable(req.model, tries);
+          if (hold < 0) tries.spend(ep, err);
           this.log.debug({ endpoint: ep.url, attempt: tries.attempts, reason: err.detail }, "LLM request retried");
         }
       } catch (err) {
@@ -428,6 +434,56 @@ export class LlmClientImpl implements ManagedLlmClient {
       ep.url,
       false,
       { problem: "context" },
+    );
+  }
+
+  /**
+   * Whether a request whose attempt could not connect waits for an endpoint
+   * instead of spending a retry: when every endpoint serving its model is
+   * out or refuses connections, and one of them answered before (a server
+   * that died, not a wrong URL). Returns the ms left to wait, 0 when the
+   * model's endpoints have been unreachable for `waitOnlineMs` already, -1
+   * when the request goes on as usual.
+   */
+  private hold(model: string | undefined, now: number, call: Call): number {
+    let since = -Infinity;
+    let answered = false;
+    for (const e of this.set.list) {
+      if (!e.serves(model)) continue;
+      if (e.unreachableSince < 0) {
+        if (!e.isOut(now)) return -1;
+        continue;
+      }
+      if (e.answeredOnce) answered = true;
+      if (e.unreachableSince > since) since = e.unreachableSince;
+    }
+    if (!answered) return -1;
+    const left = this.config.waitOnlineMs - (now - since);
+    if (left <= 0) return 0;
+    if (!call.held) {
+      call.held = true;
+      if (this.#waitingForEndpoint++ === 0 && !this.closed) {
+        this.log.warn(
+          { event: "llm.waiting", model, waitSec: Math.round(this.config.waitOnlineMs / 1000) },
+          `no LLM endpoint${model ? ` for model "${model}"` : ""} answers: requests wait up to ${Math.round(left / 1000)} s for one to come back (llm.waitOnlineMs), spending no retries`,
+        );
+      }
+    }
+    return left;
+  }
+
+  private unhold(): void {
+    if (--this.#waitingForEndpoint === 0 && !this.closed) this.log.info({ event: "llm.resumed" }, "no LLM request waits for an endpoint any more");
+  }
+
+  /** The error of a request whose model's endpoints have refused connections for `waitOnlineMs`. */
+  private unreachable(model: string | undefined, tries: Tries): LlmError {
+    const n = tries.attempts;
+    return new LlmError(
+      `LLM request failed after ${n} attempt${n === 1 ? "" : "s"}: no LLM endpoint${model ? ` for model "${model}"` : ""} answered for ${Math.round(this.config.waitOnlineMs / 1000)} s (llm.waitOnlineMs): ${tries.summary()}`,
+      undefined,
+      tries.last?.url,
+      true,
     );
   }
 

@@ -64,8 +64,27 @@ export const DEFAULT_ENDPOINT = { url: "http://127.0.0.1:8000/v1" };
 /** The LLM client's settings; every field has a default. */
 export const LlmConfigSchema = z.strictObject({
   endpoints: EndpointListSchema.prefault([DEFAULT_ENDPOINT]),
-  /** per attempt, from sending the request to the last byte of the answer */
+  /**
+   * per attempt, from sending the request to the last byte of the answer, at
+   * most; a request with `max_tokens` is given less (see answerTimeoutMs)
+   */
   timeoutMs: z.number().int().positive().default(600_000),
+  /**
+   * an attempt of a request with `max_tokens` must be answered in full within
+   * this plus `msPerToken` per token of `max_tokens` (up to `timeoutMs`): the
+   * answer is not streamed, so its first byte comes once it is generated, and
+   * a server that never answers, or trickles, is given up on after that
+   */
+  answerTimeoutMs: z.number().int().positive().default(60_000),
+  /** the time a token of `max_tokens` adds to `answerTimeoutMs` (100 ms: a heavily loaded server's 10 tokens/s) */
+  msPerToken: z.number().nonnegative().default(100),
+  /** once the answer has begun, the longest gap between its bytes */
+  idleTimeoutMs: z.number().int().positive().default(30_000),
+  /**
+   * the most bytes an answer may have: with `max_tokens`, 16 bytes a token
+   * (at least 1 MiB), up to this; a longer answer is cut off and failed
+   */
+  maxAnswerBytes: z.number().int().positive().default(8 * 1024 * 1024),
   /** retries after the first attempt, on 429, 5xx, timeouts and network errors */
   retries: z.number().int().nonnegative().default(6),
   /** first backoff step; step n waits a random time in [0, backoffMs * 2^n) */
@@ -82,7 +101,9 @@ export const LlmConfigSchema = z.strictObject({
   /**
    * how long a request waits for an endpoint serving its model to come back
    * when every such endpoint is out (a supervised server restarting, metrics
-   * unreachable); vLLM may take minutes to load
+   * unreachable) or refuses connections after it answered before (a server
+   * that died): such failures spend no retries meanwhile, and admission
+   * pauses; vLLM may take minutes to load
    */
   waitOnlineMs: z.number().int().nonnegative().default(900_000),
   /** sent as `Authorization: Bearer ...` to endpoints without their own key (for programs; config files name a variable) */

@@ -84,6 +84,10 @@ export class Endpoint {
 
   /** consecutive failures */
   fails = 0;
+  /** it has answered a chat request: refusing connections then, it died, and requests may wait for it */
+  answeredOnce = false;
+  /** when it began refusing connections since its last answer (performance.now ms), -1 when it did not */
+  unreachableSince = -1;
   /** down until then (performance.now ms) once `fails >= FAILS_TO_DOWN` */
   downUntil = 0;
   /** avoided, when others can serve, until then */

@@ -43,6 +43,8 @@ export function credit(ep: Endpoint, done: Completion, o: { sentTokens: number; 
   const wasDown = ep.fails >= FAILS_TO_DOWN;
   if (wasDown) o.log.info({ event: "endpoint.up", endpoint: ep.url }, "LLM endpoint up again");
   ep.onSuccess(o.ms, o.adaptive);
+  ep.answeredOnce = true;
+  ep.unreachableSince = -1;
   ep.promptTokens += done.prompt;
   ep.completionTokens += done.completion;
   // the estimate was charged up front; settle with what was really used

@@ -5,6 +5,12 @@ import type { Endpoint } from "./endpoint.ts";
 /** Nonsense answers are retried this many times, however many retries are allowed. */
 const NONSENSE_RETRIES = 2;
 /**
+ * Timeouts are retried this many times, however many retries are allowed: an
+ * attempt is given its whole generation time, and a server that let three
+ * pass is stuck, not busy.
+ */
+const TIMEOUT_RETRIES = 2;
+/**
  * Broken connections to a watched endpoint (supervised, polled, reported by
  * the cluster) that a request may see without spending its retries: the
  * server is restarting, and the request waits for it or goes elsewhere.
@@ -21,6 +27,7 @@ export class Tries {
   counted = 0;
   excused = 0;
   nonsense = 0;
+  timeouts = 0;
   /** the last answer's Retry-After: the next try waits at least that long */
   retryAfterMs = 0;
   last: Endpoint | undefined;
@@ -53,7 +60,9 @@ export class Tries {
     }
     this.counted++;
     this.retryAfterMs = f.retryAfterMs ?? 0;
-    if ((f.kind === "nonsense" && ++this.nonsense > NONSENSE_RETRIES) || this.counted > this.retries) {
+    const spent =
+      (f.kind === "nonsense" && ++this.nonsense > NONSENSE_RETRIES) || (f.kind === "timeout" && ++this.timeouts > TIMEOUT_RETRIES);
+    if (spent || this.counted > this.retries) {
       const n = this.attempts;
       throw new LlmError(`LLM request failed after ${n} attempt${n === 1 ? "" : "s"}: ${this.summary()}`, f.status, ep.url, true);
     }

@@ -74,6 +74,8 @@ export interface LlmClient {
   /** the durations of the calls answered, per endpoint and model (for /metrics) */
   callDurations?(): Iterable<CallDurations>;
   close(): Promise<void>;
+  /** requests waiting now for an endpoint of their model to come back (admission pauses meanwhile) */
+  waitingForEndpoint?(): number;
   /** extra tries `chatJson` makes when a reply fails its schema (from the client's config) */
   readonly structuredRetries?: number;
 }

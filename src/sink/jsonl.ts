@@ -133,9 +133,13 @@ export class JsonlSink {
   }
 
   write(row: OutputRow): void {
+    this.writeLine(`${JSON.stringify(row)}\n`);
+  }
+
+  /** Append a row already encoded (one JSON line, with its newline). */
+  writeLine(line: string): void {
     if (this.#error) return;
     if (this.#closed) throw new Error(`output ${this.path} is closed`);
-    const line = `${JSON.stringify(row)}\n`;
     this.#buf.push(line);
     this.#bytes += line.length;
     this.rows++;
