@@ -21,7 +21,7 @@ if (missing) console.warn(`cluster-faults: ${missing}; skipped`);
 const LONG = process.env.MATRIXD_FAULTS === "long";
 const PLAN = LONG
   ? { seeds: 8000, kills: 24, everyMs: [1000, 2500], natsRestartAt: 8, timeoutMs: 600_000, timeScale: 0.25 }
-  : { seeds: 1500, kills: 4, everyMs: [1200, 2000], natsRestartAt: -1, timeoutMs: 50_000, timeScale: 0.05 };
+  : { seeds: 1500, kills: 4, everyMs: [1200, 2000], natsRestartAt: -1, timeoutMs: 90_000, timeScale: 0.2 };
 // The sim is slow enough that the job outlasts the loop: every kill comes mid-job.
 const SIM = { lenMedian: 40, maxLen: 128, timeScale: PLAN.timeScale };
 const JOB = { seed: 7, concurrency: 400 };
