@@ -157,3 +157,38 @@ export function watchServices(feed: EventFeed, node: string, o: { llm?: LlmClien
   }
   return stops;
 }
+
+/** How often a node looks whether its LLM requests wait for an endpoint (for the feed; admission looks at each pull). */
+const ADMISSION_CHECK_MS = 1000;
+
+/**
+ * A node's admission while no LLM endpoint answers it: `paused()` is true
+ * while any of its LLM requests waits for an endpoint to come back (its
+ * seed pullers then take no new seeds, so the job's seeds wait in NATS for
+ * a node that has an endpoint, or for this one's to return, instead of
+ * being burnt into failed rows), and each change is an event. The tasks in
+ * flight hold their place meanwhile (up to llm.waitOnlineMs, after which
+ * they fail as any request does). Returns the predicate and the way to stop.
+ */
+export function watchAdmission(feed: EventFeed, node: string, llm: LlmClient | undefined): { paused: () => boolean; stop: () => void } {
+  const waiting = llm?.waitingForEndpoint?.bind(llm);
+  if (!waiting) return { paused: () => false, stop: () => {} };
+  const paused = () => waiting() > 0;
+  let was = false;
+  let since = 0;
+  const timer = setInterval(() => {
+    const now = paused();
+    if (now === was) return;
+    was = now;
+    if (now) {
+      since = Date.now();
+      const message = `no LLM endpoint answers ${node}: it takes no new tasks, and its ${waiting()} waiting LLM request(s) hold their tasks' place (up to llm.waitOnlineMs)`;
+      void feed.report({ kind: "admission.paused", subject: node, count: waiting(), message }, { chain: `admission:${node}`, level: "warn" });
+    } else {
+      const message = `an LLM endpoint answers ${node} again: it takes new tasks (paused ${Math.round((Date.now() - since) / 1000)} s)`;
+      void feed.report({ kind: "admission.resumed", subject: node, message }, { chain: `admission:${node}` });
+    }
+  }, ADMISSION_CHECK_MS);
+  timer.unref?.();
+  return { paused, stop: () => clearInterval(timer) };
+}

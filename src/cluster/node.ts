@@ -9,7 +9,7 @@ import { VERSION } from "../version.ts";
 import { JobControl } from "./control.ts";
 import { Coordinator } from "./coordinator.ts";
 import { NodeCounters } from "./counters.ts";
-import { EventFeed, watchServices } from "./events.ts";
+import { EventFeed, watchAdmission, watchServices } from "./events.ts";
 import { MemberEvents, Takeovers } from "./member-events.ts";
 import { NodeFigures } from "./figures.ts";
 import { envPool, gateEnv, RoleHosting, selectiveBus } from "./hosting.ts";
@@ -89,6 +89,8 @@ class ClusterNodeImpl implements RunningClusterNode {
     const heartbeatMs = opts.heartbeatMs ?? 1000;
     this.#feed = new EventFeed(name, nats.events, log);
     this.#unhooks.push(...watchServices(this.#feed, name, opts));
+    const admission = watchAdmission(this.#feed, name, opts.llm);
+    this.#unhooks.push(admission.stop);
     this.#takeovers = new Takeovers({ node: name, feed: this.#feed, ackWaitMs: timings.ackWaitMs, heartbeatMs });
     this.#members = new MemberEvents({ node: name, startedAt, feed: this.#feed, takeovers: this.#takeovers });
     // reconnecting nodes take a few seconds to be back in the view: not lost meanwhile
@@ -106,6 +108,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       onTakeover: takenOver,
       stepLatency: stepTimes,
       parts: nats.parts,
+      admissionPaused: admission.paused,
     });
     this.accounting = new Accounting(opts.prices);
     const spending = {

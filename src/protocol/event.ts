@@ -3,7 +3,8 @@ import { z } from "zod";
 /**
  * A cluster event: something an operator wants to know happened (a member
  * came, left or was lost, a lost node's tasks were taken over, an LLM server
- * was restarted, an endpoint went down or came back, a job's budget was
+ * was restarted, an endpoint went down or came back, a node stopped or resumed taking new
+ * tasks while no LLM endpoint answered it, a job's budget was
  * reached, a job changed state). Each is a log line on the node that saw it
  * and, on a cluster, one entry in the events feed (a JetStream stream kept
  * for a while), which `GET /v1/events` reads from any node.
@@ -17,6 +18,8 @@ export const EVENT_KINDS = [
   "llm.restarted",
   "endpoint.down",
   "endpoint.up",
+  "admission.paused",
+  "admission.resumed",
   "budget.reached",
   "job.submitted",
   "job.done",

@@ -13,7 +13,7 @@ import { Hold, type HoldSend, Keeper, parseAckSubject } from "./holds.ts";
 import { hopMsgId, roleConsumer, seedConsumer, Streams, Subjects } from "../../store/names.ts";
 import { Puller } from "./puller.ts";
 import { type ClusterTimings, ensureConsumer, ensureStreams, roleConsumerConfig } from "../../store/setup.ts";
-import { ShareGate, GatedSlots, RoleSlots, SlotGroup, type Waiting } from "./slots.ts";
+import { ShareGate, GatedSlots, pausable, RoleSlots, SlotGroup, type Waiting } from "./slots.ts";
 import { type NatsBusStats, newBusStats } from "./stats.ts";
 import { type SeedMessage, SeedMessageSchema } from "../../store/records.ts";
 import { DoneNoticeSchema, type TaskEnvelope, TaskEnvelopeSchema } from "./wire.ts";
@@ -35,6 +35,13 @@ export interface NatsBusOptions {
   stepLatency?: StepLatency;
   /** where the large texts of task states are kept (none: every state travels whole) */
   parts?: PartStore;
+  /**
+   * while true, no seed is taken (the tasks already here go on, and other
+   * nodes take the seeds): e.g. while this node's LLM requests wait for an
+   * endpoint to come back. Looked at before each pull request, and every
+   * second while it holds.
+   */
+  admissionPaused?: () => boolean;
 }
 
 /** Called with each seed taken for a job; `again` when the server delivered it before. */
@@ -398,7 +405,7 @@ export class NatsBusImpl implements Bus {
       link: this.#o.link,
       stream: Streams.seeds,
       consumer: seedConsumer(job),
-      pool: gate ? new GatedSlots(role, gate) : role,
+      pool: pausable(gate ? new GatedSlots(role, gate) : role, this.#o.admissionPaused),
       log: this.#log,
       onMessage: (msg, ack) => this.#onSeed(job, msg, ack, onSeed),
     });

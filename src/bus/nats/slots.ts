@@ -173,3 +173,14 @@ export class RoleSlots implements SlotPool {
     for (const p of this.pullers) p.wake();
   }
 }
+
+/** A pool that has nothing free while `paused` says so (what it reserved is kept as it was). */
+export function pausable(pool: SlotPool, paused: (() => boolean) | undefined): SlotPool {
+  if (!paused) return pool;
+  return {
+    free: () => (paused() ? 0 : pool.free()),
+    reserve: (n, light) => pool.reserve(n, light),
+    release: (n, light) => pool.release(n, light),
+    settled: () => pool.settled?.(),
+  };
+}
