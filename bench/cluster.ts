@@ -28,6 +28,7 @@ import { latencyQuantile } from "./hop-latency.ts";
 import { machineInfo } from "./machine.ts";
 import { matrixdCommand, procStatus, repoRoot } from "./proc.ts";
 import { freePort } from "../src/util/net.ts";
+import { describeMillion, measureMillion } from "./million.ts";
 
 const { values: f } = parseArgs({
   args: process.argv.slice(2),
@@ -37,6 +38,7 @@ const { values: f } = parseArgs({
     "nats-cluster": { type: "boolean" },
     rounds: { type: "string" },
     "side-slots": { type: "string" },
+    seeds: { type: "string" },
     out: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
@@ -44,9 +46,12 @@ const { values: f } = parseArgs({
 if (f.help) {
   console.log(`usage: bun bench/cluster.ts [--quick] [--only dummy,nats,coral,side] [--nats-cluster] [--out DIR]
   --only           sections: dummy (hops/s), nats (every hop through NATS), coral (a shared fleet),
-                   side (the same coral-dummy job through \`matrixd run\` and the three nodes, in turns)
+                   side (the same coral-dummy job through \`matrixd run\` and the three nodes, in turns),
+                   million (one streamed job of --seeds coral-dummy seeds, its rows handed to a follower;
+                   only when named: writes DIR/million.json and million.md)
   --rounds N       jobs of each mode in the side-by-side section (default 3; quick 1)
   --side-slots N   slots of each role on each node there (default: the job's concurrency, as matrixd run)
+  --seeds N        seeds of the million section (default 1000000; quick 20000)
   --nats-cluster   measure also on a 3-server NATS cluster with 3 replicas (after one nats-server)
   writes DIR/cluster.json (default bench/results)`);
   process.exit(0);
@@ -289,6 +294,32 @@ function mergeSections(old: Record<string, unknown>, now: Record<string, unknown
     merged[k] = v !== null && typeof v === "object" && !Array.isArray(v) ? { machine: now.machine, quick: now.quick, ...(v as object) } : v;
   }
   return merged;
+}
+if (only.has("million")) {
+  const seeds = f.seeds === undefined ? (quick ? 20_000 : 1_000_000) : Number(f.seeds);
+  const million = await measureMillion(
+    {
+      matrixd,
+      dir: tmp.dir,
+      startNodes: (url, config) => startNodes({ tag: "", urls: [url], replicas: 1 }, "m", config),
+      stopNodes,
+      log,
+    },
+    { seeds, plainSeeds: Math.min(seeds, quick ? 5000 : 50_000), concurrency: 3072 },
+  );
+  const dir = f.out ?? join(root, "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const file = { machine: machineInfo(root), quick, ...million };
+  writeFileSync(join(dir, "million.json"), `${JSON.stringify(file, null, 2)}\n`);
+  const m = machineInfo(root);
+  const text = [`# ${seeds.toLocaleString("en-US")} seeds through three nodes`, "", `${m.date}, ${m.cpu}, ${m.cores} cores (shared), ${m.ramGiB} GiB, commit ${m.commit}`, "", "```", ...describeMillion(million), "```", ""];
+  writeFileSync(join(dir, "million.md"), text.join("\n"));
+  console.log(describeMillion(million).join("\n"));
+  only.delete("million");
+  if (only.size === 0) {
+    tmp.remove();
+    process.exit(0);
+  }
 }
 try {
   log("one nats-server:");

@@ -2,14 +2,21 @@ import { renameSync, rmSync } from "node:fs";
 import { type ApiClient, ApiError } from "../src/api/client.ts";
 import { describe, UsageError } from "../src/errors.ts";
 import { apiClient, API_FLAGS, parseCommand } from "./args.ts";
+import { followTo } from "./follow.ts";
 
 export const RESULTS_HELP = `matrixd results: a job's dataset (NDJSON, one row per task), from any node
 
 usage: matrixd results ID [--out FILE] [--server URL] [--token T]
+       matrixd results ID --follow --out FILE [--server URL] [--token T]
 
   ID             the job (as matrixd submit printed it, or from matrixd jobs)
   --out FILE     write the dataset to FILE (through FILE.part, renamed once whole);
                  default: stdout
+  --follow       write the rows to FILE as they are stored, made durable in batches, with
+                 FILE.pos saying how far; run again with the same FILE (after a stop, a crash,
+                 kill -9) it carries on from there, each row once. Ends when the job has ended
+                 and every row is written. A job submitted with --purge-followed drops from
+                 NATS the rows written this way
   --server URL   any node's HTTP API (default $MATRIXD_SERVER, else http://127.0.0.1:7420)
   --token T      bearer token of the API (default $MATRIXD_TOKEN)
 
@@ -20,16 +27,22 @@ exit codes: 0 whole dataset, 1 server or network error (or the dataset is short 
 
 /** `matrixd results`: returns the exit code. */
 export async function resultsMain(argv: string[]): Promise<number> {
-  const { values: f, positionals } = parseCommand("results", argv, { ...API_FLAGS, out: { type: "string" } }, true);
+  const { values: f, positionals } = parseCommand("results", argv, { ...API_FLAGS, out: { type: "string" }, follow: { type: "boolean" } }, true);
   if (f.help) {
     console.log(RESULTS_HELP);
     return 0;
   }
   const [id] = positionals;
   if (positionals.length !== 1 || id === undefined) throw new UsageError("give exactly one job id (see matrixd results --help)");
+  if (f.follow && !f.out) throw new UsageError("--follow needs --out FILE (the file it carries on from when run again)");
   const api = apiClient(f);
   try {
     await api.learnMembers();
+    if (f.follow && f.out) {
+      const rows = await followTo(api, id, f.out);
+      process.stderr.write(`job ${id}: ${rows.toLocaleString("en-US")} rows in ${f.out}\n`);
+      return 0;
+    }
     const rows = f.out ? await downloadTo(api, id, f.out) : await download(api, id, stdoutSink());
     if (f.out) process.stderr.write(`job ${id}: ${rows.toLocaleString("en-US")} rows written to ${f.out}\n`);
     return 0;

@@ -12,13 +12,14 @@ import { type JobStatus, SUBMIT_SETTING_KEYS } from "../src/protocol/job.ts";
 import { isWorkflowFile, type LoadedWorkflow, loadWorkflowFile, WorkflowError } from "../src/workflow/index.ts";
 import { API_FLAGS, apiClient, checkSeedFile, intFlag, parseCommand } from "./args.ts";
 import { downloadTo } from "./results.ts";
+import { followTo } from "./follow.ts";
 import { handleSignals } from "./signals.ts";
 import { sleep } from "../src/util/wait.ts";
 
 export const SUBMIT_HELP = `matrixd submit: send a seed file to a cluster node as a job
 
 usage: matrixd submit --server URL --workflow NAME FILE.jsonl [--wait] [--out FILE] [--config FILE]
-                      [--token T] [--plugin PATH ...]
+                      [--token T] [--plugin PATH ...] [--purge-followed]
 
   --server URL         any node's HTTP API (default $MATRIXD_SERVER, else ${DEFAULT_SERVER})
   --workflow NAME      workflow to run (default: "workflow" of --config): one the nodes have, by
@@ -34,6 +35,9 @@ usage: matrixd submit --server URL --workflow NAME FILE.jsonl [--wait] [--out FI
   --out FILE           wait, then write the dataset (JSONL, one row per task) to FILE
   --config FILE        YAML or JSON job settings, as for matrixd run; the job's own keys
                        (options, trials, seed, maxSteps, concurrency, stepRetries, job) are sent
+  --purge-followed     the job's rows leave NATS once a follower (matrixd results ID --follow
+                       --out FILE, or --out here) has written them: a large job does not keep
+                       its dataset on the NATS servers (job setting purgeRows: "followed")
   --token T            bearer token of the API (default $MATRIXD_TOKEN)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
 
@@ -74,6 +78,7 @@ export async function submitMain(argv: string[]): Promise<number> {
       config: { type: "string" },
       plugin: { type: "string", multiple: true },
       "progress-every": { type: "string" },
+      "purge-followed": { type: "boolean" },
     },
     true,
   );
@@ -92,6 +97,7 @@ export async function submitMain(argv: string[]): Promise<number> {
   const workflow = f.workflow ?? cfg.workflow;
   if (!workflow) throw new UsageError("--workflow is required");
   if (cfg.settings.workflow !== undefined && cfg.settings.workflow !== workflow) delete cfg.settings.workflow;
+  if (f["purge-followed"]) cfg.settings.purgeRows = "followed";
   let file: LoadedWorkflow | undefined;
   if (isWorkflowFile(workflow)) {
     const registry = new Registry(builtinWorkflows);
@@ -130,7 +136,8 @@ export async function submitMain(argv: string[]): Promise<number> {
     process.stderr.write(`${[...(allFailed ? [allFailed] : []), formatJob(final), ...reasons].join("\n")}\n`);
     let code = final.state === "cancelled" || (final.ok === 0 && final.failed > 0) ? 1 : 0;
     if (f.out) {
-      const rows = await downloadTo(api, id, f.out, say);
+      // A job that hands its rows over is read as a follower does (FILE.pos beside FILE), the rows leaving NATS.
+      const rows = f["purge-followed"] ? await followTo(api, id, f.out, say) : await downloadTo(api, id, f.out, say);
       const expected = final.ok + final.failed;
       process.stderr.write(`  dataset: ${f.out} (${rows.toLocaleString("en-US")} rows)\n`);
       if (rows !== expected) {

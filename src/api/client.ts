@@ -1,8 +1,10 @@
-import type { z } from "zod";
+import { z } from "zod";
 import { describe, UsageError } from "../errors.ts";
 import { type JobStatus, JobStatusSchema } from "../protocol/job.ts";
 import { formatIssues } from "../util/issues.ts";
 import { type CancelResponse, CancelResponseSchema, ClusterResponseSchema, type ClusterResponse, ErrorBodySchema, JobsResponseSchema, type SubmitResponse, SubmitResponseSchema } from "./responses.ts";
+
+const FollowedResponseSchema = z.object({ handedUpTo: z.number() });
 
 /** Port of a node's HTTP API when `--http` gives none. */
 export const DEFAULT_HTTP_PORT = 7420;
@@ -261,6 +263,22 @@ export class ApiClient {
     const res = await this.#fetch(`/v1/jobs/${encodeURIComponent(id)}/results`);
     if (!res.body) throw new ApiError(res.status, `no dataset body for job "${id}"`);
     return res.body;
+  }
+
+  /** A follower's read: `{"seq":N,"row":{...}}` lines of the rows stored after sequence `after`, following the job. */
+  async rows(id: string, after: number): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#fetch(`/v1/jobs/${encodeURIComponent(id)}/rows?after=${after}`);
+    if (!res.body) throw new ApiError(res.status, `no rows body for job "${id}"`);
+    return res.body;
+  }
+
+  /** Report every row of the job up to `seq` durably written (a job with purgeRows "followed" then drops them from NATS). */
+  async followed(id: string, seq: number): Promise<{ handedUpTo: number }> {
+    return this.#json(FollowedResponseSchema, `/v1/jobs/${encodeURIComponent(id)}/followed`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ seq }),
+    });
   }
 
   cluster(): Promise<ClusterResponse> {

@@ -7,6 +7,7 @@ import { isLive, type JobTable } from "./jobs.ts";
 import { type JobHead, prepareHead, prepareJob, recordSizeProblem } from "./submit.ts";
 import type { JobIntake, JobSubmission } from "./types.ts";
 import type { NodeWorkflows } from "./workflows.ts";
+import { RowHandoff } from "./handoff.ts";
 
 /** Room kept in a NATS message for everything but the seeds it carries. */
 const MESSAGE_HEADROOM = 4096;
@@ -31,7 +32,11 @@ export interface JobControlOptions {
  * is a compare-and-set on the job's record, which every node follows.
  */
 export class JobControl {
-  constructor(private readonly o: JobControlOptions) {}
+  readonly #handoff: RowHandoff;
+
+  constructor(private readonly o: JobControlOptions) {
+    this.#handoff = new RowHandoff(o.nats.results, o.table, o.log);
+  }
 
   /** Open a job whose seeds are streamed in. */
   async intake(job: Omit<JobSubmission, "seeds">): Promise<JobIntake> {
@@ -131,6 +136,7 @@ export class JobControl {
     await nats.jobs.dropCounters(id);
     await nats.jobs.remove(id);
     table.forget(id);
+    this.#handoff.forget(id);
     void this.o.feed.report(...jobEvent("job.purged", id, `${rows} rows removed, on ${this.o.node}`));
     return true;
   }
@@ -139,6 +145,17 @@ export class JobControl {
   results(id: string): AsyncIterable<string> {
     const { table } = this.o;
     return this.o.nats.results.rows(id, async () => isLive(await table.fetch(id)));
+  }
+
+  /** The job's rows stored after stream sequence `after`, with their sequences, following the job while it is live. */
+  rowsAfter(id: string, after: number): AsyncIterable<{ seq: number; text: string }> {
+    const { table } = this.o;
+    return this.o.nats.results.rowsAfter(id, after, async () => isLive(await table.fetch(id)));
+  }
+
+  /** A follower has durably written the job's rows up to `seq`: those leave NATS (a job with purgeRows "followed"). */
+  followed(id: string, seq: number): Promise<{ handedUpTo: number }> {
+    return this.#handoff.report(id, seq);
   }
 
   /** The job's last `n` rows, oldest first. */

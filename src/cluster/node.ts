@@ -240,6 +240,14 @@ class ClusterNodeImpl implements RunningClusterNode {
     return this.#control.tail(id, n);
   }
 
+  rowsAfter(id: string, after: number): AsyncIterable<{ seq: number; text: string }> {
+    return this.#control.rowsAfter(id, after);
+  }
+
+  followed(id: string, seq: number): Promise<{ handedUpTo: number }> {
+    return this.#control.followed(id, seq);
+  }
+
   task(job: string, id: string): Promise<string | undefined> {
     return this.#control.task(job, id);
   }

@@ -62,6 +62,7 @@ export function jobStatus(
     ...(rec.settings.budget ? { budget: rec.settings.budget } : {}),
     ...(spent && rec.settings.budget ? { spent } : {}),
     ...(rec.budgetReached !== undefined ? { budgetReached: rec.budgetReached } : {}),
+    ...(rec.settings.purgeRows ? { purgeRows: rec.settings.purgeRows } : {}),
     metrics: metricMeans(t, defs),
     ...(t.failures ? { failures: topFailures(t.failures) } : {}),
     ...(t.timeline ? { timeline: t.timeline } : {}),

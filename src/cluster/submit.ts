@@ -80,6 +80,7 @@ export function checkJobHead(
     options: s.options ?? {},
     ...(s.maxSteps !== undefined ? { maxSteps: s.maxSteps } : {}),
     ...(s.budget !== undefined ? { budget: s.budget } : {}),
+    ...(s.purgeRows !== undefined ? { purgeRows: s.purgeRows } : {}),
   };
   const runtime = makeJobRuntime({
     id,

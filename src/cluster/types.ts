@@ -56,6 +56,18 @@ export interface ClusterNode {
   purge(id: string): Promise<boolean>;
   /** the dataset, one JSON row per line (no newline), exactly one per finished task */
   results(id: string): AsyncIterable<string>;
+  /**
+   * the rows stored after sequence `after` of the rows stream, each with its
+   * sequence, in order, following the job while it is live (`matrixd results
+   * --follow` resumes from the last sequence it wrote)
+   */
+  rowsAfter(id: string, after: number): AsyncIterable<{ seq: number; text: string }>;
+  /**
+   * a follower has durably written every row of the job up to `seq`: for a
+   * job with purgeRows "followed" those rows leave NATS (NotHandedError for
+   * another job)
+   */
+  followed(id: string, seq: number): Promise<{ handedUpTo: number }>;
   /** the last `n` rows of a job, oldest first, as JSON text */
   tail(id: string, n: number): Promise<string[]>;
   /** a task's row as JSON text, or undefined while the task has none */

@@ -37,6 +37,12 @@ export const JobSettingsSchema = z.object({
   options: z.record(z.string(), z.unknown()),
   /** the job admits no new task once the cluster has spent this much (tokens, or dollars at the nodes' prices) */
   budget: BudgetSchema.optional(),
+  /**
+   * `"followed"`: a row leaves NATS once a follower (`matrixd results ID
+   * --follow --out FILE`) reports it durably written; only a compact
+   * marker of the task stays, so its counts and one row per task hold
+   */
+  purgeRows: z.enum(["followed"]).optional(),
 });
 export type JobSettings = z.infer<typeof JobSettingsSchema>;
 
@@ -118,6 +124,8 @@ export const JobStatusSchema = z.object({
   budget: JobSettingsSchema.shape.budget,
   spent: z.object({ tokens: z.number(), cost: z.number() }).optional(),
   budgetReached: z.string().optional(),
+  /** set when the job's rows leave NATS once a follower has written them */
+  purgeRows: JobSettingsSchema.shape.purgeRows,
   /** the workflow's quality metrics over the rows so far */
   metrics: z.record(z.string(), z.number().nullable()).optional(),
   /** the most common reasons of failed rows, most first (at most 10), each with an example task and its error */

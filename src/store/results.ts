@@ -33,6 +33,18 @@ const OVER_GARBAGE_TRIES = 5;
 const H_ERROR = "Mx-Error";
 /** set on a row stored with its large texts as objects: its body is a {@link PartedRowSchema} */
 const H_PARTS = "Mx-Parts";
+/**
+ * set on the marker that replaces a row a follower has written (a job with
+ * `purgeRows: "followed"`): no body, the row's other headers, so the tally
+ * still counts it and a task run twice still finds its subject taken
+ */
+const H_FOLLOWED = "Mx-Followed";
+/** on a marker: the stream sequence of the row it stands for (the tally counts the two once) */
+const H_ROW_SEQ = "Mx-Row-Seq";
+/** the headers a marker keeps of its row */
+const MARKER_KEEPS = [H_STATUS, H_USAGE, H_METRICS, H_TASK, H_ERROR] as const;
+/** Markers in flight at once while rows are handed over. */
+const HANDOVER_WINDOW = 256;
 
 /** The body of a row too large for one message: the row with its large texts emptied, and their claims. */
 const PartedRowSchema = z.object({ row: z.looseObject({ id: z.string().min(1), job: z.string().min(1) }), parts: z.array(ClaimSchema).min(1) });
@@ -124,7 +136,7 @@ export class ResultStore {
       }
       // Something is on the subject: the task's row (a task run twice), or garbage someone published there.
       const last = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: subject });
-      const problem = last ? rowProblem(new TextDecoder().decode(last.data), row.job, last.subject) : undefined;
+      const problem = last && !isMarker(last.header, row.job, last.subject) ? rowProblem(new TextDecoder().decode(last.data), row.job, last.subject) : undefined;
       if (last && problem === undefined) {
         this.stats.duplicates++;
         void this.parts?.finished(row.job, row.id);
@@ -160,6 +172,20 @@ export class ResultStore {
     return JSON.stringify(row);
   }
 
+  /** Store a row's marker after it, then delete the row; false when it was handed over before. */
+  async #replace(job: string, subject: string, seq: number, h: ReturnType<typeof makeHeaders>): Promise<boolean> {
+    try {
+      await this.link.unlessDisconnected(this.link.publish(subject, new Uint8Array(0), { expectLastSubjectSequence: seq, headers: h, timeoutMs: PUBLISH_TIMEOUT_MS }));
+    } catch (err) {
+      if (!isApiError(err, ApiCodes.wrongLastSequence)) throw err;
+      // Something came after the row: its marker (a handover cut short before the delete), or garbage.
+      const last = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: subject });
+      if (!last || !isMarker(last.header, job, subject) || last.header?.get(H_ROW_SEQ) !== String(seq)) return false;
+    }
+    await this.link.jsm.streams.deleteMessage(Streams.rows, seq, false);
+    return true;
+  }
+
   /** Drop a job's rows for good (its dataset is gone), and every object of the job; how many rows were dropped. */
   async purge(job: string): Promise<number> {
     const r = await this.link.jsm.streams.purge(Streams.rows, { filter: Subjects.jobRows(job) });
@@ -172,15 +198,18 @@ export class ResultStore {
     await this.parts?.jobEnded(job);
   }
 
-  /** Whether the task has its row (garbage on its subject is none). */
+  /** Whether the task has its row, or had one a follower has written (garbage on its subject is none). */
   async exists(job: string, id: string): Promise<boolean> {
-    return (await this.row(job, id)) !== undefined;
+    const m = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: Subjects.row(job, id) });
+    if (!m) return false;
+    if (isMarker(m.header, job, m.subject)) return true;
+    return rowProblem(await this.#whole(m.data, m.header, m.subject), job, m.subject) === undefined;
   }
 
-  /** A task's row as JSON text, or undefined while it has none. */
+  /** A task's row as JSON text, or undefined while it has none (or it was handed to a follower). */
   async row(job: string, id: string): Promise<string | undefined> {
     const m = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: Subjects.row(job, id) });
-    if (!m) return undefined;
+    if (!m || isMarker(m.header, job, m.subject)) return undefined;
     const text = await this.#whole(m.data, m.header, m.subject);
     return rowProblem(text, job, m.subject) === undefined ? text : undefined;
   }
@@ -209,6 +238,7 @@ export class ResultStore {
           let got = 0;
           for await (const m of batch) {
             got++;
+            if (isMarker(m.headers, job, m.subject)) continue;
             if (!m.headers?.get(H_PARTS) && rowProblem(decoder.decode(m.data), job, m.subject) !== undefined) continue;
             out.push({ data: m.data, headers: m.headers, subject: m.subject });
             if (out.length > n) out.shift();
@@ -237,11 +267,79 @@ export class ResultStore {
    * logged and skipped.
    */
   async *rows(job: string, running?: () => Promise<boolean>): AsyncGenerator<string> {
-    for await (const m of this.#read(job, false, running)) {
+    for await (const r of this.rowsAfter(job, 0, running)) yield r.text;
+  }
+
+  /**
+   * The job's rows stored after stream sequence `after`, each with its
+   * sequence, in the order they were stored (see `rows`). A follower that
+   * has written every row up to some sequence carries on from there: the
+   * rows past it are the ones it has not written, whatever was handed over
+   * and removed before it.
+   */
+  async *rowsAfter(job: string, after: number, running?: () => Promise<boolean>): AsyncGenerator<{ seq: number; text: string }> {
+    for await (const m of this.#read(job, false, running, after + 1)) {
+      if (isMarker(m.headers, job, m.subject)) continue;
       const text = await this.#whole(m.data, m.headers, m.subject);
       const problem = rowProblem(text, job, m.subject);
-      if (problem === undefined) yield text;
+      if (problem === undefined) yield { seq: m.seq, text };
       else this.#garbage(m.subject, problem);
+    }
+  }
+
+  /**
+   * A follower has durably written every row of the job up to stream
+   * sequence `upto`: each such row stored at or after `from` is replaced
+   * by its marker: the marker is stored after it on its subject (expecting
+   * the row to be the subject's last message, so the subject is never
+   * empty and a task run again still finds it taken), then the row is
+   * deleted. Not a rollup: nats-server 2.9 may skip messages of a
+   * filtered consumer reading the stream while subjects are rolled up,
+   * and the follower reads as rows are handed over. Idempotent (a row
+   * whose marker is there already is only deleted); returns how many rows
+   * were handed over.
+   */
+  async handOver(job: string, upto: number, from = 1): Promise<number> {
+    if (upto < from) return 0;
+    const consumer = await this.#reader(job, true, from);
+    let handed = 0;
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    try {
+      let left = Math.min((await consumer.info()).num_pending, upto - from + 1);
+      reading: while (left > 0) {
+        const batch = await consumer.fetch({ max_messages: Math.min(left, 512), expires: 5000 });
+        let got = 0;
+        for await (const m of batch) {
+          got++;
+          left--;
+          if (m.seq > upto) break reading;
+          if (isMarker(m.headers, job, m.subject) || !isRowHead(m.headers, job, m.subject)) continue;
+          const h = makeHeaders();
+          for (const k of MARKER_KEEPS) {
+            const v = m.headers?.get(k);
+            if (v) h.set(k, v);
+          }
+          h.set(H_FOLLOWED, "1");
+          h.set(H_ROW_SEQ, String(m.seq));
+          const p = this.#replace(job, m.subject, m.seq, h)
+            .then(
+              (replaced) => void (replaced && handed++),
+              (err: unknown) => void (failure ??= err),
+            )
+            .finally(() => inFlight.delete(p));
+          inFlight.add(p);
+          if (inFlight.size >= HANDOVER_WINDOW) await Promise.race(inFlight);
+          if (failure !== undefined) throw failure;
+        }
+        if (got === 0) break;
+      }
+      await Promise.all(inFlight);
+      if (failure !== undefined) throw failure;
+      return handed;
+    } finally {
+      await Promise.all(inFlight);
+      await consumer.delete().catch(() => undefined);
     }
   }
 
@@ -253,7 +351,13 @@ export class ResultStore {
   async tally(job: string, defs: readonly Metric[]): Promise<{ rows: number; tally: JobTally }> {
     const t = emptyTally();
     let rows = 0;
+    // Rows counted in this read, by sequence: a marker whose row was counted (handed over while read) is not counted again.
+    const counted = new SeqSet();
     for await (const m of this.#read(job, true)) {
+      if (m.headers?.get(H_FOLLOWED) === "1") {
+        const rowSeq = Number(m.headers.get(H_ROW_SEQ));
+        if (counted.has(rowSeq)) continue;
+      }
       const status = m.headers?.get(H_STATUS);
       // A row stored by an earlier matrixd has no task header when ok: its body tells (garbage's too).
       const task = headerString(m.headers?.get(H_TASK)) ?? (status === "ok" ? await this.#idFromBody(job, m.seq, m.subject) : undefined);
@@ -268,6 +372,7 @@ export class ResultStore {
       const timings = { finished: Math.floor(m.info.timestampNanos / 1e6) };
       addRow(t, { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, timings, ...(metrics ? { metrics } : {}), ...failure }, defs);
       rows++;
+      counted.add(m.seq);
     }
     return { rows, tally: t };
   }
@@ -298,8 +403,8 @@ export class ResultStore {
   }
 
   /** The messages on a job's row subjects, through an ordered consumer, in batches. */
-  async *#read(job: string, headersOnly: boolean, running?: () => Promise<boolean>): AsyncGenerator<JsMsg> {
-    const consumer = await this.#reader(job, headersOnly);
+  async *#read(job: string, headersOnly: boolean, running?: () => Promise<boolean>, fromSeq?: number): AsyncGenerator<JsMsg> {
+    const consumer = await this.#reader(job, headersOnly, fromSeq);
     try {
       let live = running ? await running() : false;
       // A job that has ended gets no more rows: read exactly what is there.
@@ -361,7 +466,45 @@ function rowProblem(text: string, job: string, subject: string): string | undefi
   return undefined;
 }
 
-/** A row's metrics from its metrics header, or undefined when the header is not an object of them. */
+/** Stream sequences seen, as bits from the first one added: a read of a million rows keeps a few hundred KiB. */
+class SeqSet {
+  #base = -1;
+  #bits = new Uint8Array(1024);
+
+  add(seq: number): void {
+    if (this.#base < 0) this.#base = seq;
+    const i = seq - this.#base;
+    if (i < 0) return;
+    if (i >> 3 >= this.#bits.length) {
+      const grown = new Uint8Array(Math.max(this.#bits.length * 2, (i >> 3) + 1));
+      grown.set(this.#bits);
+      this.#bits = grown;
+    }
+    this.#bits[i >> 3] = (this.#bits[i >> 3] as number) | (1 << (i & 7));
+  }
+
+  has(seq: number): boolean {
+    const i = seq - this.#base;
+    if (this.#base < 0 || !Number.isSafeInteger(i) || i < 0 || i >> 3 >= this.#bits.length) return false;
+    return ((this.#bits[i >> 3] as number) & (1 << (i & 7))) !== 0;
+  }
+}
+
+/** Headers of a message, as the client gives them. */
+type Headers = { get(k: string): string } | undefined;
+
+/** Whether the headers are a row's (status and the id of the task whose subject it is on). */
+function isRowHead(headers: Headers, job: string, subject: string): boolean {
+  const status = headers?.get(H_STATUS);
+  const task = headerString(headers?.get(H_TASK));
+  return (status === "ok" || status === "failed") && task !== undefined && Subjects.row(job, task) === subject;
+}
+
+/** Whether a message is the marker of a row handed to a follower, on the subject of its task. */
+function isMarker(headers: Headers, job: string, subject: string): boolean {
+  return headers?.get(H_FOLLOWED) === "1" && isRowHead(headers, job, subject);
+}
+
 /** A JSON string header's value (undefined when absent or not one). */
 function headerString(text: string | undefined): string | undefined {
   if (!text) return undefined;
@@ -373,6 +516,7 @@ function headerString(text: string | undefined): string | undefined {
   }
 }
 
+/** A row's metrics from its metrics header, or undefined when the header is not an object of them. */
 function headerMetrics(text: string): Record<string, unknown> | undefined {
   let raw: unknown;
   try {

@@ -70,6 +70,8 @@ export function overriding(node: ClusterNode, over: Partial<ClusterNode>): Clust
     purge: over.purge ?? ((id) => node.purge(id)),
     results: over.results ?? ((id) => node.results(id)),
     tail: over.tail ?? ((id, n) => node.tail(id, n)),
+    rowsAfter: over.rowsAfter ?? ((id, after) => node.rowsAfter(id, after)),
+    followed: over.followed ?? ((id, seq) => node.followed(id, seq)),
     task: over.task ?? ((job, id) => node.task(job, id)),
     members: over.members ?? (() => node.members()),
     events: over.events ?? ((q) => node.events(q)),

@@ -1,3 +1,4 @@
+import { NotHandedError } from "../../src/cluster/handoff.ts";
 import { builtinWorkflows } from "../../plugins/index.ts";
 import { LocalBus } from "../../src/bus/local.ts";
 import { CheckedJob, checkJob, prepareHead } from "../../src/cluster/submit.ts";
@@ -270,6 +271,15 @@ export class MemoryNode implements ClusterNode {
       if (job.state !== "running") return;
       await job.changed();
     }
+  }
+
+  async *rowsAfter(id: string, after: number): AsyncIterable<{ seq: number; text: string }> {
+    let seq = 0;
+    for await (const text of this.results(id)) if (++seq > after) yield { seq, text };
+  }
+
+  async followed(id: string): Promise<{ handedUpTo: number }> {
+    throw new NotHandedError(`job "${id}" keeps its rows (this node keeps every row in memory)`);
   }
 
   async tail(id: string, n: number): Promise<string[]> {

@@ -1,4 +1,7 @@
 import { Hono } from "hono";
+import { z } from "zod";
+import { NotHandedError } from "../../cluster/handoff.ts";
+import { formatIssues } from "../../util/issues.ts";
 import type { ClusterNode, JobStatus } from "../../cluster/types.ts";
 import type { Registry } from "../../plugin/registry.ts";
 import { HttpError } from "../http-error.ts";
@@ -26,6 +29,28 @@ function tailCount(q: string): number {
 }
 
 const NDJSON_HEADERS = { "Content-Type": "application/x-ndjson", "Cache-Control": "no-store" };
+
+const FollowedBodySchema = z.strictObject({ seq: z.number().int().nonnegative() });
+
+/** A sequence given in the query; 400 unless a whole number. */
+function seqQuery(q: string, name: string): number {
+  const n = /^[0-9]{1,16}$/.test(q) ? Number(q) : Number.NaN;
+  if (!Number.isSafeInteger(n)) throw new HttpError(400, `"${name}" must be a whole number (a sequence of the rows stream), not "${q.slice(0, 40)}"`);
+  return n;
+}
+
+/** Rows with their sequences, one line each: the row's JSON text is put in as it is, not parsed again. */
+async function* seqLines(rows: AsyncIterable<{ seq: number; text: string }>): AsyncIterable<string> {
+  for await (const r of rows) yield `{"seq":${r.seq},"row":${r.text}}`;
+}
+
+/** The answer to a whole download of a job whose rows leave NATS once followed. */
+function handedError(id: string): HttpError {
+  return new HttpError(
+    409,
+    `job "${id}" hands its rows to a follower (purgeRows "followed"): rows a follower has written are no longer in NATS; read the dataset with matrixd results ${id} --follow --out FILE (GET /v1/jobs/${id}/rows?after=SEQ)`,
+  );
+}
 
 async function jobOr404(node: ClusterNode, id: string): Promise<JobStatus> {
   const job = await node.job(id);
@@ -76,12 +101,35 @@ export function jobRoutes(opts: JobRoutesOptions): Hono {
     const id = c.req.param("id");
     const tail = c.req.query("tail");
     const n = tail === undefined ? undefined : tailCount(tail);
-    await jobOr404(node, id);
+    const job = await jobOr404(node, id);
     if (n !== undefined) {
       const rows = await node.tail(id, n);
       return c.body(rows.map((r) => `${r}\n`).join(""), 200, NDJSON_HEADERS);
     }
+    if (job.purgeRows === "followed") throw handedError(id);
     return c.body(ndjsonStream(node.results(id)), 200, NDJSON_HEADERS);
+  });
+
+  // A follower's read: `{"seq":N,"row":{...}}` lines, from after the last sequence it has written.
+  jobs.get("/:id/rows", async (c) => {
+    const id = c.req.param("id");
+    const after = seqQuery(c.req.query("after") ?? "0", "after");
+    await jobOr404(node, id);
+    return c.body(ndjsonStream(seqLines(node.rowsAfter(id, after))), 200, NDJSON_HEADERS);
+  });
+
+  // A follower's report: every row up to `seq` is durably written, so a job with purgeRows "followed" drops them.
+  jobs.post("/:id/followed", async (c) => {
+    const id = c.req.param("id");
+    const body = FollowedBodySchema.safeParse(await c.req.json().catch(() => undefined));
+    if (!body.success) throw new HttpError(400, `the body must be {"seq": N}, N a whole number: ${formatIssues(body.error)}`);
+    await jobOr404(node, id);
+    try {
+      return c.json(await node.followed(id, body.data.seq));
+    } catch (err) {
+      if (err instanceof NotHandedError) throw new HttpError(409, err.message);
+      throw err;
+    }
   });
 
   jobs.get("/:id/tasks/:task", async (c) => {
