@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import type { JobStatus } from "../src/protocol/job.ts";
 import { tempDir, writeLines } from "./support/files.ts";
 import { spawnJoin } from "./support/join-process.ts";
@@ -76,10 +76,16 @@ describe.skipIf(missing !== undefined)("cli summary in a cluster", () => {
     const node = await spawnJoin({ name: "s1", nats: srv.url, dir: tmp.dir, config, args: ["--llm", "sim"], command: MATRIXD });
     try {
       const { id } = await node.submit("coral", coralSeeds(150, "h"), { concurrency: 50 });
+      // biome-ignore lint/suspicious/noExplicitAny: the last status seen, said when the wait times out
+      let seen: any;
       const running = await waitFor("a running job with failure reasons", async () => {
         const st = await node.job(id);
+        seen = st;
         return st.state === "running" && (st.failures?.length ?? 0) > 0 ? st : undefined;
-      }, 60_000, 100);
+      }, 60_000, 100).catch((err) => {
+        const { timeline: _, ...last } = seen ?? {};
+        throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last)}; node log tail:\n${readFileSync(node.logPath, "utf8").split("\n").slice(-40).join("\n")}`);
+      });
       checkFailures(running);
       const ended = await waitFor("the job to end", async () => {
         const st = await node.job(id);
