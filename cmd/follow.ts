@@ -2,6 +2,7 @@ import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync
 import { dirname } from "node:path";
 import { z } from "zod";
 import { type ApiClient, ApiError } from "../src/api/client.ts";
+import { WholeLines } from "../src/api/ndjson.ts";
 import { describe, UsageError } from "../src/errors.ts";
 import { formatIssues } from "../src/util/issues.ts";
 
@@ -283,20 +284,15 @@ export async function followTo(api: ApiClient, id: string, out: string, say: (te
 /** One read of the rows after the file's sequence, appended as they come; ends with the stream (ApiError 0 when it broke off). */
 async function readInto(api: ApiClient, id: string, file: FollowedFile, onSwitch: (from: string, to: string) => void, afterChunk: () => void): Promise<void> {
   const body = await api.failover(() => api.rows(id, file.seq), { onSwitch });
-  let partial: Uint8Array = new Uint8Array(0);
+  const lines = new WholeLines();
   try {
     for await (const chunk of body) {
-      const data = partial.length > 0 ? concat(partial, chunk) : chunk;
-      const last = data.lastIndexOf(NL);
-      if (last < 0) {
-        partial = data;
-        continue;
-      }
-      partial = data.slice(last + 1);
+      const data = lines.push(chunk);
+      if (data === undefined) continue;
       const parts: Uint8Array[] = [];
       let rows = 0;
       let seq = file.seq;
-      for (let start = 0; start <= last; ) {
+      for (let start = 0; start < data.length; ) {
         const nl = data.indexOf(NL, start);
         const line = splitLine(data.subarray(start, nl));
         start = nl + 1;
@@ -312,17 +308,10 @@ async function readInto(api: ApiClient, id: string, file: FollowedFile, onSwitch
     if (err instanceof Error && err.message.startsWith("the rows stream sent")) throw err;
     throw new ApiError(0, `the rows of job ${id} from ${api.server} broke off after sequence ${file.seq}: ${describe(err)}`, undefined, { cause: err });
   }
-  if (partial.length > 0) throw new ApiError(0, `the rows of job ${id} from ${api.server} ended inside a line after sequence ${file.seq}`);
+  if (lines.pending > 0) throw new ApiError(0, `the rows of job ${id} from ${api.server} ended inside a line after sequence ${file.seq}`);
 }
 
 const NEWLINE = new Uint8Array([NL]);
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
 
 function concatAll(parts: Uint8Array[]): Uint8Array {
   let n = 0;

@@ -1,5 +1,6 @@
 import { renameSync, rmSync } from "node:fs";
 import { type ApiClient, ApiError } from "../src/api/client.ts";
+import { WholeLines } from "../src/api/ndjson.ts";
 import { describe, UsageError } from "../src/errors.ts";
 import { apiClient, API_FLAGS, parseCommand } from "./args.ts";
 import { followTo } from "./follow.ts";
@@ -96,25 +97,20 @@ export async function download(api: ApiClient, id: string, sink: RowSink, say: (
   const onSwitch = (from: string, to: string) => say(`${from} stopped answering; carrying on through ${to}\n`);
   for (let attempt = 1; ; attempt++) {
     let skip = written;
-    let partial: Uint8Array = new Uint8Array(0);
+    const lines = new WholeLines();
     try {
       const body = await api.failover(() => api.results(id), { onSwitch });
       try {
         for await (const chunk of body) {
-          const data = partial.length > 0 ? concat(partial, chunk) : chunk;
-          const last = data.lastIndexOf(NL);
-          if (last < 0) {
-            partial = data;
-            continue;
-          }
-          partial = data.slice(last + 1);
+          const data = lines.push(chunk);
+          if (data === undefined) continue;
           let start = 0;
-          while (skip > 0 && start <= last) {
+          while (skip > 0 && start < data.length) {
             start = data.indexOf(NL, start) + 1;
             skip--;
           }
-          if (start > last) continue;
-          const whole = data.subarray(start, last + 1);
+          if (start >= data.length) continue;
+          const whole = data.subarray(start);
           for (const b of whole) if (b === NL) written++;
           try {
             await sink.write(whole);
@@ -129,7 +125,7 @@ export async function download(api: ApiClient, id: string, sink: RowSink, say: (
         throw new ApiError(0, `dataset download from ${api.server} broke off after ${written} rows: ${describe(err)}`, undefined, { cause: err });
       }
       // every row the API sends ends with its newline: a row without one was cut short
-      if (partial.length > 0) throw new ApiError(0, `dataset download from ${api.server} ended inside a row after ${written} rows`);
+      if (lines.pending > 0) throw new ApiError(0, `dataset download from ${api.server} ended inside a row after ${written} rows`);
       const st = await api.failover(() => api.job(id), { onSwitch });
       const expected = st.ok + st.failed;
       if (st.state !== "running" && written >= expected) {
@@ -145,11 +141,4 @@ export async function download(api: ApiClient, id: string, sink: RowSink, say: (
       say(`${err.message}; reading the rest again\n`);
     }
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }

@@ -46,3 +46,36 @@ export function ndjsonStream(lines: AsyncIterable<string>): ReadableStream<Uint8
     { highWaterMark: 2 },
   );
 }
+
+const NL = 10;
+
+/**
+ * The whole lines of an NDJSON byte stream read in chunks: `push` answers
+ * the bytes up to and including the last newline seen so far (undefined
+ * while no line is whole yet) and keeps the rest for the next chunk;
+ * `pending` is the bytes kept of a line not yet ended (a stream that ends
+ * with some was cut inside a line).
+ */
+export class WholeLines {
+  #rest: Uint8Array = new Uint8Array(0);
+
+  push(chunk: Uint8Array): Uint8Array | undefined {
+    let data = chunk;
+    if (this.#rest.length > 0) {
+      data = new Uint8Array(this.#rest.length + chunk.length);
+      data.set(this.#rest, 0);
+      data.set(chunk, this.#rest.length);
+    }
+    const last = data.lastIndexOf(NL);
+    if (last < 0) {
+      this.#rest = data;
+      return undefined;
+    }
+    this.#rest = data.slice(last + 1);
+    return data.subarray(0, last + 1);
+  }
+
+  get pending(): number {
+    return this.#rest.length;
+  }
+}
