@@ -20,6 +20,7 @@ export const SUBMIT_HELP = `matrixd submit: send a seed file to a cluster node a
 
 usage: matrixd submit --server URL --workflow NAME FILE.jsonl [--wait] [--out FILE] [--config FILE]
                       [--token T] [--plugin PATH ...] [--purge-followed]
+       matrixd submit --server URL --retry-failed JOB_ID [--wait] [--out FILE] [--token T]
 
   --server URL         any node's HTTP API (default $MATRIXD_SERVER, else ${DEFAULT_SERVER})
   --workflow NAME      workflow to run (default: "workflow" of --config): one the nodes have, by
@@ -38,6 +39,11 @@ usage: matrixd submit --server URL --workflow NAME FILE.jsonl [--wait] [--out FI
   --purge-followed     the job's rows leave NATS once a follower (matrixd results ID --follow
                        --out FILE, or --out here) has written them: a large job does not keep
                        its dataset on the NATS servers (job setting purgeRows: "followed")
+  --retry-failed ID    run again the tasks of the ended job ID whose rows are failed: their seeds
+                       go back through admission and each new row replaces the failed one (one
+                       row per task still); the job runs again and ends again. Refused (exit 2)
+                       for a job still running, cancelled or stopped at its budget, or unknown
+                       (purged); a job with no failed row is said so (exit 0)
   --token T            bearer token of the API (default $MATRIXD_TOKEN)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
 
@@ -79,12 +85,20 @@ export async function submitMain(argv: string[]): Promise<number> {
       plugin: { type: "string", multiple: true },
       "progress-every": { type: "string" },
       "purge-followed": { type: "boolean" },
+      "retry-failed": { type: "string" },
     },
     true,
   );
   if (f.help) {
     console.log(SUBMIT_HELP);
     return 0;
+  }
+  const retryOf = f["retry-failed"];
+  if (retryOf !== undefined) {
+    if (positionals.length > 0 || f.workflow !== undefined || f.config !== undefined) {
+      throw new UsageError("--retry-failed takes a job id and no seed file, --workflow or --config (see matrixd submit --help)");
+    }
+    return retryMain(apiClient(f), retryOf, f);
   }
   const [seedFile] = positionals;
   if (positionals.length !== 1 || seedFile === undefined) throw new UsageError("give exactly one seed file (see matrixd submit --help)");
@@ -129,29 +143,63 @@ export async function submitMain(argv: string[]): Promise<number> {
       process.stderr.write(`job ${id}: ${total.toLocaleString("en-US")} tasks submitted to ${api.server}\n`);
       return 0;
     }
-    // the other members, while this node answers: the job goes on without it, and so does this wait
-    await api.learnMembers();
-    const final = await follow(api, id, every, live, say);
-    const { allFailed, reasons } = failureSummary(final.failures, final.ok, final.failed);
-    process.stderr.write(`${[...(allFailed ? [allFailed] : []), formatJob(final), ...reasons].join("\n")}\n`);
-    let code = final.state === "cancelled" || (final.ok === 0 && final.failed > 0) ? 1 : 0;
-    if (f.out) {
-      // A job that hands its rows over is read as a follower does (FILE.pos beside FILE), the rows leaving NATS.
-      const rows = f["purge-followed"] ? await followTo(api, id, f.out, say) : await downloadTo(api, id, f.out, say);
-      const expected = final.ok + final.failed;
-      process.stderr.write(`  dataset: ${f.out} (${rows.toLocaleString("en-US")} rows)\n`);
-      if (rows !== expected) {
-        process.stderr.write(`  the dataset has ${rows} rows but the job counts ${expected}\n`);
-        code = 1;
-      }
-    }
-    return code;
+    return await waitAndFetch(api, id, { every, out: f.out, live, say, followed: f["purge-followed"] === true });
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
     live?.clear();
     process.stderr.write(`matrixd submit: ${err.message}\n`);
     return err.exitCode;
   }
+}
+
+/** `matrixd submit --retry-failed ID`: the failed tasks of an ended job run again. */
+async function retryMain(api: ApiClient, id: string, f: { wait?: boolean; out?: string; "progress-every"?: string }): Promise<number> {
+  const every = intFlag("progress-every", f["progress-every"]) ?? 10;
+  const out = f.out;
+  if (out !== undefined) await preflight("submit", [() => checkOutPath(out)]);
+  const live = process.stderr.isTTY === true ? new LiveLine(process.stderr) : undefined;
+  const say = (text: string) => (live ? live.write(text) : process.stderr.write(text));
+  try {
+    const r = await api.retryFailed(id);
+    console.log(id);
+    if (r.tasks === 0) {
+      process.stderr.write(`job ${id} has no failed row: nothing runs again\n`);
+      return 0;
+    }
+    process.stderr.write(`job ${id}: its ${r.tasks.toLocaleString("en-US")} failed tasks run again (round ${r.round}) on ${api.server}\n`);
+    if (!f.wait && out === undefined) return 0;
+    return await waitAndFetch(api, id, { every, out, live, say });
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    live?.clear();
+    process.stderr.write(`matrixd submit: ${err.message}\n`);
+    return err.exitCode;
+  }
+}
+
+/** Follow a job until it ends, say how it went, and write its dataset to `out` if given; the exit code. */
+async function waitAndFetch(
+  api: ApiClient,
+  id: string,
+  o: { every: number; out: string | undefined; live: LiveLine | undefined; say: (text: string) => void; followed?: boolean },
+): Promise<number> {
+  // the other members, while this node answers: the job goes on without it, and so does this wait
+  await api.learnMembers();
+  const final = await follow(api, id, o.every, o.live, o.say);
+  const { allFailed, reasons } = failureSummary(final.failures, final.ok, final.failed);
+  process.stderr.write(`${[...(allFailed ? [allFailed] : []), formatJob(final), ...reasons].join("\n")}\n`);
+  let code = final.state === "cancelled" || (final.ok === 0 && final.failed > 0) ? 1 : 0;
+  if (o.out) {
+    // A job that hands its rows over is read as a follower does (FILE.pos beside FILE), the rows leaving NATS.
+    const rows = o.followed ? await followTo(api, id, o.out, o.say) : await downloadTo(api, id, o.out, o.say);
+    const expected = final.ok + final.failed;
+    process.stderr.write(`  dataset: ${o.out} (${rows.toLocaleString("en-US")} rows)\n`);
+    if (rows !== expected) {
+      process.stderr.write(`  the dataset has ${rows} rows but the job counts ${expected}\n`);
+      code = 1;
+    }
+  }
+  return code;
 }
 
 /** No figure of a job moved for this long: the progress line says so instead of an ETA that no longer means anything. */

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { describe, UsageError } from "../errors.ts";
 import { type JobStatus, JobStatusSchema } from "../protocol/job.ts";
 import { formatIssues } from "../util/issues.ts";
-import { type CancelResponse, CancelResponseSchema, ClusterResponseSchema, type ClusterResponse, ErrorBodySchema, JobsResponseSchema, type SubmitResponse, SubmitResponseSchema } from "./responses.ts";
+import { type CancelResponse, CancelResponseSchema, ClusterResponseSchema, type ClusterResponse, ErrorBodySchema, JobsResponseSchema, type RetryResponse, RetryResponseSchema, type SubmitResponse, SubmitResponseSchema } from "./responses.ts";
 
 const FollowedResponseSchema = z.object({ handedUpTo: z.number() });
 
@@ -256,6 +256,11 @@ export class ApiClient {
   /** Cancel a job (`purge`: drop it and its dataset for good); the state the server answers. */
   async cancel(id: string, purge = false): Promise<CancelResponse["state"]> {
     return (await this.#json(CancelResponseSchema, `/v1/jobs/${encodeURIComponent(id)}${purge ? "?purge=1" : ""}`, { method: "DELETE" })).state;
+  }
+
+  /** Run again the tasks of an ended job whose rows are failed. */
+  retryFailed(id: string): Promise<RetryResponse> {
+    return this.#json(RetryResponseSchema, `/v1/jobs/${encodeURIComponent(id)}/retry-failed`, { method: "POST" });
   }
 
   /** The dataset as a byte stream of NDJSON rows. */

@@ -63,6 +63,7 @@ export function formatJob(j: JobStatus, now = Date.now()): string {
     const used = j.spent ? `; used ${n(j.spent.tokens)} tokens${j.spent.cost > 0 ? `, $${j.spent.cost.toFixed(4)}` : ""}` : "";
     lines.push(`  budget ${limit}${used}${j.budgetReached ? `: ${j.budgetReached}, no new tasks` : ""}`);
   }
+  if (j.retry) lines.push(`  failed tasks run again: ${j.retry.tasks.toLocaleString("en-US")} in round ${j.retry.round}`);
   const m = metricsText(j.metrics);
   if (m) lines.push(`  ${m}`);
   return lines.join("\n");

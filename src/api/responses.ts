@@ -24,6 +24,14 @@ export type JobsResponse = z.infer<typeof JobsResponseSchema>;
 export const CancelResponseSchema = z.object({ id: z.string(), state: z.enum(["cancelled", "purged"]) });
 export type CancelResponse = z.infer<typeof CancelResponseSchema>;
 
+/**
+ * What `POST /v1/jobs/:id/retry-failed` answers (200): the retry round now
+ * under way and the failed tasks it runs again (0: the job had no failed
+ * row, nothing runs).
+ */
+export const RetryResponseSchema = z.object({ id: z.string(), round: z.number().int().nonnegative(), tasks: z.number().int().nonnegative() });
+export type RetryResponse = z.infer<typeof RetryResponseSchema>;
+
 /** What `POST /v1/jobs/:id/download` answers: a link to the dataset that works for a minute, with no token. */
 export const DownloadResponseSchema = z.object({ url: z.string(), expires: z.number() });
 export type DownloadResponse = z.infer<typeof DownloadResponseSchema>;

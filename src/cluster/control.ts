@@ -3,6 +3,7 @@ import type { Logger } from "../log.ts";
 import { BrokenRecordError, JobStoreError, type NatsCluster } from "../store/index.ts";
 import { type EventFeed, jobEvent } from "./events.ts";
 import { StreamIntake } from "./intake.ts";
+import { type RetryOutcome, retryFailed } from "./retry.ts";
 import { isLive, type JobTable } from "./jobs.ts";
 import { type JobHead, prepareHead, prepareJob, recordSizeProblem } from "./submit.ts";
 import type { JobIntake, JobSubmission } from "./types.ts";
@@ -141,10 +142,17 @@ export class JobControl {
     return true;
   }
 
+  /** Run again the tasks of an ended job whose rows are failed (see retryFailed). */
+  retryFailed(id: string): Promise<RetryOutcome | undefined> {
+    this.#refuseWhenLeaving();
+    const { node, nats, table, workflows, feed, log } = this.o;
+    return retryFailed({ node, nats, table, workflows, feed, log }, id);
+  }
+
   /** The job's rows, one JSON line each, following the job while it is live. */
   results(id: string): AsyncIterable<string> {
     const { table } = this.o;
-    return this.o.nats.results.rows(id, async () => isLive(await table.fetch(id)));
+    return this.o.nats.results.rows(id, async () => isLive(await table.fetch(id)), table.get(id)?.retry !== undefined);
   }
 
   /** The job's rows stored after stream sequence `after`, with their sequences, following the job while it is live. */

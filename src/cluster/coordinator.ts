@@ -1,14 +1,19 @@
-import type { JobRecord, JobStore, ResultStore } from "../store/index.ts";
+import type { JobRecord, JobStore, NatsCluster, ResultStore } from "../store/index.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { fnv1a } from "../util/hash.ts";
 import { type EventFeed, jobEvent } from "./events.ts";
 import { isLive, type JobTable } from "./jobs.ts";
+import { recoverRetrySeeds } from "./retry.ts";
 import { sumSpent } from "./status.ts";
 import type { NodeWorkflows } from "./workflows.ts";
 
 const CHECK_TIMEOUT_MS = 30_000;
 const TALLY_EVERY_MS = 10_000;
+/** A retry round whose seeds are not all stored this long after it began has them stored by its coordinator. */
+const RESEED_AFTER_MS = 120_000;
+/** A retry round with nothing admitted and failed rows of earlier rounds left this long has lost seeds: they are stored again. */
+const LOST_SEEDS_MS = 5_000;
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -23,6 +28,8 @@ export interface CoordinatorOptions {
   table: JobTable;
   store: JobStore;
   results: ResultStore;
+  /** for storing again the seeds of a retry round */
+  nats: NatsCluster;
   workflows: NodeWorkflows;
   log: Logger;
   /** names of the live members (running, not draining) */
@@ -50,8 +57,10 @@ export class Coordinator {
   #warned = new Set<string>();
   /** when each job's rows were last counted while it still had seeds out */
   #tallied = new Map<string, number>();
-  /** since when the node storing a `submitting` job's seeds has been missing from the member view */
+  /** since when the node storing a job's seeds (at submit, or for a retry round) has been missing from the member view */
   #acceptorMissing = new Map<string, number>();
+  /** since when a retry round has had nothing admitted while failed rows of earlier rounds are left */
+  #lostSince = new Map<string, number>();
 
   constructor(private readonly o: CoordinatorOptions) {}
 
@@ -110,6 +119,7 @@ export class Coordinator {
       }
       return;
     }
+    if (rec.retry) return this.#checkRetry(rec, rec.retry);
     const progress = await store.seedProgress(rec.id);
     if (rec.settings.budget) {
       if (rec.budgetReached === undefined) {
@@ -147,6 +157,52 @@ export class Coordinator {
       this.#warned.add(rec.id);
       this.o.log.warn({ job: rec.id, rows, total: rec.total }, "every seed of the job is acked but some rows are missing");
     }
+  }
+
+  /**
+   * A job whose failed tasks run again ends once no failed row of an
+   * earlier round is left (each new row replaced one); seeds the node that
+   * asked for the round did not store, or that went missing, are stored
+   * again from the rows.
+   */
+  async #checkRetry(rec: JobRecord, retry: NonNullable<JobRecord["retry"]>): Promise<void> {
+    const { store, results } = this.o;
+    const key = `${rec.id}:retry`;
+    if (!retry.seeded) {
+      const gone = this.#gone(key, retry.by);
+      if (gone || Date.now() - retry.at > RESEED_AFTER_MS) {
+        await recoverRetrySeeds({ nats: this.o.nats, log: this.o.log }, rec, gone ? `${retry.by}, which was storing them, is gone` : "they are not all stored yet");
+        this.#acceptorMissing.delete(key);
+      }
+      return;
+    }
+    const progress = await store.seedProgress(rec.id);
+    const seedsLeft = progress !== undefined && (progress.pending > 0 || progress.inFlight > 0);
+    if (seedsLeft) {
+      this.#lostSince.delete(rec.id);
+      const last = this.#tallied.get(rec.id) ?? 0;
+      if (Date.now() - last < TALLY_EVERY_MS) return;
+      this.#tallied.set(rec.id, Date.now());
+    }
+    const { rows, tally, stale } = await results.tally(rec.id, this.#metrics(rec), retry.round);
+    // every task has its row, and none is a failed row of an earlier round
+    if (stale === 0 && rows >= rec.total) {
+      const ended = await this.#end(rec, "done", undefined, tally);
+      this.#tallied.delete(rec.id);
+      this.#lostSince.delete(rec.id);
+      if (ended) {
+        this.o.log.info({ job: rec.id, rows, round: retry.round }, "job done again");
+        const [ev, opts] = jobEvent("job.done", rec.id, `${tally.ok} ok, ${tally.failed} failed, after running ${retry.tasks} failed tasks again (round ${retry.round})`);
+        void this.o.feed.report(ev, { ...opts, id: `job.done:${rec.id}:${retry.round}` });
+      }
+      return;
+    }
+    if (seedsLeft || stale === 0) return;
+    const since = this.#lostSince.get(rec.id) ?? Date.now();
+    this.#lostSince.set(rec.id, since);
+    if (Date.now() - since < LOST_SEEDS_MS) return;
+    this.#lostSince.delete(rec.id);
+    await recoverRetrySeeds({ nats: this.o.nats, log: this.o.log }, rec, `${stale} failed rows of earlier rounds are left with no seed admitted`);
   }
 
   #metrics(rec: JobRecord) {
@@ -187,13 +243,18 @@ export class Coordinator {
    * is still being stored.
    */
   #acceptorGone(rec: JobRecord): boolean {
+    return this.#gone(rec.id, rec.acceptedBy);
+  }
+
+  /** Whether `node` has been missing from a member view being read for two member lifetimes (`key` keeps since when). */
+  #gone(key: string, node: string): boolean {
     const seen = this.o.members();
-    if (seen.length === 0 || seen.includes(rec.acceptedBy) || rec.acceptedBy === this.o.node) {
-      this.#acceptorMissing.delete(rec.id);
+    if (seen.length === 0 || seen.includes(node) || node === this.o.node) {
+      this.#acceptorMissing.delete(key);
       return false;
     }
-    const since = this.#acceptorMissing.get(rec.id) ?? Date.now();
-    this.#acceptorMissing.set(rec.id, since);
+    const since = this.#acceptorMissing.get(key) ?? Date.now();
+    this.#acceptorMissing.set(key, since);
     return Date.now() - since > 2 * this.o.memberTtlMs;
   }
 

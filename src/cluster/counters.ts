@@ -16,10 +16,13 @@ export type Spending = (job: string) => { tokens: number; cost: number } | undef
  * every second. Readers add up every node's key: no key is shared, so there
  * is no hot spot and no write conflict. A node killed between two writes
  * loses its last second of counts; a job's final figures are therefore
- * counted again from the stored rows when it ends.
+ * counted again from the stored rows when it ends. While a job's failed
+ * tasks run again, the counts are of the rows stored in that round only
+ * (the record keeps what the other rows add up to), so no row is counted
+ * twice.
  */
 export class NodeCounters {
-  readonly #tallies = new Map<string, JobTally>();
+  readonly #tallies = new Map<string, { round: number; tally: JobTally }>();
   readonly #dirty = new Set<string>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #flushing: Promise<void> | undefined;
@@ -41,19 +44,20 @@ export class NodeCounters {
     if (this.#timer) clearInterval(this.#timer);
   }
 
-  add(row: OutputRow, metrics: readonly Metric[]): void {
-    let t = this.#tallies.get(row.job);
-    if (!t) {
-      t = emptyTally();
-      this.#tallies.set(row.job, t);
+  /** A row this node stored, in the job's retry round `round` (0 for its first run). */
+  add(row: OutputRow, metrics: readonly Metric[], round = 0): void {
+    let e = this.#tallies.get(row.job);
+    if (!e || e.round < round) {
+      e = { round, tally: emptyTally() };
+      this.#tallies.set(row.job, e);
     }
-    addRow(t, row, metrics);
+    addRow(e.tally, row, metrics);
     this.#dirty.add(row.job);
   }
 
-  /** What this node stored of a job so far (none before its first row here). */
+  /** What this node stored of a job so far, in its latest round (none before its first row here). */
   tally(job: string): JobTally | undefined {
-    return this.#tallies.get(job);
+    return this.#tallies.get(job)?.tally;
   }
 
   /** Write the changed counters now. */
@@ -70,11 +74,13 @@ export class NodeCounters {
       if (s && this.#written.get(job) !== `${s.tokens}/${s.cost}`) this.#dirty.add(job);
     }
     for (const job of [...this.#dirty]) {
-      const t = this.#tallies.get(job) ?? emptyTally();
+      const e = this.#tallies.get(job);
+      const t = e?.tally ?? emptyTally();
+      const round = e && e.round > 0 ? { round: e.round } : {};
       const spent = this.spending?.of(job);
       this.#dirty.delete(job);
       try {
-        await this.store.putCounters({ v: 1, job, node: this.node, at: Date.now(), ...t, ...(spent ? { spent } : {}) });
+        await this.store.putCounters({ v: 1, job, node: this.node, at: Date.now(), ...t, ...round, ...(spent ? { spent } : {}) });
         if (spent) this.#written.set(job, `${spent.tokens}/${spent.cost}`);
       } catch (err) {
         this.#dirty.add(job);

@@ -126,6 +126,7 @@ export function jobEvent(kind: Extract<EventKind, `job.${string}` | "budget.reac
     "job.done": `job ${job} done`,
     "job.cancelled": `job ${job} cancelled`,
     "job.purged": `job ${job} purged`,
+    "job.retried": `job ${job} runs its failed tasks again`,
     "budget.reached": `job ${job} reached its budget`,
   };
   return [{ kind, job, message: detail ? `${says[kind]}: ${detail}` : says[kind] }, { id: `${kind}:${job}` }];

@@ -61,7 +61,7 @@ export class NodeFigures {
       : await this.#cache.get(rec.id, () =>
           Promise.all([jobs.counters(rec.id), live ? jobs.seedProgress(rec.id).catch(() => undefined) : Promise.resolve(undefined)]),
         );
-    return jobStatus(rec, sumCounters(counters), progress, this.o.workflows.metricsOf(rec), Date.now(), rec.final ? undefined : sumSpent(counters));
+    return jobStatus(rec, sumCounters(counters, rec), progress, this.o.workflows.metricsOf(rec), Date.now(), rec.final ? undefined : sumSpent(counters));
   }
 
   /** Every job this node knows of, with its status. */

@@ -4,6 +4,11 @@ import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { CarriedWorkflowError, type NodeWorkflows } from "./workflows.ts";
 
+/** The retry round of a job (0 while its failed tasks never ran again). */
+export function retryRound(rec: JobRecord | undefined): number {
+  return rec?.retry?.round ?? 0;
+}
+
 /** Whether a job's tasks may still be admitted and run. */
 export function isLive(rec: JobRecord | undefined): boolean {
   return rec?.state === "running" || rec?.state === "submitting";
@@ -60,7 +65,8 @@ export class JobTable {
   set(rec: JobRecord): void {
     const old = this.#recs.get(rec.id);
     if (old && (old.updatedAt > rec.updatedAt || (old.updatedAt === rec.updatedAt && old.state === rec.state))) return;
-    if (old && !isLive(old) && isLive(rec)) return; // a job never comes back to life
+    // a job never comes back to life, but to run its failed tasks again (a new retry round)
+    if (old && !isLive(old) && isLive(rec) && (rec.retry?.round ?? 0) <= (old.retry?.round ?? 0)) return;
     this.#recs.set(rec.id, rec);
     this.onChange(rec);
   }

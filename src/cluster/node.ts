@@ -13,13 +13,13 @@ import { EventFeed, watchAdmission, watchServices } from "./events.ts";
 import { MemberEvents, Takeovers } from "./member-events.ts";
 import { NodeFigures } from "./figures.ts";
 import { envPool, gateEnv, RoleHosting, selectiveBus } from "./hosting.ts";
-import { JobTable } from "./jobs.ts";
+import { JobTable, retryRound } from "./jobs.ts";
 import { isManaged, PeerEndpoints } from "./peers.ts";
 import { Presence } from "./presence.ts";
 import { RowWriter } from "./row-writer.ts";
 import { JobStarter } from "./starter.ts";
 import type { ClusterNodeOptions, RunningClusterNode } from "./node-options.ts";
-import type { ClusterEvent, EventQuery, JobIntake, JobStatus, JobSubmission, Member } from "./types.ts";
+import type { ClusterEvent, EventQuery, JobIntake, JobStatus, JobSubmission, Member, RetryOutcome } from "./types.ts";
 import { NodeWorkflows } from "./workflows.ts";
 
 export type { ClusterNodeOptions, RunningClusterNode } from "./node-options.ts";
@@ -96,6 +96,8 @@ class ClusterNodeImpl implements RunningClusterNode {
     // reconnecting nodes take a few seconds to be back in the view: not lost meanwhile
     this.#unhooks.push(nats.link.onReconnect(() => this.#members.reconnected(2 * timings.memberTtlMs + 5000)));
     const takenOver = () => this.#takeovers.taken();
+    // the retry round of a job, as this node's view of its record says: rows of earlier rounds may be run again
+    const round = (job: string) => retryRound(this.#table.get(job));
     const stepTimes = new StepTimes();
     this.bus = new NatsBusImpl({
       link: nats.link,
@@ -104,7 +106,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       timings,
       replicas: nats.replicas,
       localFirst: opts.localFirst,
-      rowExists: (job, id) => results.exists(job, id),
+      rowExists: (job, id) => results.exists(job, id, round(job)),
       onTakeover: takenOver,
       stepLatency: stepTimes,
       parts: nats.parts,
@@ -122,7 +124,7 @@ class ClusterNodeImpl implements RunningClusterNode {
     // The workflows jobs carry are compiled as their jobs are seen, and their roles hosted then.
     const workflows = new NodeWorkflows(registry, log);
     workflows.onHost((wf) => this.#hosting.host(wf));
-    this.#rows = new RowWriter({ results, counters: this.#counters, workflows, log, leaving });
+    this.#rows = new RowWriter({ results, counters: this.#counters, workflows, log, leaving, round });
     this.#table = new JobTable(jobs, workflows, log, (rec) => this.#starter.sync(rec));
     const select = opts.roles ?? (() => "auto" as const);
     this.engine = new Engine({
@@ -172,6 +174,7 @@ class ClusterNodeImpl implements RunningClusterNode {
       table: this.#table,
       store: jobs,
       results,
+      nats,
       workflows,
       log,
       members: () => this.#presence.live(),
@@ -230,6 +233,10 @@ class ClusterNodeImpl implements RunningClusterNode {
 
   purge(id: string): Promise<boolean> {
     return this.#control.purge(id);
+  }
+
+  retryFailed(id: string): Promise<RetryOutcome | undefined> {
+    return this.#control.retryFailed(id);
   }
 
   results(id: string): AsyncIterable<string> {

@@ -13,19 +13,23 @@ export interface RowWriterOptions {
   log: Logger;
   /** whether the node is leaving: then a row that cannot be stored is not tried again */
   leaving: () => boolean;
+  /** the job's retry round now (0 before its failed tasks ever ran again) */
+  round: (job: string) => number;
 }
 
 /**
  * Stores the rows of the tasks this node finishes: once, trying again while
  * NATS is away, and counted when this node stored the row first (another
- * node may have stored it before, for a task delivered twice).
+ * node may have stored it before, for a task delivered twice), or stored
+ * it over the failed row its task had before it ran again.
  */
 export class RowWriter {
   constructor(private readonly o: RowWriterOptions) {}
 
   /** Store a row; rejects only when the node is leaving and the store failed. */
   async store(row: OutputRow): Promise<void> {
-    const { outcome, row: stored } = await retry(() => this.o.results.store(row), {
+    const round = this.o.round(row.job);
+    const { outcome, row: stored } = await retry(() => this.o.results.store(row, round), {
       baseMs: 100,
       maxMs: 2000,
       giveUp: this.o.leaving,
@@ -33,9 +37,9 @@ export class RowWriter {
         if (attempt % 10 === 1) this.o.log.warn({ task: row.id, attempt, err: describe(err) }, "cannot store a row, trying again");
       },
     });
-    if (outcome === "stored") {
+    if (outcome !== "duplicate") {
       // This node ran the task, so a workflow the job carries is compiled here.
-      this.o.counters.add(stored, this.o.workflows.find(row.workflow)?.metrics ?? []);
+      this.o.counters.add(stored, this.o.workflows.find(row.workflow)?.metrics ?? [], round);
     }
   }
 }

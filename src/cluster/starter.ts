@@ -7,7 +7,7 @@ import { startTask } from "../engine/tasks.ts";
 import { describe } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { OutputRow } from "../protocol/task.ts";
-import { isLive, type JobTable } from "./jobs.ts";
+import { isLive, retryRound, type JobTable } from "./jobs.ts";
 
 /** What the starter asks of the bus: a job's seeds, taken for the free slots of the role its tasks start at. */
 export interface SeedSource {
@@ -105,7 +105,7 @@ export class JobStarter {
       this.o.onTakeover?.();
       this.#begin(rt, seed, hold);
     };
-    this.o.results.exists(seed.job, seed.id).then((exists) => (exists ? void hold.done() : begin()), begin);
+    this.o.results.exists(seed.job, seed.id, retryRound(rec ?? undefined)).then((exists) => (exists ? void hold.done() : begin()), begin);
   }
 
   #begin(rt: JobRuntime, seed: SeedMessage, hold: Hold): void {

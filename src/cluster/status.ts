@@ -16,10 +16,16 @@ export function sumSpent(all: readonly NodeCounters[]): { tokens: number; cost: 
   return { tokens, cost };
 }
 
-/** Every node's counters of a job, added up. */
-export function sumCounters(all: readonly NodeCounters[]): JobTally {
+/**
+ * Every node's counters of a job, added up: for a job whose failed tasks
+ * run again, what its other rows add up to (kept in its record) and the
+ * counters of the rows stored in this round.
+ */
+export function sumCounters(all: readonly NodeCounters[], rec?: Pick<JobRecord, "retry">): JobTally {
   const t = emptyTally();
-  for (const c of all) addTally(t, c);
+  const round = rec?.retry?.round ?? 0;
+  if (rec?.retry) addTally(t, rec.retry.base);
+  for (const c of all) if ((c.round ?? 0) === round) addTally(t, c);
   return t;
 }
 
@@ -63,6 +69,7 @@ export function jobStatus(
     ...(spent && rec.settings.budget ? { spent } : {}),
     ...(rec.budgetReached !== undefined ? { budgetReached: rec.budgetReached } : {}),
     ...(rec.settings.purgeRows ? { purgeRows: rec.settings.purgeRows } : {}),
+    ...(rec.retry ? { retry: { round: rec.retry.round, tasks: rec.retry.tasks } } : {}),
     metrics: metricMeans(t, defs),
     ...(t.failures ? { failures: topFailures(t.failures) } : {}),
     ...(t.timeline ? { timeline: t.timeline } : {}),

@@ -2,6 +2,7 @@ import type { ClusterEvent, EventQuery } from "../protocol/event.ts";
 import type { JobStatus } from "../protocol/job.ts";
 import type { Member } from "../protocol/member.ts";
 import type { CheckedSeed } from "../seeds/check.ts";
+import type { RetryOutcome } from "./retry.ts";
 
 export type { ClusterEvent, EventKind, EventQuery } from "../protocol/event.ts";
 export type { JobState, JobStatus } from "../protocol/job.ts";
@@ -27,6 +28,7 @@ export interface JobSubmission {
 }
 
 export type { CheckedSeed } from "../seeds/check.ts";
+export type { RetryOutcome } from "./retry.ts";
 
 /**
  * A job whose seeds are handed over one at a time (a streamed submission):
@@ -52,6 +54,13 @@ export interface ClusterNode {
   job(id: string): Promise<JobStatus | undefined>;
   /** true when the job existed and is now cancelled */
   cancel(id: string): Promise<boolean>;
+  /**
+   * Run again the tasks of an ended job whose rows are failed, their new
+   * rows replacing those (tasks 0: it had none); undefined for an unknown
+   * job. Throws JobStoreError for a job still running, cancelled, or
+   * stopped at its budget.
+   */
+  retryFailed(id: string): Promise<RetryOutcome | undefined>;
   /** Remove a job and everything of it (its rows too), cancelling it first if it runs; false for an unknown job. */
   purge(id: string): Promise<boolean>;
   /** the dataset, one JSON row per line (no newline), exactly one per finished task */

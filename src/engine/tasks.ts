@@ -30,11 +30,11 @@ export function taskId(seedId: string, trial: number, trials: number): string {
   return trials > 1 ? `${seedId}#${trial}` : seedId;
 }
 
-/** One task to start: its id, trial, the seed line it came from and its seed. */
+/** One task to start: its id, trial, the seed line it came from (when known) and its seed. */
 export interface TaskSeed {
   id: string;
   trial: number;
-  line: number;
+  line?: number;
   seed: Record<string, unknown>;
 }
 
@@ -82,7 +82,8 @@ export function startTask(job: JobRuntime, t: TaskSeed): { state: TaskState; row
   try {
     return { state: newTaskState(job, t.id, t.trial, t.seed) };
   } catch (err) {
-    return { row: seedRow(job, t.id, t.seed, `seed line ${t.line}: workflow cannot start: ${describe(err)}`, t.trial) };
+    const where = t.line !== undefined ? `seed line ${t.line}` : `seed of task "${t.id}"`;
+    return { row: seedRow(job, t.id, t.seed, `${where}: workflow cannot start: ${describe(err)}`, t.trial) };
   }
 }
 

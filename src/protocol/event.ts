@@ -5,7 +5,7 @@ import { z } from "zod";
  * came, left or was lost, a lost node's tasks were taken over, an LLM server
  * was restarted, an endpoint went down or came back, a node stopped or resumed taking new
  * tasks while no LLM endpoint answered it, a job's budget was
- * reached, a job changed state). Each is a log line on the node that saw it
+ * reached, a job changed state or ran its failed tasks again). Each is a log line on the node that saw it
  * and, on a cluster, one entry in the events feed (a JetStream stream kept
  * for a while), which `GET /v1/events` reads from any node.
  */
@@ -25,6 +25,7 @@ export const EVENT_KINDS = [
   "job.done",
   "job.cancelled",
   "job.purged",
+  "job.retried",
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 

@@ -126,6 +126,8 @@ export const JobStatusSchema = z.object({
   budgetReached: z.string().optional(),
   /** set when the job's rows leave NATS once a follower has written them */
   purgeRows: JobSettingsSchema.shape.purgeRows,
+  /** set once the job's failed tasks were run again: the last round, and how many tasks it ran again */
+  retry: z.object({ round: z.number().int().positive(), tasks: z.number().int().nonnegative() }).optional(),
   /** the workflow's quality metrics over the rows so far */
   metrics: z.record(z.string(), z.number().nullable()).optional(),
   /** the most common reasons of failed rows, most first (at most 10), each with an example task and its error */

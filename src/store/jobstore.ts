@@ -74,13 +74,18 @@ export class JobStore {
    * Store a job's seeds, a window of publishes in flight at once. Each has a
    * message id, so a publish tried again after a lost ack is stored once.
    */
-  async storeSeeds(seeds: Iterable<SeedMessage> | AsyncIterable<SeedMessage>, window = 256): Promise<number> {
+  async storeSeeds(
+    seeds: Iterable<SeedMessage> | AsyncIterable<SeedMessage>,
+    window = 256,
+    /** the message id of each (default `<job>:<index>`; the seeds of a task run again need others) */
+    msgId: (s: SeedMessage, index: number) => string = (s, index) => `${s.job}:${index}`,
+  ): Promise<number> {
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
     let n = 0;
     for await (const s of seeds) {
       if (failure) break;
-      const p = this.#publishSeed(s, n).then(
+      const p = this.#publishSeed(s, msgId(s, n)).then(
         () => void inFlight.delete(p),
         (err) => {
           failure ??= err;
@@ -96,9 +101,9 @@ export class JobStore {
     return n;
   }
 
-  async #publishSeed(s: SeedMessage, index: number): Promise<void> {
+  async #publishSeed(s: SeedMessage, msgID: string): Promise<void> {
     const data = encode(s);
-    await retry(() => this.link.unlessDisconnected(this.link.publish(Subjects.seed(s.job), data, { msgID: `${s.job}:${index}`, timeoutMs: PUBLISH_TIMEOUT_MS })), {
+    await retry(() => this.link.unlessDisconnected(this.link.publish(Subjects.seed(s.job), data, { msgID, timeoutMs: PUBLISH_TIMEOUT_MS })), {
       tries: 6,
       baseMs: 200,
       maxMs: 3200,

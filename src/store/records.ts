@@ -16,8 +16,8 @@ export const SeedMessageSchema = z.object({
   /** task id: the seed's id, suffixed `#trial` when the job has several trials */
   id: z.string().min(1),
   trial: z.number().int().nonnegative(),
-  /** 1-based position of the seed in the submitted batch */
-  line: z.number().int().positive(),
+  /** 1-based position of the seed in the submitted batch (none for a task run again from its failed row) */
+  line: z.number().int().positive().optional(),
   seed: z.record(z.string(), z.unknown()),
 });
 export type SeedMessage = z.infer<typeof SeedMessageSchema>;
@@ -44,6 +44,22 @@ export const JobRecordSchema = z.object({
   reason: z.string().optional(),
   /** seeds streamed in: no task is admitted before the last one is stored and the job is running */
   streamed: z.boolean().optional(),
+  /** set while, and after, the job's failed tasks run again (`retry-failed`) */
+  retry: z
+    .object({
+      /** 1 for the first time the failed tasks run again, 2 for the next... rows stored meanwhile say it */
+      round: z.number().int().positive(),
+      /** the node that asked for it and stores the seeds */
+      by: z.string(),
+      at: z.number(),
+      /** the failed rows whose tasks run again */
+      tasks: z.number().int().nonnegative(),
+      /** every seed is stored (until then a coordinator stores them if the node storing them is gone) */
+      seeded: z.boolean(),
+      /** what the rows that are not run again add up to: the job's figures are these plus this round's rows */
+      base: JobTallySchema,
+    })
+    .optional(),
   /** set once the cluster's spending reached the job's budget: no new task is admitted */
   budgetReached: z.string().optional(),
   /**
@@ -69,6 +85,8 @@ export const NodeCountersSchema = JobTallySchema.extend({
   v: z.literal(1),
   node: z.string(),
   at: z.number(),
+  /** the job's retry round these counts are of (rows stored while its failed tasks ran again); none for the first run */
+  round: z.number().int().positive().optional(),
   /** what this node's LLM calls for the job have used so far, call by call (rows count only finished tasks) */
   spent: z.object({ tokens: z.number().nonnegative(), cost: z.number().nonnegative() }).optional(),
 });

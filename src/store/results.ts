@@ -2,7 +2,7 @@ import { DeliverPolicy, type JetStreamClient, type JsMsg, jetstream } from "@nat
 import { headers as makeHeaders } from "@nats-io/transport-node";
 import { z } from "zod";
 import { describe } from "../errors.ts";
-import { addRow, emptyTally } from "../engine/metrics.ts";
+import { addRow, emptyTally, type TalliedRow } from "../engine/metrics.ts";
 import { retry } from "../util/retry.ts";
 import type { Logger } from "../log.ts";
 import type { Metric } from "../plugin/api.ts";
@@ -31,6 +31,8 @@ const H_TASK = "Mx-Task";
 /** Tries at storing a row over garbage that came first on its subject (a publisher that keeps at it). */
 const OVER_GARBAGE_TRIES = 5;
 const H_ERROR = "Mx-Error";
+/** the job's retry round the row was stored in (none: its first run); a failed row of an earlier round is run again */
+const H_ROUND = "Mx-Round";
 /** set on a row stored with its large texts as objects: its body is a {@link PartedRowSchema} */
 const H_PARTS = "Mx-Parts";
 /**
@@ -50,8 +52,25 @@ const HANDOVER_WINDOW = 256;
 const PartedRowSchema = z.object({ row: z.looseObject({ id: z.string().min(1), job: z.string().min(1) }), parts: z.array(ClaimSchema).min(1) });
 const utf8 = new TextEncoder();
 
-/** Whether a row was stored by this call or was already there. */
-export type StoreOutcome = "stored" | "duplicate";
+/**
+ * Whether a row was stored by this call (over nothing, or `replaced`: over
+ * the failed row of an earlier round, its task run again) or was already there.
+ */
+export type StoreOutcome = "stored" | "replaced" | "duplicate";
+
+/** A failed row of a job whose failed tasks run again, read back to run its task again. */
+export interface StaleRow {
+  id: string;
+  trial: number;
+  /** the seed as the row kept it (not an object when the row could not keep it) */
+  seed: unknown;
+}
+
+/** Whether a stored row is a failed row of an earlier round than `round` (its task runs again). */
+function isStale(headers: { get(k: string): string } | undefined, round: number): boolean {
+  if (round < 1 || headers?.get(H_STATUS) !== "failed") return false;
+  return (Number(headers.get(H_ROUND)) || 0) < round;
+}
 
 export interface ResultStats {
   stored: number;
@@ -67,6 +86,12 @@ export interface ResultStats {
  * hash>`, stored with "expected last subject sequence 0", so the first row of
  * a task wins and any later one (a task run twice after a redelivery) is
  * refused by the server, whenever it comes. No time window is involved.
+ * While a job's failed tasks run again (retry round n), a row stored over
+ * a failed row of an earlier round replaces it: stored with "expected last
+ * subject sequence" that row's (the first row of the round wins, as
+ * before), then the failed row is purged. Until it is (a node that died in
+ * between), the failed row is superseded: readers of a retried job's rows
+ * skip a failed row that a later row of its task follows.
  */
 export class ResultStore {
   readonly stats: ResultStats = { stored: 0, duplicates: 0, garbage: 0, oversized: 0 };
@@ -88,9 +113,10 @@ export class ResultStore {
    * texts stored as objects, the message referring to them; one too large
    * even so (or with no object store) is replaced by a failed row saying so.
    * Throws when NATS cannot be reached (try again). Once the row is stored,
-   * the objects of the task's state are removed.
+   * the objects of the task's state are removed. `round` is the job's retry
+   * round (0 before any): a failed row of an earlier round is replaced.
    */
-  async store(row: OutputRow): Promise<{ outcome: StoreOutcome; row: OutputRow }> {
+  async store(row: OutputRow, round = 0): Promise<{ outcome: StoreOutcome; row: OutputRow }> {
     let stored = row;
     let data: Uint8Array = utf8.encode(JSON.stringify(row));
     const limit = this.link.maxPayload() - 4096;
@@ -115,12 +141,14 @@ export class ResultStore {
     const m = JSON.stringify(stored.metrics ?? {});
     if (m.length <= 2048) h.set(H_METRICS, m);
     h.set(H_TASK, JSON.stringify(stored.id));
+    if (round > 0) h.set(H_ROUND, String(round));
     if (stored.status === "failed") {
       h.set(H_ERROR, JSON.stringify((stored.error ?? "").slice(0, 2000)));
     }
     const subject = Subjects.row(row.job, row.id);
-    // 0: the first row of the task wins; else the sequence of garbage found there, which the row replaces.
+    // 0: the first row of the task wins; else the sequence of garbage (or of a stale failed row) found there, which the row replaces.
     let after = 0;
+    let replacing = false;
     for (let tries = 1; ; tries++) {
       try {
         const ack = await this.link.unlessDisconnected(
@@ -130,13 +158,19 @@ export class ResultStore {
         if (after > 0) await this.link.jsm.streams.purge(Streams.rows, { filter: subject, seq: ack.seq });
         this.stats.stored++;
         void this.parts?.finished(row.job, row.id);
-        return { outcome: "stored", row: stored };
+        return { outcome: replacing ? "replaced" : "stored", row: stored };
       } catch (err) {
         if (!isApiError(err, ApiCodes.wrongLastSequence)) throw err;
       }
       // Something is on the subject: the task's row (a task run twice), or garbage someone published there.
       const last = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: subject });
       const problem = last && !isMarker(last.header, row.job, last.subject) ? rowProblem(new TextDecoder().decode(last.data), row.job, last.subject) : undefined;
+      if (last && problem === undefined && isStale(last.header, round) && tries < OVER_GARBAGE_TRIES) {
+        // the failed row of an earlier round: this task ran again, and its new row takes the place
+        after = last.seq;
+        replacing = true;
+        continue;
+      }
       if (last && problem === undefined) {
         this.stats.duplicates++;
         void this.parts?.finished(row.job, row.id);
@@ -198,11 +232,16 @@ export class ResultStore {
     await this.parts?.jobEnded(job);
   }
 
-  /** Whether the task has its row, or had one a follower has written (garbage on its subject is none). */
-  async exists(job: string, id: string): Promise<boolean> {
+  /**
+   * Whether the task has its row, or had one a follower has written (garbage
+   * on its subject is none); with the job's retry `round`, a failed row of an
+   * earlier round is none either (its task runs again).
+   */
+  async exists(job: string, id: string, round = 0): Promise<boolean> {
     const m = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: Subjects.row(job, id) });
     if (!m) return false;
     if (isMarker(m.header, job, m.subject)) return true;
+    if (round > 0 && isStale(m.header, round)) return false;
     return rowProblem(await this.#whole(m.data, m.header, m.subject), job, m.subject) === undefined;
   }
 
@@ -231,7 +270,7 @@ export class ResultStore {
       try {
         const pending = (await consumer.info()).num_pending;
         if (pending < n && from > 1) continue;
-        const out: { data: Uint8Array; headers: JsMsg["headers"]; subject: string }[] = [];
+        const out: { data: Uint8Array; headers: JsMsg["headers"]; subject: string; seq: number }[] = [];
         let left = pending;
         while (left > 0) {
           const batch = await consumer.fetch({ max_messages: Math.min(left, 512), expires: 5000 });
@@ -240,7 +279,7 @@ export class ResultStore {
             got++;
             if (isMarker(m.headers, job, m.subject)) continue;
             if (!m.headers?.get(H_PARTS) && rowProblem(decoder.decode(m.data), job, m.subject) !== undefined) continue;
-            out.push({ data: m.data, headers: m.headers, subject: m.subject });
+            out.push({ data: m.data, headers: m.headers, subject: m.subject, seq: m.seq });
             if (out.length > n) out.shift();
           }
           if (got === 0) break;
@@ -249,7 +288,9 @@ export class ResultStore {
         const texts: string[] = [];
         for (const m of out) {
           const text = await this.#whole(m.data, m.headers, m.subject);
-          if (rowProblem(text, job, m.subject) === undefined) texts.push(text);
+          if (rowProblem(text, job, m.subject) !== undefined) continue;
+          if (m.headers?.get(H_STATUS) === "failed" && (await this.#superseded(job, m.subject, m.seq))) continue;
+          texts.push(text);
         }
         return texts;
       } finally {
@@ -264,10 +305,11 @@ export class ResultStore {
    * goes on it waits for more rows, and ends once the job has ended and every
    * row is read; without it, it ends with the rows stored now. Each is
    * checked to be a row; anything else on the job's subjects is counted,
-   * logged and skipped.
+   * logged and skipped. With `retried` (the job's failed tasks ran again), a
+   * failed row that a later row of its task follows is skipped.
    */
-  async *rows(job: string, running?: () => Promise<boolean>): AsyncGenerator<string> {
-    for await (const r of this.rowsAfter(job, 0, running)) yield r.text;
+  async *rows(job: string, running?: () => Promise<boolean>, retried = false): AsyncGenerator<string> {
+    for await (const r of this.rowsAfter(job, 0, running, retried)) yield r.text;
   }
 
   /**
@@ -277,13 +319,13 @@ export class ResultStore {
    * rows past it are the ones it has not written, whatever was handed over
    * and removed before it.
    */
-  async *rowsAfter(job: string, after: number, running?: () => Promise<boolean>): AsyncGenerator<{ seq: number; text: string }> {
+  async *rowsAfter(job: string, after: number, running?: () => Promise<boolean>, retried = false): AsyncGenerator<{ seq: number; text: string }> {
     for await (const m of this.#read(job, false, running, after + 1)) {
       if (isMarker(m.headers, job, m.subject)) continue;
       const text = await this.#whole(m.data, m.headers, m.subject);
       const problem = rowProblem(text, job, m.subject);
-      if (problem === undefined) yield { seq: m.seq, text };
-      else this.#garbage(m.subject, problem);
+      if (problem !== undefined) this.#garbage(m.subject, problem);
+      else if (!(retried && m.headers?.get(H_STATUS) === "failed" && (await this.#superseded(job, m.subject, m.seq)))) yield { seq: m.seq, text };
     }
   }
 
@@ -344,12 +386,28 @@ export class ResultStore {
   }
 
   /**
+   * Whether the message at `seq` is followed on its subject by a row (it
+   * was replaced, and the purge of it did not happen): it is purged now.
+   */
+  async #superseded(job: string, subject: string, seq: number): Promise<boolean> {
+    const last = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: subject });
+    if (!last || last.seq === seq) return false;
+    const text = await this.#whole(last.data, last.header, last.subject);
+    if (rowProblem(text, job, subject) !== undefined) return false;
+    await this.link.jsm.streams.purge(Streams.rows, { filter: subject, seq: last.seq }).catch(() => undefined);
+    return true;
+  }
+
+  /**
    * Exact figures of a job from its stored rows (their headers only): how
    * many rows, ok and failed, tokens, the workflow's metric sums, and the
    * rows over time by when each was stored.
    */
-  async tally(job: string, defs: readonly Metric[]): Promise<{ rows: number; tally: JobTally }> {
+  async tally(job: string, defs: readonly Metric[], round = 0): Promise<{ rows: number; tally: JobTally; stale: number; settled: JobTally }> {
     const t = emptyTally();
+    // with a retry round: the failed rows of earlier rounds (their tasks run again), and what the others add up to
+    const settled = emptyTally();
+    let stale = 0;
     let rows = 0;
     // Rows counted in this read, by sequence: a marker whose row was counted (handed over while read) is not counted again.
     const counted = new SeqSet();
@@ -370,11 +428,57 @@ export class ResultStore {
       const metrics = mh ? headerMetrics(mh) : undefined;
       const failure = status === "failed" ? { id: task, error: headerString(m.headers?.get(H_ERROR)) } : {};
       const timings = { finished: Math.floor(m.info.timestampNanos / 1e6) };
-      addRow(t, { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, timings, ...(metrics ? { metrics } : {}), ...failure }, defs);
+      const tallied: TalliedRow = { status, usage: { prompt: p ?? 0, completion: c ?? 0 }, timings, ...(metrics ? { metrics } : {}), ...failure };
+      const isOld = isStale(m.headers, round);
+      // a failed row replaced in an earlier round whose purge did not happen is no row any more
+      if (isOld && (await this.#superseded(job, m.subject, m.seq))) continue;
+      addRow(t, tallied, defs);
+      if (isOld) stale++;
+      else if (round > 0) addRow(settled, tallied, defs);
       rows++;
       counted.add(m.seq);
     }
-    return { rows, tally: t };
+    return { rows, tally: t, stale, settled: round > 0 ? settled : t };
+  }
+
+  /**
+   * Mark a task's failed row as of retry round `round` as it is (a task that
+   * cannot run again: its row did not keep its seed), so the round does not
+   * wait for it. False when the row is not a stale failed row any more.
+   */
+  async restamp(job: string, id: string, round: number): Promise<boolean> {
+    const subject = Subjects.row(job, id);
+    const last = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: subject });
+    if (!last || !isStale(last.header, round)) return false;
+    const h = makeHeaders();
+    for (const [k, v] of last.header) for (const x of v) h.append(k, x);
+    h.set(H_ROUND, String(round));
+    try {
+      await this.link.publish(subject, last.data, { expectLastSubjectSequence: last.seq, headers: h, timeoutMs: PUBLISH_TIMEOUT_MS });
+    } catch (err) {
+      if (isApiError(err, ApiCodes.wrongLastSequence)) return false;
+      throw err;
+    }
+    await this.link.jsm.streams.purge(Streams.rows, { filter: subject, keep: 1 });
+    return true;
+  }
+
+  /**
+   * The failed rows of a job stored before retry round `round` (their tasks
+   * run again), read one at a time: the headers of every row, the body of
+   * each such one.
+   */
+  async *staleRows(job: string, round: number): AsyncGenerator<StaleRow> {
+    for await (const m of this.#read(job, true)) {
+      if (!isStale(m.headers, round)) continue;
+      // the subject's last message: the failed row, unless replaced already
+      const full = await this.link.jsm.streams.getMessage(Streams.rows, { last_by_subj: m.subject });
+      if (!full || full.seq !== m.seq) continue;
+      const text = await this.#whole(full.data, full.header, full.subject);
+      if (rowProblem(text, job, full.subject) !== undefined) continue;
+      const row = RowCheckSchema.parse(JSON.parse(text));
+      yield { id: row.id, trial: row.trial, seed: row.seed };
+    }
   }
 
   /** The task id of the row stored at `seq`, or undefined when that is not a row of the job. */

@@ -68,6 +68,7 @@ export function overriding(node: ClusterNode, over: Partial<ClusterNode>): Clust
     job: over.job ?? ((id) => node.job(id)),
     cancel: over.cancel ?? ((id) => node.cancel(id)),
     purge: over.purge ?? ((id) => node.purge(id)),
+    retryFailed: over.retryFailed ?? ((id) => node.retryFailed(id)),
     results: over.results ?? ((id) => node.results(id)),
     tail: over.tail ?? ((id, n) => node.tail(id, n)),
     rowsAfter: over.rowsAfter ?? ((id, after) => node.rowsAfter(id, after)),

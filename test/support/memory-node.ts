@@ -13,7 +13,9 @@ import type {
   JobStatus,
   JobSubmission,
   Member,
+  RetryOutcome,
 } from "../../src/cluster/types.ts";
+import { JobStoreError } from "../../src/store/index.ts";
 import { Semaphore } from "../../src/util/wait.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { StepTimes } from "../../src/engine/step-times.ts";
@@ -251,6 +253,16 @@ export class MemoryNode implements ClusterNode {
     job.end("cancelled");
     this.#event("job.cancelled", id, `job ${id} cancelled`);
     return true;
+  }
+
+  /** Refuses what the cluster refuses; the failed tasks of a job are not run again here. */
+  async retryFailed(id: string): Promise<RetryOutcome | undefined> {
+    const job = this.#jobs.get(id);
+    if (!job) return undefined;
+    if (job.state === "running") throw new JobStoreError(`job "${id}" is still running: its failed tasks can run again once it has ended`);
+    const failed = job.rows.filter((r) => JSON.parse(r).status === "failed").length;
+    if (failed > 0) throw new JobStoreError(`job "${id}": the in-memory node does not run failed tasks again`);
+    return { id, round: 0, tasks: 0 };
   }
 
   async purge(id: string): Promise<boolean> {

@@ -7,7 +7,7 @@ import type { Registry } from "../../plugin/registry.ts";
 import { HttpError } from "../http-error.ts";
 import { ndjsonStream } from "../ndjson.ts";
 import type { DownloadSigner } from "../download.ts";
-import type { CancelResponse, DownloadResponse, JobsResponse, SubmitResponse } from "../responses.ts";
+import type { CancelResponse, DownloadResponse, JobsResponse, RetryResponse, SubmitResponse } from "../responses.ts";
 import { readSubmission, type SubmissionLimits, submitStream } from "../submission.ts";
 
 export interface JobRoutesOptions {
@@ -78,7 +78,8 @@ export function downloadRoutes(node: ClusterNode, downloads: DownloadSigner): Ho
 
 /**
  * `/v1/jobs`: submit, list, status, results (NDJSON, streamed, or the last
- * rows with `?tail=N`), one task's row, a download link, cancel.
+ * rows with `?tail=N`), one task's row, a download link, running the
+ * failed tasks of an ended job again, cancel.
  * Seeds are checked against the workflow before the node sees them, so a
  * job is either taken whole or refused with every bad line named.
  */
@@ -148,6 +149,14 @@ export function jobRoutes(opts: JobRoutesOptions): Hono {
     const { exp, sig } = downloads.sign(id);
     const url = `/v1/download/${encodeURIComponent(id)}?exp=${exp}&sig=${sig}`;
     return c.json({ url, expires: exp } satisfies DownloadResponse);
+  });
+
+  // The failed tasks of an ended job run again, their new rows replacing the failed ones.
+  jobs.post("/:id/retry-failed", async (c) => {
+    const id = c.req.param("id");
+    const out = await node.retryFailed(id);
+    if (!out) throw new HttpError(404, `no job "${id}" (unknown, or purged)`);
+    return c.json(out satisfies RetryResponse);
   });
 
   jobs.delete("/:id", async (c) => {
