@@ -3,6 +3,8 @@ import { Endpoint, FAILS_TO_DOWN, REDIRECT } from "../src/llm/endpoint.ts";
 import { TokenBucket } from "../src/llm/limiter.ts";
 import { type Cancellable, Semaphore, sleep } from "../src/util/wait.ts";
 import { normalizeBaseUrl } from "../src/llm/config.ts";
+import { priorityOf } from "../src/llm/priority.ts";
+import { KeyedHeap } from "../src/util/heap.ts";
 import { buildChatBody, estimateTokens, parseCompletion } from "../src/llm/wire.ts";
 
 const waiter = (): Cancellable => ({ cancel: null });
@@ -53,6 +55,67 @@ describe("llm limiter", () => {
     await pb;
     expect(s.inFlight).toBe(1);
     expect(s.waiting).toBe(0);
+  });
+
+  test("llm limiter - waiters with a priority go first, lowest first and equal ones in arrival order, then the others; cancelled ones are skipped", async () => {
+    const s = new Semaphore(1);
+    expect(s.acquire(waiter())).toBeUndefined();
+    const order: string[] = [];
+    const wait = (name: string, priority?: number) => {
+      const c = waiter();
+      const p = s.acquire(c, priority)?.then(
+        () => void order.push(name),
+        () => void order.push(`${name}:cancelled`),
+      );
+      return { c, p };
+    };
+    wait("none-1");
+    wait("p5-a", 5);
+    const gone = wait("p1-gone", 1);
+    wait("p5-b", 5);
+    wait("p2", 2);
+    wait("none-2");
+    expect(s.waiting).toBe(6);
+    gone.c.cancel?.("gone");
+    await gone.p;
+    expect(s.waiting).toBe(5);
+    for (let i = 0; i < 5; i++) {
+      s.release();
+      await Bun.sleep(0);
+    }
+    expect(order).toEqual(["p1-gone:cancelled", "p2", "p5-a", "p5-b", "none-1", "none-2"]);
+    expect(s.waiting).toBe(0);
+    expect(s.inFlight).toBe(1);
+  });
+
+  test("llm limiter - rejectAll reaches waiters with and without a priority", async () => {
+    const s = new Semaphore(1);
+    s.acquire(waiter());
+    const got = [s.acquire(waiter(), 3), s.acquire(waiter())].map((p) => p?.catch((e: unknown) => e));
+    s.rejectAll("down");
+    expect(await Promise.all(got)).toEqual(["down", "down"]);
+    expect(s.waiting).toBe(0);
+  });
+
+  test("llm limiter - a keyed heap pops the lowest key first, ties in push order", () => {
+    const h = new KeyedHeap<string>();
+    const keys = [5, 3, 9, 3, 1, 7, 5, 0, 3];
+    keys.forEach((k, i) => h.push(k, `${k}#${i}`));
+    const out: string[] = [];
+    while (h.size > 0) out.push(h.pop() as string);
+    expect(out).toEqual(["0#7", "1#4", "3#1", "3#3", "3#8", "5#0", "5#6", "7#5", "9#2"]);
+    expect(h.pop()).toBeUndefined();
+  });
+
+  test("llm limiter - request priorities: admission time from a fixed epoch, minus steps done, none", () => {
+    const task = { admitted: Date.UTC(2026, 0, 1), steps: 4 };
+    expect(priorityOf("admission", task)).toBe(Date.UTC(2026, 0, 1) - Date.UTC(2025, 0, 1));
+    expect(priorityOf("admission", { admitted: task.admitted + 1, steps: 0 })).toBe((priorityOf("admission", task) as number) + 1);
+    expect(priorityOf("steps", task)).toBe(-4);
+    expect(priorityOf("none", task)).toBeUndefined();
+    expect(priorityOf("admission", undefined)).toBeUndefined();
+    expect(JSON.parse(buildChatBody({ messages: [{ role: "user", content: "hi" }] }, "m", undefined, 42)).priority).toBe(42);
+    expect(JSON.parse(buildChatBody({ messages: [{ role: "user", content: "hi" }] }, "m")).priority).toBeUndefined();
   });
 
   test("llm limiter - token bucket allows its burst then spaces requests at its rate", () => {

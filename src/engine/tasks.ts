@@ -297,7 +297,7 @@ export class TaskRunner {
     const taskLlm: TaskLlm = llm
       ? {
           chat: (req) => {
-            const call = llm.chat(req, { signal, affinity: state.id });
+            const call = llm.chat(req, { signal, affinity: state.id, task: { admitted: state.timings.admitted, steps: state.steps } });
             if (!acct) return call;
             return call.then((r) => {
               acct.add(job.id, role, r);

@@ -8,6 +8,7 @@ import { discover } from "./discover.ts";
 import { answerLimits, exchange, type FetchLike, type Transport } from "./exchange.ts";
 import { sleep } from "../util/wait.ts";
 import { MetricsPoller } from "./poller.ts";
+import { priorityOf, refusesPriority } from "./priority.ts";
 import { Router } from "./router.ts";
 import { credit, penalize } from "./standing.ts";
 import { Tries } from "./tries.ts";
@@ -243,7 +244,7 @@ export class LlmClientImpl implements ManagedLlmClient {
     const onAbort = signal ? () => call.interrupt("abort", signal.reason) : undefined;
     if (signal && onAbort) signal.addEventListener("abort", onAbort, { once: true });
     try {
-      return await this.run(req, opts?.affinity, call);
+      return await this.run(req, opts?.affinity, call, priorityOf(this.config.priority, opts?.task));
     } finally {
       if (call.held) this.unhold();
       this.calls.delete(call);
@@ -251,7 +252,7 @@ export class LlmClientImpl implements ManagedLlmClient {
     }
   }
 
-  private async run(req: ChatRequest, affinity: string | undefined, call: Call): Promise<ChatResult> {
+  private async run(req: ChatRequest, affinity: string | undefined, call: Call, priority: number | undefined): Promise<ChatResult> {
     const started = performance.now();
     const { retries, backoffMs, maxBackoffMs, adaptive } = this.config;
     const key = this.config.affinity ? affinity : undefined;
@@ -285,7 +286,7 @@ export class LlmClientImpl implements ManagedLlmClient {
         continue;
       }
       outSince = -1;
-      const granted = ep.slots.acquire(call);
+      const granted = ep.slots.acquire(call, priority);
       if (granted) {
         try {
           await granted;
@@ -328,9 +329,10 @@ export class LlmClientImpl implements ManagedLlmClient {
 
         tries.attempts++;
         const model = req.model ?? ep.defaultModel;
-        const forWhom = `${model ?? ""}\n${ep.dialect?.kind ?? ""}`;
+        const sendPriority = ep.sendsPriority ? priority : undefined;
+        const forWhom = `${model ?? ""}\n${ep.dialect?.kind ?? ""}\n${sendPriority ?? ""}`;
         if (forWhom !== bodyFor) {
-          body = buildChatBody(req, model, ep.dialect);
+          body = buildChatBody(req, model, ep.dialect, sendPriority);
           bodyFor = forWhom;
         }
         sent = true;
@@ -362,6 +364,15 @@ export class LlmClientImpl implements ManagedLlmClient {
           return result;
         } catch (err) {
           if (!(err instanceof AttemptFailure) || call.stop) throw err;
+          if (sendPriority !== undefined && refusesPriority(err)) {
+            // a server that does not schedule by priority (vLLM's default fcfs): sent without it from now on
+            if (ep.sendsPriority) {
+              ep.sendsPriority = false;
+              this.log.warn({ endpoint: ep.url, reason: err.detail }, `LLM endpoint ${ep.url} refuses a request priority: its requests go without one (start vLLM with --scheduling-policy priority, or set priority: false on the endpoint)`);
+            }
+            tries.attempts--;
+            continue;
+          }
           now = performance.now();
           ep.errors++;
           if (err.kind === "network" && ep.unreachableSince < 0) ep.unreachableSince = now;

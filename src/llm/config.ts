@@ -42,6 +42,13 @@ export const LlmEndpointConfigSchema = z.strictObject({
   metrics: z.union([z.boolean(), z.url({ protocol: /^https?$/ })]).optional(),
   /** the environment variable holding its API key, sent as `Authorization: Bearer ...` */
   apiKeyEnv: envVarName.optional(),
+  /**
+   * send each request's `priority` (see the client's `priority` policy): for
+   * a server that schedules by it, vLLM started with `--scheduling-policy
+   * priority`. A server that refuses the field (vLLM's default fcfs policy
+   * answers 400) is sent none from then on, with a warning
+   */
+  priority: z.boolean().optional(),
 });
 export type LlmEndpointConfig = z.infer<typeof LlmEndpointConfigSchema>;
 /** An endpoint as a caller writes it (defaults not yet applied). */
@@ -96,6 +103,15 @@ export const LlmConfigSchema = z.strictObject({
   affinity: z.boolean().default(true),
   /** leave a task's sticky endpoint when its load exceeds the least-loaded one's by this factor */
   stickyOverload: z.number().min(1).default(1.5),
+  /**
+   * which of the requests waiting for an endpoint go first, in the client's
+   * own queue and, where the endpoint takes a `priority`, in the server's:
+   * `admission` (default) the oldest task's (the one admitted first), so a
+   * long dialogue's later turns do not queue behind every young task's
+   * first one; `steps` the task with the most steps done; `none` the order
+   * the requests came in
+   */
+  priority: z.enum(["admission", "steps", "none"]).default("admission"),
   /** extra tries `chatJson` makes when a reply fails its schema */
   structuredRetries: z.number().int().nonnegative().default(2),
   /**

@@ -131,12 +131,15 @@ export class Endpoint {
   reportedAt = -Infinity;
   /** sequences the server runs at once, when it says */
   serverSlots: number | undefined;
+  /** requests carry their `priority` (the config says so, and the server has not refused one) */
+  sendsPriority: boolean;
 
   constructor(config: LlmEndpointConfig) {
     this.url = config.url;
     this.chatUrl = `${config.url}/chat/completions`;
     this.modelsUrl = `${config.url}/models`;
     this.maxConcurrency = config.maxConcurrency;
+    this.sendsPriority = config.priority === true;
     this.aimd = config.maxConcurrency;
     this.pacer = new Pacer(config.maxConcurrency, config.slots);
     this.slots = new Semaphore(this.pacer.limit);

@@ -57,6 +57,8 @@ export interface ChatOptions {
   signal?: AbortSignal;
   /** a key (the task id) whose calls should go to the same endpoint when possible */
   affinity?: string;
+  /** the task making the call, for the client's `priority` policy: when it was admitted (epoch ms) and its steps done */
+  task?: { admitted: number; steps: number };
 }
 
 /** How long the answered calls of one model at one endpoint took, ms (one attempt each, from send to answer). */

@@ -22,7 +22,7 @@ import { isRecord } from "../util/record.ts";
  * not yet known), structured output is spelled both the OpenAI and the
  * vLLM way.
  */
-export function buildChatBody(req: ChatRequest, model: string | undefined, dialect?: Dialect): string {
+export function buildChatBody(req: ChatRequest, model: string | undefined, dialect?: Dialect, priority?: number): string {
   const body: Record<string, unknown> = {};
   if (model !== undefined) body.model = model;
   body.messages = req.messages;
@@ -44,6 +44,7 @@ export function buildChatBody(req: ChatRequest, model: string | undefined, diale
       body.guided_json = format.json_schema.schema;
     }
   }
+  if (priority !== undefined) body.priority = priority;
   body.stream = false;
   return JSON.stringify(body);
 }

@@ -1,6 +1,9 @@
+import { KeyedHeap } from "./heap.ts";
+
 /**
- * Waiting, one way for the whole program: an interruptible sleep and a FIFO
- * counting semaphore whose limit can move. A wait can be given a
+ * Waiting, one way for the whole program: an interruptible sleep and a
+ * counting semaphore whose limit can move, granting in arrival order or by
+ * priority. A wait can be given a
  * `Cancellable`; its `cancel` hook then wakes the wait early, rejecting it,
  * so an abort or `close()` reaches a request wherever it waits.
  */
@@ -16,13 +19,19 @@ interface Waiter {
   live: boolean;
 }
 
-/** A counting semaphore granting slots in arrival order. */
+/**
+ * A counting semaphore. Waiters given a priority are granted first, the
+ * lowest priority first and equal ones in arrival order; the others after
+ * them, in arrival order.
+ */
 export class Semaphore {
   inFlight = 0;
   /** live waiters (cancelled ones may still sit in the queue until skipped) */
   waiting = 0;
   private queue: Waiter[] = [];
   private head = 0;
+  /** waiters with a priority; made on the first one */
+  private ranked: KeyedHeap<Waiter> | undefined;
   private idlers: (() => void)[] = [];
 
   constructor(public limit: number) {}
@@ -30,16 +39,18 @@ export class Semaphore {
   /**
    * Take a slot. Returns `undefined` when one was free (no promise on the
    * fast path), else a promise resolved when the slot is granted. With `c`,
-   * `c.cancel` is set so the wait can be abandoned.
+   * `c.cancel` is set so the wait can be abandoned. With `priority`, the
+   * wait goes ahead of waiters with a higher one or none.
    */
-  acquire(c?: Cancellable): Promise<void> | undefined {
+  acquire(c?: Cancellable, priority?: number): Promise<void> | undefined {
     if (this.waiting === 0 && this.inFlight < this.limit) {
       this.inFlight++;
       return undefined;
     }
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { resolve, reject, live: true };
-      this.queue.push(w);
+      if (priority === undefined) this.queue.push(w);
+      else (this.ranked ??= new KeyedHeap()).push(priority, w);
       this.waiting++;
       if (c) {
         c.cancel = (why) => {
@@ -74,9 +85,9 @@ export class Semaphore {
   /** Reject every waiter with `why` (their endpoint went down, or the client closed). */
   rejectAll(why: unknown): void {
     const queue = this.queue;
-    for (let i = this.head; i < queue.length; i++) {
-      const w = queue[i];
-      if (w?.live) {
+    const waiters = this.ranked ? [...this.ranked.drain(), ...queue.slice(this.head)] : queue.slice(this.head);
+    for (const w of waiters) {
+      if (w.live) {
         w.live = false;
         w.reject(why);
       }
@@ -92,6 +103,15 @@ export class Semaphore {
   }
 
   private pump(): void {
+    const ranked = this.ranked;
+    while (ranked !== undefined && this.inFlight < this.limit && ranked.size > 0) {
+      const w = ranked.pop() as Waiter;
+      if (!w.live) continue;
+      w.live = false;
+      this.waiting--;
+      this.inFlight++;
+      w.resolve();
+    }
     const queue = this.queue;
     while (this.inFlight < this.limit && this.head < queue.length) {
       const w = queue[this.head++];
