@@ -4,6 +4,7 @@
  * takes the framework's word for how many tokens were generated.
  */
 import type { Subprocess } from "bun";
+import { resolveSimOptions } from "../src/sim/options.ts";
 import { track } from "./proc.ts";
 
 /** Settings of the fleet, the same for every mode of a run. */
@@ -13,7 +14,7 @@ export interface FleetSettings {
   /** ceiling of one server, generated tokens per second of wall time */
   decodeTps: number;
   /** sim-llm options passed as flags, e.g. { "agree-rate": 0.3 } */
-  flags: Record<string, number>;
+  flags: Record<string, number | string>;
   /**
    * Model names served, each by its own servers (model -> servers; they sum
    * to `servers`), e.g. { small: 1, large: 2 } for a workflow that asks a
@@ -39,6 +40,8 @@ export interface Fleet {
   models: (string | undefined)[];
   /** fleet ceiling, tokens per second (from the servers' /metrics) */
   ceilingTps: number;
+  /** tokens per second of wall time one sequence decodes at on a server that runs it alone */
+  unloadedTps: number;
   pid: number;
   counters(): Promise<FleetCounters>;
   /** requests decoding now, over the fleet */
@@ -84,6 +87,7 @@ export async function startFleet(matrixd: string[], s: FleetSettings): Promise<F
     urls: bases.map((b) => `${b}/v1`),
     models,
     ceilingTps: ceilings.reduce((a, b) => a + b, 0),
+    unloadedTps: unloadedTps(s),
     pid: procs[0]?.pid ?? 0,
     async counters() {
       const texts = await Promise.all(bases.map(metricsText));
@@ -101,6 +105,12 @@ export async function startFleet(matrixd: string[], s: FleetSettings): Promise<F
     },
     stop,
   };
+}
+
+/** One sequence's decode speed on an idle server of the fleet: a step with one sequence running, at the fleet's time scale. */
+export function unloadedTps(s: Pick<FleetSettings, "slots" | "decodeTps">): number {
+  const o = resolveSimOptions({ slots: s.slots, decodeTps: s.decodeTps });
+  return 1000 / ((o.stepBaseMs + o.stepPerSeqMs) * o.timeScale);
 }
 
 /** The URLs of the first `n` "listening on" lines a sim-llm process prints; it is killed if they take over 30 s. */

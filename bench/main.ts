@@ -187,7 +187,8 @@ async function benchIn(tmp: string, setup: BenchSetup): Promise<number> {
   try {
     const best = new Map<ModeName, Record<string, number>>();
     for (const mode of modes) {
-      const grid = f["no-sweep"] ? plan.sweep[mode].slice(0, 1) : plan.sweep[mode];
+      const all = plan.sweep[mode === "matrixd-fifo" ? "matrixd" : mode];
+      const grid = f["no-sweep"] ? all.slice(0, 1) : all;
       let top: ModeResult | undefined;
       for (const [i, setting] of grid.entries()) {
         if (grid.length === 1 && !plan.quick) break;

@@ -11,11 +11,14 @@ import { measure } from "./proc.ts";
 import { startRedis } from "./redis.ts";
 import { readDataset } from "./rows.ts";
 
-export const MODES = ["matrixd", "batch", "central", "jobqueue"] as const;
+export const MODES = ["matrixd", "matrixd-fifo", "batch", "central", "jobqueue"] as const;
 export type ModeName = (typeof MODES)[number];
+/** The modes that are matrixd (`matrixd run`), with its request priorities and without. */
+export const MATRIXD_MODES: readonly ModeName[] = ["matrixd", "matrixd-fifo"];
 
 export const MODE_TITLES: Record<ModeName, string> = {
   matrixd: "matrixd single node",
+  "matrixd-fifo": "matrixd, no priority",
   batch: "batch-level",
   central: "central",
   jobqueue: "job queue (BullMQ)",
@@ -74,6 +77,24 @@ export interface ModeResult {
   utilization90: number;
   /** share of slot-seconds busy, from the servers' running integral */
   occupancy: number;
+  /** seconds from the time 90% of the mode's tokens were generated to its end: the drain of its longest tasks */
+  drainS: number;
+  /**
+   * A lower bound on the wall time any schedule of this run's work could
+   * take on this fleet: the longer of its generated tokens at the fleet's
+   * ceiling and its longest task's tokens at the speed of a server running
+   * that task alone (its calls are one after the other). Prefill, tools and
+   * per-request costs only add to it.
+   */
+  boundS: number;
+  /** the two parts of boundS */
+  boundTokensS: number;
+  boundChainS: number;
+  /** LLM requests the fleet's servers were sent (from their /metrics) */
+  llmCalls: number;
+  /** CPU microseconds of the mode's own process(es) per LLM call, and per hop */
+  cpuMicrosPerCall: number;
+  cpuMicrosPerHop: number;
   rows: number;
   distinct: number;
   ok: number;
@@ -96,7 +117,7 @@ const MATRIXD_FETCH_LIMIT = "65535";
 
 export function settingLabel(mode: ModeName, s: Record<string, number>): string {
   if (mode === "batch") return `B=${s.batch} K=${s.inflight}`;
-  if (mode === "central" || mode === "jobqueue" || mode === "matrixd") return `C=${s.concurrency}`;
+  if (mode === "central" || mode === "jobqueue" || MATRIXD_MODES.includes(mode)) return `C=${s.concurrency}`;
   return JSON.stringify(s);
 }
 
@@ -117,13 +138,16 @@ export async function runMode(
     const model = ctx.fleet.models[i];
     return { url, maxConcurrency: ctx.endpointConcurrency, ...(model === undefined ? {} : { models: [model] }) };
   });
+  // matrixd sends each request its task's priority (the fleet schedules by it); matrixd-fifo neither queues nor sends by one
+  const llm =
+    mode === "matrixd" ? { endpoints: endpoints.map((e) => ({ ...e, priority: true })), priority: "admission" } : { endpoints, priority: "none" };
   // Each mode's environments under a node name of their own, so no run can take another's for leftovers.
   const env = ctx.envConfig ? { ...ctx.envConfig, node: `bench-${tag}-${process.pid}` } : undefined;
-  if (mode === "matrixd") {
+  if (MATRIXD_MODES.includes(mode)) {
     const config = join(ctx.tmp, `${tag}.config.json`);
     writeFileSync(
       config,
-      JSON.stringify({ options: ctx.options, seed: ctx.jobSeed, concurrency: setting.concurrency, trials: ctx.trials, llm: { endpoints }, ...(env ? { env } : {}) }),
+      JSON.stringify({ options: ctx.options, seed: ctx.jobSeed, concurrency: setting.concurrency, trials: ctx.trials, llm, ...(env ? { env } : {}) }),
     );
     cmd = [...ctx.matrixd, "run", "--workflow", ctx.workflow, "--seeds", seedsPath, "--out", out, "--config", config, "--trials", String(ctx.trials)];
     if (env) cmd.push("--env", env.driver);
@@ -165,7 +189,7 @@ export async function runMode(
   try {
     // The baselines get the fetch limit matrixd sets for itself (cmd/env.ts), so every mode's LLM client can
     // keep as many requests in flight; --fetch-limit (in ctx.env) overrides it for every mode.
-    const procEnv = mode === "matrixd" ? ctx.env : { BUN_CONFIG_MAX_HTTP_REQUESTS: MATRIXD_FETCH_LIMIT, ...ctx.env };
+    const procEnv = MATRIXD_MODES.includes(mode) ? ctx.env : { BUN_CONFIG_MAX_HTTP_REQUESTS: MATRIXD_FETCH_LIMIT, ...ctx.env };
     proc = await measure(cmd, { env: procEnv, cwd: ctx.root });
     redisUsage = redis?.usage();
   } finally {
@@ -179,6 +203,11 @@ export async function runMode(
   const ds = await readDataset(out, ctx.workflow);
   const gen = after.generationTokens - before.generationTokens;
   const wall = proc.wallS;
+  const cpuS = proc.cpuS + (redisUsage?.cpuS ?? 0);
+  const calls = after.requests - before.requests;
+  const boundTokensS = gen / ctx.fleet.ceilingTps;
+  const boundChainS = ds.maxTaskCompletion / ctx.fleet.unloadedTps;
+  const t90 = shareTime(samples, 0.9);
   return {
     mode,
     label,
@@ -186,7 +215,7 @@ export async function runMode(
     seeds,
     exitCode: proc.code,
     wallS: wall,
-    cpuS: proc.cpuS + (redisUsage?.cpuS ?? 0),
+    cpuS,
     peakRssMiB: proc.peakRssBytes / MIB,
     redisCpuS: redisUsage?.cpuS,
     redisRssMiB: redisUsage ? redisUsage.hwmBytes / MIB : undefined,
@@ -196,6 +225,13 @@ export async function runMode(
     utilization: gen / (ctx.fleet.ceilingTps * wall),
     utilization90: bulkUtilization(samples, 0.9, ctx.fleet.ceilingTps),
     occupancy: (after.runningSeconds - before.runningSeconds) / (ctx.fleet.urls.length * wall),
+    drainS: Number.isFinite(t90) ? Math.max(0, wall - t90) : Number.NaN,
+    boundS: Math.max(boundTokensS, boundChainS),
+    boundTokensS,
+    boundChainS,
+    llmCalls: calls,
+    cpuMicrosPerCall: calls > 0 ? (cpuS * 1e6) / calls : Number.NaN,
+    cpuMicrosPerHop: ds.steps > 0 ? (cpuS * 1e6) / ds.steps : Number.NaN,
     rows: ds.rows,
     distinct: ds.distinct,
     ok: ds.ok,
@@ -224,6 +260,20 @@ export function bulkUtilization(samples: { t: number; gen: number }[], share: nu
   const s = [...samples].sort((a, b) => a.t - b.t);
   const first = s[0];
   const last = s[s.length - 1];
+  const at = shareTime(s, share);
+  if (!first || !last || !Number.isFinite(at)) return Number.NaN;
+  return (share * (last.gen - first.gen)) / (ceilingTps * Math.max(1e-9, at));
+}
+
+/**
+ * Seconds from the first sample until `share` of the tokens between the
+ * first and the last sample were generated, interpolated between the two
+ * samples around the crossing; NaN when no token was generated.
+ */
+export function shareTime(samples: { t: number; gen: number }[], share: number): number {
+  const s = [...samples].sort((a, b) => a.t - b.t);
+  const first = s[0];
+  const last = s[s.length - 1];
   if (!first || !last || last.gen <= first.gen) return Number.NaN;
   const goal = first.gen + share * (last.gen - first.gen);
   for (let i = 1; i < s.length; i++) {
@@ -231,7 +281,7 @@ export function bulkUtilization(samples: { t: number; gen: number }[], share: nu
     const b = s[i] as { t: number; gen: number };
     if (b.gen < goal) continue;
     const at = b.gen === a.gen ? b.t : a.t + ((goal - a.gen) / (b.gen - a.gen)) * (b.t - a.t);
-    return (goal - first.gen) / (ceilingTps * Math.max(1e-9, (at - first.t) / 1000));
+    return (at - first.t) / 1000;
   }
   return Number.NaN;
 }

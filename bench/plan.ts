@@ -24,9 +24,10 @@ export interface Plan {
   envCapacity: number;
   /**
    * Settings tried per mode; the best (most tokens/s) goes to the side-by-side
-   * run. matrixd's knob is its admission bound (tasks in flight, default 1024).
+   * run. matrixd's knob is its admission bound (tasks in flight, default
+   * 1024); matrixd-fifo is tried at matrixd's settings.
    */
-  sweep: Record<ModeName, Record<string, number>[]>;
+  sweep: Record<Exclude<ModeName, "matrixd-fifo">, Record<string, number>[]>;
   /** whether the scale figures (coral and coral-dummy on one node) follow the side-by-side run */
   scaleFigures: boolean;
   scale: {

@@ -73,10 +73,15 @@ function modeRows(r: BenchResults): string[][] {
     "utilization",
     "util. to 90%",
     ...baselines.map((b) => `x ${b.mode}`),
+    "wall s",
+    "drain s",
+    "bound s",
+    "wall / bound",
     "p50 s",
     "p99 s",
     "peak RSS MiB",
     "CPU s",
+    "CPU µs/call",
     "hops/s",
     r.modes[0]?.qualityName ?? "quality",
     "rows",
@@ -90,10 +95,15 @@ function modeRows(r: BenchResults): string[][] {
     f3(m.utilization),
     f3(m.utilization90),
     ...baselines.map((b) => f2(m.tokensPerS / b.tokensPerS)),
+    f1(m.wallS),
+    f1(m.drainS),
+    f1(m.boundS),
+    f2(m.wallS / m.boundS),
     f1(m.latencyP50S),
     f1(m.latencyP99S),
     m.redisRssMiB === undefined ? f0(m.peakRssMiB) : `${f0(m.peakRssMiB)} + redis ${f0(m.redisRssMiB)}`,
     m.redisCpuS === undefined ? f1(m.cpuS) : `${f1(m.cpuS)} (redis ${f1(m.redisCpuS)})`,
+    f0(m.cpuMicrosPerCall),
     f0(m.hopsPerS),
     m.quality === null ? "-" : f3(m.quality),
     `${m.distinct}/${m.seeds}`,
@@ -171,6 +181,12 @@ export function renderMarkdown(r: BenchResults, svgName = "latest.svg"): string 
     "Utilization = tokens generated (read from the sim servers' /metrics) / (fleet ceiling x wall time of the mode's process). " +
       "Util. to 90% is the same over the time until 90% of the mode's tokens were generated (the fleet's counters read every 0.5 s): " +
       `the bulk of the job, without the drain at its end, when only the longest tasks are left (p99 task latency ${f1(r.modes[0]?.latencyP99S ?? Number.NaN)} s here). ` +
+      "Drain = the time from 90% of the mode's tokens to its end. Bound = a lower bound on the wall time of this work on this fleet, from the run itself: " +
+      "the longer of (its generated tokens / the fleet ceiling) and (its longest task's generated tokens / the speed of one sequence on an idle server), " +
+      "since a task's calls run one after the other; prefill, tools and per-request costs only add to it, so wall / bound is how far the mode is from the best " +
+      "possible schedule, at most. matrixd sends each request its task's priority (the oldest task first, in its own queue and, the servers scheduling by " +
+      "priority as vLLM does with --scheduling-policy priority, in theirs); matrixd, no priority, sends none and queues in arrival order, as the baselines do. " +
+      "CPU µs/call = the CPU time of the mode's process(es) / the LLM requests the servers got. " +
       "The ratios (x mode) are of tokens/s over the whole run. Latency is from a task's first step to its row. Peak RSS and CPU seconds are of the mode's own process " +
       "(for the job queue, redis-server's are shown beside). Hops/s counts steps (one hop each). " +
       "Tokens/s are generated tokens; prompt tokens/s, the prompt tokens the servers were sent, the same way.",

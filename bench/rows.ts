@@ -28,6 +28,8 @@ export interface DatasetStats {
   qualityN: number;
   /** a few failure reasons, for the report */
   errors: string[];
+  /** the most completion tokens one row's task generated (its calls one after the other) */
+  maxTaskCompletion: number;
 }
 
 interface RowView {
@@ -38,6 +40,7 @@ interface RowView {
   history?: { at?: unknown }[];
   timings?: { admitted?: unknown; finished?: unknown };
   provenance?: { steps?: unknown };
+  usage?: { completion?: unknown };
 }
 
 /** A built-in workflow by name, or a workflow file by path. */
@@ -58,6 +61,7 @@ export async function readDataset(path: string, workflow: string): Promise<Datas
   let ok = 0;
   let steps = 0;
   let qualityN = 0;
+  let maxTaskCompletion = 0;
   const headline = metrics[0];
   const lines = existsSync(path) ? fileLines(path) : empty();
   for await (const line of lines) {
@@ -73,6 +77,8 @@ export async function readDataset(path: string, workflow: string): Promise<Datas
     if (headline?.of(m, status) !== undefined) qualityN++;
     const s = row.provenance?.steps;
     if (typeof s === "number") steps += s;
+    const completion = Number(row.usage?.completion);
+    if (Number.isFinite(completion) && completion > maxTaskCompletion) maxTaskCompletion = completion;
     const finished = Number(row.timings?.finished);
     const first = Number(row.history?.[0]?.at ?? row.timings?.admitted);
     if (Number.isFinite(finished) && Number.isFinite(first)) lat.push((finished - first) / 1000);
@@ -91,6 +97,7 @@ export async function readDataset(path: string, workflow: string): Promise<Datas
     qualityName: headline?.name ?? "-",
     qualityN,
     errors: [...errors],
+    maxTaskCompletion,
   };
 }
 

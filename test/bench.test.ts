@@ -30,15 +30,21 @@ async function quickRun(scenario: string | undefined, name: string): Promise<Rec
     expect(typeof results.machine.commit).toBe("string");
     expect(results.fleet.ceilingTps).toBeGreaterThan(0);
     const modes = results.modes.map((m: { mode: string }) => m.mode);
-    expect(modes).toEqual(["matrixd", "batch", "central", "jobqueue"]);
+    expect(modes).toEqual(["matrixd", "matrixd-fifo", "batch", "central", "jobqueue"]);
     for (const m of [...results.modes, ...results.sweep]) {
       expect(m.exitCode).toBe(0);
       expect(m.rows).toBe(m.seeds);
       expect(m.distinct).toBe(m.seeds);
       expect(m.genTokens).toBeGreaterThan(0);
-      for (const k of ["tokensPerS", "tasksPerS", "utilization", "utilization90", "latencyP50S", "latencyP99S", "peakRssMiB", "cpuS", "hopsPerS"]) {
+      for (const k of ["tokensPerS", "tasksPerS", "utilization", "utilization90", "latencyP50S", "latencyP99S", "peakRssMiB", "cpuS", "hopsPerS", "drainS", "boundS", "cpuMicrosPerCall", "cpuMicrosPerHop"]) {
         expect(Number.isFinite(m[k])).toBe(true);
       }
+      // a lower bound on the wall time, from the run's own tokens and longest task: never above it
+      expect(m.boundS).toBeGreaterThan(0);
+      expect(m.boundS).toBeLessThanOrEqual(m.wallS);
+      expect(m.boundS).toBe(Math.max(m.boundTokensS, m.boundChainS));
+      expect(m.drainS).toBeLessThan(m.wallS);
+      expect(m.llmCalls).toBeGreaterThan(0);
       expect(typeof m.quality).toBe("number");
     }
     expect(results.sweep.length).toBeGreaterThanOrEqual(3);
