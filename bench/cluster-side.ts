@@ -1,11 +1,11 @@
 /**
  * The side-by-side section of the cluster benchmark: the same coral-dummy
- * job (same seeds, same concurrency) through `matrixd run` and through three
- * `matrixd join` nodes on one nats-server, taking turns (run then cluster,
- * then cluster then run...) so the machine's drift falls on both; medians
- * of the rounds. NATS operations per task come from the server's own
- * counters (`/varz` in_msgs and out_msgs, before and after each job, the
- * submit included).
+ * job (same seeds, same concurrency) through `matrixd run` and through the
+ * benchmark's `matrixd join` nodes (`--nodes`, 3 by default) on one
+ * nats-server, taking turns (run then cluster, then cluster then run...) so
+ * the machine's drift falls on both; medians of the rounds. NATS operations
+ * per task come from the server's own counters (`/varz` in_msgs and
+ * out_msgs, before and after each job, the submit included).
  */
 import { loadavg } from "node:os";
 import { join } from "node:path";
@@ -115,7 +115,7 @@ async function viaCluster(ctx: SideContext, plan: SidePlan, nodes: JoinProcess[]
   const t0 = Date.now();
   const { id } = await nodes[0]!.submit("coral-dummy", seeds(plan.tasks), { concurrency: plan.concurrency, seed: i });
   for (;;) {
-    const st: JobStatus = await nodes[1]!.job(id);
+    const st: JobStatus = await nodes[1 % nodes.length]!.job(id);
     if (st.state !== "running") break;
     await Bun.sleep(100);
   }
@@ -123,7 +123,7 @@ async function viaCluster(ctx: SideContext, plan: SidePlan, nodes: JoinProcess[]
   const natsCpu1 = natsPid ? procStatus(natsPid).cpuS : 0;
   const cpu1 = nodes.map((n) => procStatus(n.proc.pid).cpuS);
   const m1 = await Promise.all(nodes.map((n) => n.metrics()));
-  const rows = await nodes[2]!.results(id);
+  const rows = await nodes[2 % nodes.length]!.results(id);
   if (rows.length !== plan.tasks) throw new Error(`the cluster's job gave ${rows.length} rows for ${plan.tasks} seeds`);
   const w = window(rows);
   const last = Math.max(...rows.map((r) => r.timings.finished as number));
@@ -157,7 +157,7 @@ export async function measureSideBySide(ctx: SideContext, plan: SidePlan, natsPi
     for (let i = 0; i < plan.rounds; i++) {
       const order = i % 2 === 0 ? ["run", "cluster"] : ["cluster", "run"];
       for (const mode of order) {
-        ctx.log(`side by side, round ${i + 1}: ${plan.tasks} coral-dummy tasks, ${plan.concurrency} in flight, through ${mode === "run" ? "matrixd run" : "3 join nodes"}...`);
+        ctx.log(`side by side, round ${i + 1}: ${plan.tasks} coral-dummy tasks, ${plan.concurrency} in flight, through ${mode === "run" ? "matrixd run" : `${nodes.length} join nodes`}...`);
         if (mode === "run") runs.push(await viaRun(ctx, plan, seedsPath, i));
         else clusters.push(await viaCluster(ctx, plan, nodes, natsPid, i));
         ctx.log(`  ${JSON.stringify(mode === "run" ? runs.at(-1) : clusters.at(-1))}`);
@@ -169,6 +169,7 @@ export async function measureSideBySide(ctx: SideContext, plan: SidePlan, natsPi
   const runTps = median(runs.map((r) => r.tasksPerSecond));
   const clusterTps = median(clusters.map((r) => r.tasksPerSecond));
   return {
+    nodes: nodes.length,
     tasks: plan.tasks,
     concurrency: plan.concurrency,
     slotsPerRole: plan.slots ?? plan.concurrency,
@@ -178,7 +179,7 @@ export async function measureSideBySide(ctx: SideContext, plan: SidePlan, natsPi
     ratio: round(clusterTps / runTps, 3),
     runEndToEndTasksPerSecond: median(runs.map((r) => r.endToEndTasksPerSecond)),
     clusterEndToEndTasksPerSecond: median(clusters.map((r) => r.endToEndTasksPerSecond)),
-    clusterHopsPerSecondPerNode: [0, 1, 2].map((k) => median(clusters.map((r) => r.hopsPerSecondPerNode[k] ?? 0))),
+    clusterHopsPerSecondPerNode: nodes.map((_, k) => median(clusters.map((r) => r.hopsPerSecondPerNode[k] ?? 0))),
     natsInMsgsPerTask: median(clusters.map((r) => r.natsInMsgsPerTask)),
     natsOutMsgsPerTask: median(clusters.map((r) => r.natsOutMsgsPerTask)),
     natsBytesPerTask: median(clusters.map((r) => r.natsBytesPerTask)),
@@ -192,7 +193,7 @@ export function describeSide(s: Record<string, unknown>): string[] {
   const n = (k: string) => (s[k] as number).toLocaleString("en-US");
   return [
     `  side by side, coral-dummy, ${n("tasks")} tasks, ${n("concurrency")} in flight (median of ${s.rounds}):`,
-    `    matrixd run ${n("runTasksPerSecond")} tasks/s, 3 join nodes ${n("clusterTasksPerSecond")} tasks/s: ratio ${s.ratio}`,
+    `    matrixd run ${n("runTasksPerSecond")} tasks/s, ${s.nodes} join nodes ${n("clusterTasksPerSecond")} tasks/s: ratio ${s.ratio}`,
     `    end to end (process / submit to last row): ${n("runEndToEndTasksPerSecond")} / ${n("clusterEndToEndTasksPerSecond")} tasks/s`,
     `    cluster hops/s per node ${JSON.stringify(s.clusterHopsPerSecondPerNode)}; NATS messages per task: ${s.natsInMsgsPerTask} in, ${s.natsOutMsgsPerTask} out (${n("natsBytesPerTask")} bytes)`,
   ];
