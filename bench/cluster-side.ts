@@ -5,7 +5,11 @@
  * nats-server, taking turns (run then cluster, then cluster then run...) so
  * the machine's drift falls on both; medians of the rounds. NATS operations
  * per task come from the server's own counters (`/varz` in_msgs and
- * out_msgs, before and after each job, the submit included).
+ * out_msgs, before and after each job, the submit included). CPU per hop:
+ * for `matrixd run` the whole process's CPU (its start and the dataset's
+ * writes included) over the hops its summary prints; for the cluster the
+ * nodes' and the nats-server's CPU from the submit to the job's end over the
+ * hops the nodes counted.
  */
 import { loadavg } from "node:os";
 import { join } from "node:path";
@@ -43,6 +47,9 @@ interface SideRun {
   windowS: number;
   cpuS: number[];
   load1: number;
+  hops: number;
+  /** CPU microseconds per hop: the process's for `matrixd run`, the nodes' and the nats-server's for the cluster */
+  cpuMicrosPerHop: number | null;
 }
 
 interface ClusterRun extends SideRun {
@@ -53,6 +60,9 @@ interface ClusterRun extends SideRun {
   natsBytesPerTask: number;
   /** the nats-server's CPU seconds over the job */
   natsCpuS: number;
+  /** the two parts of cpuMicrosPerHop */
+  nodesCpuMicrosPerHop: number | null;
+  natsCpuMicrosPerHop: number | null;
 }
 
 interface Varz {
@@ -64,6 +74,8 @@ interface Varz {
 }
 
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+/** Microseconds of CPU per hop, or null when there were none. */
+const microsPerHop = (cpuS: number, hops: number) => (hops > 0 ? round((cpuS * 1e6) / hops, 1) : null);
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -96,6 +108,10 @@ async function viaRun(ctx: SideContext, plan: SidePlan, seedsPath: string, i: nu
   if (r.code !== 0) throw new Error(`matrixd run exited with ${r.code}: ${r.stderr.slice(-500)}`);
   const rows = readRows(out);
   const w = window(rows);
+  // The hops matrixd run ran, from its summary line ("... tasks/s, 240,000 hops (...").
+  const said = / ([\d,]+) hops \(/.exec(r.stdout);
+  if (!said) throw new Error(`matrixd run's summary names no hops:\n${r.stdout.slice(-500)}`);
+  const hops = Number((said[1] as string).replaceAll(",", ""));
   return {
     tasks: rows.length,
     tasksPerSecond: Math.round(rows.length / w),
@@ -103,6 +119,8 @@ async function viaRun(ctx: SideContext, plan: SidePlan, seedsPath: string, i: nu
     windowS: round(w, 2),
     cpuS: [round(r.cpuS)],
     load1: round(load1, 2),
+    hops,
+    cpuMicrosPerHop: microsPerHop(r.cpuS, hops),
   };
 }
 
@@ -129,6 +147,9 @@ async function viaCluster(ctx: SideContext, plan: SidePlan, nodes: JoinProcess[]
   const last = Math.max(...rows.map((r) => r.timings.finished as number));
   const hops = (t: string) => metric(t, "matrixd_hops_total", 'route="local"') + metric(t, "matrixd_hops_total", 'route="nats"');
   const viaNats = (t: string) => metric(t, "matrixd_hops_total", 'route="nats"');
+  const allHops = m1.reduce((s, t, k) => s + hops(t) - hops(m0[k] ?? ""), 0);
+  const nodesCpuS = cpu1.reduce((s, c, k) => s + c - (cpu0[k] ?? 0), 0);
+  const natsCpuS = natsCpu1 - natsCpu0;
   return {
     tasks: rows.length,
     tasksPerSecond: Math.round(rows.length / w),
@@ -141,7 +162,11 @@ async function viaCluster(ctx: SideContext, plan: SidePlan, nodes: JoinProcess[]
     natsInMsgsPerTask: round((v1.in_msgs - v0.in_msgs) / rows.length, 2),
     natsOutMsgsPerTask: round((v1.out_msgs - v0.out_msgs) / rows.length, 2),
     natsBytesPerTask: Math.round((v1.in_bytes - v0.in_bytes + v1.out_bytes - v0.out_bytes) / rows.length),
-    natsCpuS: round(natsCpu1 - natsCpu0),
+    natsCpuS: round(natsCpuS),
+    hops: allHops,
+    cpuMicrosPerHop: microsPerHop(nodesCpuS + natsCpuS, allHops),
+    nodesCpuMicrosPerHop: microsPerHop(nodesCpuS, allHops),
+    natsCpuMicrosPerHop: microsPerHop(natsCpuS, allHops),
   };
 }
 
@@ -168,6 +193,10 @@ export async function measureSideBySide(ctx: SideContext, plan: SidePlan, natsPi
   }
   const runTps = median(runs.map((r) => r.tasksPerSecond));
   const clusterTps = median(clusters.map((r) => r.tasksPerSecond));
+  const medianOf = (xs: (number | null)[]) => {
+    const known = xs.filter((x): x is number => x !== null);
+    return known.length ? median(known) : null;
+  };
   return {
     nodes: nodes.length,
     tasks: plan.tasks,
@@ -183,6 +212,11 @@ export async function measureSideBySide(ctx: SideContext, plan: SidePlan, natsPi
     natsInMsgsPerTask: median(clusters.map((r) => r.natsInMsgsPerTask)),
     natsOutMsgsPerTask: median(clusters.map((r) => r.natsOutMsgsPerTask)),
     natsBytesPerTask: median(clusters.map((r) => r.natsBytesPerTask)),
+    runCpuMicrosPerHop: medianOf(runs.map((r) => r.cpuMicrosPerHop)),
+    /** the nodes and the nats-server together, then each part */
+    clusterCpuMicrosPerHop: medianOf(clusters.map((r) => r.cpuMicrosPerHop)),
+    clusterNodesCpuMicrosPerHop: medianOf(clusters.map((r) => r.nodesCpuMicrosPerHop)),
+    clusterNatsCpuMicrosPerHop: medianOf(clusters.map((r) => r.natsCpuMicrosPerHop)),
     runs,
     clusters,
   };
@@ -196,5 +230,6 @@ export function describeSide(s: Record<string, unknown>): string[] {
     `    matrixd run ${n("runTasksPerSecond")} tasks/s, ${s.nodes} join nodes ${n("clusterTasksPerSecond")} tasks/s: ratio ${s.ratio}`,
     `    end to end (process / submit to last row): ${n("runEndToEndTasksPerSecond")} / ${n("clusterEndToEndTasksPerSecond")} tasks/s`,
     `    cluster hops/s per node ${JSON.stringify(s.clusterHopsPerSecondPerNode)}; NATS messages per task: ${s.natsInMsgsPerTask} in, ${s.natsOutMsgsPerTask} out (${n("natsBytesPerTask")} bytes)`,
+    `    CPU per hop: matrixd run ${s.runCpuMicrosPerHop} µs, ${s.nodes} join nodes + nats-server ${s.clusterCpuMicrosPerHop} µs (nodes ${s.clusterNodesCpuMicrosPerHop}, nats-server ${s.clusterNatsCpuMicrosPerHop})`,
   ];
 }
