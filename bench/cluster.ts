@@ -10,7 +10,11 @@
  *    (local-first off), from the nodes' own histograms, and the hops/s then;
  * 3. coral utilization of a simulated fleet (its own process, one server a
  *    node) that the nodes share: tokens the servers say they generated /
- *    (fleet ceiling x wall time from the submit request to the last row).
+ *    (fleet ceiling x wall time from the submit request to the last row);
+ *    and what the framework costs in CPU per LLM call and per hop: the
+ *    nodes' and the nats-server's own CPU time (/proc) over the job, over
+ *    the requests the fleet's servers counted and the hops the nodes
+ *    counted (the fleet's own CPU left out: it stands for the GPUs).
  *
  * The job sizes and concurrencies that are so many per node (tasks, tasks in
  * flight, fleet servers) scale with N from their values for three nodes, so
@@ -19,7 +23,7 @@
  * Prints the figures and writes bench/results/cluster.json (the cluster's
  * figures under `natsCluster`).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { JobStatus } from "../src/cluster/types.ts";
@@ -52,7 +56,8 @@ if (f.help) {
   console.log(`usage: bun bench/cluster.ts [--quick] [--nodes N] [--only dummy,nats,coral,side] [--nats-cluster] [--out DIR]
   --nodes N        matrixd join processes of every section (1 to 64, default 3); tasks, tasks in flight
                    and fleet servers that are so many per node scale with N from their values for 3
-  --only           sections: dummy (hops/s), nats (every hop through NATS), coral (a shared fleet),
+  --only           sections: dummy (hops/s), nats (every hop through NATS), coral (a shared fleet;
+                   also CPU per LLM call and per hop, nodes + nats-server, and calls per core-second),
                    side (the same coral-dummy job through \`matrixd run\` and the N nodes, in turns),
                    million (one streamed job of --seeds coral-dummy seeds, its rows handed to a follower;
                    only when named: writes DIR/million.json and million.md)
@@ -161,6 +166,8 @@ interface NatsSetup {
   tag: string;
   urls: string[];
   replicas: number;
+  /** the nats-server processes now (for their CPU time) */
+  pids(): number[];
 }
 
 async function startNodes(nats: NatsSetup, tag: string, config: Record<string, unknown>, args: string[] = []): Promise<JoinProcess[]> {
@@ -195,6 +202,26 @@ async function fleetLoad(urls: string[]): Promise<{ running: number; waiting: nu
 
 const cpuOf = (nodes: JoinProcess[]) => nodes.map((n) => procStatus(n.proc.pid));
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+/** CPU seconds of the nats-server processes so far, summed. */
+const natsCpuOf = (nats: NatsSetup) => nats.pids().reduce((s, pid) => s + procStatus(pid).cpuS, 0);
+/** Hops the nodes ran (on their node and through NATS), summed over their /metrics texts. */
+const hopsOf = (texts: string[]) => texts.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="local"') + metric(t, "matrixd_hops_total", 'route="nats"'), 0);
+/** Microseconds of CPU per unit of work, or null when there was none. */
+const microsPer = (cpuS: number, count: number) => (count > 0 ? round((cpuS * 1e6) / count, 1) : null);
+
+/** The processes whose command line holds `arg` as one of its arguments (the servers of a NATS cluster, by their config file). */
+function pidsWithArg(arg: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").includes(arg)) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
 
 /** The sections on one NATS setup: their figures by name. */
 async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
@@ -204,9 +231,12 @@ async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
     log(`coral-dummy: ${plan.dummy} tasks on ${nodeCount} nodes over NATS (local first)...`);
     const nodes = await startNodes(nats, "d", { defaultSlots: 1024 });
     const cpu0 = cpuOf(nodes);
+    const natsCpu0 = natsCpuOf(nats);
     const dummy = await runJob(nodes, "coral-dummy", coralDummySeeds(plan.dummy), { concurrency: plan.dummyConcurrency });
     const texts = await Promise.all(nodes.map((n) => n.metrics()));
     const cpu1 = cpuOf(nodes);
+    const natsCpuS = natsCpuOf(nats) - natsCpu0;
+    const nodesCpuS = cpu1.reduce((s, c, i) => s + c.cpuS - (cpu0[i]?.cpuS ?? 0), 0);
     const perNode = texts.map((t) => metric(t, "matrixd_hops_total", 'route="local"') + metric(t, "matrixd_hops_total", 'route="nats"'));
     const hops = perNode.reduce((a, b) => a + b, 0);
     figures.coralDummy = {
@@ -219,6 +249,9 @@ async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
       meanHopsPerSecondPerNode: Math.round(hops / dummy.wallS / nodes.length),
       clusterHopsPerSecond: Math.round(hops / dummy.wallS),
       cpuSecondsPerNode: cpu1.map((c, i) => round(c.cpuS - (cpu0[i]?.cpuS ?? 0))),
+      natsCpuS: round(natsCpuS),
+      /** the nodes' and the nats-server's CPU over the job, per hop */
+      cpuMicrosPerHop: microsPer(nodesCpuS + natsCpuS, hops),
       peakRssMiBPerNode: cpu1.map((c) => round(c.hwmBytes / 2 ** 20)),
     };
     log(`  ${JSON.stringify(figures.coralDummy)}`);
@@ -234,10 +267,13 @@ async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
     const lightHops = light.reduce((s, t) => s + metric(t, "matrixd_hop_latency_seconds_count"), 0);
     log(`coral-dummy: ${plan.remote} tasks, ${plan.remoteConcurrency} in flight, every hop through NATS...`);
     const cpu0 = cpuOf(nodes);
+    const natsCpu0 = natsCpuOf(nats);
     const before = light.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="nats"'), 0);
     const remote = await runJob(nodes, "coral-dummy", coralDummySeeds(plan.remote), { concurrency: plan.remoteConcurrency });
     const texts = await Promise.all(nodes.map((n) => n.metrics()));
     const cpu1 = cpuOf(nodes);
+    const natsCpuS = natsCpuOf(nats) - natsCpu0;
+    const nodesCpuS = cpu1.reduce((s, c, i) => s + c.cpuS - (cpu0[i]?.cpuS ?? 0), 0);
     const rHops = texts.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="nats"'), 0) - before;
     figures.hopThroughNats = {
       nodes: nodes.length,
@@ -256,6 +292,9 @@ async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
         hops: rHops,
         hopsPerSecondPerNode: Math.round(rHops / remote.wallS / nodes.length),
         cpuSecondsPerNode: cpu1.map((c, i) => round(c.cpuS - (cpu0[i]?.cpuS ?? 0))),
+        natsCpuS: round(natsCpuS),
+        /** the nodes' and the nats-server's CPU over the job, per hop */
+        cpuMicrosPerHop: microsPer(nodesCpuS + natsCpuS, rHops),
       },
     };
     log(`  ${JSON.stringify(figures.hopThroughNats)}`);
@@ -268,8 +307,10 @@ async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
     const fleet = await startFleet(matrixd, plan.fleet);
     try {
       const nodes = await startNodes(nats, "c", {}, fleet.urls.flatMap((u) => ["--llm", u]));
+      const hops0 = hopsOf(await Promise.all(nodes.map((n) => n.metrics())));
       const before = await fleet.counters();
       const cpu0 = cpuOf(nodes);
+      const natsCpu0 = natsCpuOf(nats);
       const t0 = Date.now();
       // While seeds are still waiting for admission the job is in its steady state: sample the fleet until then.
       let steady: { t: number; tokens: number } | undefined;
@@ -282,9 +323,16 @@ async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
       });
       const after = await fleet.counters();
       const cpu1 = cpuOf(nodes);
+      const natsCpuS = natsCpuOf(nats) - natsCpu0;
       const tokens = after.generationTokens - before.generationTokens;
       const wallS = (coral.lastFinished - t0) / 1000;
       const texts = await Promise.all(nodes.map((n) => n.metrics()));
+      // What the framework costs per LLM call: the nodes' and the nats-server's CPU from the submit to the rows read
+      // back, over the requests the fleet's servers counted (the sim fleet's own CPU is not the framework's).
+      const llmCalls = after.requests - before.requests;
+      const hops = hopsOf(texts) - hops0;
+      const nodesCpuS = cpu1.reduce((s, c, i) => s + c.cpuS - (cpu0[i]?.cpuS ?? 0), 0);
+      const cpuMicrosPerCall = microsPer(nodesCpuS + natsCpuS, llmCalls);
       figures.coral = {
         nodes: nodes.length,
         tasks: coral.rows,
@@ -304,6 +352,19 @@ async function measureOn(nats: NatsSetup): Promise<Record<string, unknown>> {
         slotBusyShare: round((after.runningSeconds - before.runningSeconds) / (plan.fleet.servers * wallS), 3),
         hopsThroughNats: texts.reduce((s, t) => s + metric(t, "matrixd_hops_total", 'route="nats"'), 0),
         cpuSecondsPerNode: cpu1.map((c, i) => round(c.cpuS - (cpu0[i]?.cpuS ?? 0))),
+        natsCpuS: round(natsCpuS, 2),
+        /** LLM requests the fleet's servers counted over the job */
+        llmCalls,
+        /** generated tokens per call: with calls/s, the fleet a given rate needs */
+        tokensPerCall: llmCalls > 0 ? round(tokens / llmCalls, 1) : null,
+        hops,
+        /** CPU of the nodes and the nats-server per LLM call, then each part alone */
+        cpuMicrosPerCall,
+        nodesCpuMicrosPerCall: microsPer(nodesCpuS, llmCalls),
+        natsCpuMicrosPerCall: microsPer(natsCpuS, llmCalls),
+        cpuMicrosPerHop: microsPer(nodesCpuS + natsCpuS, hops),
+        /** the LLM calls one core's worth of matrixd over NATS (nodes + nats-server) drives per second */
+        callsPerCoreSecond: cpuMicrosPerCall ? Math.round(1e6 / cpuMicrosPerCall) : null,
       };
       log(`  ${JSON.stringify(figures.coral)}`);
       await stopNodes(nodes);
@@ -331,7 +392,7 @@ if (only.has("million")) {
     {
       matrixd,
       dir: tmp.dir,
-      startNodes: (url, config) => startNodes({ tag: "", urls: [url], replicas: 1 }, "m", config),
+      startNodes: (url, config) => startNodes({ tag: "", urls: [url], replicas: 1, pids: () => [] }, "m", config),
       stopNodes,
       log,
     },
@@ -356,7 +417,7 @@ try {
   const monitorPort = await freePort();
   const single = await startNatsServer({ args: ["-m", String(monitorPort)] });
   try {
-    const nats: NatsSetup = { tag: "", urls: [single.url], replicas: 1 };
+    const nats: NatsSetup = { tag: "", urls: [single.url], replicas: 1, pids: () => (single.pid === undefined ? [] : [single.pid]) };
     Object.assign(results, await measureOn(nats));
     if (only.has("side")) {
       const ctx = {
@@ -378,7 +439,9 @@ try {
     log("a 3-server NATS cluster, replicas 3:");
     const cluster = await startNatsCluster({ size: 3 });
     try {
-      results.natsCluster = { servers: 3, replicas: 3, ...(await measureOn({ tag: "k", urls: cluster.urls, replicas: 3 })) };
+      // The cluster's servers by their config files, for their CPU time.
+      const pids = () => cluster.servers.flatMap((m) => pidsWithArg(m.configPath));
+      results.natsCluster = { servers: 3, replicas: 3, ...(await measureOn({ tag: "k", urls: cluster.urls, replicas: 3, pids })) };
     } finally {
       await cluster.close();
     }
@@ -399,15 +462,19 @@ function describeFigures(title: string, r: Record<string, unknown>): void {
   lines.push(title);
   const d = r.coralDummy as Record<string, number> | undefined;
   if (d) lines.push(`  coral-dummy hops/s per node (local first):  ${d.meanHopsPerSecondPerNode} (per node ${JSON.stringify(d.hopsPerSecondPerNode)}; ${d.hops} hops, ${d.hopsThroughNats} through NATS)`);
+  if (d) lines.push(`  coral-dummy CPU per hop, nodes + nats-server: ${d.cpuMicrosPerHop} µs (local first)`);
   const h = r.hopThroughNats as { light: Record<string, number>; loaded: Record<string, number> } | undefined;
   if (h) {
     lines.push(`  latency a hop through NATS adds:           p50 ${h.light.latencyP50Ms} ms, p99 ${h.light.latencyP99Ms} ms (${h.light.inFlight} tasks in flight)`);
     lines.push(`  every hop through NATS: hops/s per node     ${h.loaded.hopsPerSecondPerNode} (${h.loaded.inFlight} tasks in flight)`);
+    lines.push(`  every hop through NATS: CPU per hop          ${h.loaded.cpuMicrosPerHop} µs, nodes + nats-server`);
   }
   const c = r.coral as Record<string, number> | undefined;
   if (c) {
     lines.push(`  coral utilization of the fleet, whole job:  ${c.utilization} (${c.tokensPerSecond} tokens/s of ${c.fleetCeilingTps}; slots busy ${c.slotBusyShare}; ${c.wallS} s)`);
     lines.push(`  coral utilization while seeds wait:        ${c.steadyUtilization} (first ${c.steadyS} s; servers ran ${c.steadyRunning} of ${c.fleetSlots} slots, ${c.steadyWaiting} waiting)`);
+    lines.push(`  coral CPU per LLM call, nodes + nats-server: ${c.cpuMicrosPerCall} µs (nodes ${c.nodesCpuMicrosPerCall}, nats-server ${c.natsCpuMicrosPerCall}): ${c.callsPerCoreSecond} calls per core-second`);
+    lines.push(`  coral CPU per hop, nodes + nats-server:      ${c.cpuMicrosPerHop} µs (${c.llmCalls} LLM calls, ${c.tokensPerCall} tokens generated each; ${c.hops} hops)`);
   }
 }
 const cores = (results.machine as { cores: number }).cores;
