@@ -1,8 +1,8 @@
 /**
  * The million-seed section of the cluster figures (`bun bench/cluster.ts
- * --only million [--seeds N] [--quick]`): three `matrixd join` processes
- * on their own nats-server run one coral-dummy job of N seeds (1,000,000 by
- * default), submitted as one streamed request whose seed lines are made as
+ * --only million [--seeds S] [--nodes N] [--quick]`): N `matrixd join`
+ * processes (3 by default) on their own nats-server run one coral-dummy job
+ * of S seeds (1,000,000 by default), its concurrency 1,024 a node, submitted as one streamed request whose seed lines are made as
  * they are sent, while `matrixd results --follow` writes the dataset and
  * the job drops from NATS the rows written (purgeRows "followed"). Then a
  * smaller plain job (rows kept) gives NATS disk per task without the
@@ -29,6 +29,8 @@ export interface MillionPlan {
   /** seeds of the plain job (rows kept), for the disk per task without the setting */
   plainSeeds: number;
   concurrency: number;
+  /** `matrixd join` processes the context starts */
+  nodes: number;
 }
 
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
@@ -147,7 +149,7 @@ async function runOne(
   const submittedS = (Date.now() - t0) / 1000;
   ctx.log(`  job ${id}: ${n} seeds submitted in ${round(submittedS)} s`);
   const follower = follow
-    ? Bun.spawn([...ctx.matrixd, "results", id, "--follow", "--out", follow, "--server", nodes[1]!.url], { stdout: "ignore", stderr: "pipe" })
+    ? Bun.spawn([...ctx.matrixd, "results", id, "--follow", "--out", follow, "--server", nodes[1 % nodes.length]!.url], { stdout: "ignore", stderr: "pipe" })
     : undefined;
   const followerErr = follower ? new Response(follower.stderr).text() : Promise.resolve("");
   const samples: Sample[] = [];
@@ -155,7 +157,7 @@ async function runOne(
   let last = { state: "running", ok: 0, failed: 0 };
   for (let i = 0; ; i++) {
     await Bun.sleep(2000);
-    last = await nodes[2]!.job(id);
+    last = await nodes[2 % nodes.length]!.job(id);
     const rows = last.ok + last.failed;
     samples.push({ t: Date.now() - t0, storeBytes: folderBytes(storeDir) - store0, rows });
     if (follower?.pid) followerHwm = Math.max(followerHwm, procStatus(follower.pid).hwmBytes);
@@ -203,11 +205,11 @@ async function runOne(
 
 /** The section: the big job handed to a follower, then the plain one, each on fresh nodes and a fresh nats-server. */
 export async function measureMillion(ctx: MillionContext, plan: MillionPlan): Promise<Record<string, unknown>> {
-  const out: Record<string, unknown> = { plan };
+  const out: Record<string, unknown> = { nodes: plan.nodes, plan };
   for (const kind of ["followed", "plain"] as const) {
     const n = kind === "followed" ? plan.seeds : plan.plainSeeds;
     if (n <= 0) continue;
-    ctx.log(`million: ${n} coral-dummy seeds on 3 nodes, ${kind === "followed" ? "rows handed to a follower (purgeRows followed)" : "rows kept in NATS"}...`);
+    ctx.log(`million: ${n} coral-dummy seeds on ${plan.nodes} nodes, ${kind === "followed" ? "rows handed to a follower (purgeRows followed)" : "rows kept in NATS"}...`);
     const nats = await startNatsServer();
     try {
       const nodes = await ctx.startNodes(nats.url, { defaultSlots: 1024 });
@@ -233,7 +235,7 @@ export function describeMillion(r: Record<string, unknown>): string[] {
   const p = r.plain as Record<string, unknown> | undefined;
   if (f) {
     const d = f.dataset as Record<string, unknown> | undefined;
-    lines.push(`  ${f.tasks} coral-dummy seeds, one streamed request, rows handed to a follower:`);
+    lines.push(`  ${f.tasks} coral-dummy seeds on ${r.nodes} nodes, one streamed request, rows handed to a follower:`);
     lines.push(`    wall ${f.wallS} s (job ${f.jobS} s), ${f.tasksPerSecond} tasks/s; peak RSS per node ${JSON.stringify(f.peakRssMiBPerNode)} MiB`);
     lines.push(`    NATS store per task: peak ${f.natsBytesPerTaskPeak} B, end ${f.natsBytesPerTaskEnd} B; dataset ${d?.lines} lines, ${d?.distinct} distinct ids (exactly one per task: ${d?.exactlyOnePerTask})`);
   }
