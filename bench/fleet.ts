@@ -31,6 +31,8 @@ export interface FleetCounters {
   /** integral of running/slots over wall time, summed over servers, seconds */
   runningSeconds: number;
   requests: number;
+  /** prompt tokens found in the servers' prefix caches: their prefill was skipped */
+  prefixHits: number;
 }
 
 export interface Fleet {
@@ -42,6 +44,8 @@ export interface Fleet {
   ceilingTps: number;
   /** tokens per second of wall time one sequence decodes at on a server that runs it alone */
   unloadedTps: number;
+  /** wall seconds a server's step grows by for each prompt token it prefills */
+  prefillSPerToken: number;
   pid: number;
   counters(): Promise<FleetCounters>;
   /** requests decoding now, over the fleet */
@@ -88,6 +92,7 @@ export async function startFleet(matrixd: string[], s: FleetSettings): Promise<F
     models,
     ceilingTps: ceilings.reduce((a, b) => a + b, 0),
     unloadedTps: unloadedTps(s),
+    prefillSPerToken: prefillSPerToken(s),
     pid: procs[0]?.pid ?? 0,
     async counters() {
       const texts = await Promise.all(bases.map(metricsText));
@@ -97,6 +102,7 @@ export async function startFleet(matrixd: string[], s: FleetSettings): Promise<F
         promptTokens: sum("vllm:prompt_tokens_total"),
         runningSeconds: sum("sim:running_seconds_total"),
         requests: sum("sim:requests_total"),
+        prefixHits: sum("vllm:prefix_cache_hits_total"),
       };
     },
     async running() {
@@ -111,6 +117,12 @@ export async function startFleet(matrixd: string[], s: FleetSettings): Promise<F
 export function unloadedTps(s: Pick<FleetSettings, "slots" | "decodeTps">): number {
   const o = resolveSimOptions({ slots: s.slots, decodeTps: s.decodeTps });
   return 1000 / ((o.stepBaseMs + o.stepPerSeqMs) * o.timeScale);
+}
+
+/** Wall seconds of prefill per prompt token not found in the prefix cache (a step computes them before it decodes). */
+export function prefillSPerToken(s: Pick<FleetSettings, "slots" | "decodeTps">): number {
+  const o = resolveSimOptions({ slots: s.slots, decodeTps: s.decodeTps });
+  return o.timeScale / o.prefillTps;
 }
 
 /** The URLs of the first `n` "listening on" lines a sim-llm process prints; it is killed if they take over 30 s. */

@@ -83,13 +83,16 @@ export interface ModeResult {
    * A lower bound on the wall time any schedule of this run's work could
    * take on this fleet: the longer of its generated tokens at the fleet's
    * ceiling and its longest task's tokens at the speed of a server running
-   * that task alone (its calls are one after the other). Prefill, tools and
-   * per-request costs only add to it.
+   * that task alone (its calls are one after the other). The first part
+   * counts the prefill of the prompt tokens the servers computed (a step
+   * computes them before it decodes); tools and per-request costs only add.
    */
   boundS: number;
   /** the two parts of boundS */
   boundTokensS: number;
   boundChainS: number;
+  /** wall seconds the fleet's servers spent on prefill, per server: what keeps even a full batch below the decode ceiling */
+  prefillS: number;
   /** LLM requests the fleet's servers were sent (from their /metrics) */
   llmCalls: number;
   /** CPU microseconds of the mode's own process(es) per LLM call, and per hop */
@@ -205,7 +208,9 @@ export async function runMode(
   const wall = proc.wallS;
   const cpuS = proc.cpuS + (redisUsage?.cpuS ?? 0);
   const calls = after.requests - before.requests;
-  const boundTokensS = gen / ctx.fleet.ceilingTps;
+  const computed = after.promptTokens - before.promptTokens - (after.prefixHits - before.prefixHits);
+  const prefillS = (computed * ctx.fleet.prefillSPerToken) / ctx.fleet.urls.length;
+  const boundTokensS = gen / ctx.fleet.ceilingTps + prefillS;
   const boundChainS = ds.maxTaskCompletion / ctx.fleet.unloadedTps;
   const t90 = shareTime(samples, 0.9);
   return {
@@ -229,6 +234,7 @@ export async function runMode(
     boundS: Math.max(boundTokensS, boundChainS),
     boundTokensS,
     boundChainS,
+    prefillS,
     llmCalls: calls,
     cpuMicrosPerCall: calls > 0 ? (cpuS * 1e6) / calls : Number.NaN,
     cpuMicrosPerHop: ds.steps > 0 ? (cpuS * 1e6) / ds.steps : Number.NaN,

@@ -77,6 +77,7 @@ function modeRows(r: BenchResults): string[][] {
     "drain s",
     "bound s",
     "wall / bound",
+    "prefill share",
     "p50 s",
     "p99 s",
     "peak RSS MiB",
@@ -99,6 +100,7 @@ function modeRows(r: BenchResults): string[][] {
     f1(m.drainS),
     f1(m.boundS),
     f2(m.wallS / m.boundS),
+    f3(m.prefillS / m.wallS),
     f1(m.latencyP50S),
     f1(m.latencyP99S),
     m.redisRssMiB === undefined ? f0(m.peakRssMiB) : `${f0(m.peakRssMiB)} + redis ${f0(m.redisRssMiB)}`,
@@ -182,9 +184,10 @@ export function renderMarkdown(r: BenchResults, svgName = "latest.svg"): string 
       "Util. to 90% is the same over the time until 90% of the mode's tokens were generated (the fleet's counters read every 0.5 s): " +
       `the bulk of the job, without the drain at its end, when only the longest tasks are left (p99 task latency ${f1(r.modes[0]?.latencyP99S ?? Number.NaN)} s here). ` +
       "Drain = the time from 90% of the mode's tokens to its end. Bound = a lower bound on the wall time of this work on this fleet, from the run itself: " +
-      "the longer of (its generated tokens / the fleet ceiling) and (its longest task's generated tokens / the speed of one sequence on an idle server), " +
-      "since a task's calls run one after the other; prefill, tools and per-request costs only add to it, so wall / bound is how far the mode is from the best " +
-      "possible schedule, at most. matrixd sends each request its task's priority (the oldest task first, in its own queue and, the servers scheduling by " +
+      "the longer of (its generated tokens / the fleet ceiling + the prefill time of the prompt tokens the servers computed, per server) and " +
+      "(its longest task's generated tokens / the speed of one sequence on an idle server), since a task's calls run one after the other; tools and " +
+      "per-request costs only add to it, so wall / bound is how far the mode is from the best possible schedule, at most. Prefill share = that prefill " +
+      "time / wall time: the part of the ceiling no schedule can turn into generated tokens. matrixd sends each request its task's priority (the oldest task first, in its own queue and, the servers scheduling by " +
       "priority as vLLM does with --scheduling-policy priority, in theirs); matrixd, no priority, sends none and queues in arrival order, as the baselines do. " +
       "CPU µs/call = the CPU time of the mode's process(es) / the LLM requests the servers got. " +
       "The ratios (x mode) are of tokens/s over the whole run. Latency is from a task's first step to its row. Peak RSS and CPU seconds are of the mode's own process " +
