@@ -1,6 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { ConfigError } from "../src/errors.ts";
-import { SeqState, SimEngine, startSim, type SeqInput, type SimSeq } from "../src/sim/index.ts";
+import { SeqState, SimEngine, startSim, type SeqInput, type SimKind, type SimOptions, type SimServer, type SimSeq } from "../src/sim/index.ts";
+import { post } from "./support/sim-http.ts";
+import { waitFor } from "./support/wait.ts";
 
 /**
  * Request priority in the sim: the engine's priority queue on a hand-driven
@@ -119,5 +121,154 @@ describe("sim priority - options", () => {
       await expect(startSim({ kind, schedulingPolicy: "priority" })).rejects.toThrow(ConfigError);
     }
     await expect(startSim({ kind: "tgi", schedulingPolicy: "priority" })).rejects.toThrow(/"schedulingPolicy": "priority" is for kinds vllm and sglang only/);
+  });
+});
+
+type Json = Record<string, any>;
+const servers: SimServer[] = [];
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+});
+
+/** One slot, ~40 tokens an answer at 200 tokens/s: each answer takes about 200 ms. */
+async function sim(kind: SimKind, opts: SimOptions = {}): Promise<SimServer> {
+  const s = await startSim({ kind, slots: 1, decodeTps: 200, lenMedian: 40, lenSigma: 0, model: "m", ...opts });
+  servers.push(s);
+  return s;
+}
+
+const hi = (extra: Json = {}): Json => ({ model: "m", messages: [{ role: "user", content: "tell me about the sea" }], max_tokens: 40, ...extra });
+
+async function chat(s: SimServer, body: Json): Promise<{ status: number; body: Json }> {
+  const res = await post(s.url, body);
+  const text = await res.text();
+  return { status: res.status, body: JSON.parse(text) as Json };
+}
+
+/**
+ * Sends one request that takes the only slot, then the others one by one
+ * (each queued before the next is sent); returns the names in the order
+ * their answers came back.
+ */
+async function finishOrder(s: SimServer, first: Json, queued: [name: string, extra: Json][]): Promise<string[]> {
+  const order: string[] = [];
+  const all: Promise<void>[] = [];
+  const send = (name: string, extra: Json): void => {
+    all.push(
+      chat(s, hi(extra)).then((r) => {
+        expect(r.status).toBe(200);
+        order.push(name);
+      }),
+    );
+  };
+  send("first", first);
+  await waitFor("the first request to run", () => s.stats().running === 1, 5000);
+  for (const [i, [name, extra]] of queued.entries()) {
+    send(name, extra);
+    await waitFor(`${name} to queue`, () => s.stats().waiting === i + 1, 5000);
+  }
+  await Promise.all(all);
+  return order;
+}
+
+describe("sim priority - vllm over HTTP", () => {
+  test("sim priority - vllm under fcfs takes a nonzero priority (V1 has no check) and ignores it", async () => {
+    const s = await sim("vllm");
+    const ok = await chat(s, hi({ priority: 5 }));
+    expect(ok.status).toBe(200);
+    expect(ok.body.object).toBe("chat.completion");
+    expect((await chat(s, hi({ priority: 0 }))).status).toBe(200);
+    expect(await finishOrder(s, { priority: 0 }, [["p5", { priority: 5 }], ["p1", { priority: 1 }], ["p3", { priority: 3 }]])).toEqual(["first", "p5", "p1", "p3"]);
+  });
+
+  test("sim priority - vllm under the priority policy answers lower priority values first, ties by arrival", async () => {
+    const s = await sim("vllm", { schedulingPolicy: "priority" });
+    const order = await finishOrder(s, { priority: 9 }, [
+      ["p3", { priority: 3 }],
+      ["p1a", { priority: 1 }],
+      ["none", {}],
+      ["p1b", { priority: 1 }],
+      ["neg", { priority: -2 }],
+    ]);
+    expect(order).toEqual(["first", "neg", "none", "p1a", "p1b", "p3"]);
+  });
+
+  test("sim priority - vllm refuses a priority that is not an integer with a 400 naming the field", async () => {
+    const s = await sim("vllm");
+    for (const bad of ["high", 1.5, null, [1], { p: 1 }]) {
+      const r = await chat(s, hi({ priority: bad }));
+      expect(r.status).toBe(400);
+      expect(r.body.error).toMatchObject({ param: "priority", code: 400, type: "BadRequestError" });
+      expect(r.body.error.message).toStartWith("priority: Input should be a valid integer");
+    }
+    // pydantic's lax mode takes integral floats and numeric strings
+    expect((await chat(s, hi({ priority: 2.0 }))).status).toBe(200);
+    expect((await chat(s, hi({ priority: "3" }))).status).toBe(200);
+  });
+});
+
+describe("sim priority - sglang over HTTP", () => {
+  test("sim priority - sglang without priority scheduling ignores the field", async () => {
+    const s = await sim("sglang");
+    expect(await finishOrder(s, { priority: 0 }, [["p1", { priority: 1 }], ["p30", { priority: 30 }], ["p2", { priority: 2 }]])).toEqual(["first", "p1", "p30", "p2"]);
+    const info = (await (await fetch(`${s.url}/get_server_info`)).json()) as Json;
+    expect(info.enable_priority_scheduling).toBe(false);
+  });
+
+  test("sim priority - sglang with priority scheduling answers higher values first, a request without one last", async () => {
+    const s = await sim("sglang", { schedulingPolicy: "priority" });
+    const order = await finishOrder(s, { priority: 5 }, [
+      ["none", {}],
+      ["p1a", { priority: 1 }],
+      ["p3", { priority: 3 }],
+      ["p1b", { priority: 1 }],
+      ["p7", { priority: 7 }],
+    ]);
+    expect(order).toEqual(["first", "p7", "p3", "p1a", "p1b", "none"]);
+    const info = (await (await fetch(`${s.url}/get_server_info`)).json()) as Json;
+    expect(info).toMatchObject({ enable_priority_scheduling: true, schedule_low_priority_values_first: false, priority_scheduling_preemption_threshold: 10 });
+  });
+
+  test("sim priority - sglang preempts a running request outranked by more than the threshold (10)", async () => {
+    const s = await sim("sglang", { schedulingPolicy: "priority" });
+    // SGLang's own test: 0 running, then 10 and 20 queued: 20 preempts 0 (10 is not more than 10 above it)
+    const order: string[] = [];
+    const send = (name: string, priority: number): Promise<void> =>
+      chat(s, hi({ priority })).then((r) => {
+        expect(r.status).toBe(200);
+        order.push(name);
+      });
+    const zero = send("p0", 0);
+    await waitFor("the first request to run", () => s.stats().running === 1, 5000);
+    const ten = send("p10", 10);
+    await waitFor("p10 to queue", () => s.stats().waiting === 1, 5000);
+    expect(s.stats().running).toBe(1);
+    const twenty = send("p20", 20);
+    await Promise.all([zero, ten, twenty]);
+    expect(order).toEqual(["p20", "p10", "p0"]);
+  });
+
+  test("sim priority - sglang refuses a priority that is not an integer with a 400 naming the field", async () => {
+    const s = await sim("sglang");
+    const r = await chat(s, hi({ priority: "urgent" }));
+    expect(r.status).toBe(400);
+    expect(r.body).toMatchObject({ object: "error", code: 400 });
+    expect(r.body.message).toStartWith("priority: Input should be a valid integer");
+    // Optional[int]: null is no priority
+    expect((await chat(s, hi({ priority: null }))).status).toBe(200);
+  });
+});
+
+describe("sim priority - other kinds over HTTP", () => {
+  test("sim priority - llama.cpp and TGI ignore the field; the hosted API refuses it as an unknown argument", async () => {
+    for (const kind of ["llamacpp", "tgi"] as const) {
+      const s = await sim(kind, { decodeTps: 100_000 });
+      expect((await chat(s, hi({ priority: 5 }))).status).toBe(200);
+      expect((await chat(s, hi({ priority: "not a number" }))).status).toBe(200);
+    }
+    const o = await sim("openai", { decodeTps: 100_000 });
+    const r = await chat(o, hi({ priority: 5 }));
+    expect(r.status).toBe(400);
+    expect(r.body.error.message).toBe("Unrecognized request argument supplied: priority");
   });
 });
