@@ -12,8 +12,8 @@ export interface FleetSettings {
   slots: number;
   /** ceiling of one server, generated tokens per second of wall time */
   decodeTps: number;
-  /** sim-llm options passed as flags, e.g. { "agree-rate": 0.3 } */
-  flags: Record<string, number>;
+  /** sim-llm options passed as flags, e.g. { "agree-rate": 0.3 } or { "scheduling-policy": "priority" } */
+  flags: Record<string, number | string>;
   /**
    * Model names served, each by its own servers (model -> servers; they sum
    * to `servers`), e.g. { small: 1, large: 2 } for a workflow that asks a

@@ -272,3 +272,20 @@ describe("sim priority - other kinds over HTTP", () => {
     expect(r.body.error.message).toBe("Unrecognized request argument supplied: priority");
   });
 });
+
+describe("sim priority - command line", () => {
+  const run = async (args: string[]): Promise<{ code: number; stderr: string }> => {
+    const p = Bun.spawn([process.execPath, "cmd/matrixd.ts", "sim-llm", ...args], { cwd: `${import.meta.dir}/..`, stdout: "ignore", stderr: "pipe" });
+    const [code, stderr] = await Promise.all([p.exited, new Response(p.stderr).text()]);
+    return { code, stderr };
+  };
+
+  test("sim priority - a bad --scheduling-policy, or priority for a kind without it, exits 2 naming the flag", async () => {
+    const bad = await run(["--scheduling-policy", "lifo"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`--scheduling-policy must be one of fcfs, priority, got "lifo"`);
+    const tgi = await run(["--kind", "tgi", "--scheduling-policy", "priority"]);
+    expect(tgi.code).toBe(2);
+    expect(tgi.stderr).toContain(`--scheduling-policy: "priority" is for kinds vllm and sglang only`);
+  });
+});
