@@ -13,7 +13,7 @@ export interface FleetSettings {
   slots: number;
   /** ceiling of one server, generated tokens per second of wall time */
   decodeTps: number;
-  /** sim-llm options passed as flags, e.g. { "agree-rate": 0.3 } */
+  /** sim-llm options passed as flags, e.g. { "agree-rate": 0.3 } or { "scheduling-policy": "priority" } */
   flags: Record<string, number | string>;
   /**
    * Model names served, each by its own servers (model -> servers; they sum

@@ -1,6 +1,6 @@
 import { ConfigError, UsageError, describe } from "../src/errors.ts";
 import { startSimFleet } from "../src/sim/fleet.ts";
-import { SIM_KINDS, type SimOptions } from "../src/sim/options.ts";
+import { SCHEDULING_POLICIES, SIM_KINDS, type SimOptions } from "../src/sim/options.ts";
 import type { SimServer } from "../src/sim/server.ts";
 import { intFlag, numFlag, parseCommand } from "./args.ts";
 import { handleSignals } from "./signals.ts";
@@ -35,6 +35,10 @@ usage: matrixd sim-llm --port N [options]
                         built-in answers (match, system, model, turn, every, share; text, json,
                         tool_call or error); checked when the server starts (see README)
   --no-prefix-cache     no prefix caching
+  --scheduling-policy P fcfs, or priority: waiting requests go by their "priority" field, as with
+                        vLLM's --scheduling-policy priority (lower first) or SGLang's
+                        --enable-priority-scheduling (higher first, with preemption); vllm and sglang
+                        kinds only (default fcfs)
   --context-tokens N    context per sequence: prompt (+ max_tokens where the kind counts it) (default 131072)
   --reasoning           a reasoning model: answers carry thinking, as the kind returns it
   --api-key KEY         requests must carry "Authorization: Bearer KEY" (as the kind checks it)
@@ -74,6 +78,7 @@ const FLAGS = {
   "sim-script": { type: "string" },
   "no-prefix-cache": { type: "boolean" },
   kind: { type: "string" },
+  "scheduling-policy": { type: "string" },
   "context-tokens": { type: "string" },
   reasoning: { type: "boolean" },
   "api-key": { type: "string" },
@@ -142,6 +147,13 @@ function optionsFrom(argv: string[]): { opts: SimOptions; servers: number; dieAf
     if (!(SIM_KINDS as readonly string[]).includes(values.kind)) throw new UsageError(`--kind must be one of ${SIM_KINDS.join(", ")}, got "${values.kind}"`);
     opts.kind = values.kind;
   }
+  const policy = values["scheduling-policy"];
+  if (policy !== undefined) {
+    if (!(SCHEDULING_POLICIES as readonly string[]).includes(policy)) {
+      throw new UsageError(`--scheduling-policy must be one of ${SCHEDULING_POLICIES.join(", ")}, got "${policy}"`);
+    }
+    opts.schedulingPolicy = policy;
+  }
   if (values["api-key"] !== undefined) opts.apiKey = values["api-key"];
   if (values["sim-script"] !== undefined) {
     if (values["sim-script"] === "") throw new UsageError("--sim-script needs a file");
@@ -155,7 +167,9 @@ function optionsFrom(argv: string[]): { opts: SimOptions; servers: number; dieAf
 
 /** The flag a bad option came from, for messages that name what the user typed. */
 function flagOf(message: string): string {
-  for (const [flag, option] of NUMERIC) if (message.includes(` "${option}":`)) return message.replace(` "${option}":`, ` --${flag}:`);
+  for (const [flag, option] of [...NUMERIC, ["scheduling-policy", "schedulingPolicy"] as const]) {
+    if (message.includes(` "${option}":`)) return message.replace(` "${option}":`, ` --${flag}:`);
+  }
   return message;
 }
 

@@ -2,8 +2,9 @@ import type { ResolvedSimOptions } from "./options.ts";
 
 /**
  * The capacity model of a GPU server doing continuous batching, as vLLM does:
- * at most `slots` sequences decode at once, the rest wait in FIFO order; each
- * step gives every running sequence one token and lasts
+ * at most `slots` sequences decode at once, the rest wait in FIFO order (or,
+ * with the "priority" scheduling policy, in order of their priority key, then
+ * of arrival); each step gives every running sequence one token and lasts
  * `stepBaseMs + stepPerSeqMs × running` virtual ms, plus the prefill of the
  * prompts admitted in that step at `prefillTps`.
  *
@@ -33,6 +34,12 @@ export interface SeqInput {
   prefillTokens: number;
   /** tokens to generate, at least 1 */
   len: number;
+  /**
+   * the queue key under the "priority" policy: lower runs first, ties in
+   * arrival order (each server kind maps its request field onto it); 0 when
+   * absent, ignored under "fcfs"
+   */
+  priority?: number;
   /** called after each catch-up with the tokens generated so far; for streaming */
   onProgress?: (seq: SimSeq) => void;
   /** called once: finished (state DONE) or the engine stopped (state DROPPED) */
@@ -57,12 +64,99 @@ class SeqImpl implements SimSeq {
   admitStep = -1;
   constructor(
     readonly input: SeqInput,
-    private readonly engine: SimEngine,
+    protected readonly engine: SimEngine,
   ) {}
   generated(): number {
     if (this.state === SeqState.DONE) return this.input.len;
     if (this.admitStep < 0) return 0;
     return Math.min(this.input.len, this.engine.stepsDone - this.admitStep);
+  }
+}
+
+/**
+ * A sequence under the "priority" policy. Its own class, so that the FIFO
+ * path (the benchmarks' hot path) allocates and reads no more than before.
+ */
+class RankedSeq extends SeqImpl {
+  /** queue key (lower first) and arrival number (ties) */
+  key = 0;
+  order = 0;
+  /** tokens generated before it was last preempted */
+  prior = 0;
+  preempted = false;
+  /** the value of stepsDone at which it finishes; the finishAt entry of a run cut short by preemption no longer matches */
+  finishStep = -1;
+  override generated(): number {
+    if (this.state === SeqState.DONE) return this.input.len;
+    if (this.admitStep < 0) return this.prior;
+    return Math.min(this.input.len, this.prior + this.engine.stepsDone - this.admitStep);
+  }
+}
+
+/** Whether a runs before b: lower key, then earlier arrival. */
+function before(a: RankedSeq, b: RankedSeq): boolean {
+  return a.key < b.key || (a.key === b.key && a.order < b.order);
+}
+
+/**
+ * The waiting queue of the "priority" policy: a binary min-heap on (key,
+ * arrival number), O(log n) per push and pop. Cancelled sequences stay in it
+ * until they reach the top, where the engine drops them, as the FIFO does.
+ */
+class SeqHeap {
+  items: RankedSeq[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  peek(): RankedSeq | undefined {
+    return this.items[0];
+  }
+
+  push(s: RankedSeq): void {
+    const a = this.items;
+    let i = a.length;
+    a.push(s);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = a[p]!;
+      if (!before(s, parent)) break;
+      a[i] = parent;
+      i = p;
+    }
+    a[i] = s;
+  }
+
+  pop(): RankedSeq | undefined {
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last) this.sink(last, 0);
+    return top;
+  }
+
+  /** Keeps only the sequences `keep` accepts, in heap order again. */
+  filter(keep: (s: RankedSeq) => boolean): void {
+    const a = this.items.filter(keep);
+    this.items = a;
+    for (let i = (a.length >> 1) - 1; i >= 0; i--) this.sink(a[i]!, i);
+  }
+
+  private sink(s: RankedSeq, from: number): void {
+    const a = this.items;
+    const n = a.length;
+    let i = from;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      const r = c + 1;
+      if (r < n && before(a[r]!, a[c]!)) c = r;
+      if (!before(a[c]!, s)) break;
+      a[i] = a[c]!;
+      i = c;
+    }
+    a[i] = s;
   }
 }
 
@@ -104,6 +198,13 @@ export class SimEngine {
   private readonly wall0: number;
   private waitingQ: SeqImpl[] = [];
   private head = 0;
+  /** the waiting queue under the "priority" policy (waitingQ stays empty then) */
+  private readonly heap: SeqHeap | undefined;
+  /** preemption (SGLang's): a waiting key this far below a running one's takes its slot */
+  private readonly preemptGap: number | undefined;
+  /** running sequences, kept only when preemption is on */
+  private readonly runningSet: Set<RankedSeq> | undefined;
+  private arrivals = 0;
   private waitingCount = 0;
   private running = 0;
   /** sequences by the value of stepsDone at which they finish */
@@ -123,10 +224,26 @@ export class SimEngine {
   private lastProgress = -Infinity;
 
   constructor(
-    o: Pick<ResolvedSimOptions, "slots" | "stepBaseMs" | "stepPerSeqMs" | "prefillTps" | "timeScale">,
+    o: Pick<ResolvedSimOptions, "slots" | "stepBaseMs" | "stepPerSeqMs" | "prefillTps" | "timeScale"> & {
+      schedulingPolicy?: ResolvedSimOptions["schedulingPolicy"];
+      /**
+       * priority policy only: a running sequence whose key is more than this
+       * above the best waiting one's is preempted when every slot is busy
+       * (back to the queue, keeping its tokens, its context computed again);
+       * absent = no preemption
+       */
+      preemptGap?: number;
+    },
     private readonly clock: EngineClock = realClock,
   ) {
     this.slots = o.slots;
+    if (o.schedulingPolicy === "priority") {
+      this.heap = new SeqHeap();
+      if (o.preemptGap !== undefined) {
+        this.preemptGap = o.preemptGap;
+        this.runningSet = new Set();
+      }
+    }
     this.baseMs = o.stepBaseMs;
     this.perSeqMs = o.stepPerSeqMs;
     this.prefillMsPerToken = 1000 / o.prefillTps;
@@ -136,7 +253,7 @@ export class SimEngine {
 
   /** Queues a sequence; it joins the first step that starts at or after now. */
   submit(input: SeqInput): SimSeq {
-    const seq = new SeqImpl(input, this);
+    const seq = this.heap ? new RankedSeq(input, this) : new SeqImpl(input, this);
     if (this.stopped) {
       seq.state = SeqState.DROPPED;
       queueMicrotask(() => input.onEnd(seq));
@@ -147,7 +264,11 @@ export class SimEngine {
     this.advance(v);
     seq.arrival = v;
     seq.arrivedAt = wall;
-    this.waitingQ.push(seq);
+    if (seq instanceof RankedSeq) {
+      seq.key = input.priority ?? 0;
+      seq.order = this.arrivals++;
+      this.heap!.push(seq);
+    } else this.waitingQ.push(seq);
     this.waitingCount++;
     this.live.add(seq);
     if (input.onProgress) this.streaming.add(seq);
@@ -168,6 +289,12 @@ export class SimEngine {
     seq.state = SeqState.CANCELLED;
     this.live.delete(seq);
     this.streaming.delete(seq);
+    if (seq instanceof RankedSeq) this.runningSet?.delete(seq);
+    // cancelled sequences deep in the heap may never reach its top: sweep them once they are most of it
+    const h = this.heap;
+    if (h && h.size - this.waitingCount > 1024 && (h.size - this.waitingCount) * 2 > h.size) {
+      h.filter((s) => s.state === SeqState.WAITING);
+    }
   }
 
   /**
@@ -199,6 +326,8 @@ export class SimEngine {
     this.finishAt.clear();
     this.waitingQ = [];
     this.head = 0;
+    this.heap?.filter(() => false);
+    this.runningSet?.clear();
     this.running = 0;
     this.waitingCount = 0;
     for (const s of left) {
@@ -248,6 +377,12 @@ export class SimEngine {
     this.finishAt.delete(this.stepsDone);
     for (const s of ending) {
       if (s.state !== SeqState.RUNNING) continue;
+      if (this.runningSet) {
+        // with preemption, a sequence may have been cut short and admitted again since it was listed here
+        const r = s as RankedSeq;
+        if (r.finishStep !== this.stepsDone) continue;
+        this.runningSet.delete(r);
+      }
       s.state = SeqState.DONE;
       this.running--;
       this.live.delete(s);
@@ -257,6 +392,18 @@ export class SimEngine {
   }
 
   private beginStep(): void {
+    const prefill = this.heap ? this.admitByPriority(this.heap) : this.admitFifo();
+    if (this.running === 0) {
+      this.active = false;
+      return;
+    }
+    this.stepMs = this.baseMs + this.perSeqMs * this.running + prefill * this.prefillMsPerToken;
+    this.stepEnd = this.vNow + this.stepMs;
+    this.active = true;
+  }
+
+  /** Admits waiting sequences in arrival order into free slots; returns the prompt tokens to prefill. */
+  private admitFifo(): number {
     let prefill = 0;
     const q = this.waitingQ;
     while (this.running < this.slots && this.head < q.length) {
@@ -285,12 +432,72 @@ export class SimEngine {
       this.waitingQ = q.slice(this.head);
       this.head = 0;
     }
-    if (this.running === 0) {
-      this.active = false;
-      return;
+    return prefill;
+  }
+
+  /**
+   * Admits waiting sequences best key first; with preemption on, a full
+   * batch gives up its worst running sequence (highest key, latest arrival)
+   * to a waiting one whose key is more than preemptGap lower.
+   */
+  private admitByPriority(h: SeqHeap): number {
+    let prefill = 0;
+    for (;;) {
+      const s = h.peek();
+      if (!s) break;
+      if (s.state !== SeqState.WAITING) {
+        h.pop();
+        continue;
+      }
+      if (this.running >= this.slots && !this.preemptFor(s)) break;
+      if (s.arrival > this.vNow) {
+        if (this.running > 0) break;
+        this.vNow = s.arrival;
+      }
+      h.pop();
+      prefill += this.admit(s);
     }
-    this.stepMs = this.baseMs + this.perSeqMs * this.running + prefill * this.prefillMsPerToken;
-    this.stepEnd = this.vNow + this.stepMs;
-    this.active = true;
+    return prefill;
+  }
+
+  /** Preempts the running sequence `s` outranks by more than preemptGap, if there is one; true when a slot was freed. */
+  private preemptFor(s: RankedSeq): boolean {
+    const set = this.runningSet;
+    if (!set || this.preemptGap === undefined) return false;
+    let victim: RankedSeq | undefined;
+    for (const r of set) if (!victim || before(victim, r)) victim = r;
+    if (!victim || victim.key - s.key <= this.preemptGap) return false;
+    set.delete(victim);
+    this.running--;
+    this.waitingCount++;
+    victim.prior = victim.generated();
+    victim.preempted = true;
+    victim.admitStep = -1;
+    victim.finishStep = -1;
+    victim.state = SeqState.WAITING;
+    // it queues again as a new arrival, as SGLang stamps a retracted request's queue entry anew
+    victim.order = this.arrivals++;
+    this.heap!.push(victim);
+    return true;
+  }
+
+  /** Moves one waiting sequence into a slot; returns its tokens to prefill. */
+  private admit(s: RankedSeq): number {
+    this.waitingCount--;
+    this.running++;
+    s.state = SeqState.RUNNING;
+    s.admitStep = this.stepsDone;
+    this.runningSet?.add(s);
+    const at = this.stepsDone + Math.max(1, s.input.len - s.prior);
+    s.finishStep = at;
+    const list = this.finishAt.get(at);
+    if (list) list.push(s);
+    else this.finishAt.set(at, [s]);
+    if (s.preempted) {
+      // a preempted sequence lost its KV cache: its prompt and the tokens it had are computed again
+      return s.input.promptTokens + s.prior;
+    }
+    this.promptTokens += s.input.promptTokens;
+    return s.input.prefillTokens;
   }
 }

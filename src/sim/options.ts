@@ -9,6 +9,11 @@ export const SIM_KINDS = ["vllm", "sglang", "llamacpp", "tgi", "openai"] as cons
 /** One of SIM_KINDS. */
 export type SimKind = (typeof SIM_KINDS)[number];
 
+/** How the waiting queue is ordered: arrival, or the request's `priority` then arrival (vLLM's --scheduling-policy). */
+export const SCHEDULING_POLICIES = ["fcfs", "priority"] as const;
+/** The kinds whose servers have a priority scheduler; the others schedule first come, first served. */
+export const PRIORITY_KINDS: readonly SimKind[] = ["vllm", "sglang"];
+
 /**
  * Settings of one simulated LLM server. Every field has a default, so `{}`
  * is a valid configuration: a 256-slot server whose ceiling is about 80,000
@@ -59,6 +64,12 @@ export const SimOptionsSchema = z
     port: z.number().int().min(0).max(65535).default(0),
     /** which server to impersonate (protocol surface only: capacity, content and skills are the same) */
     kind: z.enum(SIM_KINDS).default("vllm"),
+    /**
+     * "priority": waiting requests are ordered by their `priority` field
+     * (vLLM's --scheduling-policy priority, SGLang's
+     * --enable-priority-scheduling); vllm and sglang kinds only
+     */
+    schedulingPolicy: z.enum(SCHEDULING_POLICIES).default("fcfs"),
     /** tokens of context per sequence (vLLM max_model_len, llama.cpp per-slot n_ctx, ...) */
     contextTokens: z.number().int().min(16).max(100_000_000).default(131_072),
     /** llama.cpp: whether /metrics is on (its --metrics); else it answers 501 */
@@ -99,6 +110,11 @@ export const SimOptionsSchema = z
   .refine((o) => o.errorRate + o.rateLimitRate <= 1, {
     message: "errorRate + rateLimitRate must be at most 1",
     path: ["errorRate"],
+  })
+  // llama.cpp, TGI and hosted APIs have no priority scheduler to turn on: pretending one would be a server that does not exist
+  .refine((o) => o.schedulingPolicy === "fcfs" || PRIORITY_KINDS.includes(o.kind), {
+    message: `"priority" is for kinds ${PRIORITY_KINDS.join(" and ")} only (llamacpp, tgi and openai serve first come, first served)`,
+    path: ["schedulingPolicy"],
   });
 
 /** Options as a caller writes them (all optional). */

@@ -101,7 +101,6 @@ const NO_LEASE: Lease = { hold() {}, release() {} };
 export async function startSim(opts: SimOptions = {}): Promise<SimServer> {
   const o = resolveSimOptions(opts);
   const script = o.script === undefined ? undefined : SimScript.load(o.script);
-  const engine = new SimEngine(o);
   const counters = new ServerCounters();
   counters.scripted = new Array<number>(script?.size ?? 0).fill(0);
   const prefix = new PrefixCache(Math.min(1_000_000, o.slots * 64));
@@ -109,6 +108,8 @@ export async function startSim(opts: SimOptions = {}): Promise<SimServer> {
   const startedAt = Date.now();
   const live: SimLive = { o, port: o.port, startedAt, ceilingTps: ceiling, engine: () => engine.counters(), server: counters, prefix, http: { busy: 0, waiting: 0 } };
   const kind = kindSurface(live);
+  // after the kind: its scheduler decides whether a waiting request may preempt a running one
+  const engine = new SimEngine(kind.preemptGap === undefined ? o : { ...o, preemptGap: kind.preemptGap });
   let injectCounter = 0;
   let replyCounter = 0;
   let stopped = false;
@@ -199,6 +200,7 @@ export async function startSim(opts: SimOptions = {}): Promise<SimServer> {
       promptTokens: adm.promptTokens,
       prefillTokens: adm.promptTokens - cachedTokens,
       len: composed.tokens,
+      priority: adm.priority,
     };
 
     if (body.stream) {

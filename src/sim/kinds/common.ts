@@ -52,3 +52,23 @@ export function allText(body: ChatBody): string {
   for (const m of body.messages) out += messageText(m) + "\n";
   return out;
 }
+
+/**
+ * A request field declared `int` in a pydantic model (vLLM's and SGLang's
+ * protocol.py), read as pydantic's lax mode reads JSON: integers, floats
+ * without a fraction, numeric strings and booleans pass; anything else is
+ * the message of pydantic's error, for a 400 that names the field.
+ */
+export function pydanticInt(v: unknown): { value: number } | { error: string } {
+  if (typeof v === "boolean") return { value: v ? 1 : 0 };
+  if (typeof v === "number") {
+    if (Number.isInteger(v)) return { value: v };
+    return { error: Number.isFinite(v) ? "Input should be a valid integer, got a number with a fractional part" : "Input should be a finite number" };
+  }
+  if (typeof v === "string") {
+    const t = v.trim();
+    if (/^[+-]?\d+$/.test(t)) return { value: Number(t) };
+    return { error: "Input should be a valid integer, unable to parse string as an integer" };
+  }
+  return { error: "Input should be a valid integer" };
+}

@@ -4,7 +4,7 @@ import type { ChatBody } from "../request.ts";
 
 import type { OutputConstraint } from "../skills/types.ts";
 
-import { extra, jsonAnswer, maxTokens, openaiResponseFormat } from "./common.ts";
+import { extra, jsonAnswer, maxTokens, openaiResponseFormat, pydanticInt } from "./common.ts";
 import { hexId, hexIds } from "./ids.ts";
 
 import { type OpenAIVariant, openaiCompletion, openaiStream } from "./openai-shape.ts";
@@ -29,7 +29,16 @@ import { isRecord } from "../../util/record.ts";
  * - reasoning (with --reasoning-parser) in `reasoning_content`;
  * - tool call ids `call_<24 hex>`; ids of answers a bare uuid hex;
  * - /get_server_info (server args plus scheduler figures), /health,
- *   /metrics with `sglang:*` gauges labelled by engine type and ranks.
+ *   /metrics with `sglang:*` gauges labelled by engine type and ranks;
+ * - `priority` (optional int; read in managers/scheduler.py
+ *   `_set_or_validate_priority`, managers/schedule_policy.py): ignored
+ *   unless --enable-priority-scheduling (the sim's "priority" policy), which
+ *   serves HIGHER values first (--schedule-low-priority-values-first, not
+ *   modelled, flips it), ties by queue entry time, a request without one
+ *   last; with every slot busy a waiting request preempts the lowest running
+ *   one when it outranks it by more than
+ *   --priority-scheduling-preemption-threshold (10), and the preempted one
+ *   queues again as a new entry, keeping its tokens.
  */
 
 const VERSION = "0.5.4";
@@ -44,6 +53,10 @@ const ERROR_TYPES: Record<number, string> = {
   503: "ServiceUnavailableError",
 };
 const EOS_TOKEN_ID = 151645;
+/** --priority-scheduling-preemption-threshold's default */
+const PREEMPTION_THRESHOLD = 10;
+/** the priority SGLang gives a request without one under priority scheduling: -sys.maxsize - 1 */
+const NO_PRIORITY = -(2 ** 63);
 
 const VARIANT: OpenAIVariant = {
   messageExtra: {},
@@ -139,6 +152,10 @@ function serverInfo(live: SimLive): Record<string, unknown> {
     chunked_prefill_size: 8192,
     max_prefill_tokens: 16384,
     schedule_policy: "fcfs",
+    enable_priority_scheduling: o.schedulingPolicy === "priority",
+    abort_on_priority_when_disabled: false,
+    schedule_low_priority_values_first: false,
+    priority_scheduling_preemption_threshold: PREEMPTION_THRESHOLD,
     schedule_conservativeness: 1.0,
     mem_fraction_static: 0.88,
     tp_size: 1,
@@ -171,8 +188,11 @@ export function sglangKind(live: SimLive): KindSurface {
   const lastGen = { t: performance.now(), tokens: 0 };
   const info = () => jsonAnswer(serverInfo(live), 200, JSON_HEADERS);
   const ok = () => new Response(null, { status: 200 });
+  const byPriority = o.schedulingPolicy === "priority";
   return {
     kind: "sglang",
+    // the engine serves lower keys first: the key is -priority, so the gap is the same
+    ...(byPriority ? { preemptGap: PREEMPTION_THRESHOLD } : {}),
     jsonHeaders: JSON_HEADERS,
     sseHeaders: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
     routes: {
@@ -221,7 +241,12 @@ export function sglangKind(live: SimLive): KindSurface {
       }
     },
     screen(raw) {
-      if (!isRecord(raw) || !isRecord(raw.response_format)) return undefined;
+      if (!isRecord(raw)) return undefined;
+      if (raw.priority != null) {
+        const p = pydanticInt(raw.priority);
+        if ("error" in p) return sglangError(400, `priority: ${p.error}`);
+      }
+      if (!isRecord(raw.response_format)) return undefined;
       const t = raw.response_format.type;
       if (typeof t === "string" && !["text", "json_object", "json_schema", "structural_tag"].includes(t)) {
         return sglangError(400, `response_format.type: Input should be 'text', 'json_object' or 'json_schema'`);
@@ -238,7 +263,13 @@ export function sglangKind(live: SimLive): KindSurface {
           `Requested token count exceeds the model's maximum context length of ${n} tokens. You requested a total of ${promptTokens + m} tokens: ${promptTokens} tokens from the input messages and ${m} tokens for the completion. Please reduce the number of tokens in the input messages or the completion to fit within the limit.`,
         );
       }
-      return { model: body.model ?? "default", promptTokens, constraint: constraintOf(body) };
+      const adm: Admission = { model: body.model ?? "default", promptTokens, constraint: constraintOf(body) };
+      if (byPriority) {
+        const given = extra(body, "priority");
+        const p = given == null ? undefined : pydanticInt(given);
+        adm.priority = -(p && "value" in p ? p.value : NO_PRIORITY);
+      }
+      return adm;
     },
     replyId: hexIds(seed),
     toolCallId: (hash) => `call_${hexId(hash, 2, 24)}`,

@@ -84,6 +84,8 @@ export interface Admission extends AnswerView {
   promptTokens: number;
   /** headers of the answer (a hosted API's rate limits) */
   headers?: Record<string, string>;
+  /** the engine's queue key under the "priority" policy (lower runs first), from the kind's own request field */
+  priority?: number;
 }
 
 /** Refusals every kind has; each kind words and shapes them its own way. */
@@ -114,6 +116,8 @@ export interface KindSurface {
   screen(raw: unknown): Response | undefined;
   /** a refusal of a valid request (model, context, tools...), or what to answer */
   admit(body: ChatBody, promptTokens: number): Response | Admission;
+  /** with the "priority" policy: how far (in queue keys) a waiting request must outrank a running one to preempt it; absent = never */
+  readonly preemptGap?: number;
   /** the id of the n-th answer */
   replyId(n: number): string;
   /** the id of a tool call, from the request hash (so the same request calls with the same id) */

@@ -4,7 +4,7 @@ import type { ChatBody } from "../request.ts";
 
 import type { OutputConstraint } from "../skills/types.ts";
 
-import { extra, jsonAnswer, maxTokens, openaiResponseFormat, schemaValue } from "./common.ts";
+import { extra, jsonAnswer, maxTokens, openaiResponseFormat, pydanticInt, schemaValue } from "./common.ts";
 import { hexId, hexIds } from "./ids.ts";
 
 import { type OpenAIVariant, openaiCompletion, openaiStream } from "./openai-shape.ts";
@@ -31,7 +31,14 @@ import { isRecord } from "../../util/record.ts";
  *   v0.16, only `reasoning_content` up to v0.11.0);
  * - tool call ids `chatcmpl-tool-<uuid hex>`; `/v1/models` owned_by "vllm"
  *   with max_model_len; usage.prompt_tokens_details as with
- *   --enable-prompt-tokens-details.
+ *   --enable-prompt-tokens-details;
+ * - `priority` (int, default 0, lower first): with --scheduling-policy
+ *   priority the waiting queue is ordered by (priority, arrival)
+ *   (v1/core/sched/request_queue.py); under the default fcfs it is taken and
+ *   ignored: the V1 engine (the only one since v0.11.0) has no check, and
+ *   "Got priority N but Priority scheduling is not enabled." was the V0
+ *   engine's. V1 preempts only when the KV cache is full, which the sim does
+ *   not model, so it never preempts.
  */
 
 const VERSION = "0.11.1";
@@ -93,6 +100,7 @@ function constraintOf(body: ChatBody): OutputConstraint | undefined {
 /** The vLLM surface of a server. */
 export function vllmKind(live: SimLive): KindSurface {
   const o = live.o;
+  const byPriority = o.schedulingPolicy === "priority";
   const seed = o.port * 7919 + live.startedAt;
   const replyHex = hexIds(seed);
   const models = () =>
@@ -177,7 +185,12 @@ export function vllmKind(live: SimLive): KindSurface {
       }
     },
     screen(raw) {
-      if (!isRecord(raw) || !isRecord(raw.response_format)) return undefined;
+      if (!isRecord(raw)) return undefined;
+      if ("priority" in raw) {
+        const p = pydanticInt(raw.priority);
+        if ("error" in p) return vllmError(400, `priority: ${p.error}`, "priority");
+      }
+      if (!isRecord(raw.response_format)) return undefined;
       const t = raw.response_format.type;
       if (typeof t === "string" && !RESPONSE_FORMAT_TYPES.has(t)) {
         return vllmError(400, `response_format.type: Input should be 'text', 'json_object', 'json_schema' or 'structural_tag'`, "response_format");
@@ -202,7 +215,12 @@ export function vllmKind(live: SimLive): KindSurface {
           `'${name}' or 'max_completion_tokens' is too large: ${m}. This model's maximum context length is ${n} tokens and your request has ${promptTokens} input tokens (${m} > ${n} - ${promptTokens}).`,
         );
       }
-      return { model: o.model, promptTokens, constraint: constraintOf(body) };
+      const adm: Admission = { model: o.model, promptTokens, constraint: constraintOf(body) };
+      if (byPriority) {
+        const p = pydanticInt(extra(body, "priority") ?? 0);
+        adm.priority = "value" in p ? p.value : 0;
+      }
+      return adm;
     },
     replyId: (n) => `chatcmpl-${replyHex(n)}`,
     toolCallId: (hash) => `chatcmpl-tool-${hexId(hash, 1)}`,
