@@ -47,6 +47,14 @@ export function makePlan(quick: boolean, scenario = "coral"): Plan {
   return coralPlan(quick);
 }
 
+/**
+ * Every fleet schedules by request priority, as vLLM started with
+ * --scheduling-policy priority: matrixd sends its tasks' priorities; the
+ * other modes send none, and requests of equal priority run in arrival
+ * order, as under fcfs.
+ */
+const PRIORITY = { "scheduling-policy": "priority" } as const;
+
 const SCALE = { dummyTasks: 100_000, inFlight: 20_000, utilTasks: 3000 };
 const QUICK_SCALE = { dummyTasks: 2000, inFlight: 300, utilTasks: 60 };
 
@@ -57,7 +65,7 @@ function coralPlan(quick: boolean): Plan {
       ...common,
       tasks: 60,
       sweepTasks: 30,
-      fleet: { servers: 2, slots: 16, decodeTps: 40_000, flags: { "agree-rate": 0.3 } },
+      fleet: { servers: 2, slots: 16, decodeTps: 40_000, flags: { "agree-rate": 0.3, ...PRIORITY } },
       sweep: {
         matrixd: [{ concurrency: 1024 }],
         batch: [{ batch: 16, inflight: 2 }],
@@ -72,7 +80,7 @@ function coralPlan(quick: boolean): Plan {
     tasks: 3000,
     sweepTasks: 1200,
     // 4 servers x 64 slots; 8,000 tokens/s each: 32,000 tokens/s for the fleet
-    fleet: { servers: 4, slots: 64, decodeTps: 8000, flags: { "agree-rate": 0.3 } },
+    fleet: { servers: 4, slots: 64, decodeTps: 8000, flags: { "agree-rate": 0.3, ...PRIORITY } },
     sweep: {
       matrixd: [{ concurrency: 1024 }, { concurrency: 4096 }],
       batch: [
@@ -114,7 +122,7 @@ function reasoningExtractPlan(quick: boolean): Plan {
       ...common,
       tasks: 300,
       sweepTasks: 150,
-      fleet: { servers: 2, slots: 16, decodeTps: 8000, flags: {}, models: { small: 1, large: 1 } },
+      fleet: { servers: 2, slots: 16, decodeTps: 8000, flags: { ...PRIORITY }, models: { small: 1, large: 1 } },
       sweep: {
         matrixd: [{ concurrency: 1024 }],
         batch: [{ batch: 64, inflight: 2 }],
@@ -127,7 +135,7 @@ function reasoningExtractPlan(quick: boolean): Plan {
     ...common,
     tasks: 2200,
     sweepTasks: 1100,
-    fleet: { servers: 3, slots: 8, decodeTps: 900, flags: {}, models: { small: 1, large: 2 } },
+    fleet: { servers: 3, slots: 8, decodeTps: 900, flags: { ...PRIORITY }, models: { small: 1, large: 2 } },
     sweep: {
       matrixd: [{ concurrency: 1024 }],
       batch: [
@@ -156,7 +164,7 @@ function toolUsePlan(quick: boolean): Plan {
       sweepTasks: 5,
       trials: 2,
       envCapacity: 20,
-      fleet: { servers: 1, slots: 16, decodeTps: 16_000, flags: {} },
+      fleet: { servers: 1, slots: 16, decodeTps: 16_000, flags: { ...PRIORITY } },
       sweep: {
         matrixd: [{ concurrency: 1024 }],
         batch: [{ batch: 10, inflight: 2 }],
@@ -172,7 +180,7 @@ function toolUsePlan(quick: boolean): Plan {
     trials: 4,
     envCapacity: 64,
     // 2 servers x 32 slots, 2,000 tokens/s each: the fleet, not the 2 cores running the tools, bounds the run
-    fleet: { servers: 2, slots: 32, decodeTps: 2000, flags: {} },
+    fleet: { servers: 2, slots: 32, decodeTps: 2000, flags: { ...PRIORITY } },
     sweep: {
       matrixd: [{ concurrency: 1024 }],
       batch: [

@@ -5,6 +5,7 @@ import { createLlmClient } from "../src/llm/index.ts";
 import type { ManagedLlmClient } from "../src/llm/types.ts";
 import { feedSupervisor } from "../src/services/feed.ts";
 import { startSim, SimOptionsSchema } from "../src/sim/index.ts";
+import { PRIORITY_KINDS } from "../src/sim/options.ts";
 import { validate } from "../src/config/load.ts";
 import { type SuperviseSpec, SuperviseSchema, Supervisor } from "../src/services/supervisor.ts";
 
@@ -49,9 +50,11 @@ export async function openLlm(args: {
     }
     for (const f of flags) {
       if (f === "sim") {
-        const sim = await startSim(validate(SimOptionsSchema, args.sim ?? {}, "config sim"));
+        const sim = await startSim(validate(SimOptionsSchema, simDefaults(args.sim ?? {}), "config sim"));
         stops.push(() => sim.stop());
-        endpoints.push({ url: `${sim.url}/v1`, kind: sim.options.kind, metrics: true });
+        // a sim that schedules by priority is sent each request's
+        const priority = sim.options.schedulingPolicy === "priority";
+        endpoints.push({ url: `${sim.url}/v1`, kind: sim.options.kind, metrics: true, priority });
         args.log.info({ url: sim.url, ceiling: sim.ceilingTps }, "started the in-process simulated LLM");
       } else if (/^https?:\/\//.test(f)) {
         // its kind, slots and load are found out; the limit follows them
@@ -83,6 +86,17 @@ export async function openLlm(args: {
       for (const s of stops) await s();
     },
   };
+}
+
+/**
+ * The in-process sim's settings: as given, scheduling by priority (vLLM's
+ * --scheduling-policy priority) when it imitates a server that can and the
+ * config does not say otherwise.
+ */
+function simDefaults(sim: Record<string, unknown>): Record<string, unknown> {
+  const kind = typeof sim.kind === "string" ? sim.kind : "vllm";
+  if (sim.schedulingPolicy !== undefined || !(PRIORITY_KINDS as readonly string[]).includes(kind)) return sim;
+  return { ...sim, schedulingPolicy: "priority" };
 }
 
 /** `--supervise` flags as specs (the model name after `=`: `--supervise 'cmd {port}'` or `model=cmd {port}`). */

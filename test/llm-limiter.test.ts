@@ -107,10 +107,11 @@ describe("llm limiter", () => {
     expect(h.pop()).toBeUndefined();
   });
 
-  test("llm limiter - request priorities: admission time from a fixed epoch, minus steps done, none", () => {
+  test("llm limiter - request priorities: admission second from a fixed epoch, minus steps done, none", () => {
     const task = { admitted: Date.UTC(2026, 0, 1), steps: 4 };
-    expect(priorityOf("admission", task)).toBe(Date.UTC(2026, 0, 1) - Date.UTC(2025, 0, 1));
-    expect(priorityOf("admission", { admitted: task.admitted + 1, steps: 0 })).toBe((priorityOf("admission", task) as number) + 1);
+    expect(priorityOf("admission", task)).toBe((Date.UTC(2026, 0, 1) - Date.UTC(2025, 0, 1)) / 1000);
+    expect(priorityOf("admission", { admitted: task.admitted + 999, steps: 0 })).toBe(priorityOf("admission", task) as number);
+    expect(priorityOf("admission", { admitted: task.admitted + 1000, steps: 0 })).toBe((priorityOf("admission", task) as number) + 1);
     expect(priorityOf("steps", task)).toBe(-4);
     expect(priorityOf("none", task)).toBeUndefined();
     expect(priorityOf("admission", undefined)).toBeUndefined();

@@ -329,7 +329,7 @@ export class LlmClientImpl implements ManagedLlmClient {
 
         tries.attempts++;
         const model = req.model ?? ep.defaultModel;
-        const sendPriority = ep.sendsPriority ? priority : undefined;
+        const sendPriority = ep.sendsPriority && priority !== undefined ? (ep.dialect?.priorityHigherFirst ? -priority : priority) : undefined;
         const forWhom = `${model ?? ""}\n${ep.dialect?.kind ?? ""}\n${sendPriority ?? ""}`;
         if (forWhom !== bodyFor) {
           body = buildChatBody(req, model, ep.dialect, sendPriority);

@@ -87,6 +87,8 @@ export const sglang: Dialect = {
   // xgrammar (its default backend) takes JSON Schema as it is
   rewriteSchema: (schema) => schema,
   maxTokensField: "max_tokens",
+  // --enable-priority-scheduling runs higher values first unless --schedule-low-priority-values-first
+  priorityHigherFirst: true,
   toolsNeedDescription: false,
   classifyError: classifyWith({
     context: [/longer than the model's context length/i, /maximum context length/i],

@@ -93,6 +93,11 @@ export interface Dialect {
   rewriteSchema(schema: Record<string, unknown>): Record<string, unknown>;
   /** the field the completion cap goes in */
   readonly maxTokensField: "max_tokens" | "max_completion_tokens";
+  /**
+   * a request's `priority` runs first when higher (SGLang's default; vLLM
+   * runs the lower first): matrixd's priorities, lower first, are sent negated
+   */
+  readonly priorityHigherFirst?: boolean;
   /** tools must carry a description (llama.cpp b4748 answers 500 without one) */
   readonly toolsNeedDescription: boolean;
   /** what an error answer means, from its status and the server's own words */
