@@ -44,6 +44,9 @@ usage: matrixd bench [SCENARIO] [--quick] [options]
   --env-capacity N   environments each mode holds at once (tool-use 64, quick 20)
   --modes LIST       modes to run, comma-separated (default matrixd,batch,central,jobqueue)
   --no-sweep         skip the sweep; use the first setting of each mode
+  --concurrency N    matrixd's tasks in flight (both matrixd modes), instead of its sweep
+  --priority P       the matrixd mode's request priorities: admission (default: the oldest
+                     task first) or steps (the task with the most steps done first)
   --no-scale         skip the scale figures (they run with coral only)
   --fetch-limit N    set BUN_CONFIG_MAX_HTTP_REQUESTS=N for every mode (Bun's fetch
                      runs at most 256 requests at once unless told otherwise)
@@ -75,6 +78,8 @@ export async function runBench(argv: string[]): Promise<number> {
       "env-capacity": { type: "string" },
       modes: { type: "string" },
       "no-sweep": { type: "boolean" },
+      concurrency: { type: "string" },
+      priority: { type: "string" },
       "no-scale": { type: "boolean" },
       "fetch-limit": { type: "string" },
       out: { type: "string" },
@@ -103,6 +108,11 @@ export async function runBench(argv: string[]): Promise<number> {
   if (f.tasks) plan.tasks = positiveInt("tasks", f.tasks);
   if (f.trials) plan.trials = positiveInt("trials", f.trials);
   if (f["env-capacity"]) plan.envCapacity = positiveInt("env-capacity", f["env-capacity"]);
+  if (f.concurrency) plan.sweep.matrixd = [{ concurrency: positiveInt("concurrency", f.concurrency) }];
+  if (f.priority !== undefined && f.priority !== "admission" && f.priority !== "steps") {
+    console.error(`matrixd bench: --priority must be "admission" or "steps", got "${f.priority}"`);
+    return 2;
+  }
   plan.sweepTasks = Math.min(plan.sweepTasks, plan.tasks);
   // Environments only for workflows with a role that runs in one.
   const envConfig = Object.values(workflow.roles).some((r) => r.kind === "env") ? { driver: envDriver, capacity: plan.envCapacity } : undefined;
@@ -130,7 +140,7 @@ export async function runBench(argv: string[]): Promise<number> {
 }
 
 interface BenchSetup {
-  f: { seeds?: string; "no-sweep"?: boolean; "no-scale"?: boolean };
+  f: { seeds?: string; "no-sweep"?: boolean; "no-scale"?: boolean; priority?: string };
   scenario: string;
   root: string;
   plan: Plan;
@@ -174,6 +184,7 @@ async function benchIn(tmp: string, setup: BenchSetup): Promise<number> {
     workflow: scenario,
     options: plan.options,
     jobSeed: 1,
+    ...(f.priority === "steps" ? { priority: "steps" as const } : {}),
     trials: plan.trials,
     envConfig,
     env,
@@ -225,6 +236,7 @@ async function benchIn(tmp: string, setup: BenchSetup): Promise<number> {
     sweepTasks: sweepSeeds.n,
     trials: plan.trials,
     options: plan.options,
+    priority: f.priority === "steps" ? "steps" : "admission",
     envs: envConfig ?? null,
     modes: final,
     sweep,

@@ -26,6 +26,8 @@ export const MODE_TITLES: Record<ModeName, string> = {
 
 /** What is shared by every mode of a run. */
 export interface BenchContext {
+  /** the matrixd mode's request priority policy (llm.priority): admission (default) or steps */
+  priority?: "admission" | "steps";
   root: string;
   matrixd: string[];
   bun: string[];
@@ -143,7 +145,7 @@ export async function runMode(
   });
   // matrixd sends each request its task's priority (the fleet schedules by it); matrixd-fifo neither queues nor sends by one
   const llm =
-    mode === "matrixd" ? { endpoints: endpoints.map((e) => ({ ...e, priority: true })), priority: "admission" } : { endpoints, priority: "none" };
+    mode === "matrixd" ? { endpoints: endpoints.map((e) => ({ ...e, priority: true })), priority: ctx.priority ?? "admission" } : { endpoints, priority: "none" };
   // Each mode's environments under a node name of their own, so no run can take another's for leftovers.
   const env = ctx.envConfig ? { ...ctx.envConfig, node: `bench-${tag}-${process.pid}` } : undefined;
   if (MATRIXD_MODES.includes(mode)) {

@@ -22,6 +22,8 @@ export interface BenchResults {
   trials?: number;
   /** the workflow's options, the same in every mode */
   options?: Record<string, unknown>;
+  /** the matrixd mode's request priority policy */
+  priority?: "admission" | "steps";
   /** the environment service every mode opened (driver, capacity), or null */
   envs?: { driver: string; capacity: number } | null;
   /** the side-by-side run, matrixd first */
