@@ -1,4 +1,5 @@
 import type { ResolvedSimOptions } from "./options.ts";
+import { Heap } from "../util/heap.ts";
 
 /**
  * The capacity model of a GPU server doing continuous batching, as vLLM does:
@@ -98,68 +99,6 @@ function before(a: RankedSeq, b: RankedSeq): boolean {
   return a.key < b.key || (a.key === b.key && a.order < b.order);
 }
 
-/**
- * The waiting queue of the "priority" policy: a binary min-heap on (key,
- * arrival number), O(log n) per push and pop. Cancelled sequences stay in it
- * until they reach the top, where the engine drops them, as the FIFO does.
- */
-class SeqHeap {
-  items: RankedSeq[] = [];
-
-  get size(): number {
-    return this.items.length;
-  }
-
-  peek(): RankedSeq | undefined {
-    return this.items[0];
-  }
-
-  push(s: RankedSeq): void {
-    const a = this.items;
-    let i = a.length;
-    a.push(s);
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      const parent = a[p]!;
-      if (!before(s, parent)) break;
-      a[i] = parent;
-      i = p;
-    }
-    a[i] = s;
-  }
-
-  pop(): RankedSeq | undefined {
-    const a = this.items;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) this.sink(last, 0);
-    return top;
-  }
-
-  /** Keeps only the sequences `keep` accepts, in heap order again. */
-  filter(keep: (s: RankedSeq) => boolean): void {
-    const a = this.items.filter(keep);
-    this.items = a;
-    for (let i = (a.length >> 1) - 1; i >= 0; i--) this.sink(a[i]!, i);
-  }
-
-  private sink(s: RankedSeq, from: number): void {
-    const a = this.items;
-    const n = a.length;
-    let i = from;
-    for (;;) {
-      let c = 2 * i + 1;
-      if (c >= n) break;
-      const r = c + 1;
-      if (r < n && before(a[r]!, a[c]!)) c = r;
-      if (!before(a[c]!, s)) break;
-      a[i] = a[c]!;
-      i = c;
-    }
-    a[i] = s;
-  }
-}
-
 /** Engine counters, cumulative since start. */
 export interface EngineCounters {
   running: number;
@@ -199,7 +138,8 @@ export class SimEngine {
   private waitingQ: SeqImpl[] = [];
   private head = 0;
   /** the waiting queue under the "priority" policy (waitingQ stays empty then) */
-  private readonly heap: SeqHeap | undefined;
+  /** the waiting queue of the "priority" policy; cancelled sequences stay in it until they reach the top, where the engine drops them, as the FIFO does */
+  private readonly heap: Heap<RankedSeq> | undefined;
   /** preemption (SGLang's): a waiting key this far below a running one's takes its slot */
   private readonly preemptGap: number | undefined;
   /** running sequences, kept only when preemption is on */
@@ -238,7 +178,7 @@ export class SimEngine {
   ) {
     this.slots = o.slots;
     if (o.schedulingPolicy === "priority") {
-      this.heap = new SeqHeap();
+      this.heap = new Heap(before);
       if (o.preemptGap !== undefined) {
         this.preemptGap = o.preemptGap;
         this.runningSet = new Set();
@@ -440,7 +380,7 @@ export class SimEngine {
    * batch gives up its worst running sequence (highest key, latest arrival)
    * to a waiting one whose key is more than preemptGap lower.
    */
-  private admitByPriority(h: SeqHeap): number {
+  private admitByPriority(h: Heap<RankedSeq>): number {
     let prefill = 0;
     for (;;) {
       const s = h.peek();

@@ -1,93 +1,107 @@
 /**
- * A binary min-heap of items ordered by a number, ties by the order they
- * were pushed: `pop` gives the lowest key first and, among equal keys, the
- * oldest. O(log n) a push or pop.
+ * A binary min-heap over a `before` order: `pop` gives the item that goes
+ * before every other. O(log n) a push or pop, O(n) a `filter`.
  */
-export class KeyedHeap<T> {
-  private keys: number[] = [];
-  private orders: number[] = [];
+export class Heap<T> {
   private items: T[] = [];
-  private pushed = 0;
+
+  constructor(private readonly before: (a: T, b: T) => boolean) {}
 
   get size(): number {
     return this.items.length;
   }
 
-  push(key: number, item: T): void {
-    this.keys.push(key);
-    this.orders.push(this.pushed++);
-    this.items.push(item);
-    this.up(this.items.length - 1);
-  }
-
-  /** The lowest-keyed (then oldest) item, without taking it. */
+  /** The first item, without taking it. */
   peek(): T | undefined {
     return this.items[0];
   }
 
+  push(item: T): void {
+    const a = this.items;
+    let i = a.length;
+    a.push(item);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = a[p] as T;
+      if (!this.before(item, parent)) break;
+      a[i] = parent;
+      i = p;
+    }
+    a[i] = item;
+  }
+
   pop(): T | undefined {
-    const n = this.items.length;
-    if (n === 0) return undefined;
-    const top = this.items[0] as T;
-    const last = n - 1;
-    if (last > 0) this.move(last, 0);
-    this.keys.pop();
-    this.orders.pop();
-    this.items.pop();
-    if (last > 1) this.down(0);
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last !== undefined) this.sink(last, 0);
     return top;
+  }
+
+  /** Keeps only the items `keep` accepts, in heap order again. */
+  filter(keep: (item: T) => boolean): void {
+    const a = this.items.filter(keep);
+    this.items = a;
+    for (let i = (a.length >> 1) - 1; i >= 0; i--) this.sink(a[i] as T, i);
   }
 
   /** Every item, in no particular order; the heap is emptied. */
   drain(): T[] {
     const all = this.items;
-    this.keys = [];
-    this.orders = [];
     this.items = [];
     return all;
   }
 
-  private before(a: number, b: number): boolean {
-    const ka = this.keys[a] as number;
-    const kb = this.keys[b] as number;
-    return ka < kb || (ka === kb && (this.orders[a] as number) < (this.orders[b] as number));
-  }
-
-  private move(from: number, to: number): void {
-    this.keys[to] = this.keys[from] as number;
-    this.orders[to] = this.orders[from] as number;
-    this.items[to] = this.items[from] as T;
-  }
-
-  private swap(a: number, b: number): void {
-    const k = this.keys[a] as number;
-    const o = this.orders[a] as number;
-    const it = this.items[a] as T;
-    this.move(b, a);
-    this.keys[b] = k;
-    this.orders[b] = o;
-    this.items[b] = it;
-  }
-
-  private up(i: number): void {
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.before(i, parent)) return;
-      this.swap(i, parent);
-      i = parent;
-    }
-  }
-
-  private down(i: number): void {
-    const n = this.items.length;
+  private sink(item: T, from: number): void {
+    const a = this.items;
+    const n = a.length;
+    let i = from;
     for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) return;
-      const r = l + 1;
-      const child = r < n && this.before(r, l) ? r : l;
-      if (!this.before(child, i)) return;
-      this.swap(i, child);
-      i = child;
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      const r = c + 1;
+      if (r < n && this.before(a[r] as T, a[c] as T)) c = r;
+      if (!this.before(a[c] as T, item)) break;
+      a[i] = a[c] as T;
+      i = c;
     }
+    a[i] = item;
+  }
+}
+
+interface Keyed<T> {
+  key: number;
+  n: number;
+  item: T;
+}
+
+/**
+ * A heap of items ordered by a number, ties by the order they were pushed:
+ * `pop` gives the lowest key first and, among equal keys, the oldest.
+ */
+export class KeyedHeap<T> {
+  private readonly heap = new Heap<Keyed<T>>((a, b) => a.key < b.key || (a.key === b.key && a.n < b.n));
+  private pushed = 0;
+
+  get size(): number {
+    return this.heap.size;
+  }
+
+  push(key: number, item: T): void {
+    this.heap.push({ key, n: this.pushed++, item });
+  }
+
+  /** The lowest-keyed (then oldest) item, without taking it. */
+  peek(): T | undefined {
+    return this.heap.peek()?.item;
+  }
+
+  pop(): T | undefined {
+    return this.heap.pop()?.item;
+  }
+
+  /** Every item, in no particular order; the heap is emptied. */
+  drain(): T[] {
+    return this.heap.drain().map((k) => k.item);
   }
 }
