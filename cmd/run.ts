@@ -156,6 +156,7 @@ export async function runMain(argv: string[]): Promise<number> {
       services: svc.services,
       accounting: new Accounting(cfg.prices),
       ...(cfg.budget ? { budget: cfg.budget } : {}),
+      ...(cfg.admission ? { admission: cfg.admission } : {}),
       ...(f["retry-failed"] ? { retryFailed: true } : {}),
       log,
       node: `${hostname()}-${process.pid}`,

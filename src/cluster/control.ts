@@ -5,7 +5,8 @@ import { type EventFeed, jobEvent } from "./events.ts";
 import { StreamIntake } from "./intake.ts";
 import { type RetryOutcome, retryFailed } from "./retry.ts";
 import { isLive, type JobTable } from "./jobs.ts";
-import { type JobHead, prepareHead, prepareJob, recordSizeProblem } from "./submit.ts";
+import { type JobHead, prepareHead, prepareJob, recordSizeProblem, seedOrder } from "./submit.ts";
+import { inAdmissionOrder } from "../engine/admission.ts";
 import type { JobIntake, JobSubmission } from "./types.ts";
 import type { NodeWorkflows } from "./workflows.ts";
 import { RowHandoff } from "./handoff.ts";
@@ -86,7 +87,7 @@ export class JobControl {
     table.set(rec);
     let stored: number;
     try {
-      stored = await jobs.storeSeeds(prepared.tasks());
+      stored = await jobs.storeSeeds(inAdmissionOrder(prepared.tasks(), seedOrder(prepared.head, this.o.log)));
     } catch (err) {
       // Part of a job must not run as if it were the whole: end it, saying why, and tell the caller.
       const reason = `its seeds could not all be stored on ${node}: ${describe(err)}`;

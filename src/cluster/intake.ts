@@ -1,7 +1,8 @@
 import type { JobRecord, JobStore, SeedMessage } from "../store/index.ts";
 import { describe, SeedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { entryRole, type JobHead, newJobRecord, seedMessages, seedSizeProblem } from "./submit.ts";
+import { entryRole, type JobHead, newJobRecord, seedMessages, seedOrder, seedSizeProblem } from "./submit.ts";
+import { inAdmissionOrderAsync } from "../engine/admission.ts";
 import type { CheckedSeed, JobIntake } from "./types.ts";
 
 /** Seeds waiting to be stored at most; `add` waits past it. */
@@ -94,7 +95,7 @@ export class StreamIntake implements JobIntake {
     await store.create(rec);
     this.#rec = rec;
     this.#o.onRecord(rec);
-    this.#storing = store.storeSeeds(this.#drain()).catch((err) => {
+    this.#storing = store.storeSeeds(inAdmissionOrderAsync(this.#drain(), seedOrder(head, this.#o.log))).catch((err) => {
       this.#failure = err;
       this.#wakeAdd?.();
       throw err;

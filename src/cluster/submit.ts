@@ -3,6 +3,8 @@ import type { JobRecord, SeedMessage } from "../store/index.ts";
 import { validate } from "../config/load.ts";
 import { type JobRuntime, makeJobRuntime } from "../engine/job.ts";
 import { seedTrials } from "../engine/tasks.ts";
+import { AdmissionOrder } from "../engine/admission.ts";
+import type { Logger } from "../log.ts";
 import { startOf } from "../engine/step.ts";
 import { ConfigError, SeedError } from "../errors.ts";
 import type { AnyWorkflow } from "../plugin/api.ts";
@@ -81,6 +83,7 @@ export function checkJobHead(
     ...(s.maxSteps !== undefined ? { maxSteps: s.maxSteps } : {}),
     ...(s.budget !== undefined ? { budget: s.budget } : {}),
     ...(s.purgeRows !== undefined ? { purgeRows: s.purgeRows } : {}),
+    ...(s.admission !== undefined ? { admission: s.admission } : {}),
   };
   const runtime = makeJobRuntime({
     id,
@@ -214,6 +217,14 @@ export function entryRole(head: JobHead, seed: Record<string, unknown>): string 
 /** A seed's messages, one per trial. */
 export function* seedMessages(job: string, trials: number, g: CheckedSeed): Generator<SeedMessage> {
   for (const t of seedTrials(g, trials, false)) yield { v: 1, job, id: t.id, trial: t.trial, line: t.line, seed: t.seed };
+}
+
+/** The job's admission order over its task messages: the order they are stored in, so the order nodes take them. */
+export function seedOrder(head: JobHead, log: Logger): AdmissionOrder<SeedMessage> {
+  const order: AdmissionOrder<SeedMessage> = new AdmissionOrder(head.settings.admission, (m) => m.seed, head.settings.seed, (err, m) => {
+    if (order.keyErrors === 1) log.warn({ job: head.id, line: m.line, err: err.message }, `seed line ${m.line}: ${err.message}; seeds whose admission key cannot be read are stored in file order`);
+  });
+  return order;
 }
 
 /** A seed too large for one NATS message, or undefined. */

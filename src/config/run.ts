@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { PricesSchema } from "../engine/accounting.ts";
 import { BudgetSchema } from "../protocol/job.ts";
+import { AdmissionSchema } from "../engine/admission.ts";
 import { LlmSectionSchema } from "../llm/config.ts";
 import { SuperviseSchema } from "../services/supervisor.ts";
 import { readConfigFile, validate } from "./load.ts";
@@ -34,6 +35,8 @@ export const JobConfigSchema = z.strictObject({
   prices: PricesSchema.default({}),
   /** the job admits no new tasks once it has used this many tokens or dollars; the run then exits 1 */
   budget: BudgetSchema.optional(),
+  /** which tasks start first: `order` file (the default), shuffle, largest or smallest (by `key`, CEL over the seed), over a `window` of seeds read ahead */
+  admission: AdmissionSchema.optional(),
   /** local LLM servers this node starts and watches (`--supervise`) */
   supervise: z.array(SuperviseSchema).default([]),
   /** per-task environments (`--env`): driver, capacity, limits; checked when opened */

@@ -15,7 +15,8 @@ import type { JobRuntime } from "./job.ts";
 import { topFailures } from "./failures.ts";
 import { addRow, emptyTally, metricMeans } from "./metrics.ts";
 import { encodeRow } from "./row.ts";
-import { SeedFile, startTask } from "./tasks.ts";
+import { type SeedEntry, SeedFile, startTask } from "./tasks.ts";
+import { type Admission, AdmissionOrder, inAdmissionOrderAsync } from "./admission.ts";
 
 export interface RunJobOptions {
   job: JobRuntime;
@@ -45,6 +46,8 @@ export interface RunJobOptions {
    * not admitted get no row (a later run with the same output resumes them)
    */
   budget?: Budget;
+  /** which tasks start first (file order when not given) */
+  admission?: Admission;
   /** run again the tasks whose rows in the output are failed, replacing those rows (see dropFailedRows) */
   retryFailed?: boolean;
 }
@@ -167,8 +170,21 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     failed++;
     addRow(tally, row, metricDefs);
   };
+  const order = new AdmissionOrder(
+    opts.admission,
+    (e: SeedEntry) => (e.ok ? e.seed : undefined),
+    job.seed,
+    (err, e) => {
+      if (order.keyErrors === 1) log.warn({ job: job.id, line: e.ok ? e.line : undefined, err: err.message }, `seed line ${e.ok ? e.line : "?"}: ${err.message}; seeds whose admission key cannot be read start in file order`);
+    },
+  );
   const admit = async () => {
-    for await (const entry of seeds.entries()) {
+    for await (const entry of inAdmissionOrderAsync(seeds.entries(), order)) {
+      // seeds held back for the admission order are not started once the run is stopped
+      if (signal.aborted) {
+        stopped = true;
+        break;
+      }
       if (!entry.ok) {
         writeRow(entry.row);
         continue;
@@ -196,6 +212,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
       void engine.begin(started.state);
     }
     if (seeds.stopped) stopped = true;
+    if (order.keyErrors > 1) log.warn({ job: job.id, seeds: order.keyErrors }, `${order.keyErrors} seeds had no admission key and started in file order`);
     if (budgetReached) log.warn({ job: job.id, event: "budget.reached", reason: budgetReached }, `job ${job.id} reached its budget (${budgetReached}): no new tasks are admitted, those in flight finish`);
     await admission.idle();
   };

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { AdmissionSchema } from "../engine/admission.ts";
 
 /**
  * A job's settings and status as the cluster keeps and answers them: the
@@ -43,6 +44,8 @@ export const JobSettingsSchema = z.object({
    * marker of the task stays, so its counts and one row per task hold
    */
   purgeRows: z.enum(["followed"]).optional(),
+  /** which tasks start first: file order (the default), a shuffle, or largest / smallest by a key over the seed */
+  admission: AdmissionSchema.optional(),
 });
 export type JobSettings = z.infer<typeof JobSettingsSchema>;
 
