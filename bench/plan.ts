@@ -120,8 +120,8 @@ function reasoningExtractPlan(quick: boolean): Plan {
   if (quick) {
     return {
       ...common,
-      tasks: 300,
-      sweepTasks: 150,
+      tasks: 120,
+      sweepTasks: 60,
       fleet: { servers: 2, slots: 16, decodeTps: 8000, flags: { ...PRIORITY }, models: { small: 1, large: 1 } },
       sweep: {
         matrixd: [{ concurrency: 1024 }],

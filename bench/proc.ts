@@ -110,9 +110,13 @@ export function bunCommand(root: string): string[] {
 
 /**
  * The matrixd command: the compiled binary when it exists (`make bench`
- * builds it first), else the CLI from source.
+ * builds it first), else the CLI from source. With MATRIXD_CPU_PROF=DIR
+ * set, the CLI from source under Bun's sampling profiler: each matrixd
+ * process writes a .cpuprofile into DIR when it exits.
  */
 export function matrixdCommand(root: string): string[] {
+  const prof = process.env.MATRIXD_CPU_PROF;
+  if (prof) return [...bunCommand(root), "--cpu-prof", `--cpu-prof-dir=${prof}`, join(root, "cmd", "matrixd.ts")];
   const bin = join(root, "dist", "matrixd");
   if (existsSync(bin)) return [bin];
   return [...bunCommand(root), join(root, "cmd", "matrixd.ts")];

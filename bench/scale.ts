@@ -106,7 +106,7 @@ export async function runScale(ctx: ScaleContext): Promise<ScaleResults> {
     figures.push({ name: `RSS per in-flight task, KiB (${what}; vs ${base.inFlight} in flight)`, value: fmt(perTask / 1024), number: perTask / 1024 });
   }
   notes.push(
-    `In-flight runs: ${target * 2} coral seeds, one sim server with ${target + 5000} slots; each run is held ${plan.quick ? 2 : HOLD_S} s once ` +
+    `In-flight runs: ${target * 2} coral seeds, one sim server with ${target + 5000} slots; each run is held ${plan.quick ? QUICK_HOLD_S : HOLD_S} s once ` +
       `${target} tasks are in flight, then stopped. RSS per task = (peak RSS - peak RSS with ${small} in flight) / (difference in tasks).`,
   );
 
@@ -125,7 +125,7 @@ export async function runScale(ctx: ScaleContext): Promise<ScaleResults> {
     ctx.log(`  scale: steady utilization (${fetchLabel(fetchLimit)}) ${u.toFixed(3)}`);
   }
   notes.push(
-    `Steady-state utilization: generated tokens between ${plan.quick ? 2 : WARM_S} s and ${plan.quick ? 6 : WARM_S + WINDOW_S} s after start, read from the fleet's /metrics, over ceiling x window; the run is then stopped (the side-by-side table includes the drain at the end of a job).`,
+    `Steady-state utilization: generated tokens between ${plan.quick ? QUICK_WARM_S : WARM_S} s and ${plan.quick ? QUICK_WARM_S + QUICK_WINDOW_S : WARM_S + WINDOW_S} s after start, read from the fleet's /metrics, over ceiling x window; the run is then stopped (the side-by-side table includes the drain at the end of a job).`,
   );
 
   // 4. Binary start to /healthz (matrixd join, once it exists).
@@ -153,6 +153,10 @@ const HOLD_S = 15;
 const HEALTHZ_TRIES = 7;
 const WARM_S = 10;
 const WINDOW_S = 30;
+/** the same for --quick: a smoke test, its figures are not for reading */
+const QUICK_HOLD_S = 1;
+const QUICK_WARM_S = 1;
+const QUICK_WINDOW_S = 2;
 
 function fmt(x: number): string {
   return Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "-";
@@ -224,7 +228,7 @@ async function holdInFlight(ctx: ScaleContext, seeds: string, concurrency: numbe
       llmRunning = Math.max(llmRunning, (await fleet.running()) ?? 0);
     } catch {}
     if (!reachedAt && inFlight >= want) reachedAt = Date.now();
-    if (reachedAt && Date.now() - reachedAt > (ctx.plan.quick ? 2 : HOLD_S) * 1000) break;
+    if (reachedAt && Date.now() - reachedAt > (ctx.plan.quick ? QUICK_HOLD_S : HOLD_S) * 1000) break;
   }
   hwm = Math.max(hwm, procStatus(proc.pid).hwmBytes);
   proc.kill("SIGKILL");
@@ -251,8 +255,8 @@ async function steadyUtilization(ctx: ScaleContext, seeds: string, settings: Fle
       stderr: "ignore",
     }),
   );
-  const warm = ctx.plan.quick ? 2 : WARM_S;
-  const window = ctx.plan.quick ? 4 : WINDOW_S;
+  const warm = ctx.plan.quick ? QUICK_WARM_S : WARM_S;
+  const window = ctx.plan.quick ? QUICK_WINDOW_S : WINDOW_S;
   await Bun.sleep(warm * 1000);
   const a: FleetCounters = await fleet.counters();
   const t0 = performance.now();

@@ -24,7 +24,7 @@ async function run(args: string[], timeoutMs = 100_000): Promise<{ code: number;
 
 describe("llm services in matrixd run", () => {
   test("llm services - a supervised server killed mid-job: requests wait for its restart, no retries spent, every row ok", async () => {
-    writeLines(tmp.path("k.jsonl"), coralSeeds(300, "k"));
+    writeLines(tmp.path("k.jsonl"), coralSeeds(120, "k"));
     // no retries at all: only waiting through the restart can save the requests in flight
     writeFileSync(tmp.path("k.yaml"), "concurrency: 64\nllm:\n  retries: 0\n");
     const marker = `kill-${process.pid}`;
@@ -45,7 +45,7 @@ describe("llm services in matrixd run", () => {
     const [, stderr] = await output;
     expect(code).toBe(0);
     const rows = readRows(tmp.path("k.out"));
-    expect(rows.length).toBe(300);
+    expect(rows.length).toBe(120);
     expect(rows.filter((r) => r.status !== "ok").map((r) => r.error)).toEqual([]);
     expect(stderr).toContain("restarting the LLM server");
     expect(stderr).toContain("LLM endpoint back");

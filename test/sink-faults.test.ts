@@ -65,7 +65,7 @@ function startRun(args: string[]) {
 
 describe("dataset faults", () => {
   test("output lock - a second run on the same --out is refused at once, naming the file and the pid; the first completes exactly", async () => {
-    const n = 200;
+    const n = 90;
     writeLines(tmp.path("two.jsonl"), coralSeeds(n, "two"));
     const out = "two/x.jsonl";
     const first = startRun(["--seeds", "two.jsonl", "--out", out, "--config", "slow.yaml"]);
@@ -91,7 +91,7 @@ describe("dataset faults", () => {
   }, 150_000);
 
   test("output lock - a lock left by a run killed with kill -9 (or naming a reused pid) does not block; the resumed run completes the file exactly", async () => {
-    const n = 200;
+    const n = 90;
     writeLines(tmp.path("dead.jsonl"), coralSeeds(n, "dead"));
     const out = "dead/x.jsonl";
     const first = startRun(["--seeds", "dead.jsonl", "--out", out, "--config", "slow.yaml"]);

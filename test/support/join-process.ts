@@ -161,7 +161,7 @@ export async function spawnJoin(opts: {
   const logText = () => readFileSync(logPath, "utf8").slice(logStart);
   const exited = () => proc.exitCode !== null || proc.signalCode !== null;
   const answering = async (): Promise<JoinProcess | undefined> => {
-    if (exited()) throw new Error(`matrixd join ${opts.name} exited with ${proc.exitCode}:\n${logText()}`);
+    if (exited()) throw new Error(`matrixd join ${opts.name} exited with ${proc.exitCode ?? proc.signalCode}:\n${logText()}`);
     const m = /"url":"http:\/\/127\.0\.0\.1:(\d+)","msg":"HTTP API listening"/.exec(logText());
     if (!m) return undefined;
     const p = new JoinProcess(opts.name, proc, Number(m[1]), logPath);
