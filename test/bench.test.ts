@@ -151,6 +151,44 @@ describe("bench", () => {
   );
 
   test(
+    "bench million - quick run: one streamed job through three nodes, its rows followed out of NATS, each task once in the dataset",
+    async () => {
+      const out = mkdtempSync(join(tmpdir(), "matrixd-bench-test-"));
+      try {
+        const seeds = 6000;
+        const args = [BUN, join(ROOT, "bench", "cluster.ts"), "--quick", "--only", "million", "--seeds", String(seeds), "--out", out];
+        const proc = Bun.spawn(args, { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+        const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+        if (code !== 0) console.error(stderr.slice(-3000));
+        expect(code).toBe(0);
+        expect(stdout).toContain("tasks/s");
+
+        const results = JSON.parse(readFileSync(join(out, "million.json"), "utf8"));
+        expect(results.quick).toBe(true);
+        expect(results.nodes).toBe(3);
+        const { followed, plain } = results;
+        for (const job of [followed, plain]) {
+          expect(job.state).toBe("done");
+          expect(job.ok).toBe(job.tasks);
+          expect(job.failed).toBe(0);
+          expect(job.peakRssMiBPerNode.length).toBe(3);
+          for (const k of ["wallS", "tasksPerSecond"]) expect(job[k]).toBeGreaterThan(0);
+        }
+        expect(followed.tasks).toBe(seeds);
+        expect(followed.followerExit).toBe(0);
+        expect(followed.dataset).toMatchObject({ lines: seeds, distinct: seeds, other: 0, exactlyOnePerTask: true });
+        // the rows left NATS as the follower wrote them: what stays of a task is its marker
+        expect(followed.natsBytesPerTaskEnd).toBeLessThan(followed.natsBytesPerTaskPeak);
+        expect(followed.natsBytesPerTaskEnd).toBeLessThan(plain.natsBytesPerTaskEnd);
+        expect(readFileSync(join(out, "million.md"), "utf8")).toContain(`# ${seeds.toLocaleString("en-US")} seeds through three nodes`);
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+    240_000,
+  );
+
+  test(
     "bench files - quick run: coral as a file and as a plugin on one fleet give the same dataset; CPU per step and per role step",
     async () => {
       const out = mkdtempSync(join(tmpdir(), "matrixd-bench-test-"));
