@@ -19,7 +19,7 @@ import { runFiles } from "./files.ts";
 import { startFleet } from "./fleet.ts";
 import { runKinds } from "./kinds.ts";
 import { type MachineInfo, machineInfo } from "./machine.ts";
-import { type BenchContext, MODES, type ModeName, type ModeResult, runMode } from "./modes.ts";
+import { type BenchContext, MODES, type ModeName, type ModeResult, PRIORITIES, type Priority, runMode } from "./modes.ts";
 import { makePlan, type Plan } from "./plan.ts";
 import { bunCommand, matrixdCommand, repoRoot, stopAll } from "./proc.ts";
 import { type BenchResults, fleetLabel, qualityWarnings, renderMarkdown, renderSvg, renderTable } from "./report.ts";
@@ -46,7 +46,8 @@ usage: matrixd bench [SCENARIO] [--quick] [options]
   --no-sweep         skip the sweep; use the first setting of each mode
   --concurrency N    matrixd's tasks in flight (both matrixd modes), instead of its sweep
   --priority P       the matrixd mode's request priorities: admission (default: the oldest
-                     task first) or steps (the task with the most steps done first)
+                     task first), steps (the task with the most steps done first) or
+                     fewest-steps (the task with the fewest first)
   --no-scale         skip the scale figures (they run with coral only)
   --fetch-limit N    set BUN_CONFIG_MAX_HTTP_REQUESTS=N for every mode (Bun's fetch
                      runs at most 256 requests at once unless told otherwise)
@@ -109,8 +110,8 @@ export async function runBench(argv: string[]): Promise<number> {
   if (f.trials) plan.trials = positiveInt("trials", f.trials);
   if (f["env-capacity"]) plan.envCapacity = positiveInt("env-capacity", f["env-capacity"]);
   if (f.concurrency) plan.sweep.matrixd = [{ concurrency: positiveInt("concurrency", f.concurrency) }];
-  if (f.priority !== undefined && f.priority !== "admission" && f.priority !== "steps") {
-    console.error(`matrixd bench: --priority must be "admission" or "steps", got "${f.priority}"`);
+  if (f.priority !== undefined && !PRIORITIES.includes(f.priority as Priority)) {
+    console.error(`matrixd bench: --priority must be one of ${PRIORITIES.join(", ")}, got "${f.priority}"`);
     return 2;
   }
   plan.sweepTasks = Math.min(plan.sweepTasks, plan.tasks);
@@ -184,7 +185,7 @@ async function benchIn(tmp: string, setup: BenchSetup): Promise<number> {
     workflow: scenario,
     options: plan.options,
     jobSeed: 1,
-    ...(f.priority === "steps" ? { priority: "steps" as const } : {}),
+    ...(f.priority !== undefined ? { priority: f.priority as Priority } : {}),
     trials: plan.trials,
     envConfig,
     env,
@@ -236,7 +237,7 @@ async function benchIn(tmp: string, setup: BenchSetup): Promise<number> {
     sweepTasks: sweepSeeds.n,
     trials: plan.trials,
     options: plan.options,
-    priority: f.priority === "steps" ? "steps" : "admission",
+    priority: (f.priority ?? "admission") as Priority,
     envs: envConfig ?? null,
     modes: final,
     sweep,

@@ -11,6 +11,10 @@ import { measure } from "./proc.ts";
 import { startRedis } from "./redis.ts";
 import { readDataset } from "./rows.ts";
 
+/** The request priority policies the matrixd mode can run with (llm.priority, `none` being matrixd-fifo). */
+export const PRIORITIES = ["admission", "steps", "fewest-steps"] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
 export const MODES = ["matrixd", "matrixd-fifo", "batch", "central", "jobqueue"] as const;
 export type ModeName = (typeof MODES)[number];
 /** The modes that are matrixd (`matrixd run`), with its request priorities and without. */
@@ -26,8 +30,8 @@ export const MODE_TITLES: Record<ModeName, string> = {
 
 /** What is shared by every mode of a run. */
 export interface BenchContext {
-  /** the matrixd mode's request priority policy (llm.priority): admission (default) or steps */
-  priority?: "admission" | "steps";
+  /** the matrixd mode's request priority policy (llm.priority; admission by default) */
+  priority?: Priority;
   root: string;
   matrixd: string[];
   bun: string[];

@@ -5,7 +5,7 @@
  */
 import type { FleetSettings } from "./fleet.ts";
 import type { MachineInfo } from "./machine.ts";
-import { MODE_TITLES, type ModeResult } from "./modes.ts";
+import { MODE_TITLES, type ModeResult, type Priority } from "./modes.ts";
 import type { ScaleResults } from "./scale.ts";
 
 export interface BenchResults {
@@ -23,7 +23,7 @@ export interface BenchResults {
   /** the workflow's options, the same in every mode */
   options?: Record<string, unknown>;
   /** the matrixd mode's request priority policy */
-  priority?: "admission" | "steps";
+  priority?: Priority;
   /** the environment service every mode opened (driver, capacity), or null */
   envs?: { driver: string; capacity: number } | null;
   /** the side-by-side run, matrixd first */

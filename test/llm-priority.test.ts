@@ -25,7 +25,13 @@ const admittedAt = (i: number) => Date.UTC(2026, 0, 1) + i * 20_000;
  * was admitted at admittedAt(i), so task 0 is the oldest. Returns the tasks
  * in the order their answers came back.
  */
-async function finishOrder(url: string, n: number, config: Record<string, unknown>, endpoint: Record<string, unknown>): Promise<number[]> {
+async function finishOrder(
+  url: string,
+  n: number,
+  config: Record<string, unknown>,
+  endpoint: Record<string, unknown>,
+  stepsOf: (i: number) => number = () => 0,
+): Promise<number[]> {
   const llm = createLlmClient({ endpoints: [{ url, ...endpoint }], retries: 0, ...config });
   try {
     // one long call first (about 150 ms), so the server's one slot is taken and the others queue
@@ -34,7 +40,7 @@ async function finishOrder(url: string, n: number, config: Record<string, unknow
     const order: number[] = [];
     const calls = [];
     for (let i = n - 1; i >= 0; i--) {
-      calls.push(llm.chat(ask(i), { task: { admitted: admittedAt(i), steps: 0 } }).then(() => void order.push(i)));
+      calls.push(llm.chat(ask(i), { task: { admitted: admittedAt(i), steps: stepsOf(i) } }).then(() => void order.push(i)));
       await Bun.sleep(2);
     }
     await Promise.all([first, ...calls]);
@@ -54,6 +60,17 @@ describe("llm request priority", () => {
     expect(withPriority).toEqual([0, 1, 2, 3, 4]);
     const without = await finishOrder(url, 5, { priority: "none" }, { maxConcurrency: 64, slots: 64, metrics: false, kind: "vllm", priority: true });
     expect(without).toEqual([4, 3, 2, 1, 0]);
+  }, 60_000);
+
+  test("llm priority - by steps: the task with the most steps done first, or with fewest-steps the one with the fewest", async () => {
+    const sim = await startSim({ kind: "vllm", slots: 1, decodeTps: 400, lenMedian: 60, lenSigma: 0, schedulingPolicy: "priority" });
+    servers.push(sim);
+    const url = `${sim.url}/v1`;
+    const endpoint = { maxConcurrency: 64, slots: 64, metrics: false, kind: "vllm", priority: true };
+    // steps done by tasks 0..4, in neither their admission order nor the order their calls are sent
+    const steps = (i: number) => [3, 9, 1, 7, 5][i] as number;
+    expect(await finishOrder(url, 5, { priority: "steps" }, endpoint, steps)).toEqual([1, 3, 4, 0, 2]);
+    expect(await finishOrder(url, 5, { priority: "fewest-steps" }, endpoint, steps)).toEqual([2, 0, 4, 3, 1]);
   }, 60_000);
 
   test("llm priority - an SGLang-like server runs higher values first: the client sends its priorities negated, and the oldest task still goes first", async () => {

@@ -108,10 +108,12 @@ export const LlmConfigSchema = z.strictObject({
    * own queue and, where the endpoint takes a `priority`, in the server's:
    * `admission` (default) the oldest task's (the one admitted first), so a
    * long dialogue's later turns do not queue behind every young task's
-   * first one; `steps` the task with the most steps done; `none` the order
-   * the requests came in
+   * first one; `steps` the task with the most steps done (the furthest
+   * along finish first); `fewest-steps` the task with the fewest (tasks
+   * move in step, so a job whose tasks are all in flight ends soonest);
+   * `none` the order the requests came in
    */
-  priority: z.enum(["admission", "steps", "none"]).default("admission"),
+  priority: z.enum(["admission", "steps", "fewest-steps", "none"]).default("admission"),
   /** extra tries `chatJson` makes when a reply fails its schema */
   structuredRetries: z.number().int().nonnegative().default(2),
   /**

@@ -15,12 +15,14 @@ const PRIORITY_EPOCH_MS = Date.UTC(2025, 0, 1);
 
 /**
  * A request's priority under the client's policy, lower first (as vLLM and
- * the client's own queue take it): the task's admission second, or minus its
- * steps done; undefined without a task or with policy `none`.
+ * the client's own queue take it): the task's admission second, minus its
+ * steps done, or its steps done; undefined without a task or with policy
+ * `none`.
  */
 export function priorityOf(policy: LlmConfig["priority"], task: ChatOptions["task"]): number | undefined {
   if (task === undefined || policy === "none") return undefined;
   if (policy === "steps") return -task.steps;
+  if (policy === "fewest-steps") return task.steps;
   return Math.max(0, Math.floor((task.admitted - PRIORITY_EPOCH_MS) / 1000));
 }
 
