@@ -221,10 +221,9 @@ export function* seedMessages(job: string, trials: number, g: CheckedSeed): Gene
 
 /** The job's admission order over its task messages: the order they are stored in, so the order nodes take them. */
 export function seedOrder(head: JobHead, log: Logger): AdmissionOrder<SeedMessage> {
-  const order: AdmissionOrder<SeedMessage> = new AdmissionOrder(head.settings.admission, (m) => m.seed, head.settings.seed, (err, m) => {
-    if (order.keyErrors === 1) log.warn({ job: head.id, line: m.line, err: err.message }, `seed line ${m.line}: ${err.message}; seeds whose admission key cannot be read are stored in file order`);
-  });
-  return order;
+  return new AdmissionOrder(head.settings.admission, (m) => m.seed, head.settings.seed, (err, m) =>
+    log.warn({ job: head.id, line: m.line, err: err.message }, `seed line ${m.line}: ${err.message}; seeds whose admission key cannot be read are stored in file order`),
+  );
 }
 
 /** A seed too large for one NATS message, or undefined. */

@@ -45,8 +45,9 @@ interface Held<T> {
  * Puts items (a job's seeds, or its task messages) in the job's admission
  * order: `push` each as it is read and admit what it gives back, then
  * `flush` at the end for the rest. Items with no seed (failed rows of bad
- * lines) pass at once. `onKeyError` hears of each seed whose key cannot be
- * read (it is admitted in file order).
+ * lines) pass at once. `onFirstKeyError` hears of the first seed whose key
+ * cannot be read (such seeds are admitted in file order; `keyErrors` counts
+ * them).
  */
 export class AdmissionOrder<T> {
   readonly #order: Admission["order"];
@@ -63,7 +64,7 @@ export class AdmissionOrder<T> {
     admission: Admission | undefined,
     readonly seedOf: (item: T) => Record<string, unknown> | undefined,
     jobSeed: number,
-    readonly onKeyError: (err: Error, item: T) => void = () => {},
+    readonly onFirstKeyError: (err: Error, item: T) => void = () => {},
   ) {
     this.#order = admission?.order ?? "file";
     this.#window = admission?.window ?? 1;
@@ -119,8 +120,7 @@ export class AdmissionOrder<T> {
       if (typeof v === "number" && Number.isFinite(v)) return v;
       throw new ExprError(`admission key ${JSON.stringify((this.#key as Expr).source)} gave ${describeValue(v)}, not a number`);
     } catch (err) {
-      this.keyErrors++;
-      this.onKeyError(err instanceof Error ? err : new Error(String(err)), item);
+      if (++this.keyErrors === 1) this.onFirstKeyError(err instanceof Error ? err : new Error(String(err)), item);
       return undefined;
     }
   }

@@ -174,9 +174,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunSummary> {
     opts.admission,
     (e: SeedEntry) => (e.ok ? e.seed : undefined),
     job.seed,
-    (err, e) => {
-      if (order.keyErrors === 1) log.warn({ job: job.id, line: e.ok ? e.line : undefined, err: err.message }, `seed line ${e.ok ? e.line : "?"}: ${err.message}; seeds whose admission key cannot be read start in file order`);
-    },
+    (err, e) => log.warn({ job: job.id, line: e.ok ? e.line : undefined, err: err.message }, `seed line ${e.ok ? e.line : "?"}: ${err.message}; seeds whose admission key cannot be read start in file order`),
   );
   const admit = async () => {
     for await (const entry of inAdmissionOrderAsync(seeds.entries(), order)) {
