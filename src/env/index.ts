@@ -2,7 +2,6 @@
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { createBwrapDriver } from "./bwrap.ts";
-import { createDockerDriver } from "./docker.ts";
 import { EnvPoolImpl, type Driver } from "./pool.ts";
 import { EnvConfigSchema, type EnvConfig, type EnvService } from "./types.ts";
 
@@ -60,7 +59,8 @@ export function parseEnvConfig(input: unknown): EnvConfig {
  */
 export async function createEnvService(config: EnvConfig, log: Logger): Promise<EnvService> {
   const envLog = log.child({ service: "env", driver: config.driver });
-  const driver: Driver = config.driver === "docker" ? await createDockerDriver(config, envLog) : await createBwrapDriver(config, envLog);
+  // dockerode is loaded only for the docker driver: a node without it does not pay for its modules at start
+  const driver: Driver = config.driver === "docker" ? await (await import("./docker.ts")).createDockerDriver(config, envLog) : await createBwrapDriver(config, envLog);
   const left = await driver.cleanupLeftovers();
   if (left > 0) envLog.info({ count: left }, "removed environments left by earlier runs that are over");
   envLog.info({ capacity: config.capacity }, "environment service ready");
