@@ -2,17 +2,6 @@
 import "./env.ts";
 import { describe, exitCodeOf } from "../src/errors.ts";
 import { VERSION } from "../src/version.ts";
-import { runMain } from "./run.ts";
-import { benchMain } from "./bench.ts";
-import { simLlmMain } from "./sim-llm.ts";
-import { statusMain } from "./status.ts";
-import { submitMain } from "./submit.ts";
-import { guardMain } from "../src/services/guard.ts";
-import { joinMain } from "./join.ts";
-import { checkMain } from "./check.ts";
-import { jobsMain } from "./jobs.ts";
-import { resultsMain } from "./results.ts";
-import { cancelMain } from "./cancel.ts";
 
 const HELP = `matrixd ${VERSION}: peer-to-peer multi-agent synthetic data generation
 
@@ -32,18 +21,19 @@ usage: matrixd COMMAND [options]   (matrixd COMMAND --help for each)
 
 exit codes: 0 ok, 1 job or runtime failure, 2 usage or config error`;
 
+// Each command's modules load when it runs: a guard or a sim server does not load the NATS client, YAML, CEL...
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
-  __guard: guardMain,
-  run: runMain,
-  check: checkMain,
-  join: joinMain,
-  "sim-llm": simLlmMain,
-  bench: benchMain,
-  submit: submitMain,
-  status: statusMain,
-  jobs: jobsMain,
-  results: resultsMain,
-  cancel: cancelMain,
+  __guard: async (a) => (await import("../src/services/guard.ts")).guardMain(a),
+  run: async (a) => (await import("./run.ts")).runMain(a),
+  check: async (a) => (await import("./check.ts")).checkMain(a),
+  join: async (a) => (await import("./join.ts")).joinMain(a),
+  "sim-llm": async (a) => (await import("./sim-llm.ts")).simLlmMain(a),
+  bench: async (a) => (await import("./bench.ts")).benchMain(a),
+  submit: async (a) => (await import("./submit.ts")).submitMain(a),
+  status: async (a) => (await import("./status.ts")).statusMain(a),
+  jobs: async (a) => (await import("./jobs.ts")).jobsMain(a),
+  results: async (a) => (await import("./results.ts")).resultsMain(a),
+  cancel: async (a) => (await import("./cancel.ts")).cancelMain(a),
   version: async () => {
     console.log(`matrixd ${VERSION}`);
     return 0;
