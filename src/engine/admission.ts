@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Heap } from "../util/heap.ts";
+import { KeyedHeap } from "../util/heap.ts";
 import { Rng } from "../util/hash.ts";
 import { describeValue, Expr, ExprError, toCel } from "../workflow/expr.ts";
 
@@ -35,12 +35,6 @@ export const AdmissionSchema = z
   });
 export type Admission = z.infer<typeof AdmissionSchema>;
 
-interface Held<T> {
-  item: T;
-  key: number;
-  n: number;
-}
-
 /**
  * Puts items (a job's seeds, or its task messages) in the job's admission
  * order: `push` each as it is read and admit what it gives back, then
@@ -55,8 +49,9 @@ export class AdmissionOrder<T> {
   readonly #key: Expr | undefined;
   readonly #rng: Rng;
   readonly #buffer: T[] = [];
-  readonly #heap: Heap<Held<T>> | undefined;
-  #n = 0;
+  /** `largest` and `smallest`: the window by key (negated for largest), ties in the order read */
+  readonly #heap: KeyedHeap<T> | undefined;
+  #sign = 1;
   /** seeds whose key could not be read */
   keyErrors = 0;
 
@@ -71,8 +66,8 @@ export class AdmissionOrder<T> {
     this.#rng = new Rng(jobSeed ^ 0x5eed0a0d);
     if (admission?.key !== undefined && (this.#order === "largest" || this.#order === "smallest")) {
       this.#key = Expr.compile(admission.key);
-      const sign = this.#order === "largest" ? -1 : 1;
-      this.#heap = new Heap((a, b) => sign * a.key < sign * b.key || (a.key === b.key && a.n < b.n));
+      this.#sign = this.#order === "largest" ? -1 : 1;
+      this.#heap = new KeyedHeap();
     }
   }
 
@@ -84,8 +79,8 @@ export class AdmissionOrder<T> {
     if (this.#heap) {
       const key = this.#keyOf(seed, item);
       if (key === undefined) return [item];
-      this.#heap.push({ item, key, n: this.#n++ });
-      return this.#heap.size > this.#window ? [(this.#heap.pop() as Held<T>).item] : [];
+      this.#heap.push(this.#sign * key, item);
+      return this.#heap.size > this.#window ? [this.#heap.pop() as T] : [];
     }
     // shuffle: once the window is full, each item read sends out a random one of the window
     const buf = this.#buffer;
@@ -103,7 +98,7 @@ export class AdmissionOrder<T> {
   flush(): T[] {
     if (this.#heap) {
       const out: T[] = [];
-      for (let h = this.#heap.pop(); h; h = this.#heap.pop()) out.push(h.item);
+      while (this.#heap.size > 0) out.push(this.#heap.pop() as T);
       return out;
     }
     const buf = this.#buffer.splice(0);
